@@ -1,0 +1,323 @@
+"""Shared plumbing: the INI config, user-facing errors, atomic file writes, seeding.
+
+The INI file is parsed once, by `load_config(path)`, into frozen dataclasses. Every key has a
+type and a check; a key the dataclass does not know, a missing required key or a bad value
+raises `ConfigError` naming the file, section and key. Nothing else reads the INI file.
+
+    cfg = load_config("SEED.ini")
+    cfg.model.depth_spec   # 16
+    cfg.to_dict()          # the resolved config, as saved next to results and checkpoints
+
+Errors a user can cause (bad path, bad file, bad INI value) are `UserError`s: the command-line
+entry points catch them with `cli_main` and print one line, exit code 1, no traceback.
+"""
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+# ----------------------------------------------------------------------------- errors
+
+
+class UserError(Exception):
+    """An error the user can fix (bad path, file or value); printed as one line, exit 1."""
+
+
+class ConfigError(UserError):
+    """A bad INI file, section, key or value."""
+
+
+class DataError(UserError):
+    """A dataset or preprocessed file that is missing or not what was expected."""
+
+
+def cli_main(main: Callable[[list[str] | None], Any]) -> None:
+    """Run a command-line `main(argv)`; turn a UserError into one stderr line and exit 1."""
+    try:
+        code = main(None)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted: finished work is kept; rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(int(code or 0))
+
+
+# ----------------------------------------------------------------------------- config
+
+DATASET_CLASSES = {"SEED": 3, "SEED-IV": 4}
+
+
+def _key(default: Any = dataclasses.MISSING, *, choices: tuple = (), check: Callable[[Any], bool] | None = None,
+         expect: str = "", doc: str = "") -> Any:
+    """A config key: its default (none = required), allowed choices or a check, and a doc line."""
+    meta = {"choices": choices, "check": check, "expect": expect, "doc": doc}
+    return field(default=default, metadata=meta)
+
+
+def _positive(x) -> bool:
+    return x > 0
+
+
+def _non_negative(x) -> bool:
+    return x >= 0
+
+
+@dataclass(frozen=True)
+class PathConfig:
+    dataset_root: Path = _key(doc="folder holding the dataset as distributed (see README)")
+    preprocessed_root: Path = _key(doc="where Preprocess.py writes maps; run.py reads them")
+    result_path: Path = _key(doc="where run.py writes results, checkpoints and figures")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = _key(choices=("SEED", "SEED-IV"))
+    feature: str = _key("de_LDS", choices=("de_LDS", "de_movingAve", "de_raw"),
+                        doc="de_raw: DE computed from raw EEG (needs the raw EEG folder)")
+    input_width: int = _key(check=_positive, expect="a positive integer")
+    specInput_length: int = _key(check=_positive, expect="a positive integer")
+    temInput_length: int = _key(check=_positive, expect="a positive integer")
+    temporal_window_s: float = _key(0.2, check=_positive, expect="a positive number of seconds",
+                                    doc="raw EEG segment per sample, resampled to temInput_length points")
+    temporal_offset_s: float = _key(0.0, check=_non_negative, expect="a number of seconds >= 0",
+                                    doc="start of the segment after the start of its DE window")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    depth_spec: int = _key(check=_positive, expect="a positive integer of the form 3N+4")
+    depth_tem: int = _key(check=_positive, expect="a positive integer of the form 3N+4")
+    nb_dense_block: int = _key(check=_positive, expect="a positive integer")
+    gr_spec: int = _key(check=_positive, expect="a positive integer")
+    gr_tem: int = _key(check=_positive, expect="a positive integer")
+    nb_class: int = _key(check=_positive, expect="a positive integer")
+    block_order: str = _key("paper", choices=("paper", "official"))
+    attention: str = _key("both", choices=("both", "spatial", "spectral_temporal", "none"))
+    attention_activation: str = _key("sigmoid", choices=("sigmoid", "softmax"))
+    streams: str = _key("both", choices=("both", "spectral", "temporal"))
+    dropout: float = _key(0.5, check=lambda x: 0 <= x < 1, expect="a number in [0, 1)")
+    compression_spec: float = _key(0.5, check=lambda x: 0 < x <= 1, expect="a number in (0, 1]")
+    compression_tem: float = _key(1.0, check=lambda x: 0 < x <= 1, expect="a number in (0, 1]")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    nbEpoch: int = _key(check=_positive, expect="a positive integer")
+    batch_size: int = _key(check=_positive, expect="a positive integer")
+    lr: float = _key(check=_positive, expect="a positive number")
+    protocol: str = _key("trial", choices=("trial", "paper", "random", "loso"))
+    patience: int = _key(20, check=_positive, expect="a positive integer")
+    seed: int = _key(42, check=_non_negative, expect="an integer >= 0")
+    device: str = _key("auto", check=lambda s: s in ("auto", "cpu") or s == "cuda" or s.startswith("cuda:"),
+                       expect="auto, cpu, cuda or cuda:N")
+    l2: float = _key(1e-4, check=_non_negative, expect="a number >= 0",
+                     doc="Keras l2(1e-4) on stem, bottleneck and transition convs")
+    normalization: str = _key("electrode", choices=("electrode", "none"))
+    val_trials_per_class: int = _key(1, check=_non_negative, expect="an integer >= 0")
+    random_test_fraction: float = _key(0.4, check=lambda x: 0 < x < 1, expect="a number in (0, 1)")
+    amp: bool = _key(True, doc="bf16 autocast on CUDA (ignored on CPU)")
+    num_threads: int = _key(0, check=_non_negative, expect="an integer >= 0 (0: torch's default)")
+
+
+SECTIONS = {"path": PathConfig, "data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
+
+
+@dataclass(frozen=True)
+class Config:
+    path: PathConfig
+    data: DataConfig
+    model: ModelConfig
+    training: TrainingConfig
+    source: Path | None = None  # the INI file it came from
+
+    def to_dict(self) -> dict:
+        """The resolved config as plain JSON-able data (paths as strings)."""
+        out = {}
+        for name in SECTIONS:
+            out[name] = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(getattr(self, name)).items()}
+        return out
+
+    def replace(self, **sections: dict) -> "Config":
+        """A copy with some keys changed, e.g. cfg.replace(training={"nbEpoch": 2}); values are checked."""
+        new = {}
+        for name, cls in SECTIONS.items():
+            values = dataclasses.asdict(getattr(self, name))
+            for k, v in sections.get(name, {}).items():
+                if k not in values:
+                    raise ConfigError(f"unknown key [{name}] {k}")
+                values[k] = v
+            for f in fields(cls):
+                _check_value(f, values[f.name], name, str(self.source or "<config>"))
+            new[name] = cls(**values)
+        return Config(**new, source=self.source)
+
+
+def _parse_value(f: dataclasses.Field, raw: str, where: str) -> Any:
+    typ = f.type if isinstance(f.type, str) else f.type.__name__
+    raw = raw.strip()
+    try:
+        if typ == "int":
+            return int(raw)
+        if typ == "float":
+            return float(raw)
+        if typ == "bool":
+            low = raw.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if typ == "Path":
+            if not raw:
+                raise ValueError(raw)
+            return Path(raw)
+        return raw
+    except ValueError:
+        kind = {"int": "an integer", "float": "a number", "bool": "true or false", "Path": "a path"}.get(typ, typ)
+        raise ConfigError(f"{where}: expected {kind}, got {raw!r}") from None
+
+
+def _check_value(f: dataclasses.Field, value: Any, section: str, source: str) -> None:
+    where = f"{source}: [{section}] {f.name}"
+    meta = f.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{where}: expected one of {', '.join(meta['choices'])}, got {value!r}")
+    if isinstance(value, float) and not np.isfinite(value):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    if meta.get("check") and not meta["check"](value):
+        raise ConfigError(f"{where}: expected {meta['expect']}, got {value!r}")
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Parse an INI file into a Config. Relative paths in [path] are relative to the INI file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
+    parser.optionxform = str  # keep the authors' camelCase keys (nbEpoch, specInput_length)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable INI file ({str(e).splitlines()[0]})") from None
+    unknown = [s for s in parser.sections() if s not in SECTIONS]
+    if unknown:
+        raise ConfigError(f"{path}: unknown section [{unknown[0]}]; expected {', '.join(f'[{s}]' for s in SECTIONS)}")
+    sections = {}
+    for name, cls in SECTIONS.items():
+        if not parser.has_section(name):
+            raise ConfigError(f"{path}: missing section [{name}]")
+        known = {f.name: f for f in fields(cls)}
+        for key in parser[name]:
+            if key not in known:
+                raise ConfigError(f"{path}: [{name}] {key}: unknown key; known keys: {', '.join(known)}")
+        values = {}
+        for key, f in known.items():
+            if key in parser[name]:
+                values[key] = _parse_value(f, parser[name][key], f"{path}: [{name}] {key}")
+            elif f.default is dataclasses.MISSING:
+                raise ConfigError(f"{path}: [{name}] {key}: missing required key")
+            else:
+                values[key] = f.default
+            if name == "path":
+                values[key] = values[key] if values[key].is_absolute() else (path.parent / values[key])
+            _check_value(f, values[key], name, str(path))
+        sections[name] = cls(**values)
+    cfg = Config(**sections, source=path)
+    expected = DATASET_CLASSES[cfg.data.dataset]
+    if cfg.model.nb_class != expected:
+        raise ConfigError(f"{path}: [model] nb_class: {cfg.data.dataset} has {expected} classes, got {cfg.model.nb_class}")
+    return cfg
+
+
+# ----------------------------------------------------------------------------- atomic files
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success rename it onto `path`, else delete it.
+
+    A reader never sees a half-written file: either the old one, or the complete new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON atomically (indent 2, NumPy scalars and Paths converted)."""
+    def default(o):
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, Path):
+            return str(o)
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=default) + "\n", encoding="utf-8")
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """np.save atomically (the file can be opened later with mmap_mode='r')."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+
+
+# ----------------------------------------------------------------------------- misc
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (CPU and CUDA)."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> "torch.device":
+    """'auto' -> CUDA when available, else CPU; an explicit CUDA device must exist."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"[training] device: {name!r} asked for, but no CUDA device is available (use auto or cpu)")
+    return torch.device(name)
+
+
+def git_commit() -> str | None:
+    """The code's git commit (with '+dirty' if the tree has changes), or None outside a checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sha + ("+dirty" if dirty else "")
