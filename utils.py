@@ -76,14 +76,14 @@ def _non_negative(x) -> bool:
     return x >= 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PathConfig:
     dataset_root: Path = _key(doc="folder holding the dataset as distributed (see README)")
     preprocessed_root: Path = _key(doc="where Preprocess.py writes maps; run.py reads them")
     result_path: Path = _key(doc="where run.py writes results, checkpoints and figures")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DataConfig:
     dataset: str = _key(choices=("SEED", "SEED-IV"))
     feature: str = _key("de_LDS", choices=("de_LDS", "de_movingAve", "de_raw"),
@@ -97,7 +97,7 @@ class DataConfig:
                                     doc="start of the segment after the start of its DE window")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     depth_spec: int = _key(check=_positive, expect="a positive integer of the form 3N+4")
     depth_tem: int = _key(check=_positive, expect="a positive integer of the form 3N+4")
@@ -114,7 +114,7 @@ class ModelConfig:
     compression_tem: float = _key(1.0, check=lambda x: 0 < x <= 1, expect="a number in (0, 1]")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainingConfig:
     nbEpoch: int = _key(check=_positive, expect="a positive integer")
     batch_size: int = _key(check=_positive, expect="a positive integer")
@@ -136,7 +136,7 @@ class TrainingConfig:
 SECTIONS = {"path": PathConfig, "data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Config:
     path: PathConfig
     data: DataConfig
