@@ -128,7 +128,10 @@ class TrainingConfig:
                      doc="Keras l2(1e-4) on stem, bottleneck and transition convs")
     normalization: str = _key("electrode", choices=("electrode", "none"))
     val_trials_per_class: int = _key(1, check=_non_negative, expect="an integer >= 0")
-    random_test_fraction: float = _key(0.4, check=lambda x: 0 < x < 1, expect="a number in (0, 1)")
+    random_test_fraction: float = _key(0.4, check=lambda x: 0 < x < 1, expect="a number in (0, 1)",
+                                       doc="protocol random: share of windows tested (authors' test_split_ratio)")
+    val_fraction: float = _key(0.1, check=lambda x: 0 <= x < 1, expect="a number in [0, 1)",
+                               doc="protocol random: share of training windows used for validation")
     amp: bool = _key(True, doc="bf16 autocast on CUDA (ignored on CPU)")
     num_threads: int = _key(0, check=_non_negative, expect="an integer >= 0 (0: torch's default)")
 

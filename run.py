@@ -1,0 +1,595 @@
+"""Train and evaluate SST-EmotionNet: one fresh model per subject-session (or per LOSO fold).
+
+    python run.py -c SEED.ini                       # every preprocessed subject-session
+    python run.py -c SEED.ini --subjects 1,2 --sessions 1
+    python run.py -c SEED.ini --shard 0/4           # one of 4 processes; then:
+    python run.py -c SEED.ini --summarize           # merge the per-run files
+    python run.py --demo                            # synthetic data end to end, a few minutes on a CPU
+
+Needs the maps of `python Preprocess.py -c SEED.ini`. Writes under [path] result_path:
+    runs/<run>.json        one per finished run: accuracy, macro-F1, kappa, confusion, history
+    checkpoints/<run>.pt   the best model (by validation accuracy), its config and input statistics
+    results.csv, summary.json, and figures/ (the summary, rebuilt from runs/ each time)
+Every file is written atomically. A rerun skips finished runs and resumes an interrupted run
+from its last finished epoch (checkpoints/<run>.partial.pt), so a killed job loses at most one
+epoch. See README.md for the protocols and what each one may claim.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import hashlib
+import io
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import utils
+from utils import Config, ConfigError, DataError, UserError
+
+# The paper's table 1 (mean +- std accuracy %, subject-dependent), for the printed comparison.
+PAPER_ACCURACY = {"SEED": (96.02, 2.17), "SEED-IV": (84.92, 6.66)}
+PROTOCOL_NOTES = {
+    "trial": "honest: whole trials held out, validation from training trials",
+    "paper": "OPTIMISTIC: the test set is used for early stopping and checkpoint choice, as in the authors' code",
+    "random": "LEAKY: adjacent windows of one trial fall in both train and test",
+    "loso": "honest: leave one subject out, validation from another training subject",
+}
+# Keys that do not change what a run computes; results made under other values may be reused.
+NON_RESULT_KEYS = {"path": None, "training": {"device", "num_threads"}}
+
+
+# ----------------------------------------------------------------------------- runs and splits
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One unit of work: a model trained and tested. For loso, `subject` is the held-out subject."""
+    subject: int
+    session: int
+
+    @property
+    def name(self) -> str:
+        return f"sub{self.subject:02d}_ses{self.session}"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Sample indices into the run's pooled arrays. `val` may be empty (no early stopping)."""
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def trial_split(dataset: str, trial: np.ndarray, label: np.ndarray, val_trials_per_class: int) -> Split:
+    """Standard split (SEED trials 1-9 / 10-15, SEED-IV 1-16 / 17-24); validation = the last
+    `val_trials_per_class` training trials of each class, so no window of a validation trial
+    is trained on and the test trials are never looked at."""
+    import datasets
+
+    n_train = datasets.N_TRAIN_TRIALS[dataset]
+    train_mask = trial <= n_train
+    val_mask = np.zeros_like(train_mask)
+    if val_trials_per_class:
+        for c in np.unique(label[train_mask]):
+            trials_c = np.unique(trial[train_mask & (label == c)])
+            val_mask |= np.isin(trial, trials_c[-val_trials_per_class:]) & train_mask
+    return Split(np.flatnonzero(train_mask & ~val_mask), np.flatnonzero(val_mask), np.flatnonzero(~train_mask))
+
+
+def random_split(n: int, test_fraction: float, val_fraction: float, seed: int) -> Split:
+    """Random split of windows (leaky: neighbouring 1-s windows of a trial are nearly identical)."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = int(round(n * test_fraction))
+    n_val = int(round((n - n_test) * val_fraction))
+    return Split(np.sort(perm[n_test + n_val:]), np.sort(perm[n_test:n_test + n_val]), np.sort(perm[:n_test]))
+
+
+def make_split(cfg: Config, spec: RunSpec, subject: np.ndarray, trial: np.ndarray, label: np.ndarray) -> Split:
+    """The protocol's split of one run's pooled samples (see README: Protocols)."""
+    t = cfg.training
+    if t.protocol == "trial":
+        return trial_split(cfg.data.dataset, trial, label, t.val_trials_per_class)
+    if t.protocol == "paper":
+        s = trial_split(cfg.data.dataset, trial, label, 0)
+        return Split(s.train, s.test, s.test)  # the authors' code validates on the test set
+    if t.protocol == "random":
+        return random_split(len(label), t.random_test_fraction, t.val_fraction, t.seed)
+    # loso: test = the held-out subject; validation = the next training subject (cyclically)
+    others = np.unique(subject[subject != spec.subject])
+    if len(others) < 2:
+        raise DataError(f"protocol loso needs at least 3 preprocessed subjects for session {spec.session}, "
+                        f"found {len(others) + 1}")
+    val_subject = others[np.searchsorted(others, spec.subject) % len(others)]
+    test = subject == spec.subject
+    val = subject == val_subject
+    return Split(np.flatnonzero(~test & ~val), np.flatnonzero(val), np.flatnonzero(test))
+
+
+def plan_runs(cfg: Config, available: list[tuple[int, int]], subjects, sessions, shard) -> list[RunSpec]:
+    """The runs of this invocation: all preprocessed (subject, session) pairs, filtered, then sharded."""
+    runs = [RunSpec(s, k) for s, k in available
+            if (subjects is None or s in subjects) and (sessions is None or k in sessions)]
+    if shard is not None:
+        index, count = shard
+        runs = runs[index::count]  # round-robin: shards get similar amounts of work
+    return runs
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class RunData:
+    """One run's samples at electrode level, z-scored with training-split statistics.
+
+    de: (N, 62, specInput_length) float32; eeg: (N, 62, temInput_length) float32 or None.
+    """
+    de: torch.Tensor
+    eeg: torch.Tensor | None
+    label: torch.Tensor
+    split: Split
+    stats: dict
+
+
+def zscore(x: np.ndarray, train: np.ndarray, axes: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x - mean) / std with mean/std over `axes` of the training samples only."""
+    ref = x[train]
+    mean = ref.mean(axis=axes, keepdims=True, dtype=np.float64)
+    std = ref.std(axis=axes, keepdims=True, dtype=np.float64)
+    std = np.where(std > 0, std, 1.0)
+    return ((x - mean) / std).astype(np.float32), mean.astype(np.float32), std.astype(np.float32)
+
+
+def build_run_data(cfg: Config, spec: RunSpec, sessions: list) -> RunData:
+    """Pool the sessions a run needs, split them by protocol, normalise with training statistics."""
+    if cfg.training.protocol == "loso":
+        parts = [s for s in sessions if s.session == spec.session]
+    else:
+        parts = [s for s in sessions if (s.subject, s.session) == (spec.subject, spec.session)]
+    subject = np.concatenate([np.full(len(s.label), s.subject) for s in parts])
+    trial = np.concatenate([np.asarray(s.trial) for s in parts])
+    label = np.concatenate([np.asarray(s.label) for s in parts])
+    split = make_split(cfg, spec, subject, trial, label)
+    if len(split.train) == 0 or len(split.test) == 0:
+        raise DataError(f"{spec.name}: protocol {cfg.training.protocol} leaves "
+                        f"{len(split.train)} training and {len(split.test)} test samples")
+
+    de = np.concatenate([np.asarray(s.de) for s in parts])
+    eeg = np.concatenate([np.asarray(s.eeg) for s in parts]) if cfg.model.streams != "spectral" else None
+    stats = {}
+    if cfg.training.normalization == "electrode":
+        de, stats["de_mean"], stats["de_std"] = zscore(de, split.train, axes=(0,))       # per electrode and band
+        if eeg is not None:
+            eeg, stats["eeg_mean"], stats["eeg_std"] = zscore(eeg, split.train, axes=(0, 2))  # per electrode
+    return RunData(torch.from_numpy(np.ascontiguousarray(de, dtype=np.float32)),
+                   None if eeg is None else torch.from_numpy(np.ascontiguousarray(eeg, dtype=np.float32)),
+                   torch.from_numpy(label.astype(np.int64)), split, stats)
+
+
+class MapBuilder:
+    """Electrode values -> channels-last maps, the same fixed linear map Preprocess.py stores.
+
+    (B, 62, C) -> (B, W, W, C) in one matrix product per batch, on the training device.
+    """
+
+    def __init__(self, width: int, device: torch.device):
+        import Preprocess
+
+        self.width = width
+        self.matrix_t = torch.from_numpy(Preprocess.interpolation_matrix(width).T.astype(np.float32)).to(device)  # (62, W*W)
+
+    def __call__(self, x: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None:
+            return None
+        B, E, C = x.shape
+        maps = x.transpose(1, 2) @ self.matrix_t               # (B, C, W*W)
+        return maps.view(B, C, self.width, self.width).permute(0, 2, 3, 1)  # (B, W, W, C)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_class: int) -> np.ndarray:
+    """(n_class, n_class) counts; rows = true class, columns = predicted class."""
+    return np.bincount(y_true * n_class + y_pred, minlength=n_class * n_class).reshape(n_class, n_class)
+
+
+def scores(cm: np.ndarray) -> dict:
+    """Accuracy, macro-F1 (classes absent from both truth and prediction are skipped) and Cohen's kappa."""
+    n = cm.sum()
+    tp = np.diag(cm).astype(float)
+    support, predicted = cm.sum(1), cm.sum(0)
+    present = (support + predicted) > 0
+    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=present)
+    p_observed = tp.sum() / n
+    p_chance = float((support * predicted).sum()) / n ** 2
+    kappa = (p_observed - p_chance) / (1 - p_chance) if p_chance < 1 else 1.0
+    return {"accuracy": float(p_observed), "macro_f1": float(f1[present].mean()), "kappa": float(kappa)}
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class Diverged(Exception):
+    """The training loss became NaN or Inf."""
+
+
+class Trainer:
+    """Trains one fresh model on one run's data; early stopping on validation loss, best
+    checkpoint by validation accuracy (the authors' EarlyStopping + ModelCheckpoint)."""
+
+    def __init__(self, cfg: Config, spec: RunSpec, data: RunData, device: torch.device):
+        import model as model_lib
+
+        self.cfg, self.spec, self.data, self.device = cfg, spec, data, device
+        utils.set_seed(cfg.training.seed)  # same seed for every run: results don't depend on order or sharding
+        self.net = model_lib.build_model(cfg).to(device)
+        self.optimizer = torch.optim.Adam(model_lib.param_groups(self.net, cfg.training.l2), lr=cfg.training.lr,
+                                          betas=(0.9, 0.999), eps=1e-8)
+        self.shuffle = torch.Generator().manual_seed(cfg.training.seed)
+        self.maps = MapBuilder(cfg.data.input_width, device)
+        self.autocast = device.type == "cuda" and cfg.training.amp
+        self.use_temporal = cfg.model.streams != "spectral"
+        self.use_spectral = cfg.model.streams != "temporal"
+        self.history: list[dict] = []
+        self.best = {"val_accuracy": -math.inf, "val_loss": math.inf, "epoch": 0, "state": None, "wait": 0}
+
+    def _forward(self, idx: torch.Tensor) -> torch.Tensor:
+        d = self.data
+        spectral = self.maps(d.de[idx].to(self.device, non_blocking=True)) if self.use_spectral else None
+        temporal = self.maps(d.eeg[idx].to(self.device, non_blocking=True)) if self.use_temporal else None
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            return self.net(spectral, temporal).float()
+
+    def train_epoch(self, epoch: int) -> tuple[float, float]:
+        self.net.train()
+        train = torch.from_numpy(self.data.split.train)
+        order = train[torch.randperm(len(train), generator=self.shuffle)]
+        total_loss, correct = 0.0, 0
+        for batch in order.split(self.cfg.training.batch_size):
+            y = self.data.label[batch].to(self.device)
+            logits = self._forward(batch)
+            loss = F.cross_entropy(logits, y)
+            if not torch.isfinite(loss):
+                raise Diverged(f"{self.spec.name}: training loss became {loss.item()} at epoch {epoch}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total_loss += loss.item() * len(batch)
+            correct += (logits.argmax(1) == y).sum().item()
+        return total_loss / len(train), correct / len(train)
+
+    @torch.no_grad()
+    def predict(self, indices: np.ndarray) -> tuple[float, np.ndarray]:
+        """Mean cross-entropy and predicted classes of the given samples (eval mode, then back)."""
+        was_training = self.net.training
+        self.net.eval()
+        losses, preds = [], []
+        for batch in torch.from_numpy(indices).split(max(self.cfg.training.batch_size, 256)):
+            logits = self._forward(batch)
+            losses.append(F.cross_entropy(logits, self.data.label[batch].to(self.device), reduction="sum").item())
+            preds.append(logits.argmax(1).cpu())
+        self.net.train(was_training)
+        return sum(losses) / len(indices), torch.cat(preds).numpy()
+
+    def state(self) -> dict:
+        """Everything needed to continue bit-identically after a kill (CPU)."""
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "shuffle": self.shuffle.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "history": self.history, "best": self.best}
+
+    def load_state(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.shuffle.set_state(state["shuffle"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.history, self.best = state["history"], state["best"]
+
+    def fit(self, partial_path: Path, progress) -> None:
+        """Train up to nbEpoch epochs, saving a resumable state after each epoch."""
+        t, split = self.cfg.training, self.data.split
+        for epoch in range(len(self.history) + 1, t.nbEpoch + 1):
+            start = time.perf_counter()
+            train_loss, train_acc = self.train_epoch(epoch)
+            row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc}
+            if len(split.val):
+                val_loss, val_pred = self.predict(split.val)
+                row.update(val_loss=val_loss, val_accuracy=float((val_pred == self.data.label[split.val].numpy()).mean()))
+            row["seconds"] = time.perf_counter() - start
+            self.history.append(row)
+            stop = self._update_best(row)
+            with utils.atomic_path(partial_path) as tmp:
+                torch.save(self.state(), tmp)
+            progress.update(1)
+            progress.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k.endswith(("loss", "accuracy"))})
+            if stop:
+                break
+
+    def _update_best(self, row: dict) -> bool:
+        """Track the checkpoint (best validation accuracy; the last epoch without validation)
+        and early stopping (no validation-loss improvement for `patience` epochs). Returns stop."""
+        b = self.best
+        if "val_accuracy" not in row or row["val_accuracy"] > b["val_accuracy"]:
+            b.update(val_accuracy=row.get("val_accuracy", -math.inf), epoch=row["epoch"],
+                     state=copy.deepcopy(self.net.state_dict()))
+        if "val_loss" not in row:
+            return False
+        if row["val_loss"] < b["val_loss"]:
+            b.update(val_loss=row["val_loss"], wait=0)
+            return False
+        b["wait"] += 1
+        return b["wait"] >= self.cfg.training.patience
+
+
+def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, out: "ResultDir") -> dict:
+    """Train, select, test one run and write its result JSON and checkpoint. Returns the result."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    data = build_run_data(cfg, spec, sessions)
+    trainer = Trainer(cfg, spec, data, device)
+    partial = out.partial(spec)
+    if partial.exists():
+        try:
+            trainer.load_state(torch.load(partial, map_location=device, weights_only=False))
+        except Exception as e:  # a partial state of other code or config: start the run afresh
+            print(f"{spec.name}: ignoring unreadable {partial.name} ({type(e).__name__}); starting over", file=sys.stderr)
+            trainer = Trainer(cfg, spec, data, device)
+    with tqdm(total=cfg.training.nbEpoch, initial=len(trainer.history), desc=spec.name, unit="epoch",
+              leave=False, disable=None, file=sys.stderr) as progress:
+        trainer.fit(partial, progress)
+
+    trainer.net.load_state_dict(trainer.best["state"])
+    test = data.split.test
+    test_loss, pred = trainer.predict(test)
+    truth = data.label[test].numpy()
+    cm = confusion_matrix(truth, pred, cfg.model.nb_class)
+    result = {
+        "run": spec.name, "subject": spec.subject, "session": spec.session,
+        "protocol": cfg.training.protocol, "dataset": cfg.data.dataset,
+        **scores(cm), "test_loss": test_loss, "confusion_matrix": cm.tolist(),
+        "n_train": len(data.split.train), "n_val": len(data.split.val), "n_test": len(test),
+        "best_epoch": trainer.best["epoch"], "epochs_run": len(trainer.history),
+        "history": trainer.history, "seconds": sum(r["seconds"] for r in trainer.history),
+        "wall_seconds": time.perf_counter() - start, "device": str(device),
+        "config_key": out.config_key,
+    }
+    with utils.atomic_path(out.checkpoint(spec)) as tmp:
+        torch.save({"model": trainer.best["state"], "config": cfg.to_dict(), "run": spec.name,
+                    "epoch": trainer.best["epoch"], "normalization": data.stats}, tmp)
+    utils.write_json(out.run_json(spec), result)  # written last: its presence marks the run finished
+    partial.unlink(missing_ok=True)
+    return result
+
+
+# ----------------------------------------------------------------------------- results
+
+
+class ResultDir:
+    """The layout under [path] result_path, and which runs in it are finished for this config."""
+
+    def __init__(self, cfg: Config):
+        self.root = cfg.path.result_path
+        self.config_key = result_key(cfg)
+
+    def run_json(self, spec: RunSpec) -> Path:
+        return self.root / "runs" / f"{spec.name}.json"
+
+    def checkpoint(self, spec: RunSpec) -> Path:
+        return self.root / "checkpoints" / f"{spec.name}.pt"
+
+    def partial(self, spec: RunSpec) -> Path:
+        return self.root / "checkpoints" / f"{spec.name}.partial.pt"
+
+    def check_writable(self) -> None:
+        """Fail before any work if result_path cannot be created or written."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with utils.atomic_path(self.root / ".write-test"):
+                pass
+        except OSError as e:
+            raise ConfigError(f"[path] result_path: cannot write to {self.root} ({e.strerror})") from None
+        (self.root / ".write-test").unlink(missing_ok=True)
+
+    def finished(self) -> dict[str, dict]:
+        """Finished runs of this config, by run name. Results of another config are an error."""
+        out = {}
+        for path in sorted((self.root / "runs").glob("*.json")):
+            try:
+                result = json_load(path)
+            except ValueError:
+                raise DataError(f"{path}: not a readable result file; delete it to redo that run") from None
+            if result.get("config_key") != self.config_key:
+                raise ConfigError(f"{path}: made with a different configuration; choose another [path] result_path "
+                                  f"or delete {self.root / 'runs'} to start over")
+            out[result["run"]] = result
+        return out
+
+
+def json_load(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def result_key(cfg: Config) -> str:
+    """A short fingerprint of every setting that changes results (not paths, device or threads)."""
+    d = cfg.to_dict()
+    del d["path"]
+    for k in NON_RESULT_KEYS["training"]:
+        del d["training"][k]
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def summarize(cfg: Config, out: ResultDir, failed: dict[str, str] | None = None) -> dict | None:
+    """Merge runs/*.json into results.csv and summary.json, print the table and draw the figures."""
+    results = sorted(out.finished().values(), key=lambda r: (r["subject"], r["session"]))
+    if not results:
+        print(f"no finished runs under {out.root / 'runs'}")
+        return None
+    acc = np.array([r["accuracy"] for r in results]) * 100
+    per_subject = {}
+    for r in results:
+        per_subject.setdefault(r["subject"], []).append(r["accuracy"] * 100)
+    cm = np.sum([r["confusion_matrix"] for r in results], axis=0)
+    summary = {
+        "dataset": cfg.data.dataset, "protocol": cfg.training.protocol,
+        "protocol_note": PROTOCOL_NOTES[cfg.training.protocol],
+        "n_runs": len(results),
+        "mean_accuracy": float(acc.mean()), "std_accuracy": float(acc.std()),  # percent; population std
+        "mean_macro_f1": float(np.mean([r["macro_f1"] for r in results])),
+        "mean_kappa": float(np.mean([r["kappa"] for r in results])),
+        "per_subject": {str(s): float(np.mean(v)) for s, v in sorted(per_subject.items())},
+        "confusion_matrix": cm.tolist(),
+        "paper_accuracy": {"mean": PAPER_ACCURACY[cfg.data.dataset][0], "std": PAPER_ACCURACY[cfg.data.dataset][1]},
+        "failed_runs": failed or {},
+        "config": cfg.to_dict(), "config_key": out.config_key, "git_commit": utils.git_commit(),
+    }
+    columns = ["run", "subject", "session", "accuracy", "macro_f1", "kappa", "test_loss",
+               "best_epoch", "epochs_run", "n_train", "n_val", "n_test", "seconds"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(results)
+    with utils.atomic_path(out.root / "results.csv") as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    utils.write_json(out.root / "summary.json", summary)
+    print(results_table(summary))
+    return summary
+
+
+def results_table(summary: dict) -> str:
+    paper = summary["paper_accuracy"]
+    rows = [
+        f"{summary['dataset']}, protocol {summary['protocol']} ({summary['protocol_note']})",
+        f"{'':28s}{'accuracy %':>18s}{'runs':>6s}",
+        f"{'SST-EmotionNet, paper':28s}{paper['mean']:>10.2f} +- {paper['std']:<5.2f}{45:>6d}",
+        f"{'this run':28s}{summary['mean_accuracy']:>10.2f} +- {summary['std_accuracy']:<5.2f}{summary['n_runs']:>6d}",
+    ]
+    if summary["failed_runs"]:
+        rows.append(f"failed runs (not counted): {', '.join(summary['failed_runs'])}")
+    return "\n".join(rows)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def parse_int_list(text: str) -> set[int]:
+    try:
+        values = {int(x) for x in text.split(",") if x.strip()}
+    except ValueError:
+        raise UserError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise UserError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard: expected I/N such as 0/4, got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise UserError(f"--shard: expected 0 <= I < N, got {text!r}")
+    return index, count
+
+
+def demo_config(base: Config, root: Path) -> Config:
+    """A reduced configuration of `base` on small synthetic SEED data under `root`."""
+    import synthetic
+
+    data_root = root / "SEED"
+    if not (data_root / "Preprocessed_EEG").exists():
+        print(f"writing synthetic SEED-format data to {data_root}")
+        synthetic.write_seed(data_root, subjects=DEMO["subjects"], sessions=DEMO["sessions"],
+                             trial_fraction=DEMO["trial_fraction"], seed=0)
+    return base.replace(
+        path={"dataset_root": data_root, "preprocessed_root": root / "SEED_preprocessed", "result_path": root / "results"},
+        data={"dataset": "SEED", "feature": "de_LDS"},
+        model={"nb_class": 3},
+        training={"nbEpoch": DEMO["epochs"], "patience": DEMO["epochs"]},
+    )
+
+
+DEMO = {"subjects": (1, 2), "sessions": (1,), "trial_fraction": 0.15, "epochs": 8}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-c", "--config", default="SEED.ini", help="INI file (default SEED.ini)")
+    parser.add_argument("--subjects", type=str, help="comma-separated subject numbers (default: all preprocessed)")
+    parser.add_argument("--sessions", type=str, help="comma-separated session numbers (default: all)")
+    parser.add_argument("--shard", type=str, help="I/N: run every N-th run starting at I (0-based); no summary")
+    parser.add_argument("--summarize", action="store_true", help="only merge finished runs into summary.json")
+    parser.add_argument("--demo", action="store_true", help="synthetic SEED data, reduced training, end to end")
+    parser.add_argument("--demo-dir", type=Path, default=Path(__file__).resolve().parent / ".cache" / "demo",
+                        help="where --demo writes its data and results (default .cache/demo)")
+    args = parser.parse_args(argv)
+
+    cfg = utils.load_config(args.config)
+    if args.demo:
+        cfg = demo_config(cfg, args.demo_dir)
+    subjects = parse_int_list(args.subjects) if args.subjects else None
+    sessions = parse_int_list(args.sessions) if args.sessions else None
+    shard = parse_shard(args.shard) if args.shard else None
+
+    import model as model_lib
+    import Preprocess
+
+    model_lib.build_model(cfg)  # a config the network cannot be built from fails before any output
+    out = ResultDir(cfg)
+    if args.summarize:
+        return 0 if summarize(cfg, out) is not None else 1
+    if args.demo:
+        Preprocess.preprocess(cfg)
+
+    device = utils.resolve_device(cfg.training.device)
+    if cfg.training.num_threads:
+        torch.set_num_threads(cfg.training.num_threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    all_sessions = Preprocess.load_preprocessed(cfg, subjects=None if cfg.training.protocol == "loso" else subjects,
+                                                sessions=sessions)
+    if cfg.model.streams != "spectral" and any(s.eeg is None for s in all_sessions):
+        missing = next(s for s in all_sessions if s.eeg is None)
+        raise DataError(f"{missing.path}: no spatial-temporal maps (no raw EEG was found); "
+                        f"set [model] streams = spectral to train the spatial-spectral stream only")
+    runs = plan_runs(cfg, [(s.subject, s.session) for s in all_sessions], subjects, sessions, shard)
+    if not runs:
+        raise DataError(f"no preprocessed subject-session under {cfg.path.preprocessed_root} matches the selection")
+    out.check_writable()
+    done = out.finished()
+    todo = [r for r in runs if r.name not in done]
+    print(f"{cfg.data.dataset}, protocol {cfg.training.protocol}: {len(runs)} runs, {len(runs) - len(todo)} already "
+          f"finished, device {device}")
+
+    failed = {}
+    for spec in todo:
+        try:
+            r = train_run(cfg, spec, all_sessions, device, out)
+        except Diverged as e:
+            failed[spec.name] = str(e)
+            print(f"error: {e}; skipping this run (it is retried on the next invocation)", file=sys.stderr)
+            continue
+        print(f"{spec.name}: accuracy {100 * r['accuracy']:.2f}%  macro-F1 {r['macro_f1']:.3f}  "
+              f"kappa {r['kappa']:.3f}  best epoch {r['best_epoch']}/{r['epochs_run']}  {r['wall_seconds']:.0f} s")
+    if shard is None:
+        summarize(cfg, out, failed)
+    else:
+        print(f"shard {args.shard} done; after every shard has finished: python run.py -c {args.config} --summarize")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    utils.cli_main(main)
