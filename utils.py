@@ -154,6 +154,17 @@ class Config:
             out[name] = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(getattr(self, name)).items()}
         return out
 
+    @classmethod
+    def from_dict(cls, d: dict, source: Path | None = None) -> "Config":
+        """Rebuild a Config from `to_dict()` output (as stored in checkpoints and summary.json)."""
+        sections = {}
+        for name, section_cls in SECTIONS.items():
+            values = dict(d[name])
+            if name == "path":
+                values = {k: Path(v) for k, v in values.items()}
+            sections[name] = section_cls(**values)
+        return cls(**sections, source=source)
+
     def replace(self, **sections: dict) -> "Config":
         """A copy with some keys changed, e.g. cfg.replace(training={"nbEpoch": 2}); values are checked."""
         new = {}

@@ -1,0 +1,179 @@
+"""run.py: splits, metrics, normalisation, early stopping (unit) and the command line end to end."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+import run
+from conftest import TINY_MODEL, run_cli, write_ini
+
+# SEED's trial labels, 0-based (negative 0, neutral 1, positive 2), trials 1..15
+SEED_LABELS = np.array([1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1]) + 1
+
+
+# ----------------------------------------------------------------------------- unit
+
+
+def test_scores_match_hand_computation():
+    y_true = np.array([0, 0, 1, 1, 2, 2])
+    y_pred = np.array([0, 1, 1, 1, 2, 0])
+    cm = run.confusion_matrix(y_true, y_pred, 3)
+    assert cm.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    s = run.scores(cm)
+    assert s["accuracy"] == pytest.approx(4 / 6)
+    assert s["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    # p_observed 2/3, p_chance (2*2 + 2*3 + 2*1) / 36 = 1/3
+    assert s["kappa"] == pytest.approx(0.5)
+
+
+def test_trial_split_holds_out_whole_trials():
+    trial = np.repeat(np.arange(1, 16), 4)
+    label = SEED_LABELS[trial - 1]
+    s = run.trial_split("SEED", trial, label, val_trials_per_class=1)
+    assert set(trial[s.test]) == set(range(10, 16))
+    # the last training trial of each class: negative 7, neutral 8, positive 9
+    assert set(trial[s.val]) == {7, 8, 9}
+    assert set(trial[s.train]) == set(range(1, 7))
+    assert len(np.intersect1d(s.train, s.val)) == 0
+    no_val = run.trial_split("SEED", trial, label, val_trials_per_class=0)
+    assert len(no_val.val) == 0 and set(trial[no_val.train]) == set(range(1, 10))
+
+
+def test_random_split_is_a_seeded_partition():
+    s = run.random_split(1000, test_fraction=0.4, val_fraction=0.1, seed=3)
+    together = np.concatenate([s.train, s.val, s.test])
+    assert sorted(together.tolist()) == list(range(1000))
+    assert len(s.test) == 400 and len(s.val) == 60
+    again = run.random_split(1000, 0.4, 0.1, seed=3)
+    assert np.array_equal(s.test, again.test)
+    assert not np.array_equal(s.test, run.random_split(1000, 0.4, 0.1, seed=4).test)
+
+
+def test_loso_split_tests_one_subject_and_validates_on_another(tmp_path):
+    cfg = run.utils.load_config(write_ini(tmp_path / "a.ini", training={"protocol": "loso"}))
+    subject = np.repeat([1, 2, 3, 4], 5)
+    s = run.make_split(cfg, run.RunSpec(2, 1), subject, np.ones(20, int), np.zeros(20, int))
+    assert set(subject[s.test]) == {2}
+    assert set(subject[s.val]) == {3}
+    assert set(subject[s.train]) == {1, 4}
+    last = run.make_split(cfg, run.RunSpec(4, 1), subject, np.ones(20, int), np.zeros(20, int))
+    assert set(subject[last.val]) == {1}  # wraps around
+
+
+def test_zscore_uses_training_statistics_only():
+    rng = np.random.default_rng(0)
+    x = rng.normal(5, 3, size=(100, 62, 5))
+    train = np.arange(60)
+    z, mean, std = run.zscore(x, train, axes=(0,))
+    assert np.allclose(z[train].mean(0), 0, atol=1e-5) and np.allclose(z[train].std(0), 1, atol=1e-4)
+    x2 = x.copy()
+    x2[60:] += 100  # changing test samples must not change the statistics
+    _, mean2, std2 = run.zscore(x2, train, axes=(0,))
+    assert np.array_equal(mean, mean2) and np.array_equal(std, std2)
+
+
+def test_shards_partition_the_runs():
+    available = [(s, k) for s in range(1, 16) for k in (1, 2, 3)]
+    shards = [run.plan_runs(None, available, None, None, (i, 4)) for i in range(4)]
+    names = [r.name for shard in shards for r in shard]
+    assert len(names) == 45 and len(set(names)) == 45
+    picked = run.plan_runs(None, available, {2, 10}, {3}, None)
+    assert [r.name for r in picked] == ["sub02_ses3", "sub10_ses3"]
+
+
+def test_result_key_tracks_settings_that_change_results(tmp_path):
+    cfg = run.utils.load_config(write_ini(tmp_path / "a.ini"))
+    key = run.result_key(cfg)
+    assert run.result_key(cfg.replace(training={"device": "cpu"})) == key
+    assert run.result_key(cfg.replace(path={"result_path": tmp_path})) == key
+    assert run.result_key(cfg.replace(training={"lr": 1e-3})) != key
+    assert run.result_key(cfg.replace(model={"attention": "none"})) != key
+
+
+def test_early_stopping_and_checkpoint_follow_keras_semantics(tmp_path):
+    """Best checkpoint: strictly higher val accuracy. Stop: `patience` epochs without lower val loss."""
+    cfg = run.utils.load_config(write_ini(tmp_path / "a.ini", training={"patience": 2}))
+    trainer = run.Trainer.__new__(run.Trainer)
+    trainer.cfg = cfg
+    trainer.net = type("Net", (), {"state_dict": lambda self: {"epoch": len(rows)}})()
+    trainer.best = {"val_accuracy": -math.inf, "val_loss": math.inf, "epoch": 0, "state": None, "wait": 0}
+    rows, stops = [], []
+    for epoch, (loss, acc) in enumerate([(1.0, 0.5), (0.8, 0.7), (0.9, 0.7), (0.85, 0.6)], start=1):
+        rows.append(epoch)
+        stops.append(trainer._update_best({"epoch": epoch, "val_loss": loss, "val_accuracy": acc}))
+    assert stops == [False, False, False, True]
+    assert trainer.best["epoch"] == 2 and trainer.best["state"] == {"epoch": 2}
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_seed(tmp_path_factory):
+    """Two synthetic SEED subjects (one session, short trials), preprocessed at 16x16."""
+    import synthetic
+
+    root = tmp_path_factory.mktemp("seed")
+    synthetic.write_seed(root / "SEED", subjects=(1, 2), sessions=(1,), trial_fraction=0.05, seed=0)
+    ini = write_ini(root / "tiny.ini",
+                    path={"dataset_root": root / "SEED", "preprocessed_root": root / "pre", "result_path": root / "res"},
+                    data={"input_width": 16}, model=TINY_MODEL,
+                    training={"nbEpoch": 2, "batch_size": 32, "num_threads": 1})
+    p = run_cli("Preprocess.py", "-c", str(ini))
+    assert p.returncode == 0, p.stderr
+    return root, ini
+
+
+def test_run_trains_writes_results_and_resumes(tiny_seed):
+    root, ini = tiny_seed
+    p = run_cli("run.py", "-c", str(ini))
+    assert p.returncode == 0, p.stderr
+    assert "96.02" in p.stdout  # the paper's number beside ours
+    res = root / "res"
+    for name in ("sub01_ses1", "sub02_ses1"):
+        r = json.loads((res / "runs" / f"{name}.json").read_text())
+        assert 0 <= r["accuracy"] <= 1 and len(r["history"]) == 2
+        assert np.array(r["confusion_matrix"]).sum() == r["n_test"] > 0
+        assert (res / "checkpoints" / f"{name}.pt").is_file()
+        assert not (res / "checkpoints" / f"{name}.partial.pt").exists()
+    summary = json.loads((res / "summary.json").read_text())
+    accs = [json.loads((res / "runs" / f"sub0{s}_ses1.json").read_text())["accuracy"] * 100 for s in (1, 2)]
+    assert summary["mean_accuracy"] == pytest.approx(np.mean(accs))
+    assert summary["std_accuracy"] == pytest.approx(np.std(accs))
+    assert summary["n_runs"] == 2 and summary["protocol"] == "trial" and summary["dataset"] == "SEED"
+    assert set(summary["per_subject"]) == {"1", "2"}
+    assert summary["config"]["training"]["nbEpoch"] == 2
+    assert len((res / "results.csv").read_text().splitlines()) == 3
+
+    again = run_cli("run.py", "-c", str(ini))
+    assert again.returncode == 0, again.stderr
+    assert "2 already finished" in again.stdout
+    assert json.loads((res / "summary.json").read_text())["mean_accuracy"] == summary["mean_accuracy"]
+
+    merged = run_cli("run.py", "-c", str(ini), "--summarize")
+    assert merged.returncode == 0 and "this run" in merged.stdout
+
+
+def test_paper_protocol_validates_on_the_test_set_and_says_so(tiny_seed, tmp_path):
+    root, _ = tiny_seed
+    ini = write_ini(tmp_path / "paper.ini",
+                    path={"dataset_root": root / "SEED", "preprocessed_root": root / "pre", "result_path": tmp_path / "res"},
+                    data={"input_width": 16}, model=TINY_MODEL,
+                    training={"nbEpoch": 1, "protocol": "paper", "num_threads": 1})
+    p = run_cli("run.py", "-c", str(ini), "--subjects", "1")
+    assert p.returncode == 0, p.stderr
+    r = json.loads((tmp_path / "res" / "runs" / "sub01_ses1.json").read_text())
+    assert r["n_val"] == r["n_test"]
+    assert "OPTIMISTIC" in json.loads((tmp_path / "res" / "summary.json").read_text())["protocol_note"]
+
+
+def test_missing_preprocessed_data_names_the_command(tiny_seed, tmp_path):
+    root, _ = tiny_seed
+    ini = write_ini(tmp_path / "x.ini",
+                    path={"dataset_root": root / "SEED", "preprocessed_root": tmp_path / "nothing", "result_path": tmp_path / "res"},
+                    data={"input_width": 16}, model=TINY_MODEL)
+    p = run_cli("run.py", "-c", str(ini))
+    assert p.returncode == 1
+    assert "Preprocess.py" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "res").exists()
