@@ -5,11 +5,13 @@
     python run.py -c SEED.ini --shard 0/4           # one of 4 processes; then:
     python run.py -c SEED.ini --summarize           # merge the per-run files
     python run.py --demo                            # synthetic data end to end, a few minutes on a CPU
+    python run.py -c SEED.ini --explain sub01_ses1  # attention and input figures of one run
 
 Needs the maps of `python Preprocess.py -c SEED.ini`. Writes under [path] result_path:
     runs/<run>.json        one per finished run: accuracy, macro-F1, kappa, confusion, history
     checkpoints/<run>.pt   the best model (by validation accuracy), its config and input statistics
-    results.csv, summary.json, and figures/ (the summary, rebuilt from runs/ each time)
+    results.csv, summary.json, figures/*.png (the summary, rebuilt from runs/ each time)
+    figures/<run>/*.png    attention and input figures, with --explain <run>
 Every file is written atomically. A rerun skips finished runs and resumes an interrupted run
 from its last finished epoch (checkpoints/<run>.partial.pt), so a killed job loses at most one
 epoch. See README.md for the protocols and what each one may claim.
@@ -465,6 +467,9 @@ def summarize(cfg: Config, out: ResultDir, failed: dict[str, str] | None = None)
         tmp.write_text(buf.getvalue(), encoding="utf-8")
     utils.write_json(out.root / "summary.json", summary)
     print(results_table(summary))
+    import figures
+
+    figures.run_figures(results, summary, out.root / "figures")
     return summary
 
 
@@ -508,8 +513,10 @@ def demo_config(base: Config, root: Path) -> Config:
     """A reduced configuration of `base` on small synthetic SEED data under `root`."""
     import synthetic
 
+    import datasets
+
     data_root = root / "SEED"
-    if not (data_root / "Preprocessed_EEG").exists():
+    if not (data_root / datasets.RAW_FOLDER["SEED"]).exists():
         print(f"writing synthetic SEED-format data to {data_root}")
         synthetic.write_seed(data_root, subjects=DEMO["subjects"], sessions=DEMO["sessions"],
                              trial_fraction=DEMO["trial_fraction"], seed=0)
@@ -531,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=str, help="comma-separated session numbers (default: all)")
     parser.add_argument("--shard", type=str, help="I/N: run every N-th run starting at I (0-based); no summary")
     parser.add_argument("--summarize", action="store_true", help="only merge finished runs into summary.json")
+    parser.add_argument("--explain", metavar="RUN", help="attention and input figures of a finished run, e.g. sub01_ses1")
     parser.add_argument("--demo", action="store_true", help="synthetic SEED data, reduced training, end to end")
     parser.add_argument("--demo-dir", type=Path, default=Path(__file__).resolve().parent / ".cache" / "demo",
                         help="where --demo writes its data and results (default .cache/demo)")
@@ -550,6 +558,13 @@ def main(argv: list[str] | None = None) -> int:
     out = ResultDir(cfg)
     if args.summarize:
         return 0 if summarize(cfg, out) is not None else 1
+    if args.explain:
+        import figures
+
+        for path in figures.explain_run(out.root / "checkpoints" / f"{args.explain}.pt", cfg.path.preprocessed_root,
+                                        out.root / "figures" / args.explain):
+            print(path)
+        return 0
     if args.demo:
         Preprocess.preprocess(cfg)
 

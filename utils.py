@@ -58,9 +58,6 @@ def cli_main(main: Callable[[list[str] | None], Any]) -> None:
 
 # ----------------------------------------------------------------------------- config
 
-DATASET_CLASSES = {"SEED": 3, "SEED-IV": 4}
-
-
 def _key(default: Any = dataclasses.MISSING, *, choices: tuple = (), check: Callable[[Any], bool] | None = None,
          expect: str = "", doc: str = "") -> Any:
     """A config key: its default (none = required), allowed choices or a check, and a doc line."""
@@ -251,13 +248,19 @@ def load_config(path: str | os.PathLike) -> Config:
             _check_value(f, values[key], name, str(path))
         sections[name] = cls(**values)
     cfg = Config(**sections, source=path)
-    expected = DATASET_CLASSES[cfg.data.dataset]
+    from datasets import N_CLASSES  # here, not at the top: datasets.py imports utils
+
+    expected = N_CLASSES[cfg.data.dataset]
     if cfg.model.nb_class != expected:
         raise ConfigError(f"{path}: [model] nb_class: {cfg.data.dataset} has {expected} classes, got {cfg.model.nb_class}")
     return cfg
 
 
 # ----------------------------------------------------------------------------- atomic files
+
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once, restored at once
 
 
 @contextmanager
@@ -271,6 +274,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes owner-only files; outputs get the usual permissions
     try:
         yield tmp
         with open(tmp, "rb+") as fh:

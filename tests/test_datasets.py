@@ -1,0 +1,314 @@
+"""Tests of datasets.py (facts and readers) and synthetic.py (the real on-disk format).
+
+    python -m pytest tests/test_datasets.py -q
+
+Synthetic trees are tiny (trial_fraction 0.02: 3 to 5 windows per trial) and full of the traps
+other loaders fall into: subject 10 sorting before 2, key eeg10 before eeg2, stray files,
+SEED-IV session folders, the ExtractedFeatures_1s name, a MATLAB v7.3 (HDF5) file.
+"""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+from scipy import fft
+
+import datasets as D
+import synthetic
+from utils import DataError
+
+FRACTION = 0.02
+
+
+def windows(dataset, session, fraction=FRACTION):
+    return [max(synthetic.MIN_WINDOWS, round(t * fraction)) for t in D.TRIAL_WINDOWS[dataset][session]]
+
+
+@pytest.fixture(scope="module")
+def seed_tree(tmp_path_factory):
+    """SEED, subjects 2 and 10 (10 sorts first as text), sessions 1 and 2, with strays."""
+    root = synthetic.write_seed(tmp_path_factory.mktemp("seed") / "SEED", subjects=(2, 10), sessions=(1, 2),
+                                trial_fraction=FRACTION)
+    for folder in ("ExtractedFeatures", "Preprocessed_EEG"):
+        for stray in (".DS_Store", "notes.mat", "3_2013.mat", "10_20131130.mat.bak"):
+            (root / folder / stray).write_bytes(b"not a recording")
+        (root / folder / "4_20140621.mat").mkdir()  # a folder named like a recording
+    return root
+
+
+@pytest.fixture(scope="module")
+def seed_iv_tree(tmp_path_factory):
+    return synthetic.write_seed_iv(tmp_path_factory.mktemp("seed_iv") / "SEED_IV", subjects=(1, 10), sessions=(1, 2),
+                                   trial_fraction=FRACTION)
+
+
+def write_v73(path: Path, arrays: dict) -> None:
+    """A .mat file the way MATLAB's -v7.3 writes it: HDF5 after a 512-byte header, arrays column-major."""
+    with h5py.File(path, "w", userblock_size=512) as f:
+        for name, a in arrays.items():
+            f.create_dataset(name, data=np.asarray(a).T).attrs["MATLAB_class"] = np.bytes_("double")
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
+    with open(path, "r+b") as fh:
+        fh.write(header.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM")
+
+
+# ----------------------------------------------------------------------------- facts
+
+
+def test_channels_and_grid():
+    assert len(D.CHANNELS) == 62 == len(set(D.CHANNELS))
+    assert D.GRID_POSITIONS.shape == (62, 2) and D.GRID_POSITIONS.dtype == np.int64
+    assert len({tuple(p) for p in D.GRID_POSITIONS.tolist()}) == 62  # one electrode per cell
+    assert D.GRID_POSITIONS.min() == 0 and D.GRID_POSITIONS.max() == D.GRID_SIZE - 1
+    at = dict(zip(D.CHANNELS, D.GRID_POSITIONS.tolist()))
+    assert at["FP1"] == [0, 3] and at["AF4"] == [1, 5] and at["F7"] == [2, 0] and at["CZ"] == [4, 4]
+    assert at["TP8"] == [5, 8] and at["PO7"] == [7, 1] and at["CB1"] == [8, 2] and at["CB2"] == [8, 6]
+    assert not D.GRID_POSITIONS.flags.writeable
+
+
+def test_dataset_tables():
+    assert sum(D.TRIAL_WINDOWS["SEED"][1]) == 3394
+    assert [sum(D.TRIAL_WINDOWS["SEED-IV"][s]) for s in D.SESSIONS] == [851, 832, 822]
+    assert D.TRIAL_LABELS["SEED"][1][:3] == (2, 1, 0)  # label.mat 1, 0, -1
+    for dataset in D.DATASETS:
+        n_trials = len(D.TRIAL_LABELS[dataset][1])
+        assert n_trials == {"SEED": 15, "SEED-IV": 24}[dataset]
+        assert D.N_TRAIN_TRIALS[dataset] < n_trials
+        assert D.N_CLASSES[dataset] == {"SEED": 3, "SEED-IV": 4}[dataset]
+        for s in D.SESSIONS:
+            assert len(D.TRIAL_LABELS[dataset][s]) == len(D.TRIAL_WINDOWS[dataset][s]) == n_trials
+            assert set(D.TRIAL_LABELS[dataset][s]) == set(range(D.N_CLASSES[dataset]))
+        assert sorted(D.SUBJECTS[dataset]) == list(range(1, 16))
+        for prefix, dates in D.SUBJECTS[dataset].values():
+            assert len(dates) == 3 and list(dates) == sorted(dates, key=int)
+        assert len(D.BANDS_HZ[dataset]) == len(D.BANDS)
+
+
+# ----------------------------------------------------------------------------- synthetic format
+
+
+def test_synthetic_seed_layout(seed_tree):
+    name = "2_20140404.mat"  # subject 2, session 1
+    t = windows("SEED", 1)
+    features = scipy.io.loadmat(seed_tree / "ExtractedFeatures" / name)
+    rows = {"de": 62, "psd": 62, "dasm": 27, "rasm": 27, "asm": 54, "dcau": 23}
+    expected = [(f"{family}_{smoothing}{i}", (n, t[i - 1], 5)) for i in range(1, 16) for family, n in rows.items()
+                for smoothing in ("movingAve", "LDS")]  # trial-major, the real order
+    assert list(features) == ["__header__", "__version__", "__globals__", *(key for key, _ in expected)]
+    for key, shape in expected:
+        assert features[key].shape == shape and features[key].dtype == np.float64
+    de = np.concatenate([features[f"de_LDS{i}"] for i in range(1, 16)], axis=1)
+    assert 10 <= de.min() and de.max() <= 28  # the real range
+    assert np.all(de.mean(axis=(0, 1))[0] > de.mean(axis=(0, 1))[1:])  # delta highest
+
+    raw = scipy.io.loadmat(seed_tree / "Preprocessed_EEG" / name)
+    assert list(raw)[3:] == [f"jl_eeg{i}" for i in range(1, 16)]
+    for i in range(1, 16):
+        assert raw[f"jl_eeg{i}"].shape == (62, 200 * t[i - 1] + 1) and raw[f"jl_eeg{i}"].dtype == np.float64
+    assert 5 < raw["jl_eeg1"].std() < 100  # tens of microvolts
+    for folder in ("ExtractedFeatures", "Preprocessed_EEG"):
+        label = scipy.io.loadmat(seed_tree / folder / "label.mat")["label"]
+        assert label.shape == (1, 15) and label.tolist()[0] == list(D.SEED_LABEL_VALUES)
+        assert (seed_tree / folder / "readme.txt").is_file()
+
+
+def test_synthetic_seed_iv_layout(seed_iv_tree):
+    features = scipy.io.loadmat(seed_iv_tree / "eeg_feature_smooth" / "2" / "10_20151021.mat")
+    assert list(features)[3:] == [f"{f}{i}" for i in range(1, 25) for f in ("de_movingAve", "de_LDS", "psd_movingAve", "psd_LDS")]
+    raw = scipy.io.loadmat(seed_iv_tree / "eeg_raw_data" / "2" / "10_20151021.mat")
+    w = windows("SEED-IV", 2)
+    for i in range(1, 25):
+        assert features[f"de_LDS{i}"].shape == (62, w[i - 1], 5)
+        assert 800 * w[i - 1] + 1 <= raw[f"tyc_eeg{i}"].shape[1] < 800 * (w[i - 1] + 1)
+    text = (seed_iv_tree / "ReadMe.txt").read_text()
+    assert "session2_label = [2,1,3,0,0,2,0,2,3,3,2,3,2,0,1,1,2,1,0,3,0,1,3,1];" in text
+
+
+def test_synthetic_is_deterministic_per_subject(tmp_path):
+    a = synthetic.session_data("SEED", 2, 1, FRACTION, seed=0)[1]["de_LDS4"]
+    b = synthetic.session_data("SEED", 2, 1, FRACTION, seed=0)[1]["de_LDS4"]
+    c = synthetic.session_data("SEED", 2, 1, FRACTION, seed=1)[1]["de_LDS4"]
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def nearest_mean_accuracy(x: np.ndarray, y: np.ndarray, train: np.ndarray) -> float:
+    """Accuracy on ~train of the nearest class mean (z-scored with training statistics); x (N, F)."""
+    z = (x - x[train].mean(0)) / x[train].std(0)
+    means = np.stack([z[train & (y == c)].mean(0) for c in np.unique(y)])
+    predicted = np.argmin(((z[~train, None] - means[None]) ** 2).sum(-1), axis=1)
+    return float((predicted == y[~train]).mean())
+
+
+@pytest.mark.parametrize("dataset", D.DATASETS)
+def test_synthetic_class_signal_is_learnable_not_trivial(dataset):
+    window, chance = D.WINDOW_S[dataset] * D.SAMPLING_RATE, 1 / D.N_CLASSES[dataset]
+    de_scores, segment_scores = [], []
+    for subject in (1, 2, 3, 4):
+        raw, features = synthetic.session_data(dataset, subject, 1, trial_fraction=0.1)
+        de, segments, y, trial = [], [], [], []
+        for k, x in raw.items():
+            n = features[f"de_LDS{k}"].shape[1]
+            de.append(features[f"de_LDS{k}"].transpose(1, 0, 2).reshape(n, -1))
+            segment = x[:, np.arange(n)[:, None] * window + np.arange(40)]  # (62, n, 40): the 200-ms segments
+            spectrum = np.log(np.abs(fft.rfft(segment * np.hanning(40), axis=-1)) ** 2)[:, :, 1:11]  # 5-50 Hz
+            segments.append(spectrum.transpose(1, 0, 2).reshape(n, -1))
+            y += [D.TRIAL_LABELS[dataset][1][k - 1]] * n
+            trial += [k] * n
+        y, train = np.array(y), np.array(trial) <= D.N_TRAIN_TRIALS[dataset]
+        de_scores.append(nearest_mean_accuracy(np.concatenate(de), y, train))
+        segment_scores.append(nearest_mean_accuracy(np.concatenate(segments), y, train))
+    assert chance + 0.3 < np.mean(de_scores) < 0.99
+    assert chance + 0.2 < np.mean(segment_scores) < 0.99
+
+
+def test_synthetic_cli(tmp_path):
+    result = subprocess.run([sys.executable, "synthetic.py", "--dataset", "SEED-IV", "--out", str(tmp_path / "SEED_IV"),
+                             "--subjects", "3", "--sessions", "2", "--trial-fraction", "0.02", "--no-raw"],
+                            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert [p.relative_to(tmp_path).as_posix() for p in sorted(tmp_path.rglob("*.*"))] == [
+        "SEED_IV/ReadMe.txt", "SEED_IV/eeg_feature_smooth/2/3_20151018.mat"]
+
+
+# ----------------------------------------------------------------------------- find_recordings
+
+
+def test_find_recordings_seed_order_and_strays(seed_tree):
+    recordings = D.find_recordings("SEED", seed_tree)
+    assert [(r.subject, r.session) for r in recordings] == [(2, 1), (2, 2), (10, 1), (10, 2)]
+    assert recordings[2].features == seed_tree / "ExtractedFeatures" / "10_20131130.mat"
+    assert recordings[3].raw == seed_tree / "Preprocessed_EEG" / "10_20131204.mat"
+
+
+def test_find_recordings_sessions_from_dates(tmp_path):
+    # only session 2 of subject 1: its known date keeps session number 2
+    root = synthetic.write_seed(tmp_path / "SEED", subjects=(1,), sessions=(2,), trial_fraction=FRACTION, raw=False)
+    assert [(r.subject, r.session, r.raw) for r in D.find_recordings("SEED", root)] == [(1, 2, None)]
+    # unknown dates: session = rank of the date, compared as numbers
+    folder = root / "ExtractedFeatures"
+    shutil.copy(folder / "1_20131030.mat", folder / "1_20200101.mat")
+    (folder / "1_20131030.mat").rename(folder / "1_20191231.mat")
+    assert [(r.session, r.features.name) for r in D.find_recordings("SEED", root)] == [(1, "1_20191231.mat"), (2, "1_20200101.mat")]
+
+
+def test_find_recordings_extracted_features_1s(tmp_path):
+    root = synthetic.write_seed(tmp_path / "SEED", subjects=(3,), sessions=(1,), trial_fraction=FRACTION)
+    (root / "ExtractedFeatures").rename(root / "ExtractedFeatures_1s")
+    (recording,) = D.find_recordings("SEED", root)
+    assert recording.features == root / "ExtractedFeatures_1s" / "3_20140603.mat" and recording.raw is not None
+    assert D.read_labels("SEED", root)[1].tolist() == list(D.TRIAL_LABELS["SEED"][1])
+
+
+def test_find_recordings_seed_iv_session_folders(seed_iv_tree):
+    recordings = D.find_recordings("SEED-IV", seed_iv_tree)
+    assert [(r.subject, r.session) for r in recordings] == [(1, 1), (1, 2), (10, 1), (10, 2)]
+    assert recordings[1].features == seed_iv_tree / "eeg_feature_smooth" / "2" / "1_20161125.mat"
+    assert recordings[1].raw == seed_iv_tree / "eeg_raw_data" / "2" / "1_20161125.mat"
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no_root", "dataset folder not found"),
+    ("no_folders", "no ExtractedFeatures/ or ExtractedFeatures_1s/ or Preprocessed_EEG/"),
+    ("empty", "no recordings"),
+    ("raw_missing", "Preprocessed_EEG/10_20131204.mat: missing, but"),
+])
+def test_find_recordings_errors(seed_tree, tmp_path, damage, message):
+    root = tmp_path / "SEED"
+    if damage != "no_root":
+        shutil.copytree(seed_tree, root)
+    if damage == "no_folders":
+        for folder in ("ExtractedFeatures", "Preprocessed_EEG"):
+            shutil.rmtree(root / folder)
+    if damage == "empty":
+        for path in (root / "Preprocessed_EEG").glob("*_*.mat"):
+            if path.is_file():
+                path.unlink()
+    if damage == "raw_missing":
+        (root / "Preprocessed_EEG" / "10_20131204.mat").unlink()
+    with pytest.raises(DataError, match=message):
+        D.find_recordings("SEED", root)
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def test_read_raw_trial_from_key_not_position(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"abc_eeg10": rng.normal(size=(62, 30)), "abc_eeg2": rng.normal(size=(62, 20)),
+              "abc_eeg1": rng.normal(size=(62, 10))}
+    arrays.update({f"abc_eeg{i}": rng.normal(size=(62, 5)) for i in range(3, 10)})
+    scipy.io.savemat(tmp_path / "1_20200101.mat", arrays)  # keys on disk in this (insertion) order
+    assert [name for name, _, _ in scipy.io.whosmat(tmp_path / "1_20200101.mat")][:2] == ["abc_eeg10", "abc_eeg2"]
+    raw = D.read_raw(tmp_path / "1_20200101.mat")
+    assert list(raw) == list(range(1, 11))
+    for i in range(1, 11):
+        assert np.array_equal(raw[i], arrays[f"abc_eeg{i}"])
+
+
+def test_read_features_trial_from_key(tmp_path):
+    arrays = {f"de_LDS{i}": np.full((62, i, 5), float(i)) for i in (10, 2, 1, 3, 4, 5, 6, 7, 8, 9)}
+    arrays["psd_LDS1"] = np.zeros((62, 1, 5))
+    scipy.io.savemat(tmp_path / "f.mat", arrays)
+    features = D.read_features(tmp_path / "f.mat", "de_LDS")
+    assert list(features) == list(range(1, 11))
+    assert all(features[i].shape == (62, i, 5) and features[i][0, 0, 0] == i for i in features)
+
+
+def test_read_v73_hdf5(seed_tree, tmp_path):
+    source = seed_tree / "ExtractedFeatures" / "2_20140404.mat"
+    original = D.read_features(source, "de_LDS")
+    write_v73(tmp_path / "2_20140404.mat", {f"de_LDS{i}": a for i, a in original.items()})
+    assert h5py.is_hdf5(tmp_path / "2_20140404.mat")
+    copy = D.read_features(tmp_path / "2_20140404.mat", "de_LDS")
+    assert list(copy) == list(original) and all(np.array_equal(copy[i], original[i]) for i in original)
+    raw = D.read_raw(seed_tree / "Preprocessed_EEG" / "2_20140404.mat")
+    write_v73(tmp_path / "raw.mat", {f"jl_eeg{i}": a for i, a in raw.items()})
+    assert all(np.array_equal(D.read_raw(tmp_path / "raw.mat")[i], raw[i]) for i in raw)
+
+
+def test_read_labels(seed_tree, seed_iv_tree, tmp_path, capsys):
+    labels = D.read_labels("SEED", seed_tree)
+    assert sorted(labels) == [1, 2, 3]
+    assert labels[1].dtype == np.int64 and labels[1].tolist() == [v + 1 for v in D.SEED_LABEL_VALUES]
+    labels = D.read_labels("SEED-IV", seed_iv_tree)
+    assert all(labels[s].tolist() == list(D.TRIAL_LABELS["SEED-IV"][s]) for s in D.SESSIONS)
+    assert capsys.readouterr().out == ""
+    root = shutil.copytree(seed_iv_tree, tmp_path / "SEED_IV")
+    (root / "ReadMe.txt").write_text("session1_label = [3,2,1,0,3,2,1,0,3,2,1,0,3,2,1,0,3,2,1,0,3,2,1,0];\n")
+    labels = D.read_labels("SEED-IV", root)
+    assert labels[1].tolist()[:4] == [3, 2, 1, 0] and labels[2].tolist() == list(D.TRIAL_LABELS["SEED-IV"][2])
+    assert capsys.readouterr().out.count("note:") == 1
+    (root / "ReadMe.txt").unlink()
+    labels = D.read_labels("SEED-IV", root)
+    assert all(labels[s].tolist() == list(D.TRIAL_LABELS["SEED-IV"][s]) for s in D.SESSIONS)
+    out = capsys.readouterr().out
+    assert out.count("note:") == 1 and "no ReadMe.txt" in out
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"de_LDS1": np.zeros((61, 4, 5))}, r"key de_LDS1: expected \(62, T, 5\)"),
+    ({"de_LDS1": np.zeros((62, 5, 4))}, r"key de_LDS1: expected \(62, T, 5\).*got shape \(62, 5, 4\)"),
+    ({"de_LDS1": np.full((62, 4, 5), np.nan)}, "key de_LDS1: 1240 NaN/Inf"),
+    ({"de_LDS1": np.zeros((62, 4, 5)), "de_LDS3": np.zeros((62, 4, 5))}, "key de_LDS2 missing"),
+    ({"de_movingAve1": np.zeros((62, 4, 5))}, "no de_LDS<trial> keys"),
+])
+def test_read_features_errors(tmp_path, arrays, message):
+    scipy.io.savemat(tmp_path / "1_20200101.mat", arrays)
+    with pytest.raises(DataError, match=message):
+        D.read_features(tmp_path / "1_20200101.mat", "de_LDS")
+
+
+def test_read_raw_errors(tmp_path):
+    scipy.io.savemat(tmp_path / "a.mat", {"ab_eeg1": np.zeros((62, 10)), "cd_eeg2": np.zeros((62, 10))})
+    with pytest.raises(DataError, match="different prefixes"):
+        D.read_raw(tmp_path / "a.mat")
+    scipy.io.savemat(tmp_path / "b.mat", {"ab_eeg1": np.zeros((10, 62))})
+    with pytest.raises(DataError, match=r"b.mat: key ab_eeg1: expected \(62, N\)"):
+        D.read_raw(tmp_path / "b.mat")
+    (tmp_path / "c.mat").write_text("this is text, not MATLAB\n")
+    with pytest.raises(DataError, match="c.mat: not a readable MATLAB .mat file"):
+        D.read_raw(tmp_path / "c.mat")

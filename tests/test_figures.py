@@ -1,0 +1,211 @@
+"""figures.py: every figure type renders from tiny synthetic inputs into a real, non-blank PNG."""
+from pathlib import Path
+
+import matplotlib
+import matplotlib.image
+import numpy as np
+import pytest
+
+import figures
+from conftest import ROOT, TINY_MODEL, run_cli, write_ini
+
+
+def assert_png(path: Path, min_px: int = 200) -> None:
+    """A readable PNG of reasonable size that is not a blank canvas."""
+    assert path.is_file(), path
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+    img = matplotlib.image.imread(path)
+    h, w = img.shape[:2]
+    assert min(h, w) >= min_px and max(h, w) <= 2600, (path, img.shape)
+    assert path.stat().st_size < 400_000, (path, path.stat().st_size)
+    gray = img[..., :3].mean(-1)
+    assert gray.std() > 0.05, (path, gray.std())  # drawn, not an empty white page
+    assert (gray < 0.5).mean() > 0.003, path      # some dark ink: text, lines
+
+
+def fake_run(subject: int, session: int, *, epochs: int = 6, val: bool = True, protocol: str = "trial",
+             n_class: int = 3, seed: int = 0) -> dict:
+    """A runs/<run>.json dict as run.py writes it (the keys figures.py reads, and a few more)."""
+    rng = np.random.default_rng(seed + 100 * subject + session)
+    history = []
+    for e in range(1, epochs + 1):
+        row = {"epoch": e, "train_loss": float(np.exp(-e / 4) + 0.05 * rng.random()),
+               "train_accuracy": float(min(1.0, 0.3 + 0.1 * e))}
+        if val:
+            row.update(val_loss=float(np.exp(-e / 6) + 0.1 * rng.random()), val_accuracy=float(0.3 + 0.05 * e))
+        row["seconds"] = 0.5
+        history.append(row)
+    cm = rng.integers(0, 20, size=(n_class, n_class)) + 40 * np.eye(n_class, dtype=int)
+    return {"run": f"sub{subject:02d}_ses{session}", "subject": subject, "session": session, "protocol": protocol,
+            "dataset": "SEED" if n_class == 3 else "SEED-IV", "accuracy": float(np.trace(cm) / cm.sum()),
+            "macro_f1": 0.6, "kappa": 0.4, "test_loss": 0.9, "confusion_matrix": cm.tolist(),
+            "n_train": 90, "n_val": 10 if val else 0, "n_test": int(cm.sum()),
+            "best_epoch": int(rng.integers(1, epochs + 1)), "epochs_run": epochs, "history": history}
+
+
+def fake_summary(results: list[dict]) -> dict:
+    """summary.json's keys that the figures read, computed from the runs as run.summarize does."""
+    acc = np.array([r["accuracy"] for r in results]) * 100
+    per_subject: dict[str, list[float]] = {}
+    for r in results:
+        per_subject.setdefault(str(r["subject"]), []).append(100 * r["accuracy"])
+    dataset = results[0]["dataset"]
+    return {"dataset": dataset, "protocol": results[0]["protocol"], "protocol_note": "a note on the protocol",
+            "n_runs": len(results), "mean_accuracy": float(acc.mean()), "std_accuracy": float(acc.std()),
+            "per_subject": {k: float(np.mean(v)) for k, v in per_subject.items()},
+            "confusion_matrix": np.sum([r["confusion_matrix"] for r in results], axis=0).tolist(),
+            "paper_accuracy": {"mean": 96.02, "std": 2.17} if dataset == "SEED" else {"mean": 84.92, "std": 6.66}}
+
+
+# ----------------------------------------------------------------------------- run figures
+
+
+@pytest.mark.parametrize("case", ["one_run_no_val", "45_runs", "loso_seed_iv"])
+def test_run_figures(tmp_path, case):
+    if case == "one_run_no_val":
+        results = [fake_run(1, 1, val=False)]
+    elif case == "45_runs":
+        results = [fake_run(s, k, epochs=20) for s in range(1, 16) for k in (1, 2, 3)]
+    else:
+        results = [fake_run(s, 1, protocol="loso", n_class=4) for s in range(1, 5)]
+    rc_before = dict(matplotlib.rcParams)
+    paths = figures.run_figures(results, fake_summary(results), tmp_path / "figs")
+    assert [p.name for p in paths] == ["curves.png", "confusion.png", "per_subject.png"]
+    for p in paths:
+        assert p.parent == tmp_path / "figs"
+        assert_png(p)
+    assert dict(matplotlib.rcParams) == rc_before  # the figures' style does not leak
+
+
+# ----------------------------------------------------------------------------- a tiny pipeline
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Synthetic SEED (1 subject, 1 session, short trials) preprocessed at 16x16, and a checkpoint of a
+    freshly built tiny network in run.py's format (statistics of the session as normalisation)."""
+    import torch
+
+    import model
+    import Preprocess
+    import synthetic
+    import utils
+
+    root = tmp_path_factory.mktemp("tiny")
+    ini = write_ini(root / "tiny.ini", path={"dataset_root": root / "SEED", "preprocessed_root": root / "pre",
+                                             "result_path": root / "results"},
+                    data={"input_width": 16}, model=TINY_MODEL)
+    cfg = utils.load_config(ini)
+    synthetic.write_seed(root / "SEED", subjects=(1,), sessions=(1,), trial_fraction=0.05, seed=0)
+    Preprocess.preprocess(cfg)
+    sessions = Preprocess.load_preprocessed(cfg)
+    de, eeg = np.asarray(sessions[0].de), np.asarray(sessions[0].eeg)
+    utils.set_seed(0)
+    net = model.build_model(cfg)
+    checkpoint = cfg.path.result_path / "checkpoints" / "sub01_ses1.pt"
+    checkpoint.parent.mkdir(parents=True)
+    torch.save({"model": net.state_dict(), "config": cfg.to_dict(), "run": "sub01_ses1", "epoch": 1,
+                "normalization": {"de_mean": de.mean(0, keepdims=True), "de_std": de.std(0, keepdims=True),
+                                  "eeg_mean": eeg.mean((0, 2), keepdims=True), "eeg_std": eeg.std((0, 2), keepdims=True)}},
+               checkpoint)
+    return {"cfg": cfg, "ini": ini, "sessions": sessions, "checkpoint": checkpoint, "root": root}
+
+
+def test_electrode_pixels_follow_the_interpolation_geometry():
+    import Preprocess
+
+    # width 17: every grid cell falls on a pixel, where the interpolated map equals the electrode's value
+    width = 17
+    values = np.random.default_rng(0).normal(size=(1, 62, 1)).astype(np.float32)
+    maps = Preprocess.electrodes_to_maps(values, Preprocess.interpolation_matrix(width), width)[0, ..., 0]
+    rc = figures.electrode_pixels(width)
+    assert np.allclose(rc, np.round(rc))
+    assert np.allclose(maps[rc[:, 0].astype(int), rc[:, 1].astype(int)], values[0, :, 0], atol=1e-5)
+    assert np.allclose(figures.electrode_pixels(32)[[0, 5]], [[0, 3 * 31 / 8], [2 * 31 / 8, 0]])  # FP1, F7
+
+
+def test_attention_figures(tiny):
+    paths = figures.attention_figures(tiny["checkpoint"], tiny["sessions"], tiny["root"] / "att")
+    assert [p.name for p in paths] == ["attention_spatial.png", "attention_depth.png"]
+    for p in paths:
+        assert_png(p)
+
+
+def test_attention_weights_cover_every_block_and_class(tiny):
+    cfg, label, weights = figures.attention_weights(tiny["checkpoint"], tiny["sessions"], per_class=5)
+    assert sorted(np.unique(label).tolist()) == [0, 1, 2] and len(label) == 15
+    # paper order: an attention block before each of the 2 dense blocks, in both streams
+    assert sorted(weights) == ["spectral.attention1", "spectral.attention2", "temporal.attention1", "temporal.attention2"]
+    assert weights["spectral.attention1"]["spatial"].shape == (15, 16, 16)
+    assert weights["spectral.attention1"]["spectral_temporal"].shape == (15, 5)
+    assert all(((w >= 0) & (w <= 1)).all() for d in weights.values() for w in d.values())  # sigmoid
+
+
+def test_input_figures(tiny):
+    paths = figures.input_figures(tiny["sessions"][0], 16, tiny["root"] / "inputs", dataset="SEED", window_ms=200)
+    assert [p.name for p in paths] == ["inputs_spectral.png", "inputs_temporal.png"]
+    for p in paths:
+        assert_png(p)
+
+
+def test_architecture_stages_add_up_to_the_model(tiny):
+    import model
+
+    for order in ("paper", "official"):
+        cfg = tiny["cfg"].replace(model={"block_order": order})
+        stages = figures.model_stages(cfg)
+        net = model.build_model(cfg)
+        counted = sum(p for rows in stages["streams"].values() for _, _, p in rows) + sum(p for _, _, p in stages["head"])
+        assert counted == stages["total"] == sum(p.numel() for p in net.parameters() if p.requires_grad)
+        spectral = dict((name, shape) for name, shape, _ in stages["streams"]["spectral"])
+        assert spectral["input"] == "16x16x5" and spectral["stem"] == "16x16x5x8"  # first filters 2k = 8
+        assert spectral["transition1"] == "8x8x2x6"   # (8 + 1 layer * k 4) channels, compression 0.5
+
+
+def test_architecture_figure_of_the_seed_config(tmp_path):
+    import utils
+
+    stages = figures.model_stages(utils.load_config(ROOT / "SEED.ini"))
+    assert stages["total"] == 1_573_185  # SPEC.md: the paper order's trainable parameters
+    path = figures.architecture_figure(utils.load_config(ROOT / "SEED.ini"), tmp_path / "arch.png")
+    assert_png(path, min_px=600)
+
+
+def test_cli_architecture_and_explain(tiny):
+    out = tiny["root"] / "arch.png"
+    proc = run_cli("figures.py", "architecture", "-c", str(tiny["ini"]), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert_png(out)
+    proc = run_cli("figures.py", "explain", "-c", str(tiny["ini"]), "--run", "sub01_ses1")
+    assert proc.returncode == 0, proc.stderr
+    folder = tiny["cfg"].path.result_path / "figures" / "sub01_ses1"
+    assert sorted(p.name for p in folder.glob("*.png")) == [
+        "attention_depth.png", "attention_spatial.png", "inputs_spectral.png", "inputs_temporal.png"]
+
+
+def test_cli_demo_without_results_says_what_to_run(tmp_path):
+    proc = run_cli("figures.py", "demo", "--demo-dir", str(tmp_path / "nothing"), "--out-dir", str(tmp_path / "out"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 and "python run.py --demo" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_figures_from_a_demo_folder(tiny, tmp_path):
+    """The demo command's path on a folder laid out like `python run.py --demo`'s."""
+    import shutil
+
+    demo = tmp_path / "demo"
+    shutil.copytree(tiny["cfg"].path.preprocessed_root, demo / "SEED_preprocessed")
+    (demo / "results" / "checkpoints").mkdir(parents=True)
+    shutil.copy(tiny["checkpoint"], demo / "results" / "checkpoints" / "sub01_ses1.pt")
+    results = [fake_run(1, 1)]
+    import utils
+
+    utils.write_json(demo / "results" / "runs" / "sub01_ses1.json", results[0])
+    utils.write_json(demo / "results" / "summary.json", fake_summary(results))
+    paths = figures.demo_figures(demo, tmp_path / "figure")
+    assert sorted(p.name for p in paths) == sorted(f"demo_{n}.png" for n in (
+        "curves", "confusion", "per_subject", "attention_spatial", "attention_depth", "inputs_spectral", "inputs_temporal"))
+    for p in paths:
+        assert_png(p)
+    assert sorted(p.name for p in (tmp_path / "figure").iterdir()) == sorted(p.name for p in paths)  # no leftovers

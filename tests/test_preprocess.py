@@ -1,0 +1,337 @@
+"""Tests of Preprocess.py: grid interpolation, DE, resampling, and the command end to end.
+
+    python -m pytest tests/test_preprocess.py -q
+
+Unit tests check the maps against closed forms (electrodes on their cells, constants stay
+constant, DE of Gaussian noise, a slow sinusoid survives resampling, a fast one is filtered out);
+end-to-end tests run `python Preprocess.py -c <tmp ini>` as a subprocess on tiny synthetic data
+(trial_fraction 0.03) for both datasets, including resume, --force, no raw EEG, and every bad
+input: exit code 1, one `error:` line naming the file and key, nothing under preprocessed_root.
+"""
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+from scipy import signal, stats
+
+import datasets as D
+import synthetic
+from Preprocess import (electrodes_to_maps, differential_entropy, gaussian_de, grid_interpolation_matrix,
+                        interpolation_matrix, load_preprocessed, resample_matrix, temporal_samples, temporal_spec)
+from utils import DataError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+FRACTION = 0.03
+PROGRESS = re.compile(r"^sub\d\d_ses\d: \d+ samples, [\d.]+ MB, [\d.]+ s$")
+
+
+def write_ini(tmp_path: Path, dataset: str, dataset_root: Path, **data) -> Path:
+    """A copy of SEED.ini / SEED_IV.ini with the paths under tmp_path and some [data] keys replaced."""
+    text = (ROOT / ("SEED.ini" if dataset == "SEED" else "SEED_IV.ini")).read_text()
+    paths = {"dataset_root": dataset_root, "preprocessed_root": tmp_path / "pre", "result_path": tmp_path / "results"}
+    for key, value in {**paths, **data}.items():
+        text, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)
+        assert n == 1, key
+    ini = tmp_path / f"{dataset}_{len(list(tmp_path.glob('*.ini')))}.ini"
+    ini.write_text(text)
+    return ini
+
+
+def preprocess_cli(ini: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "Preprocess.py", "-c", str(ini), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def windows(dataset, session):
+    return [max(synthetic.MIN_WINDOWS, round(t * FRACTION)) for t in D.TRIAL_WINDOWS[dataset][session]]
+
+
+@pytest.fixture(scope="module")
+def seed_root(tmp_path_factory):
+    return synthetic.write_seed(tmp_path_factory.mktemp("seed") / "SEED", subjects=(1, 2), sessions=(1,), trial_fraction=FRACTION)
+
+
+@pytest.fixture(scope="module")
+def seed_iv_root(tmp_path_factory):
+    return synthetic.write_seed_iv(tmp_path_factory.mktemp("seed_iv") / "SEED_IV", subjects=(1,), sessions=(1, 2),
+                                   trial_fraction=FRACTION)
+
+
+@pytest.fixture(scope="module")
+def one_recording(tmp_path_factory):
+    """SEED subject 1 session 1 only: any damage to it must stop the run before anything is written."""
+    return synthetic.write_seed(tmp_path_factory.mktemp("one") / "SEED", subjects=(1,), sessions=(1,), trial_fraction=FRACTION)
+
+
+# ----------------------------------------------------------------------------- spatial maps
+
+
+@pytest.mark.parametrize("width", [9, 17, 33])
+def test_each_electrode_lands_on_its_cell(width):
+    # pixel p sits at grid coordinate p * 8 / (width - 1): cell (r, c) is pixel (r, c) * (width - 1) / 8
+    matrix = interpolation_matrix(width)
+    assert matrix.shape == (width * width, 62) and matrix.dtype == np.float64
+    step = (width - 1) // (D.GRID_SIZE - 1)
+    pixels = D.GRID_POSITIONS[:, 0] * step * width + D.GRID_POSITIONS[:, 1] * step
+    np.testing.assert_allclose(matrix[pixels], np.eye(62), atol=1e-12)  # value e on its cell, 0 on the others'
+
+
+def test_width_9_is_the_grid_itself():
+    np.testing.assert_allclose(grid_interpolation_matrix(9), np.eye(81), atol=1e-12)
+
+
+@pytest.mark.parametrize("width", [32, 17])
+def test_constant_and_linear_fields_are_reproduced(width):
+    matrix = grid_interpolation_matrix(width)
+    np.testing.assert_allclose(matrix @ np.full(81, 3.5), 3.5, atol=1e-12)
+    rows, cols = np.mgrid[0:9, 0:9]
+    coords = np.linspace(0, 8, width)
+    ramp = (matrix @ (2 * rows - cols).ravel().astype(float)).reshape(width, width)
+    np.testing.assert_allclose(ramp, 2 * coords[:, None] - coords[None, :], atol=1e-9)  # cubic splines keep lines
+
+
+def test_electrodes_to_maps_is_the_per_sample_product():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 62, 3))
+    matrix = interpolation_matrix(32)
+    maps = electrodes_to_maps(x, matrix, 32)
+    assert maps.shape == (7, 32, 32, 3) and maps.dtype == np.float32
+    for n in range(7):
+        np.testing.assert_allclose(maps[n].reshape(1024, 3), matrix @ x[n], rtol=1e-5, atol=1e-5)
+    pos = D.GRID_POSITIONS[D.CHANNELS.index("OZ")]
+    onehot = np.zeros((1, 62, 1))
+    onehot[0, D.CHANNELS.index("OZ")] = 1
+    peak = np.unravel_index(np.argmax(electrodes_to_maps(onehot, matrix, 32)[0, :, :, 0]), (32, 32))
+    assert np.allclose(np.array(peak) * 8 / 31, pos, atol=0.5)  # width 32: the peak is the pixel nearest the cell
+
+
+# ----------------------------------------------------------------------------- DE and resampling
+
+
+def test_gaussian_de_closed_form():
+    for sigma in (0.5, 3.0, 20.0):
+        assert np.isclose(gaussian_de(sigma ** 2), stats.norm(scale=sigma).entropy())
+
+
+def test_de_of_gaussian_noise():
+    rng = np.random.default_rng(0)
+    sigma, window = 5.0, 200 * 30
+    de = differential_entropy(rng.normal(0, sigma, (4, 20 * window)), D.BANDS_HZ["SEED"], window)
+    assert de.shape == (4, 20, 5)
+    for b, (lo, hi) in enumerate(D.BANDS_HZ["SEED"]):
+        sos = signal.butter(4, (lo, hi), btype="bandpass", fs=200, output="sos")
+        _, h = signal.sosfreqz(sos, worN=2 ** 16, fs=200)
+        variance = sigma ** 2 * np.mean(np.abs(h) ** 4)  # white noise through the zero-phase (squared) filter
+        assert abs(de[..., b].mean() - 0.5 * np.log(2 * np.pi * np.e * variance)) < 0.02
+
+
+def test_resampling_keeps_a_slow_sinusoid_and_removes_a_fast_one():
+    cfg = load_config(ROOT / "SEED.ini")
+    spec = temporal_spec(cfg)
+    assert (spec.length, spec.points, spec.up, spec.down) == (40, 25, 5, 8)
+    n_windows, t = 12, np.arange(200 * 12 + 1) / 200
+    raw = {1: np.tile(np.sin(2 * np.pi * 2 * t + 0.3), (62, 1)), 2: np.tile(np.sin(2 * np.pi * 85 * t), (62, 1))}
+    eeg = temporal_samples(raw, {1: n_windows, 2: n_windows}, spec, resample_matrix(spec))
+    assert eeg.shape == (2 * n_windows, 62, 25) and eeg.dtype == np.float32
+    times = (np.arange(n_windows)[:, None] * 200 + np.arange(25)[None] * 40 / 25) / 200  # point k at sample k * 40/25
+    np.testing.assert_allclose(eeg[:n_windows, 5], np.sin(2 * np.pi * 2 * times + 0.3), atol=1e-2)
+    np.testing.assert_allclose(eeg[1:n_windows, 5], np.sin(2 * np.pi * 2 * times[1:] + 0.3), atol=1e-3)
+    assert np.abs(eeg[n_windows + 1:]).max() < 0.01  # 85 Hz would alias to 40 Hz at 125 Hz: filtered out
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def check_session(folder: Path, dataset: str, session: int, has_temporal: bool = True, width: int = 32):
+    manifest = json.loads((folder / "manifest.json").read_text())
+    n_windows = windows(dataset, session)
+    n = sum(n_windows)
+    assert manifest["n_samples"] == n and manifest["has_temporal"] == has_temporal
+    assert manifest["dataset"] == dataset and manifest["session"] == session
+    expected = {"spectral": ((n, width, width, 5), "float32"), "de": ((n, 62, 5), "float32"),
+                "label": ((n,), "int64"), "trial": ((n,), "int64")}
+    if has_temporal:
+        expected |= {"temporal": ((n, width, width, 25), "float32"), "eeg": ((n, 62, 25), "float32")}
+    assert manifest["arrays"] == {k: {"shape": list(s), "dtype": d} for k, (s, d) in expected.items()}
+    assert sorted(p.name for p in folder.iterdir()) == sorted([f"{k}.npy" for k in expected] + ["manifest.json"])
+    arrays = {k: np.load(folder / f"{k}.npy") for k in expected}
+    assert all(arrays[k].shape == s and str(arrays[k].dtype) == d for k, (s, d) in expected.items())
+    assert arrays["trial"].tolist() == np.repeat(np.arange(1, len(n_windows) + 1), n_windows).tolist()
+    assert arrays["label"].tolist() == np.repeat(D.TRIAL_LABELS[dataset][session], n_windows).tolist()
+    matrix = interpolation_matrix(width)
+    assert np.array_equal(electrodes_to_maps(arrays["de"], matrix, width), arrays["spectral"])  # run.py relies on it
+    assert np.array_equal(electrodes_to_maps(arrays["de"][5:9], matrix, width), arrays["spectral"][5:9])  # per batch too
+    if has_temporal:
+        assert np.array_equal(electrodes_to_maps(arrays["eeg"], matrix, width), arrays["temporal"])
+    return manifest, arrays
+
+
+def test_end_to_end_seed(seed_root, tmp_path):
+    ini = write_ini(tmp_path, "SEED", seed_root)
+    result = preprocess_cli(ini)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and all(PROGRESS.match(line) for line in lines) and result.stderr == ""
+    manifest, arrays = check_session(tmp_path / "pre" / "sub02_ses1", "SEED", 1)
+    assert manifest["subject"] == 2 and manifest["sources"]["raw"].endswith("Preprocessed_EEG/2_20140404.mat")
+    assert manifest["data"] == load_config(ini).to_dict()["data"]
+    features = D.read_features(seed_root / "ExtractedFeatures" / "2_20140404.mat", "de_LDS")
+    assert np.array_equal(arrays["de"][arrays["trial"] == 3], features[3].transpose(1, 0, 2).astype(np.float32))
+    # eeg = resample_poly of the segment with 16 samples of context either side (away from the trial edges)
+    raw = D.read_raw(seed_root / "Preprocessed_EEG" / "2_20140404.mat")[4]
+    first = int(np.flatnonzero(arrays["trial"] == 4)[0])
+    expected = signal.resample_poly(raw[:, 200 - 16: 200 + 40 + 16], 5, 8, axis=-1)[:, 10:35]
+    np.testing.assert_allclose(arrays["eeg"][first + 1], expected, rtol=1e-4, atol=1e-3)
+
+    index = json.loads((tmp_path / "pre" / "manifest.json").read_text())
+    assert [(s["subject"], s["session"], s["folder"]) for s in index["sessions"]] == [(1, 1, "sub01_ses1"), (2, 1, "sub02_ses1")]
+    sessions = load_preprocessed(load_config(ini))
+    assert [(s.subject, s.session) for s in sessions] == [(1, 1), (2, 1)]
+    assert isinstance(sessions[1].de, np.memmap) and sessions[1].de.shape == (sum(windows("SEED", 1)), 62, 5)
+    assert sessions[1].eeg.shape[2] == 25 and np.array_equal(sessions[1].label, arrays["label"])
+    assert [s.subject for s in load_preprocessed(load_config(ini), subjects=[2], sessions=[1])] == [2]
+    with pytest.raises(DataError, match=r"sub03_ses1 not preprocessed; run `python Preprocess.py -c .* --subjects 3"):
+        load_preprocessed(load_config(ini), subjects=[3], sessions=[1])
+
+
+def test_end_to_end_seed_iv(seed_iv_root, tmp_path):
+    ini = write_ini(tmp_path, "SEED-IV", seed_iv_root)
+    result = preprocess_cli(ini)
+    assert result.returncode == 0, result.stderr
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["sub01_ses1", "sub01_ses2"]
+    check_session(tmp_path / "pre" / "sub01_ses1", "SEED-IV", 1)
+    _, arrays = check_session(tmp_path / "pre" / "sub01_ses2", "SEED-IV", 2)
+    raw = D.read_raw(seed_iv_root / "eeg_raw_data" / "2" / "1_20161125.mat")[1]
+    expected = signal.resample_poly(raw[:, 800 - 16: 800 + 40 + 16], 5, 8, axis=-1)[:, 10:35]  # window 1 starts at 4 s
+    np.testing.assert_allclose(arrays["eeg"][1], expected, rtol=1e-4, atol=1e-3)
+
+
+def test_rerun_skips_force_redoes_and_config_changes_rebuild(seed_root, tmp_path):
+    ini = write_ini(tmp_path, "SEED", seed_root)
+    assert preprocess_cli(ini, "--subjects", "1").returncode == 0
+    spectral = tmp_path / "pre" / "sub01_ses1" / "spectral.npy"
+    stamp = spectral.stat().st_mtime_ns
+    result = preprocess_cli(ini, "--subjects", "1")
+    assert result.returncode == 0 and result.stdout.startswith("1 session(s) already preprocessed")
+    assert spectral.stat().st_mtime_ns == stamp
+    result = preprocess_cli(ini, "--subjects", "1", "--force")
+    assert result.returncode == 0 and PROGRESS.match(result.stdout.splitlines()[0]) and spectral.stat().st_mtime_ns != stamp
+
+    # an interrupted run: arrays half-written, manifest not yet there -> the rerun redoes that session only
+    assert preprocess_cli(ini).stdout.splitlines()[0].startswith("sub02_ses1")
+    (tmp_path / "pre" / "sub02_ses1" / "manifest.json").unlink()
+    temporal = tmp_path / "pre" / "sub02_ses1" / "temporal.npy"
+    temporal.write_bytes(temporal.read_bytes()[:1000])
+    result = preprocess_cli(ini)
+    assert [line.split(":")[0] for line in result.stdout.splitlines()[:1]] == ["sub02_ses1"]
+    check_session(tmp_path / "pre" / "sub02_ses1", "SEED", 1)
+    assert not list((tmp_path / "pre").rglob("*.tmp"))
+
+    wider = write_ini(tmp_path, "SEED", seed_root, input_width=17)
+    with pytest.raises(DataError, match=r"input_width = 32, but .* has 17; rerun `python Preprocess.py -c .* --force`"):
+        load_preprocessed(load_config(wider))
+    result = preprocess_cli(wider)  # a different [data] config is rebuilt without --force
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 2
+    check_session(tmp_path / "pre" / "sub01_ses1", "SEED", 1, width=17)
+
+
+def test_no_raw_eeg(tmp_path):
+    root = synthetic.write_seed(tmp_path / "SEED", subjects=(1, 2), sessions=(1,), trial_fraction=FRACTION, raw=False)
+    ini = write_ini(tmp_path, "SEED", root)
+    result = preprocess_cli(ini)
+    assert result.returncode == 0, result.stderr
+    notices = [line for line in result.stdout.splitlines() if not PROGRESS.match(line)]
+    assert notices == [f"no raw EEG under {root / 'Preprocessed_EEG'}: only the spatial-spectral stream can be "
+                       f"trained (set [model] streams = spectral)"]
+    check_session(tmp_path / "pre" / "sub01_ses1", "SEED", 1, has_temporal=False)
+    assert all(s.eeg is None for s in load_preprocessed(load_config(ini)))
+
+
+def test_de_from_raw(seed_root, tmp_path):
+    ini = write_ini(tmp_path, "SEED", seed_root, feature="de_raw")
+    result = preprocess_cli(ini, "--subjects", "2")
+    assert result.returncode == 0, result.stderr
+    manifest, arrays = check_session(tmp_path / "pre" / "sub02_ses1", "SEED", 1)
+    assert manifest["sources"]["features"] is None and manifest["data"]["feature"] == "de_raw"
+    assert np.isfinite(arrays["de"]).all() and 0 < arrays["de"].mean() < 10  # nats of band-passed uV
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def edit_mat(path: Path, change) -> None:
+    """Rewrite a .mat file with change(arrays) applied, keys kept in their order."""
+    arrays = {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
+    change(arrays)
+    scipy.io.savemat(path, arrays)
+
+
+FEATURES, RAW = "ExtractedFeatures/1_20131027.mat", "Preprocessed_EEG/1_20131027.mat"
+BAD_INPUTS = {  # name: (damage(root), message expected in the error line)
+    "missing folder": (lambda root: shutil.rmtree(root), "dataset folder not found"),
+    "no recordings": (lambda root: [(root / p).unlink() for p in (FEATURES, RAW)], "ExtractedFeatures: no recordings"),
+    "truncated file": (lambda root: (root / FEATURES).write_bytes((root / FEATURES).read_bytes()[:-100]),
+                       f"{FEATURES}: not a readable MATLAB .mat file"),
+    "text named .mat": (lambda root: (root / RAW).write_text("EEG exported as text\n"), f"{RAW}: not a readable MATLAB"),
+    "missing key": (lambda root: edit_mat(root / FEATURES, lambda a: a.pop("de_LDS7")), f"{FEATURES}: key de_LDS7 missing"),
+    "61 electrodes": (lambda root: edit_mat(root / FEATURES, lambda a: a.update(de_LDS2=a["de_LDS2"][:61])),
+                      f"{FEATURES}: key de_LDS2: expected (62, T, 5)"),
+    "bands before windows": (lambda root: edit_mat(root / FEATURES, lambda a: a.update(de_LDS2=a["de_LDS2"].transpose(0, 2, 1))),
+                             f"{FEATURES}: key de_LDS2: expected (62, T, 5)"),
+    "NaN in features": (lambda root: edit_mat(root / FEATURES, lambda a: a["de_LDS4"].__setitem__((0, 1, 2), np.nan)),
+                        f"{FEATURES}: key de_LDS4: 1 NaN/Inf values"),
+    "Inf in raw EEG": (lambda root: edit_mat(root / RAW, lambda a: a["djc_eeg2"].__setitem__((3, 10), np.inf)),
+                       f"{RAW}: key djc_eeg2: 1 NaN/Inf values"),
+    "trial counts differ": (lambda root: edit_mat(root / RAW, lambda a: a.pop("djc_eeg15")), f"{RAW}: 14 trials"),
+    "trial lengths differ": (lambda root: edit_mat(root / RAW, lambda a: a.update(djc_eeg3=a["djc_eeg3"][:, :700])),
+                             f"{RAW}: trial 3 (key *_eeg3) has 700 samples"),
+    "label.mat missing": (lambda root: [(root / f / "label.mat").unlink() for f in ("ExtractedFeatures", "Preprocessed_EEG")],
+                          "ExtractedFeatures/label.mat: file not found"),
+    "label.mat wrong length": (lambda root: edit_mat(root / "ExtractedFeatures" / "label.mat",
+                                                     lambda a: a.update(label=a["label"][:, :14])),
+                               "ExtractedFeatures/label.mat: key label: expected 15 values"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_bad_input(name, one_recording, tmp_path):
+    damage, message = BAD_INPUTS[name]
+    root = shutil.copytree(one_recording, tmp_path / "SEED")
+    damage(root)
+    assert_fails(preprocess_cli(write_ini(tmp_path, "SEED", root)), message, tmp_path / "pre")
+
+
+def assert_fails(result: subprocess.CompletedProcess, message: str, preprocessed_root: Path):
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    assert message in lines[0], lines[0]
+    assert not preprocessed_root.exists() or not any(preprocessed_root.rglob("*"))
+
+
+def test_bad_input_seed_iv_session_folder_missing(seed_iv_root, tmp_path):
+    root = shutil.copytree(seed_iv_root, tmp_path / "SEED_IV")
+    shutil.rmtree(root / "eeg_raw_data" / "2")
+    assert_fails(preprocess_cli(write_ini(tmp_path, "SEED-IV", root)),
+                 f"{root / 'eeg_raw_data' / '2'}: session folder missing, but", tmp_path / "pre")
+
+
+def test_bad_input_de_raw_without_raw(tmp_path):
+    root = synthetic.write_seed(tmp_path / "SEED", subjects=(1,), sessions=(1,), trial_fraction=FRACTION, raw=False)
+    assert_fails(preprocess_cli(write_ini(tmp_path, "SEED", root, feature="de_raw")),
+                 "Preprocessed_EEG: not found, needed for [data] feature = de_raw", tmp_path / "pre")
+
+
+def test_bad_input_selection_and_config(one_recording, tmp_path):
+    ini = write_ini(tmp_path, "SEED", one_recording)
+    assert_fails(preprocess_cli(ini, "--subjects", "7"), "no recording of subject 7 (found subjects 1)", tmp_path / "pre")
+    assert_fails(preprocess_cli(write_ini(tmp_path, "SEED", one_recording, temporal_window_s=0.2025)),
+                 "[data] temporal_window_s: expected a multiple of 1/200 s", tmp_path / "pre")
+    with pytest.raises(DataError, match=r"no preprocessed sessions; run `python Preprocess.py -c "):
+        load_preprocessed(load_config(ini))
