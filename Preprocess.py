@@ -54,7 +54,8 @@ from scipy.interpolate import RectBivariateSpline
 
 from datasets import (BANDS, BANDS_HZ, CHANNELS, FEATURE_FOLDERS, GRID_POSITIONS, GRID_SIZE, RAW_FOLDER,
                       SAMPLING_RATE, WINDOW_S, Recording, find_recordings, read_features, read_labels, read_raw)
-from utils import Config, ConfigError, DataError, cli_main, git_commit, load_config, save_npy, write_json
+from utils import (Config, ConfigError, DataError, check_output_folder, cli_main, git_commit, load_config, make_folder,
+                   remove_stale_temporaries, save_npy, write_json)
 
 MANIFEST = "manifest.json"
 ARRAYS = ("spectral", "temporal", "de", "eeg", "label", "trial")  # .npy files of a session, in write order
@@ -278,7 +279,9 @@ def _is_current(folder: Path, cfg: Config) -> bool:
 
 def _write_session(folder: Path, arrays: dict[str, np.ndarray], manifest: dict) -> int:
     """Write the arrays, then the manifest; returns the bytes of the .npy files."""
+    make_folder(folder)
     (folder / MANIFEST).unlink(missing_ok=True)  # incomplete until the new manifest lands
+    remove_stale_temporaries(folder)  # left by a run killed while writing this session
     for name in ARRAYS:
         if name not in arrays:
             (folder / f"{name}.npy").unlink(missing_ok=True)  # e.g. temporal.npy of an earlier run with raw EEG
@@ -292,6 +295,7 @@ def _write_session(folder: Path, arrays: dict[str, np.ndarray], manifest: dict) 
 def _write_index(cfg: Config) -> None:
     """<preprocessed_root>/manifest.json: the complete sessions built with this [data] config."""
     root = cfg.path.preprocessed_root
+    remove_stale_temporaries(root)
     sessions = []
     for folder in sorted(root.glob("sub*_ses*")):
         if SESSION_FOLDER.match(folder.name) and _is_current(folder, cfg):
@@ -325,6 +329,7 @@ def preprocess(cfg: Config, force: bool = False, subjects=None, sessions=None) -
     if data.input_width < 2:
         raise ConfigError(f"{cfg.source}: [data] input_width: expected at least 2, got {data.input_width}")
     spec = temporal_spec(cfg)
+    check_output_folder(cfg.path.preprocessed_root, f"{cfg.source}: [path] preprocessed_root")
     recordings = _select(find_recordings(data.dataset, root), subjects, sessions, root)
     has_raw = recordings[0].raw is not None  # find_recordings pairs the folders: all or none have raw EEG
     has_features = recordings[0].features is not None

@@ -264,12 +264,20 @@ def _load_mat(path: Path, keep: Callable[[str], object]) -> dict[str, np.ndarray
         raise DataError(f"{path}: not a readable MATLAB .mat file ({type(e).__name__}: {reason})") from None
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # every array ends up as float32 (Preprocess.py, run.py)
+
+
 def _check_array(path: Path, key: str, a: np.ndarray, expected: str, ok: bool) -> None:
     if not ok:
         raise DataError(f"{path}: key {key}: expected {expected}, got shape {a.shape} {a.dtype}")
-    bad = a.size - np.count_nonzero(np.isfinite(a))
-    if bad:
-        raise DataError(f"{path}: key {key}: {bad} NaN/Inf values (expected finite numbers)")
+    in_range = np.abs(a) <= FLOAT32_MAX  # False for NaN and Inf too
+    if not in_range.all():
+        bad = a.size - np.count_nonzero(np.isfinite(a))
+        if bad:
+            raise DataError(f"{path}: key {key}: {bad} NaN/Inf values (expected finite numbers)")
+        # finite in the file, but Inf once stored as float32
+        raise DataError(f"{path}: key {key}: {a.size - np.count_nonzero(in_range)} values beyond the float32 range "
+                        f"(expected finite numbers, |x| <= {FLOAT32_MAX:.3g})")
 
 
 def _by_trial(path: Path, arrays: dict[str, np.ndarray], pattern: re.Pattern, family: str) -> dict[int, tuple[str, np.ndarray]]:

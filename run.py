@@ -14,7 +14,8 @@ Needs the maps of `python Preprocess.py -c SEED.ini`. Writes under [path] result
     figures/<run>/*.png    attention and input figures, with --explain <run>
 Every file is written atomically. A rerun skips finished runs and resumes an interrupted run
 from its last finished epoch (checkpoints/<run>.partial.pt), so a killed job loses at most one
-epoch. See README.md for the protocols and what each one may claim.
+epoch; what a killed process left (temporary files, partial states of finished runs) is
+removed. See README.md for the protocols and what each one may claim.
 """
 from __future__ import annotations
 
@@ -108,8 +109,8 @@ def make_split(cfg: Config, spec: RunSpec, subject: np.ndarray, trial: np.ndarra
     # loso: test = the held-out subject; validation = the next training subject (cyclically)
     others = np.unique(subject[subject != spec.subject])
     if len(others) < 2:
-        raise DataError(f"protocol loso needs at least 3 preprocessed subjects for session {spec.session}, "
-                        f"found {len(others) + 1}")
+        raise DataError(f"{cfg.source}: [training] protocol = loso needs at least 3 preprocessed subjects for "
+                        f"session {spec.session}, found {len(others) + 1} under {cfg.path.preprocessed_root}")
     val_subject = others[np.searchsorted(others, spec.subject) % len(others)]
     test = subject == spec.subject
     val = subject == val_subject
@@ -151,8 +152,11 @@ def zscore(x: np.ndarray, train: np.ndarray, axes: tuple) -> tuple[np.ndarray, n
     return ((x - mean) / std).astype(np.float32), mean.astype(np.float32), std.astype(np.float32)
 
 
-def build_run_data(cfg: Config, spec: RunSpec, sessions: list) -> RunData:
-    """Pool the sessions a run needs, split them by protocol, normalise with training statistics."""
+def run_split(cfg: Config, spec: RunSpec, sessions: list) -> tuple[list, np.ndarray, Split]:
+    """The sessions a run pools, their labels (N,) and the protocol's split; DataError if it cannot be made.
+
+    Cheap (trial numbers and labels only): main() calls it for every run before writing anything.
+    """
     if cfg.training.protocol == "loso":
         parts = [s for s in sessions if s.session == spec.session]
     else:
@@ -164,7 +168,12 @@ def build_run_data(cfg: Config, spec: RunSpec, sessions: list) -> RunData:
     if len(split.train) == 0 or len(split.test) == 0:
         raise DataError(f"{spec.name}: protocol {cfg.training.protocol} leaves "
                         f"{len(split.train)} training and {len(split.test)} test samples")
+    return parts, label, split
 
+
+def build_run_data(cfg: Config, spec: RunSpec, sessions: list) -> RunData:
+    """Pool the sessions a run needs, split them by protocol, normalise with training statistics."""
+    parts, label, split = run_split(cfg, spec, sessions)
     de = np.concatenate([np.asarray(s.de) for s in parts])
     eeg = np.concatenate([np.asarray(s.eeg) for s in parts]) if cfg.model.streams != "spectral" else None
     stats = {}
@@ -233,6 +242,7 @@ class Trainer:
         import model as model_lib
 
         self.cfg, self.spec, self.data, self.device = cfg, spec, data, device
+        self.config_key = result_key(cfg)
         utils.set_seed(cfg.training.seed)  # same seed for every run: results don't depend on order or sharding
         self.net = model_lib.build_model(cfg).to(device)
         self.optimizer = torch.optim.Adam(model_lib.param_groups(self.net, cfg.training.l2), lr=cfg.training.lr,
@@ -262,13 +272,17 @@ class Trainer:
             logits = self._forward(batch)
             loss = F.cross_entropy(logits, y)
             if not torch.isfinite(loss):
-                raise Diverged(f"{self.spec.name}: training loss became {loss.item()} at epoch {epoch}")
+                raise Diverged(f"{self.where(epoch)}: training loss became {loss.item()}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             total_loss += loss.item() * len(batch)
             correct += (logits.argmax(1) == y).sum().item()
         return total_loss / len(train), correct / len(train)
+
+    def where(self, epoch: int) -> str:
+        s = self.spec
+        return f"{s.name} (subject {s.subject}, session {s.session}), epoch {epoch}"
 
     @torch.no_grad()
     def predict(self, indices: np.ndarray) -> tuple[float, np.ndarray]:
@@ -285,12 +299,15 @@ class Trainer:
 
     def state(self) -> dict:
         """Everything needed to continue bit-identically after a kill (CPU)."""
-        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"config_key": self.config_key, "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "shuffle": self.shuffle.get_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "history": self.history, "best": self.best}
 
     def load_state(self, state: dict) -> None:
+        """Continue from `state()`; ValueError if it was saved under another configuration."""
+        if state.get("config_key") != self.config_key:
+            raise ValueError("saved under another configuration")
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.shuffle.set_state(state["shuffle"])
@@ -302,12 +319,16 @@ class Trainer:
     def fit(self, partial_path: Path, progress) -> None:
         """Train up to nbEpoch epochs, saving a resumable state after each epoch."""
         t, split = self.cfg.training, self.data.split
+        if self.best["wait"] >= t.patience:  # a resumed run that had already stopped early
+            return
         for epoch in range(len(self.history) + 1, t.nbEpoch + 1):
             start = time.perf_counter()
             train_loss, train_acc = self.train_epoch(epoch)
             row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc}
             if len(split.val):
                 val_loss, val_pred = self.predict(split.val)
+                if not math.isfinite(val_loss):
+                    raise Diverged(f"{self.where(epoch)}: validation loss became {val_loss}")
                 row.update(val_loss=val_loss, val_accuracy=float((val_pred == self.data.label[split.val].numpy()).mean()))
             row["seconds"] = time.perf_counter() - start
             self.history.append(row)
@@ -346,8 +367,9 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
     if partial.exists():
         try:
             trainer.load_state(torch.load(partial, map_location=device, weights_only=False))
+            print(f"{spec.name}: resuming after epoch {len(trainer.history)} of {cfg.training.nbEpoch}")
         except Exception as e:  # a partial state of other code or config: start the run afresh
-            print(f"{spec.name}: ignoring unreadable {partial.name} ({type(e).__name__}); starting over", file=sys.stderr)
+            print(f"{spec.name}: ignoring {partial.name} ({type(e).__name__}: {e}); starting over", file=sys.stderr)
             trainer = Trainer(cfg, spec, data, device)
     with tqdm(total=cfg.training.nbEpoch, initial=len(trainer.history), desc=spec.name, unit="epoch",
               leave=False, disable=None, file=sys.stderr) as progress:
@@ -384,6 +406,7 @@ class ResultDir:
 
     def __init__(self, cfg: Config):
         self.root = cfg.path.result_path
+        self.source = cfg.source
         self.config_key = result_key(cfg)
 
     def run_json(self, spec: RunSpec) -> Path:
@@ -396,14 +419,17 @@ class ResultDir:
         return self.root / "checkpoints" / f"{spec.name}.partial.pt"
 
     def check_writable(self) -> None:
-        """Fail before any work if result_path cannot be created or written."""
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            with utils.atomic_path(self.root / ".write-test"):
-                pass
-        except OSError as e:
-            raise ConfigError(f"[path] result_path: cannot write to {self.root} ({e.strerror})") from None
-        (self.root / ".write-test").unlink(missing_ok=True)
+        """Fail before any work if result_path or its folders cannot be created or written; creates nothing."""
+        for folder in (self.root, self.root / "runs", self.root / "checkpoints", self.root / "figures"):
+            utils.check_output_folder(folder, f"{self.source}: [path] result_path")
+
+    def tidy(self, runs: list[RunSpec], done: dict) -> None:
+        """Remove what killed processes left: temporary files, partial states of runs that have finished."""
+        for folder in (self.root, self.root / "runs", self.root / "checkpoints", self.root / "figures"):
+            utils.remove_stale_temporaries(folder)
+        for spec in runs:
+            if spec.name in done:  # killed between writing the result and deleting the partial state
+                self.partial(spec).unlink(missing_ok=True)
 
     def finished(self) -> dict[str, dict]:
         """Finished runs of this config, by run name. Results of another config are an error."""
@@ -509,26 +535,23 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+# --demo: synthetic SEED data of this size, and these keys changed from the INI file's values.
+DEMO_DATA = {"subjects": (1, 2), "sessions": (1,), "trial_fraction": 0.15, "seed": 0}
+DEMO_KEYS = {"data": {"dataset": "SEED", "feature": "de_LDS"}, "model": {"nb_class": 3},
+             "training": {"nbEpoch": 12, "patience": 12, "lr": 1e-3, "batch_size": 16}}
+
+
 def demo_config(base: Config, root: Path) -> Config:
     """A reduced configuration of `base` on small synthetic SEED data under `root`."""
-    import synthetic
-
     import datasets
+    import synthetic
 
     data_root = root / "SEED"
     if not (data_root / datasets.RAW_FOLDER["SEED"]).exists():
         print(f"writing synthetic SEED-format data to {data_root}")
-        synthetic.write_seed(data_root, subjects=DEMO["subjects"], sessions=DEMO["sessions"],
-                             trial_fraction=DEMO["trial_fraction"], seed=0)
-    return base.replace(
-        path={"dataset_root": data_root, "preprocessed_root": root / "SEED_preprocessed", "result_path": root / "results"},
-        data={"dataset": "SEED", "feature": "de_LDS"},
-        model={"nb_class": 3},
-        training={"nbEpoch": DEMO["epochs"], "patience": DEMO["epochs"]},
-    )
-
-
-DEMO = {"subjects": (1, 2), "sessions": (1,), "trial_fraction": 0.15, "epochs": 8}
+        synthetic.write_seed(data_root, **DEMO_DATA)
+    paths = {"dataset_root": data_root, "preprocessed_root": root / "SEED_preprocessed", "result_path": root / "results"}
+    return base.replace(path=paths, **DEMO_KEYS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -557,7 +580,13 @@ def main(argv: list[str] | None = None) -> int:
     model_lib.build_model(cfg)  # a config the network cannot be built from fails before any output
     out = ResultDir(cfg)
     if args.summarize:
-        return 0 if summarize(cfg, out) is not None else 1
+        done = out.finished()
+        if not done:
+            raise DataError(f"{out.root / 'runs'}: no finished runs to summarize; run `python run.py -c {args.config}` first")
+        out.check_writable()
+        out.tidy([], done)
+        summarize(cfg, out)
+        return 0
     if args.explain:
         import figures
 
@@ -583,9 +612,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = plan_runs(cfg, [(s.subject, s.session) for s in all_sessions], subjects, sessions, shard)
     if not runs:
         raise DataError(f"no preprocessed subject-session under {cfg.path.preprocessed_root} matches the selection")
-    out.check_writable()
     done = out.finished()
     todo = [r for r in runs if r.name not in done]
+    for spec in todo:  # every split can be made (e.g. loso has enough subjects) before anything is written
+        run_split(cfg, spec, all_sessions)
+    out.check_writable()
+    out.tidy(runs, done)
     print(f"{cfg.data.dataset}, protocol {cfg.training.protocol}: {len(runs)} runs, {len(runs) - len(todo)} already "
           f"finished, device {device}")
 

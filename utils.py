@@ -18,6 +18,8 @@ import dataclasses
 import json
 import os
 import random
+import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -43,12 +45,16 @@ class DataError(UserError):
     """A dataset or preprocessed file that is missing or not what was expected."""
 
 
+class OutputError(UserError):
+    """An output folder or file that cannot be written (a file in the way, read-only, disk full)."""
+
+
 def cli_main(main: Callable[[list[str] | None], Any]) -> None:
     """Run a command-line `main(argv)`; turn a UserError into one stderr line and exit 1."""
     try:
         code = main(None)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print("error: " + str(e).replace("\n", " "), file=sys.stderr)  # one line, whatever the message holds
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted: finished work is kept; rerun the same command to resume", file=sys.stderr)
@@ -261,27 +267,93 @@ def load_config(path: str | os.PathLike) -> Config:
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once, restored at once
+_HOST = re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname())
+_TEMPORARY = re.compile(r"^\..+~(?P<pid>\d+)-(?P<host>[A-Za-z0-9_-]*)~\w+\.tmp$")  # .<name>~<pid>-<host>~<random>.tmp
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success rename it onto `path`, else delete it.
 
-    A reader never sees a half-written file: either the old one, or the complete new one.
+    A reader never sees a half-written file: either the old one, or the complete new one. The
+    temporary file is named `.<name>~<pid>-<host>~<random>.tmp`; one left behind by a killed
+    process is removed by `remove_stale_temporaries`. A write that fails (a file where a folder
+    should be, permissions, disk full) raises OutputError naming `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    make_folder(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}~{os.getpid()}-{_HOST}~", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
     os.close(fd)
     tmp = Path(tmp)
-    tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes owner-only files; outputs get the usual permissions
     try:
+        tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes owner-only files; outputs get the usual permissions
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+    """mkdir -p; OutputError naming the folder if it cannot be made (e.g. a file is in the way)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot create the folder ({e.strerror or e})") from None
+    return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporary files of `atomic_path` in `folder` left by killed processes; returns how many.
+
+    Only files written on this host by a process that no longer exists are touched, so a process
+    writing into the same folder at the same time (another --shard) keeps its files.
+    """
+    removed = 0
+    for path in Path(folder).glob(".*.tmp") if Path(folder).is_dir() else ():
+        match = _TEMPORARY.match(path.name)
+        if match and match["host"] == _HOST and not _process_exists(int(match["pid"])):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: nothing is sent, only the existence check is made
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OverflowError:  # not a process id at all
+        return False
+    return True
+
+
+def check_output_folder(path: str | os.PathLike, where: str) -> None:
+    """Fail early, creating nothing, if `path` cannot become a writable folder.
+
+    Checks `path` or, while it does not exist, its nearest existing parent: that must be a folder
+    this process may write into. `where` names the INI key in the message. Later failures (disk
+    full) still surface as OutputError from atomic_path.
+    """
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{where}: cannot write to {path} ({existing} is a file, not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{where}: cannot write to {path} ({existing} is not writable)")
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -5,19 +5,17 @@
 Unit tests check the maps against closed forms (electrodes on their cells, constants stay
 constant, DE of Gaussian noise, a slow sinusoid survives resampling, a fast one is filtered out);
 end-to-end tests run `python Preprocess.py -c <tmp ini>` as a subprocess on tiny synthetic data
-(trial_fraction 0.03) for both datasets, including resume, --force, no raw EEG, and every bad
-input: exit code 1, one `error:` line naming the file and key, nothing under preprocessed_root.
+(trial_fraction 0.03) for both datasets, including resume, --force and no raw EEG. Bad inputs
+(exit code 1, one `error:` line, nothing written) are the corpus of tests/test_bad_inputs.py.
 """
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.io
 from scipy import signal, stats
 
 import datasets as D
@@ -61,12 +59,6 @@ def seed_root(tmp_path_factory):
 def seed_iv_root(tmp_path_factory):
     return synthetic.write_seed_iv(tmp_path_factory.mktemp("seed_iv") / "SEED_IV", subjects=(1,), sessions=(1, 2),
                                    trial_fraction=FRACTION)
-
-
-@pytest.fixture(scope="module")
-def one_recording(tmp_path_factory):
-    """SEED subject 1 session 1 only: any damage to it must stop the run before anything is written."""
-    return synthetic.write_seed(tmp_path_factory.mktemp("one") / "SEED", subjects=(1,), sessions=(1,), trial_fraction=FRACTION)
 
 
 # ----------------------------------------------------------------------------- spatial maps
@@ -262,76 +254,12 @@ def test_de_from_raw(seed_root, tmp_path):
     assert np.isfinite(arrays["de"]).all() and 0 < arrays["de"].mean() < 10  # nats of band-passed uV
 
 
-# ----------------------------------------------------------------------------- bad input
+# ----------------------------------------------------------------------------- missing output
+# Every bad input of the command line (files, keys, shapes, INI values, output folders) is a case of
+# tests/test_bad_inputs.py.
 
 
-def edit_mat(path: Path, change) -> None:
-    """Rewrite a .mat file with change(arrays) applied, keys kept in their order."""
-    arrays = {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
-    change(arrays)
-    scipy.io.savemat(path, arrays)
-
-
-FEATURES, RAW = "ExtractedFeatures/1_20131027.mat", "Preprocessed_EEG/1_20131027.mat"
-BAD_INPUTS = {  # name: (damage(root), message expected in the error line)
-    "missing folder": (lambda root: shutil.rmtree(root), "dataset folder not found"),
-    "no recordings": (lambda root: [(root / p).unlink() for p in (FEATURES, RAW)], "ExtractedFeatures: no recordings"),
-    "truncated file": (lambda root: (root / FEATURES).write_bytes((root / FEATURES).read_bytes()[:-100]),
-                       f"{FEATURES}: not a readable MATLAB .mat file"),
-    "text named .mat": (lambda root: (root / RAW).write_text("EEG exported as text\n"), f"{RAW}: not a readable MATLAB"),
-    "missing key": (lambda root: edit_mat(root / FEATURES, lambda a: a.pop("de_LDS7")), f"{FEATURES}: key de_LDS7 missing"),
-    "61 electrodes": (lambda root: edit_mat(root / FEATURES, lambda a: a.update(de_LDS2=a["de_LDS2"][:61])),
-                      f"{FEATURES}: key de_LDS2: expected (62, T, 5)"),
-    "bands before windows": (lambda root: edit_mat(root / FEATURES, lambda a: a.update(de_LDS2=a["de_LDS2"].transpose(0, 2, 1))),
-                             f"{FEATURES}: key de_LDS2: expected (62, T, 5)"),
-    "NaN in features": (lambda root: edit_mat(root / FEATURES, lambda a: a["de_LDS4"].__setitem__((0, 1, 2), np.nan)),
-                        f"{FEATURES}: key de_LDS4: 1 NaN/Inf values"),
-    "Inf in raw EEG": (lambda root: edit_mat(root / RAW, lambda a: a["djc_eeg2"].__setitem__((3, 10), np.inf)),
-                       f"{RAW}: key djc_eeg2: 1 NaN/Inf values"),
-    "trial counts differ": (lambda root: edit_mat(root / RAW, lambda a: a.pop("djc_eeg15")), f"{RAW}: 14 trials"),
-    "trial lengths differ": (lambda root: edit_mat(root / RAW, lambda a: a.update(djc_eeg3=a["djc_eeg3"][:, :700])),
-                             f"{RAW}: trial 3 (key *_eeg3) has 700 samples"),
-    "label.mat missing": (lambda root: [(root / f / "label.mat").unlink() for f in ("ExtractedFeatures", "Preprocessed_EEG")],
-                          "ExtractedFeatures/label.mat: file not found"),
-    "label.mat wrong length": (lambda root: edit_mat(root / "ExtractedFeatures" / "label.mat",
-                                                     lambda a: a.update(label=a["label"][:, :14])),
-                               "ExtractedFeatures/label.mat: key label: expected 15 values"),
-}
-
-
-@pytest.mark.parametrize("name", BAD_INPUTS)
-def test_bad_input(name, one_recording, tmp_path):
-    damage, message = BAD_INPUTS[name]
-    root = shutil.copytree(one_recording, tmp_path / "SEED")
-    damage(root)
-    assert_fails(preprocess_cli(write_ini(tmp_path, "SEED", root)), message, tmp_path / "pre")
-
-
-def assert_fails(result: subprocess.CompletedProcess, message: str, preprocessed_root: Path):
-    assert result.returncode == 1, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
-    assert message in lines[0], lines[0]
-    assert not preprocessed_root.exists() or not any(preprocessed_root.rglob("*"))
-
-
-def test_bad_input_seed_iv_session_folder_missing(seed_iv_root, tmp_path):
-    root = shutil.copytree(seed_iv_root, tmp_path / "SEED_IV")
-    shutil.rmtree(root / "eeg_raw_data" / "2")
-    assert_fails(preprocess_cli(write_ini(tmp_path, "SEED-IV", root)),
-                 f"{root / 'eeg_raw_data' / '2'}: session folder missing, but", tmp_path / "pre")
-
-
-def test_bad_input_de_raw_without_raw(tmp_path):
-    root = synthetic.write_seed(tmp_path / "SEED", subjects=(1,), sessions=(1,), trial_fraction=FRACTION, raw=False)
-    assert_fails(preprocess_cli(write_ini(tmp_path, "SEED", root, feature="de_raw")),
-                 "Preprocessed_EEG: not found, needed for [data] feature = de_raw", tmp_path / "pre")
-
-
-def test_bad_input_selection_and_config(one_recording, tmp_path):
-    ini = write_ini(tmp_path, "SEED", one_recording)
-    assert_fails(preprocess_cli(ini, "--subjects", "7"), "no recording of subject 7 (found subjects 1)", tmp_path / "pre")
-    assert_fails(preprocess_cli(write_ini(tmp_path, "SEED", one_recording, temporal_window_s=0.2025)),
-                 "[data] temporal_window_s: expected a multiple of 1/200 s", tmp_path / "pre")
+def test_load_preprocessed_without_maps_names_the_command(tmp_path):
+    ini = write_ini(tmp_path, "SEED", tmp_path / "SEED")
     with pytest.raises(DataError, match=r"no preprocessed sessions; run `python Preprocess.py -c "):
         load_preprocessed(load_config(ini))

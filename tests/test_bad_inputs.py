@@ -1,0 +1,688 @@
+"""Bad-input corpus: whatever a user feeds the two command lines, they fail cleanly.
+
+    python -m pytest tests/test_bad_inputs.py -q
+
+Each case copies a small synthetic tree (built once per module by synthetic.py and, for run.py,
+Preprocess.py), breaks one thing (a file, a key, an INI value, an output folder) and runs
+`python Preprocess.py -c <ini>` or `python run.py -c <ini>` as a subprocess. The contract:
+  * exit code 1;
+  * stderr is exactly one line, `error: ...`, naming the file or INI key and what was expected
+    (checked against a fragment per case), and no `Traceback` anywhere;
+  * the dataset folder, preprocessed_root and result_path are exactly as before: no file added,
+    removed, resized or touched (names, sizes and mtimes), no folder created.
+A missing output folder is not an error: Preprocess.py and run.py create it (see
+tests/test_resume.py, whose reference runs write into folders that do not exist yet).
+"""
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import scipy.io
+
+import synthetic
+from conftest import ROOT, TINY_MODEL, write_ini
+
+FEATURES, RAW = "ExtractedFeatures/1_20131027.mat", "Preprocessed_EEG/1_20131027.mat"  # SEED subject 1, session 1
+IV_FEATURES = "eeg_feature_smooth/1/1_20160518.mat"  # SEED-IV subject 1, session 1
+
+
+# ----------------------------------------------------------------------------- the trees
+
+
+@dataclass(frozen=True)
+class Trees:
+    seed: Path       # SEED subject 1, session 1: the Preprocess.py cases
+    seed_iv: Path    # SEED-IV subject 1, sessions 1 and 2
+    seed_two: Path   # SEED subjects 1 and 2, session 1 ...
+    pre_two: Path    # ... preprocessed at 16 x 16: the run.py cases
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory) -> Trees:
+    import Preprocess
+    from utils import load_config
+
+    base = tmp_path_factory.mktemp("trees")
+    seed = synthetic.write_seed(base / "SEED", subjects=(1,), sessions=(1,), trial_fraction=0.03)
+    seed_iv = synthetic.write_seed_iv(base / "SEED_IV", subjects=(1,), sessions=(1, 2), trial_fraction=0.03)
+    seed_two = synthetic.write_seed(base / "SEED_two", subjects=(1, 2), sessions=(1,), trial_fraction=0.05)
+    ini = write_ini(base / "two.ini", path={"dataset_root": seed_two, "preprocessed_root": base / "pre_two",
+                                            "result_path": base / "unused"}, data={"input_width": 16})
+    Preprocess.preprocess(load_config(ini))
+    return Trees(seed, seed_iv, seed_two, base / "pre_two")
+
+
+# ----------------------------------------------------------------------------- one case
+
+
+@dataclass
+class Workspace:
+    """What one case runs on; its setup function breaks something in it."""
+
+    trees: Trees
+    tmp: Path
+    data: Path                 # [path] dataset_root
+    pre: Path                  # [path] preprocessed_root
+    res: Path                  # [path] result_path
+    base: str = "SEED.ini"
+    ini: dict = field(default_factory=dict)       # {section: {key: value}} changed in the INI file
+    remove: list = field(default_factory=list)    # (section, key or None) taken out of the INI file
+    ini_text: str | None = None                   # replaces the whole INI file
+    ini_path: Path | None = None                  # the INI file to pass (default: written by the harness)
+    args: list = field(default_factory=list)      # more command-line arguments
+    prefix: list = field(default_factory=list)    # runs the command under this one (setpriv)
+    watch: list = field(default_factory=list)     # more paths that must stay untouched
+
+
+@dataclass(frozen=True)
+class Case:
+    script: str                          # Preprocess.py or run.py
+    tree: str                            # which of Trees is copied to dataset_root
+    setup: Callable[[Workspace], None]
+    expected: str                        # a fragment of the error line; {data} {pre} {res} {ini} {tmp} are filled in
+
+
+CASES: list = []
+
+
+def case(case_id: str, script: str, expected: str, tree: str = "seed"):
+    def register(setup):
+        CASES.append(pytest.param(Case(script, tree, setup, expected), id=case_id))
+        return setup
+    return register
+
+
+def edit_mat(path: Path, change: Callable[[dict], None]) -> None:
+    """Rewrite a .mat file with change(arrays) applied, the other keys kept in their order."""
+    arrays = {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
+    change(arrays)
+    scipy.io.savemat(path, arrays)
+
+
+def put(key: str, index: tuple, value: float) -> Callable[[dict], None]:
+    return lambda a: a[key].__setitem__(index, value)
+
+
+# Root ignores permissions: the command then runs without the capability that lets it (CAP_DAC_OVERRIDE).
+DROP_ROOT_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def read_only(w: Workspace, path: Path) -> None:
+    """chmod a folder read-only, so that it binds the command even when the tests run as root."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    if os.access(path, os.W_OK):  # root
+        probe = [*DROP_ROOT_OVERRIDE, sys.executable, "-c", f"import os, sys; sys.exit(os.access({str(path)!r}, os.W_OK))"]
+        if shutil.which("setpriv") is None or subprocess.run(probe, capture_output=True).returncode != 0:
+            path.chmod(stat.S_IRWXU)
+            pytest.skip("running as root without setpriv: chmod cannot make a folder read-only")
+        w.prefix = DROP_ROOT_OVERRIDE
+
+
+# ----------------------------------------------------------------------------- Preprocess.py: the dataset folder
+
+@case("dataset-folder-missing", "Preprocess.py", "{data}: dataset folder not found (set [path] dataset_root")
+def _(w):
+    shutil.rmtree(w.data)
+
+
+@case("empty-folder", "Preprocess.py",
+      "{data}: no ExtractedFeatures/ or ExtractedFeatures_1s/ or Preprocessed_EEG/ inside; expected the SEED folder")
+def _(w):
+    shutil.rmtree(w.data)
+    w.data.mkdir()
+
+
+@case("strays-only", "Preprocess.py", "{data}/ExtractedFeatures: no recordings (expected files named <subject>_<YYYYMMDD>.mat)")
+def _(w):
+    for folder in ("ExtractedFeatures", "Preprocessed_EEG"):
+        (w.data / folder / "1_20131027.mat").unlink()
+        for stray in (".DS_Store", "notes.mat", "1_2013.mat", "1_20131027.mat.bak"):
+            (w.data / folder / stray).write_bytes(b"stray")  # label.mat and readme.txt are there already
+
+
+@case("features-folder-missing", "Preprocess.py",
+      "{data}/ExtractedFeatures: not found, needed for [data] feature = de_LDS")
+def _(w):
+    shutil.rmtree(w.data / "ExtractedFeatures")
+
+
+@case("de_raw-without-raw-folder", "Preprocess.py",
+      "{data}/Preprocessed_EEG: not found, needed for [data] feature = de_raw")
+def _(w):
+    shutil.rmtree(w.data / "Preprocessed_EEG")
+    w.ini = {"data": {"feature": "de_raw"}}
+
+
+@case("raw-recording-missing", "Preprocess.py", "{data}/Preprocessed_EEG/1_20131027.mat: missing, but {data}/" + FEATURES)
+def _(w):
+    (w.data / RAW).rename(w.data / "Preprocessed_EEG" / "1_20131030.mat")  # now session 2's file
+
+
+@case("subject-not-found", "Preprocess.py", "{data}: no recording of subject 7 (found subjects 1)")
+def _(w):
+    w.args = ["--subjects", "7"]
+
+
+@case("session-not-found", "Preprocess.py", "{data}: no recording of session 3 (found sessions 1)")
+def _(w):
+    w.args = ["--sessions", "3"]
+
+
+# ----------------------------------------------------------------------------- Preprocess.py: unreadable files
+
+@case("truncated-mat", "Preprocess.py", "{data}/" + FEATURES + ": not a readable MATLAB .mat file")
+def _(w):
+    (w.data / FEATURES).write_bytes((w.data / FEATURES).read_bytes()[:-100])
+
+
+@case("empty-mat", "Preprocess.py", "{data}/" + RAW + ": not a readable MATLAB .mat file")
+def _(w):
+    (w.data / RAW).write_bytes(b"")
+
+
+@case("text-named-mat", "Preprocess.py", "{data}/" + RAW + ": not a readable MATLAB .mat file")
+def _(w):
+    (w.data / RAW).write_text("EEG exported as text\n1.0, 2.0, 3.0\n")
+
+
+# ----------------------------------------------------------------------------- Preprocess.py: keys and shapes
+
+@case("de_LDS-key-missing", "Preprocess.py", "{data}/" + FEATURES + ": key de_LDS7 missing (trials must be numbered 1..15)")
+def _(w):
+    edit_mat(w.data / FEATURES, lambda a: a.pop("de_LDS7"))
+
+
+@case("de_LDS-last-trial-missing", "Preprocess.py",
+      "{data}/" + FEATURES + ": 14 trials (de_LDS1..de_LDS14), expected 15, one per label")
+def _(w):
+    edit_mat(w.data / FEATURES, lambda a: a.pop("de_LDS15"))
+
+
+@case("no-de_LDS-keys", "Preprocess.py", "{data}/" + FEATURES + ": no de_LDS<trial> keys (expected de_LDS1, de_LDS2, ...)")
+def _(w):
+    edit_mat(w.data / FEATURES, lambda a: [a.pop(f"de_LDS{k}") for k in range(1, 16)])
+
+
+@case("raw-trial-missing", "Preprocess.py", "{data}/" + RAW + ": key djc_eeg5 missing (trials must be numbered 1..15)")
+def _(w):
+    edit_mat(w.data / RAW, lambda a: a.pop("djc_eeg5"))
+
+
+@case("trial-count-raw-16-features-15", "Preprocess.py", "{data}/" + RAW + ": 16 trials (*_eeg1..*_eeg16), expected 15, one per label")
+def _(w):
+    edit_mat(w.data / RAW, lambda a: a.update(djc_eeg16=a["djc_eeg15"]))
+
+
+@case("raw-trial-too-short", "Preprocess.py",
+      "{data}/" + RAW + ": trial 3 (key *_eeg3) has 700 samples at 200 Hz, but {data}/" + FEATURES + " key de_LDS3 has 6 windows")
+def _(w):
+    edit_mat(w.data / RAW, lambda a: a.update(djc_eeg3=a["djc_eeg3"][:, :700]))
+
+
+@case("features-61-electrodes", "Preprocess.py",
+      "{data}/" + FEATURES + ": key de_LDS2: expected (62, T, 5) real numbers (electrodes, windows, bands), got shape (61, 7, 5)")
+def _(w):
+    edit_mat(w.data / FEATURES, lambda a: a.update(de_LDS2=a["de_LDS2"][:61]))
+
+
+@case("raw-61-electrodes", "Preprocess.py",
+      "{data}/" + RAW + ": key djc_eeg4: expected (62, N) real numbers (electrodes, samples at 200 Hz), got shape (61, ")
+def _(w):
+    edit_mat(w.data / RAW, lambda a: a.update(djc_eeg4=a["djc_eeg4"][:61]))
+
+
+@case("features-62x5xT", "Preprocess.py", "{data}/" + FEATURES + ": key de_LDS2: expected (62, T, 5) real numbers "
+      "(electrodes, windows, bands), got shape (62, 5, 7)")
+def _(w):
+    edit_mat(w.data / FEATURES, lambda a: a.update(de_LDS2=a["de_LDS2"].transpose(0, 2, 1)))
+
+
+@case("features-text", "Preprocess.py", "{data}/" + FEATURES + ": key de_LDS9: expected (62, T, 5) real numbers")
+def _(w):
+    edit_mat(w.data / FEATURES, lambda a: a.update(de_LDS9=np.array(["not numbers"])))
+
+
+@case("features-nan", "Preprocess.py", "{data}/" + FEATURES + ": key de_LDS4: 1 NaN/Inf values (expected finite numbers)")
+def _(w):
+    edit_mat(w.data / FEATURES, put("de_LDS4", (0, 1, 2), np.nan))
+
+
+@case("features-inf", "Preprocess.py", "{data}/" + FEATURES + ": key de_LDS11: 2 NaN/Inf values (expected finite numbers)")
+def _(w):
+    edit_mat(w.data / FEATURES, lambda a: a["de_LDS11"].__setitem__((5, slice(0, 2), 0), [np.inf, -np.inf]))
+
+
+@case("features-beyond-float32", "Preprocess.py", "{data}/" + FEATURES + ": key de_LDS6: 1 values beyond")
+def _(w):
+    edit_mat(w.data / FEATURES, put("de_LDS6", (3, 0, 1), 1e300))
+
+
+@case("raw-nan", "Preprocess.py", "{data}/" + RAW + ": key djc_eeg1: 1 NaN/Inf values (expected finite numbers)")
+def _(w):
+    edit_mat(w.data / RAW, put("djc_eeg1", (0, 0), np.nan))
+
+
+@case("raw-inf", "Preprocess.py", "{data}/" + RAW + ": key djc_eeg2: 1 NaN/Inf values (expected finite numbers)")
+def _(w):
+    edit_mat(w.data / RAW, put("djc_eeg2", (3, 10), -np.inf))
+
+
+@case("raw-prefixes-differ", "Preprocess.py", "{data}/" + RAW + ": keys with different prefixes (djc, xyz)")
+def _(w):
+    edit_mat(w.data / RAW, lambda a: a.update(xyz_eeg16=a.pop("djc_eeg15")))
+
+
+# ----------------------------------------------------------------------------- Preprocess.py: labels
+
+@case("label-mat-missing", "Preprocess.py", "{data}/ExtractedFeatures/label.mat: file not found")
+def _(w):
+    for folder in ("ExtractedFeatures", "Preprocessed_EEG"):
+        (w.data / folder / "label.mat").unlink()
+
+
+@case("label-mat-wrong-length", "Preprocess.py",
+      "{data}/ExtractedFeatures/label.mat: key label: expected 15 values in -1/0/1, got shape (1, 14)")
+def _(w):
+    edit_mat(w.data / "ExtractedFeatures" / "label.mat", lambda a: a.update(label=a["label"][:, :14]))
+
+
+@case("label-mat-bad-value", "Preprocess.py", "{data}/ExtractedFeatures/label.mat: key label: expected 15 values in -1/0/1")
+def _(w):
+    edit_mat(w.data / "ExtractedFeatures" / "label.mat", put("label", (0, 3), 2))
+
+
+@case("label-mat-key-missing", "Preprocess.py", "{data}/ExtractedFeatures/label.mat: key label missing")
+def _(w):
+    edit_mat(w.data / "ExtractedFeatures" / "label.mat", lambda a: a.update(labels=a.pop("label")))
+
+
+# ----------------------------------------------------------------------------- Preprocess.py: SEED-IV
+
+@case("seed-iv-session-folder-missing", "Preprocess.py",
+      "{data}/eeg_raw_data/2: session folder missing, but {data}/eeg_feature_smooth/2/1_20161125.mat exists", tree="seed_iv")
+def _(w):
+    shutil.rmtree(w.data / "eeg_raw_data" / "2")
+
+
+@case("seed-iv-no-session-folders", "Preprocess.py",
+      "{data}/eeg_feature_smooth: no session folders (expected 1/, 2/, 3/)", tree="seed_iv")
+def _(w):
+    for session in ("1", "2"):
+        for path in (w.data / "eeg_feature_smooth" / session).iterdir():
+            path.rename(w.data / "eeg_feature_smooth" / path.name)
+        (w.data / "eeg_feature_smooth" / session).rmdir()
+
+
+@case("seed-iv-two-files-in-session", "Preprocess.py",
+      "{data}/eeg_feature_smooth/1: subject 1 has 2 files", tree="seed_iv")
+def _(w):
+    shutil.copy(w.data / IV_FEATURES, w.data / "eeg_feature_smooth" / "1" / "1_20160519.mat")
+
+
+@case("seed-iv-readme-labels-short", "Preprocess.py",
+      "{data}/ReadMe.txt: session2_label: expected 24 integers in 0..3", tree="seed_iv")
+def _(w):
+    text = (w.data / "ReadMe.txt").read_text()
+    (w.data / "ReadMe.txt").write_text(text.replace("session2_label = [2,", "session2_label = ["))
+
+
+@case("seed-iv-de_LDS-key-missing", "Preprocess.py", "{data}/" + IV_FEATURES + ": key de_LDS20 missing", tree="seed_iv")
+def _(w):
+    edit_mat(w.data / IV_FEATURES, lambda a: a.pop("de_LDS20"))
+
+
+# ----------------------------------------------------------------------------- Preprocess.py: INI and output folder
+
+@case("ini-file-missing", "Preprocess.py", "{tmp}/nope.ini: config file not found")
+def _(w):
+    w.ini_path = w.tmp / "nope.ini"
+
+
+@case("ini-missing-key", "Preprocess.py", "[data] input_width: missing required key")
+def _(w):
+    w.remove = [("data", "input_width")]
+
+
+@case("ini-input-width-1", "Preprocess.py", "[data] input_width: expected at least 2, got 1")
+def _(w):
+    w.ini = {"data": {"input_width": 1}}
+
+
+@case("ini-specInput-length-not-5", "Preprocess.py", "[data] specInput_length: expected 5 (DE bands), got 4")
+def _(w):
+    w.ini = {"data": {"specInput_length": 4}}
+
+
+@case("ini-temporal-window-not-whole-samples", "Preprocess.py", "[data] temporal_window_s: expected a multiple of 1/200 s")
+def _(w):
+    w.ini = {"data": {"temporal_window_s": 0.2025}}
+
+
+@case("ini-temporal-window-beyond-de-window", "Preprocess.py",
+      "[data] temporal_offset_s + temporal_window_s: expected at most the 1 s DE window of SEED, got 0.9 + 0.2 s")
+def _(w):
+    w.ini = {"data": {"temporal_offset_s": 0.9}}
+
+
+@case("preprocessed-root-under-a-file", "Preprocess.py",
+      "{ini}: [path] preprocessed_root: cannot write to {tmp}/blocker/pre ({tmp}/blocker is a file, not a folder)")
+def _(w):
+    (w.tmp / "blocker").write_text("a file where a folder should be\n")
+    w.pre = w.tmp / "blocker" / "pre"
+    w.watch = [w.tmp / "blocker"]
+
+
+@case("preprocessed-root-is-a-file", "Preprocess.py",
+      "{ini}: [path] preprocessed_root: cannot write to {pre} ({pre} is a file, not a folder)")
+def _(w):
+    w.pre.write_text("a file where a folder should be\n")
+
+
+@case("preprocessed-root-read-only", "Preprocess.py", "{ini}: [path] preprocessed_root: cannot write to {pre} ({pre} is not writable)")
+def _(w):
+    read_only(w, w.pre)
+
+
+@case("session-folder-is-a-file", "Preprocess.py", "{pre}/sub01_ses1: cannot create the folder (File exists)")
+def _(w):
+    w.pre.mkdir()
+    (w.pre / "sub01_ses1").write_text("a file where a session folder should be\n")
+
+
+@case("force-keeps-old-output-when-input-is-bad", "Preprocess.py",
+      "{data}/" + FEATURES + ": key de_LDS3: 1 NaN/Inf values", tree="seed_two")
+def _(w):
+    """--force on a damaged dataset: the sessions already preprocessed are not touched."""
+    shutil.copytree(w.trees.pre_two, w.pre)
+    edit_mat(w.data / FEATURES, put("de_LDS3", (0, 0, 0), np.nan))
+    w.ini = {"data": {"input_width": 16}}
+    w.args = ["--force"]
+
+
+# ----------------------------------------------------------------------------- run.py: INI
+
+RUN_INI = {"data": {"input_width": 16}, "model": TINY_MODEL, "training": {"nbEpoch": 1, "num_threads": 1}}
+
+
+@case("ini-not-an-ini-file", "run.py", "{ini}: not a readable INI file (File contains no section headers.")
+def _(w):
+    w.ini_text = "nbEpoch = 50\nbatch_size = 64\n"
+
+
+@case("ini-missing-section", "run.py", "{ini}: missing section [training]")
+def _(w):
+    w.remove = [("training", None)]
+
+
+@case("ini-unknown-section", "run.py", "{ini}: unknown section [optimizer]; expected [path], [data], [model], [training]")
+def _(w):
+    w.ini = {"optimizer": {"name": "adam"}}
+
+
+@case("ini-unknown-key", "run.py", "{ini}: [training] epochs: unknown key; known keys: nbEpoch, batch_size")
+def _(w):
+    w.ini = {"training": {"epochs": 5}}
+
+
+@case("ini-non-numeric", "run.py", "{ini}: [training] batch_size: expected an integer, got 'sixty-four'")
+def _(w):
+    w.ini = {"training": {"batch_size": "sixty-four"}}
+
+
+@case("ini-zero-epochs", "run.py", "{ini}: [training] nbEpoch: expected a positive integer, got 0")
+def _(w):
+    w.ini = {"training": {"nbEpoch": 0}}
+
+
+@case("ini-negative-epochs", "run.py", "{ini}: [training] nbEpoch: expected a positive integer, got -3")
+def _(w):
+    w.ini = {"training": {"nbEpoch": -3}}
+
+
+@case("ini-zero-batch-size", "run.py", "{ini}: [training] batch_size: expected a positive integer, got 0")
+def _(w):
+    w.ini = {"training": {"batch_size": 0}}
+
+
+@case("ini-negative-batch-size", "run.py", "{ini}: [training] batch_size: expected a positive integer, got -64")
+def _(w):
+    w.ini = {"training": {"batch_size": -64}}
+
+
+@case("ini-zero-lr", "run.py", "{ini}: [training] lr: expected a positive number, got 0.0")
+def _(w):
+    w.ini = {"training": {"lr": 0}}
+
+
+@case("ini-negative-lr", "run.py", "{ini}: [training] lr: expected a positive number, got -0.0001")
+def _(w):
+    w.ini = {"training": {"lr": -1e-4}}
+
+
+@case("ini-nan-lr", "run.py", "{ini}: [training] lr: expected a finite number, got nan")
+def _(w):
+    w.ini = {"training": {"lr": "nan"}}
+
+
+@case("ini-empty-path", "run.py", "{ini}: [path] result_path: expected a path, got ''")
+def _(w):
+    w.ini = {"path": {"result_path": ""}}
+
+
+@case("ini-input-width-too-small", "run.py", "{ini}: [data] input_width: 4 is too small for 2 dense blocks")
+def _(w):
+    w.ini = {"data": {"input_width": 4}}
+
+
+@case("ini-depth-not-3N+4", "run.py", "{ini}: [model] depth_spec: expected a depth of the form 3N+4")
+def _(w):
+    w.ini = {"model": {"depth_spec": 15}}
+
+
+@case("ini-unknown-protocol", "run.py", "{ini}: [training] protocol: expected one of trial, paper, random, loso, got 'kfold'")
+def _(w):
+    w.ini = {"training": {"protocol": "kfold"}}
+
+
+@case("ini-nb-class-not-the-datasets", "run.py", "{ini}: [model] nb_class: SEED has 3 classes, got 4")
+def _(w):
+    w.ini = {"model": {"nb_class": 4}}
+
+
+@case("ini-unknown-device", "run.py", "{ini}: [training] device: expected auto, cpu, cuda or cuda:N, got 'tpu'")
+def _(w):
+    w.ini = {"training": {"device": "tpu"}}
+
+
+@case("ini-cuda-without-gpu", "run.py", "[training] device: 'cuda' asked for, but no CUDA device is available")
+def _(w):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is available")
+    w.ini = {"training": {"device": "cuda"}}
+
+
+# ----------------------------------------------------------------------------- run.py: command line
+
+@case("shard-out-of-range", "run.py", "--shard: expected 0 <= I < N, got '2/2'")
+def _(w):
+    w.args = ["--shard", "2/2"]
+
+
+@case("shard-malformed", "run.py", "--shard: expected I/N such as 0/4, got '1of2'")
+def _(w):
+    w.args = ["--shard", "1of2"]
+
+
+@case("subjects-malformed", "run.py", "expected comma-separated integers, got 'one'")
+def _(w):
+    w.args = ["--subjects", "one"]
+
+
+# ----------------------------------------------------------------------------- run.py: preprocessed data and results
+
+@case("subject-not-preprocessed", "run.py", "{pre}: sub03_ses1 not preprocessed; run `python Preprocess.py -c {ini} --subjects 3 --sessions 1`")
+def _(w):
+    w.args = ["--subjects", "3", "--sessions", "1"]
+
+
+@case("preprocessed-with-another-config", "run.py",
+      "{pre}/sub01_ses1: preprocessed with [data] input_width = 16, but {ini} has 17; rerun `python Preprocess.py -c {ini} --force`")
+def _(w):
+    w.ini = {"data": {"input_width": 17}}
+
+
+@case("preprocessed-npy-truncated", "run.py", "{pre}/sub02_ses1/de.npy: ")
+def _(w):
+    path = w.pre / "sub02_ses1" / "de.npy"
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+@case("preprocessed-manifest-garbage", "run.py", "{pre}/sub01_ses1/manifest.json: unreadable; run `python Preprocess.py -c {ini} --force`")
+def _(w):
+    (w.pre / "sub01_ses1" / "manifest.json").write_text("{not json")
+
+
+@case("preprocessed-without-raw-eeg", "run.py", "{pre}/sub01_ses1: no spatial-temporal maps (no raw EEG was found); set [model] streams = spectral")
+def _(w):
+    manifest = json.loads((w.pre / "sub01_ses1" / "manifest.json").read_text())
+    for name in ("temporal", "eeg"):
+        del manifest["arrays"][name]
+        (w.pre / "sub01_ses1" / f"{name}.npy").unlink()
+    (w.pre / "sub01_ses1" / "manifest.json").write_text(json.dumps(manifest))
+
+
+@case("loso-needs-three-subjects", "run.py",
+      "{ini}: [training] protocol = loso needs at least 3 preprocessed subjects for session 1, found 2 under {pre}")
+def _(w):
+    w.ini = {"training": {"protocol": "loso"}}
+
+
+@case("result-path-under-a-file", "run.py",
+      "{ini}: [path] result_path: cannot write to {tmp}/blocker/res ({tmp}/blocker is a file, not a folder)")
+def _(w):
+    (w.tmp / "blocker").write_text("a file where a folder should be\n")
+    w.res = w.tmp / "blocker" / "res"
+    w.watch = [w.tmp / "blocker"]
+
+
+@case("result-path-is-a-file", "run.py", "{ini}: [path] result_path: cannot write to {res} ({res} is a file, not a folder)")
+def _(w):
+    w.res.write_text("a file where a folder should be\n")
+
+
+@case("result-path-read-only", "run.py", "{ini}: [path] result_path: cannot write to {res} ({res} is not writable)")
+def _(w):
+    read_only(w, w.res)
+
+
+@case("runs-folder-is-a-file", "run.py", "{ini}: [path] result_path: cannot write to {res}/runs ({res}/runs is a file, not a folder)")
+def _(w):
+    w.res.mkdir()
+    (w.res / "runs").write_text("a file where a folder should be\n")
+
+
+def _fake_result(w: Workspace, text: str) -> None:
+    (w.res / "runs").mkdir(parents=True)
+    (w.res / "runs" / "sub01_ses1.json").write_text(text)
+
+
+@case("results-of-another-config", "run.py", "{res}/runs/sub01_ses1.json: made with a different configuration")
+def _(w):
+    _fake_result(w, json.dumps({"run": "sub01_ses1", "config_key": "0123456789abcdef"}))
+
+
+@case("result-json-garbage", "run.py", "{res}/runs/sub01_ses1.json: not a readable result file; delete it to redo that run")
+def _(w):
+    _fake_result(w, '{"run": "sub01_ses1", "accur')
+
+
+@case("summarize-without-runs", "run.py", "{res}/runs: no finished runs to summarize; run `python run.py -c {ini}` first")
+def _(w):
+    w.args = ["--summarize"]
+
+
+# ----------------------------------------------------------------------------- the test
+
+
+def snapshot(*roots: Path) -> dict:
+    """Every file and folder under the roots: files with (size, mtime), folders by name."""
+    out = {}
+    for root in roots:
+        if root.is_file():
+            out[root] = root.stat().st_size, root.stat().st_mtime_ns
+        elif root.is_dir():
+            out[root] = "dir"
+            for path in root.rglob("*"):
+                out[path] = "dir" if path.is_dir() else (path.stat().st_size, path.stat().st_mtime_ns)
+    return out
+
+
+def write_case_ini(w: Workspace, run: bool) -> Path:
+    if w.ini_path is not None:
+        return w.ini_path
+    ini = w.tmp / "case.ini"
+    if w.ini_text is not None:
+        ini.write_text(w.ini_text)
+        return ini
+    sections = {"path": {"dataset_root": w.data, "preprocessed_root": w.pre, "result_path": w.res}}
+    for section, values in [*(RUN_INI.items() if run else ()), *w.ini.items()]:
+        sections.setdefault(section, {}).update(values)
+    write_ini(ini, w.base, **sections)
+    if w.remove:
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str
+        parser.read(ini, encoding="utf-8")
+        for section, key in w.remove:
+            parser.remove_section(section) if key is None else parser.remove_option(section, key)
+        with open(ini, "w", encoding="utf-8") as fh:
+            parser.write(fh)
+    return ini
+
+
+@pytest.mark.parametrize("bad", CASES)
+def test_bad_input_fails_cleanly(bad: Case, trees: Trees, tmp_path: Path):
+    run = bad.script == "run.py"
+    source = {"seed": trees.seed, "seed_iv": trees.seed_iv, "seed_two": trees.seed_two}[bad.tree]
+    if run:  # run.py reads the preprocessed maps only: the shared dataset folder is watched, not copied
+        data, pre = trees.seed_two, shutil.copytree(trees.pre_two, tmp_path / "pre")
+    else:
+        data, pre = shutil.copytree(source, tmp_path / source.name), tmp_path / "pre"
+    w = Workspace(trees=trees, tmp=tmp_path, data=data, pre=pre, res=tmp_path / "res",
+                  base="SEED_IV.ini" if bad.tree == "seed_iv" else "SEED.ini")
+    try:
+        bad.setup(w)
+        ini = write_case_ini(w, run)
+        before = snapshot(w.data, w.pre, w.res, *w.watch)
+        p = subprocess.run([*w.prefix, sys.executable, bad.script, "-c", str(ini), *w.args], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+        after = snapshot(w.data, w.pre, w.res, *w.watch)
+    finally:
+        for folder in (w.pre, w.res):  # undo read_only() so that pytest can clean up
+            if folder.is_dir():
+                folder.chmod(stat.S_IRWXU)
+    expected = bad.expected.format(data=w.data, pre=w.pre, res=w.res, ini=ini, tmp=tmp_path)
+    lines = p.stderr.splitlines()
+    assert p.returncode == 1, f"exit code {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
+    assert "Traceback" not in p.stderr + p.stdout, p.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    assert expected in lines[0], f"\nexpected: {expected}\ngot:      {lines[0]}"
+    assert after == before, "files changed: " + ", ".join(
+        str(k) for k in set(before) ^ set(after) | {k for k in before if k in after and before[k] != after[k]})
+
+
+def test_the_corpus_is_large_enough():
+    assert len(CASES) >= 25

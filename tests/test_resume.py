@@ -1,0 +1,269 @@
+"""Crash safety, resume, determinism, the NaN guard and sharding, through the real command lines.
+
+    python -m pytest tests/test_resume.py -q
+
+All on tiny synthetic SEED (2 subjects, 1 session, trial_fraction 0.05, 16 x 16 maps, TINY_MODEL,
+3 epochs, one thread) on the CPU:
+  * run.py killed (SIGKILL) right after the first run's result lands and again in the middle of
+    the second run finishes on rerun with results equal to an uninterrupted run's: every field
+    of summary.json and of the per-run files except timings and paths, and the checkpoints
+    tensor for tensor;
+  * Preprocess.py killed while it writes the second session: the rerun skips the first, redoes
+    the second, every .npy is byte-identical to an uninterrupted run's and no temporary is left;
+  * the same seed gives identical runs, another seed another model;
+  * a run whose loss becomes NaN (finite but enormous inputs, normalization = none) is reported,
+    not marked finished, retried on the next invocation, and the other run still finishes;
+  * two --shard processes on one result folder at the same time write disjoint files, no summary,
+    and --summarize afterwards sees every run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import scipy.io
+import torch
+
+import synthetic
+from conftest import ROOT, TINY_MODEL, run_cli, write_ini
+
+RUNS = ("sub01_ses1", "sub02_ses1")
+TRAINING = {"nbEpoch": 3, "batch_size": 32, "num_threads": 1, "seed": 42}
+
+
+def make_ini(path: Path, data_root: Path, pre: Path, res: Path, **training) -> Path:
+    return write_ini(path, path={"dataset_root": data_root, "preprocessed_root": pre, "result_path": res},
+                     data={"input_width": 16}, model=TINY_MODEL, training=TRAINING | training)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """base/SEED (synthetic) and base/pre (its maps, preprocessed once)."""
+    base = tmp_path_factory.mktemp("tiny")
+    synthetic.write_seed(base / "SEED", subjects=(1, 2), sessions=(1,), trial_fraction=0.05, seed=0)
+    p = run_cli("Preprocess.py", "-c", str(make_ini(base / "pre.ini", base / "SEED", base / "pre", base / "res")))
+    assert p.returncode == 0, p.stderr
+    return base
+
+
+@pytest.fixture(scope="module")
+def reference(tiny) -> Path:
+    """An uninterrupted run.py, into a result_path that does not exist yet (it is created)."""
+    res = tiny / "reference" / "not" / "yet"
+    p = run_cli("run.py", "-c", str(make_ini(tiny / "reference.ini", tiny / "SEED", tiny / "pre", res)))
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert sorted(path.name for path in (res / "runs").iterdir()) == [f"{r}.json" for r in RUNS]
+    return res
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def kill_when(process: subprocess.Popen, condition: Callable[[], bool], timeout: float = 120) -> None:
+    """SIGKILL `process` as soon as `condition()` holds (polled every millisecond or so)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"finished before it could be killed: {process.communicate()}"
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.001)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+
+
+def run_result(path: Path) -> dict:
+    """A per-run JSON without its timings."""
+    result = json.loads(path.read_text())
+    for key in ("seconds", "wall_seconds"):
+        del result[key]
+    for row in result["history"]:
+        del row["seconds"]
+    return result
+
+
+def summary(res: Path) -> dict:
+    """summary.json without what differs between folders and commits: paths and git_commit."""
+    s = json.loads((res / "summary.json").read_text())
+    del s["config"]["path"], s["git_commit"]
+    return s
+
+
+def model_state(res: Path, run: str) -> dict:
+    return torch.load(res / "checkpoints" / f"{run}.pt", map_location="cpu", weights_only=False)["model"]
+
+
+def same_tensors(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def assert_same_results(res: Path, reference: Path, runs=RUNS) -> None:
+    for run in runs:
+        assert run_result(res / "runs" / f"{run}.json") == run_result(reference / "runs" / f"{run}.json"), run
+        assert same_tensors(model_state(res, run), model_state(reference, run)), run
+
+
+def leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith((".tmp", ".partial.pt"))]
+
+
+# ----------------------------------------------------------------------------- kill and resume
+
+
+def test_run_killed_twice_resumes_to_the_uninterrupted_result(tiny, reference, tmp_path):
+    res = tmp_path / "res"
+    ini = str(make_ini(tmp_path / "kill.ini", tiny / "SEED", tiny / "pre", res))
+
+    first = start("run.py", "-c", ini)  # killed as soon as the first run is finished
+    kill_when(first, lambda: (res / "runs" / "sub01_ses1.json").exists())
+    assert not (res / "runs" / "sub02_ses1.json").exists()
+    stale = res / "checkpoints" / "sub01_ses1.partial.pt"
+    if not stale.exists():  # as if killed between writing the result and deleting the partial state
+        stale.write_bytes(b"the partial state of a finished run")
+
+    partial = res / "checkpoints" / "sub02_ses1.partial.pt"
+    started = time.time()
+    second = start("run.py", "-c", ini)  # killed in the middle of the second run, after an epoch of it
+    kill_when(second, lambda: partial.exists() and partial.stat().st_mtime > started)
+    assert not (res / "runs" / "sub02_ses1.json").exists()
+
+    p = run_cli("run.py", "-c", ini)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert "2 runs, 1 already finished" in p.stdout
+    assert "sub02_ses1: resuming after epoch" in p.stdout and "sub01_ses1: accuracy" not in p.stdout
+    assert summary(res) == summary(reference)
+    assert_same_results(res, reference)
+    assert leftovers(res) == []
+
+
+def test_preprocess_killed_mid_session_redoes_that_session_only(tiny, tmp_path):
+    pre = tmp_path / "pre"
+    ini = str(make_ini(tmp_path / "pre.ini", tiny / "SEED", pre, tmp_path / "res"))
+    second = pre / "sub02_ses1"
+
+    killed = start("Preprocess.py", "-c", ini)  # killed while it writes the second session
+    kill_when(killed, second.exists)
+    assert (pre / "sub01_ses1" / "manifest.json").is_file() and not (second / "manifest.json").exists()
+
+    p = run_cli("Preprocess.py", "-c", ini)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert p.stdout.startswith("sub02_ses1: ") and "1 session(s) already preprocessed" in p.stdout
+    reference = tiny / "pre"
+    files = sorted(path.relative_to(pre) for path in pre.rglob("*") if path.is_file())
+    assert files == sorted(path.relative_to(reference) for path in reference.rglob("*") if path.is_file())
+    for name in files:
+        if name.suffix == ".npy":
+            assert (pre / name).read_bytes() == (reference / name).read_bytes(), name
+        else:  # manifests: the same but for the code version (the reference was made the same way)
+            assert json.loads((pre / name).read_text()) == json.loads((reference / name).read_text()), name
+    assert leftovers(pre) == []
+
+
+def test_only_temporaries_of_dead_processes_are_removed(tmp_path):
+    import utils
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its pid no longer exists
+    with utils.atomic_path(tmp_path / "result.json") as tmp:
+        name = tmp.name  # .result.json~<our pid>-<host>~<random>.tmp
+    for pid in (dead.pid, os.getpid(), os.getppid()):  # as if `pid` had been killed while writing
+        (tmp_path / name.replace(f"~{os.getpid()}-", f"~{pid}-")).write_text("half a file")
+    (tmp_path / ".notes.tmp").write_text("not ours")
+    assert utils.remove_stale_temporaries(tmp_path) == 1
+    left = sorted(p.name.split("~")[1].split("-")[0] for p in tmp_path.glob(".*~*.tmp"))
+    assert left == sorted([str(os.getpid()), str(os.getppid())]) and (tmp_path / ".notes.tmp").exists()
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+def test_same_seed_same_run_other_seed_other_run(tiny, reference, tmp_path):
+    for seed in (42, 7):
+        res = tmp_path / f"seed{seed}"
+        p = run_cli("run.py", "-c", str(make_ini(tmp_path / f"{seed}.ini", tiny / "SEED", tiny / "pre", res, seed=seed)),
+                    "--subjects", "1")
+        assert p.returncode == 0, p.stderr
+    assert_same_results(tmp_path / "seed42", reference, runs=("sub01_ses1",))
+    assert not same_tensors(model_state(tmp_path / "seed7", "sub01_ses1"), model_state(reference, "sub01_ses1"))
+
+
+def test_resumed_trainer_keeps_early_stopping_and_refuses_other_configs(tiny, tmp_path):
+    """In-process: a partial state saved at an early stop trains no further; one of another config is refused."""
+    import Preprocess
+    import run
+    from utils import load_config
+
+    cfg = load_config(make_ini(tmp_path / "a.ini", tiny / "SEED", tiny / "pre", tmp_path / "res", patience=1))
+    spec = run.RunSpec(1, 1)
+    data = run.build_run_data(cfg, spec, Preprocess.load_preprocessed(cfg, subjects=[1]))
+    trainer = run.Trainer(cfg, spec, data, torch.device("cpu"))
+    progress = type("Progress", (), {"update": lambda self, n: None, "set_postfix": lambda self, d: None})()
+    trainer.history = [{"epoch": 1}, {"epoch": 2}]
+    trainer.best["wait"] = 1  # the state saved when epoch 2 stopped training (patience 1)
+    trainer.fit(tmp_path / "partial.pt", progress)
+    assert len(trainer.history) == 2 and not (tmp_path / "partial.pt").exists()
+
+    other = run.Trainer(cfg.replace(training={"lr": 1e-3}), spec, data, torch.device("cpu"))
+    with pytest.raises(ValueError, match="another configuration"):
+        other.load_state(trainer.state())
+
+
+# ----------------------------------------------------------------------------- NaN guard
+
+
+def test_diverging_run_is_reported_retried_and_does_not_stop_the_others(tiny, tmp_path):
+    # Honest trigger: subject 2's values are finite and within float32 (they pass every check of the
+    # readers) but 1e36 times too large; with normalization = none the first training loss is NaN.
+    data = shutil.copytree(tiny / "SEED", tmp_path / "SEED")
+    for path in (data / "ExtractedFeatures" / "2_20140404.mat", data / "Preprocessed_EEG" / "2_20140404.mat"):
+        arrays = {k: v * 1e36 for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
+        scipy.io.savemat(path, arrays)
+    res = tmp_path / "res"
+    ini = str(make_ini(tmp_path / "nan.ini", data, tmp_path / "pre", res, normalization="none"))
+    assert run_cli("Preprocess.py", "-c", ini).returncode == 0
+
+    message = ("error: sub02_ses1 (subject 2, session 1), epoch 1: training loss became nan; "
+               "skipping this run (it is retried on the next invocation)")
+    p = run_cli("run.py", "-c", ini)
+    assert p.returncode == 1 and p.stderr.splitlines() == [message], p.stderr
+    assert "sub01_ses1: accuracy" in p.stdout and "failed runs (not counted): sub02_ses1" in p.stdout
+    assert sorted(path.name for path in (res / "runs").iterdir()) == ["sub01_ses1.json"]
+    s = json.loads((res / "summary.json").read_text())
+    assert s["n_runs"] == 1 and list(s["failed_runs"]) == ["sub02_ses1"] and "epoch 1" in s["failed_runs"]["sub02_ses1"]
+
+    again = run_cli("run.py", "-c", ini)  # the failed run is retried, the finished one is not
+    assert again.returncode == 1 and again.stderr.splitlines() == [message]
+    assert "2 runs, 1 already finished" in again.stdout
+
+
+# ----------------------------------------------------------------------------- shards
+
+
+def test_concurrent_shards_write_disjoint_files_and_summarize_sees_all(tiny, reference, tmp_path):
+    res = tmp_path / "res"
+    ini = str(make_ini(tmp_path / "shard.ini", tiny / "SEED", tiny / "pre", res))
+    shards = [start("run.py", "-c", ini, "--shard", f"{i}/2") for i in range(2)]  # at the same time
+    outputs = [shard.communicate(timeout=300) for shard in shards]
+    for shard, (out, err) in zip(shards, outputs):
+        assert shard.returncode == 0 and err == "", err
+    # each shard trained its own run, and wrote its files only: run JSON, checkpoint; no summary
+    for (out, _), mine, other in zip(outputs, RUNS, RUNS[::-1]):
+        assert f"{mine}: accuracy" in out and other not in out
+    files = sorted(str(p.relative_to(res)) for p in res.rglob("*") if p.is_file())
+    assert files == sorted(f"{folder}/{run}.{ext}" for run in RUNS for folder, ext in (("runs", "json"), ("checkpoints", "pt")))
+
+    p = run_cli("run.py", "-c", ini, "--summarize")
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert summary(res) == summary(reference) and summary(res)["n_runs"] == 2
+    assert_same_results(res, reference)
