@@ -599,7 +599,7 @@ def _attention_depth_figure(cfg: Config, run: str, depth: dict, label: np.ndarra
 
 # ----------------------------------------------------------------------------- architecture
 
-GLOBAL_POOL = "BN-ReLU-global pool"  # the stream's end (model: stream.pool), named apart from the temporal stem's pool
+GLOBAL_POOL = "BN-ReLU-global pool"  # the stream's end (model: stream.global_pool), named apart from the temporal stem's pool
 STAGE_COLORS = {"input": "#E8E8E8", "stem": "#FBE3B5", "pool": "#E8E8E8", "attention": "#F6C9AE",
                 "denseblock": "#BFDDF2", "transition": "#B8E3D3", "head": "#EBD0E2"}
 STAGE_LABELS = {"input": "input map, pooling", "stem": "stem convolution", "pool": "pooling", "attention": "A3DB attention",
@@ -611,59 +611,35 @@ def _stage_kind(name: str) -> str:
 
 
 def model_stages(cfg: Config) -> dict:
-    """Stages of the network built from `cfg`, read off the model: a dummy forward (eval mode, no
-    gradients) with hooks on the named children of each stream and of the head records output
-    shapes; parameters are summed per stage with p.numel().
+    """Stages of the network built from `cfg`, read off the model: each stream records its stages'
+    output shapes as it is built (`stream.stages`); parameters are summed per stage with p.numel().
 
     Returns {"streams": {stream: [(stage, shape, parameters), ...]}, "head": [...], "total": int}
     with shapes channels-last as in SPEC.md ("32x32x5x24" = H x W x D x C; "48" for feature vectors);
     a stream's rows run from "input" to GLOBAL_POOL. The stages' parameters add up to `total`,
     the model's trainable parameters.
     """
-    import torch
-
     import model as model_lib
 
-    net = model_lib.build_model(cfg).eval()
-    shapes: dict[str, tuple] = {}
-
-    def hook(name):
-        def record(_module, _inputs, output):
-            shapes[name] = tuple(output.shape[1:])
-        return record
-
-    streams = {name: s for name, s in (("spectral", net.spectral), ("temporal", net.temporal)) if s is not None}
-    handles = []
-    for sname, stream in streams.items():
-        handles += [m.register_forward_hook(hook(f"{sname}.{n}")) for n, m in stream.features.named_children()]
-        handles.append(stream.pool.register_forward_hook(hook(f"{sname}.{GLOBAL_POOL}")))
-    handles += [m.register_forward_hook(hook(f"head.{n}")) for n, m in net.head.named_children()]
-    W = cfg.data.input_width
-    dummy = {s: torch.zeros(1, W, W, st.input_size[2]) for s, st in streams.items()}
-    try:
-        with torch.no_grad():
-            net(dummy.get("spectral"), dummy.get("temporal"))
-    finally:
-        for h in handles:
-            h.remove()
-
-    def fmt(shape: tuple) -> str:
-        if len(shape) == 4:  # (D, H, W, C) inside a stream -> H x W x D x C
-            D, H, Wd, C = shape
-            shape = (H, Wd, D, C)
-        return "x".join(map(str, shape))
+    net = model_lib.build_model(cfg)
 
     def params(module) -> int:
         return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
     out = {"streams": {}, "head": []}
-    for sname, stream in streams.items():
-        H, Wd, D = stream.input_size
-        rows = [("input", f"{H}x{Wd}x{D}", 0)]
-        rows += [(n, fmt(shapes[f"{sname}.{n}"]), params(m)) for n, m in stream.features.named_children()]
-        rows.append((GLOBAL_POOL, fmt(shapes[f"{sname}.{GLOBAL_POOL}"]), params(stream.pool)))
+    for sname in ("spectral", "temporal"):
+        stream = getattr(net, sname)
+        if stream is None:
+            continue
+        H, W, D = stream.input_size
+        rows = [("input", f"{H}x{W}x{D}", 0)]
+        rows += [(n, "x".join(map(str, stream.stages[n]["shape"])), params(m)) for n, m in stream.features.named_children()]
+        rows.append((GLOBAL_POOL, str(stream.feature_size), params(stream.global_pool)))
         out["streams"][sname] = rows
-    out["head"] = [(n, fmt(shapes[f"head.{n}"]), params(m)) for n, m in net.head.named_children()]
+    width = net.feature_size
+    for n, m in net.head.named_children():
+        width = getattr(m, "out_features", width)  # dropout keeps the width
+        out["head"].append((n, str(width), params(m)))
     out["total"] = params(net)
     return out
 

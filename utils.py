@@ -115,6 +115,8 @@ class ModelConfig:
     dropout: float = _key(0.5, check=lambda x: 0 <= x < 1, expect="a number in [0, 1)")
     compression_spec: float = _key(0.5, check=lambda x: 0 < x <= 1, expect="a number in (0, 1]")
     compression_tem: float = _key(1.0, check=lambda x: 0 < x <= 1, expect="a number in (0, 1]")
+    bn_momentum: float = _key(0.01, check=lambda x: 0 < x <= 1, expect="a number in (0, 1]",
+                              doc="PyTorch convention: Keras momentum 0.99 (authors' code) is 0.01")
 
 
 @dataclass(frozen=True, kw_only=True)

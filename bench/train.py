@@ -1,0 +1,187 @@
+"""Training throughput of this project's SSTEmotionNet against TorchEEG's, in one run.
+
+    python bench/train.py                          # CPU, batch 64, SEED.ini input sizes
+    python bench/train.py --iters 10 --threads 1
+    python bench/train.py --device cuda --amp --channels-last
+
+A training step is forward + cross-entropy + backward + Adam step on one fixed random batch.
+The models take turns step by step (paper order, official order, TorchEEG, repeat), so a
+machine whose speed drifts during the run slows them alike; each reports the median over
+`--iters` timed steps after `--warmup` untimed ones. Then the single-sample inference latency of
+this project's model (eval mode, no_grad, median of `--latency-runs`).
+
+TorchEEG (benchmark-only dependency, not in requirements.txt): `pip install --no-deps
+torcheeg==1.1.3`. Only its model file is loaded (importing the package pulls in many
+dependencies); its SSTEmotionNet takes (N, specInput_length + temInput_length, W, W) maps
+and is built with the same input sizes, growth rates, depths and class count.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import model  # noqa: E402  (the project is a flat set of scripts)
+import utils  # noqa: E402
+
+TORCHEEG_VERSION = "1.1.3"
+
+
+def cpu_model() -> str:
+    """The CPU's name from /proc/cpuinfo (Linux), else platform's guess."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def load_torcheeg_model():
+    """TorchEEG's SSTEmotionNet class, loaded from its model file alone; None with a message if absent."""
+    spec = importlib.util.find_spec("torcheeg")
+    if spec is None or not spec.submodule_search_locations:
+        print(f"torcheeg not installed: skipping it (pip install --no-deps torcheeg=={TORCHEEG_VERSION})")
+        return None
+    root = Path(list(spec.submodule_search_locations)[0])
+    path = root / "models" / "cnn" / "sst_emotion_net.py"
+    if not path.is_file():
+        print(f"torcheeg at {root} has no {path.relative_to(root)}: skipping it (expected torcheeg {TORCHEEG_VERSION})")
+        return None
+    module_spec = importlib.util.spec_from_file_location("torcheeg_sst_emotion_net", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.SSTEmotionNet
+
+
+def make_step(net, optimizer, forward, labels, autocast):
+    """One training step as a closure; returns nothing (the loss stays on the device)."""
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            loss = F.cross_entropy(forward(), labels)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def timed(fn, device: torch.device) -> float:
+    """Seconds for fn(), waiting for the device to finish."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-c", "--config", default=str(Path(__file__).resolve().parents[1] / "SEED.ini"),
+                        help="INI file giving input sizes and model keys (default: SEED.ini)")
+    parser.add_argument("--batch", type=int, default=64, help="batch size (default 64, the authors')")
+    parser.add_argument("--iters", type=int, default=5, help="timed training steps per model (default 5)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model first (default 2)")
+    parser.add_argument("--latency-runs", type=int, default=50, help="single-sample inference runs (default 50)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda | cuda:N")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: torch's default)")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="channels-last 3D memory format for TorchEEG's model (CUDA only; ours is "
+                             "channels-last by construction)")
+    parser.add_argument("--no-torcheeg", action="store_true", help="time this project's model only")
+    args = parser.parse_args(argv)
+    if min(args.batch, args.iters, args.latency_runs) < 1 or args.warmup < 0:
+        raise utils.UserError("--batch, --iters and --latency-runs must be >= 1, --warmup >= 0")
+
+    cfg = utils.load_config(args.config)
+    device = utils.resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if (args.amp or args.channels_last) and device.type != "cuda":
+        print("note: --amp and --channels-last apply on CUDA only; ignored on CPU")
+    cuda = device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda and args.amp else nullcontext
+
+    data, m = cfg.data, cfg.model
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CPU: {cpu_model()}")
+    if cuda:
+        print(f"device: {torch.cuda.get_device_name(device)}, bf16 autocast: {args.amp}, "
+              f"channels-last: {args.channels_last}")
+    else:
+        print("device: cpu (float32)")
+    print(f"batch {args.batch}, maps {data.input_width}x{data.input_width}x{data.specInput_length} and "
+          f"{data.input_width}x{data.input_width}x{data.temInput_length}, {m.nb_class} classes; "
+          f"{args.warmup} warm-up + {args.iters} timed steps per model, taking turns")
+
+    torch.manual_seed(0)
+    w = data.input_width
+    spectral = torch.randn(args.batch, w, w, data.specInput_length, device=device)
+    temporal = torch.randn(args.batch, w, w, data.temInput_length, device=device)
+    labels = torch.randint(0, m.nb_class, (args.batch,), device=device)
+
+    steps, nets = {}, {}
+    for order in ("paper", "official"):
+        net = model.build_model(cfg.replace(model={"block_order": order})).to(device)
+        optimizer = torch.optim.Adam(model.param_groups(net, cfg.training.l2), lr=cfg.training.lr)
+        name = f"this project ({order})"
+        nets[name] = net
+        steps[name] = make_step(net, optimizer, lambda net=net: net(spectral, temporal), labels, autocast)
+
+    TorchEEGNet = None if args.no_torcheeg else load_torcheeg_model()
+    if TorchEEGNet is not None:
+        teeg = TorchEEGNet(grid_size=(w, w), spectral_in_channels=data.specInput_length,
+                           temporal_in_channels=data.temInput_length, spectral_depth=m.depth_spec,
+                           temporal_depth=m.depth_tem, spectral_growth_rate=m.gr_spec,
+                           temporal_growth_rate=m.gr_tem, num_dense_block=m.nb_dense_block,
+                           num_classes=m.nb_class).to(device)
+        # its input: spectral then temporal maps stacked as channels, (N, bands + time points, W, W)
+        stacked = torch.cat([spectral, temporal], dim=-1).permute(0, 3, 1, 2).contiguous()
+        if cuda and args.channels_last:
+            teeg = teeg.to(memory_format=torch.channels_last_3d)
+            stacked = stacked.contiguous(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(teeg.parameters(), lr=cfg.training.lr)
+        steps[f"torcheeg {TORCHEEG_VERSION}"] = make_step(teeg, optimizer, lambda: teeg(stacked), labels, autocast)
+
+    for step in steps.values():
+        for _ in range(args.warmup):
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(args.iters):
+        for name, step in steps.items():
+            times[name].append(timed(step, device))
+
+    print(f"\ntraining throughput (forward + backward + Adam), median of {args.iters} steps:")
+    rate = {name: args.batch / statistics.median(t) for name, t in times.items()}
+    for name, r in rate.items():
+        print(f"  {name:<28}{r:9.1f} samples/s   ({1000 * statistics.median(times[name]):.0f} ms/step)")
+    baseline = rate.get(f"torcheeg {TORCHEEG_VERSION}")
+    if baseline:
+        for name in nets:
+            print(f"  ratio {name} / torcheeg: {rate[name] / baseline:.2f}x")
+
+    print(f"\nsingle-sample inference latency (eval, no_grad), median of {args.latency_runs} runs:")
+    one_spectral, one_temporal = spectral[:1], temporal[:1]
+    for name, net in nets.items():
+        net.eval()
+        with torch.no_grad(), autocast():
+            for _ in range(3):
+                net(one_spectral, one_temporal)
+            latency = [timed(lambda: net(one_spectral, one_temporal), device) for _ in range(args.latency_runs)]
+        print(f"  {name:<28}{1000 * statistics.median(latency):9.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    utils.cli_main(main)
