@@ -54,7 +54,7 @@ from scipy.interpolate import RectBivariateSpline
 
 from datasets import (BANDS, BANDS_HZ, CHANNELS, FEATURE_FOLDERS, GRID_POSITIONS, GRID_SIZE, RAW_FOLDER,
                       SAMPLING_RATE, WINDOW_S, Recording, find_recordings, read_features, read_labels, read_raw)
-from utils import (Config, ConfigError, DataError, check_output_folder, cli_main, git_commit, load_config, make_folder,
+from utils import (Config, ConfigError, DataError, check_output_folder, cli_main, git_commit, int_list, load_config, make_folder,
                    remove_stale_temporaries, save_npy, write_json)
 
 MANIFEST = "manifest.json"
@@ -444,19 +444,13 @@ def _open_session(folder: Path, cfg: Config, command: str) -> Session:
 # ----------------------------------------------------------------------------- command line
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the spatial-spectral and spatial-temporal maps (see the top of Preprocess.py).")
     parser.add_argument("-c", "--config", default="SEED.ini", help="INI file (default SEED.ini; SEED_IV.ini for SEED-IV)")
     parser.add_argument("--force", action="store_true", help="redo sessions that are already preprocessed")
-    parser.add_argument("--subjects", type=_int_list, help="comma-separated subject numbers, e.g. 1,2 (default: all)")
-    parser.add_argument("--sessions", type=_int_list, help="comma-separated session numbers, e.g. 1 (default: all)")
+    parser.add_argument("--subjects", type=int_list, help="comma-separated subject numbers, e.g. 1,2 (default: all)")
+    parser.add_argument("--sessions", type=int_list, help="comma-separated session numbers, e.g. 1 (default: all)")
     args = parser.parse_args(argv)
     preprocess(load_config(args.config), force=args.force, subjects=args.subjects, sessions=args.sessions)
     return 0

@@ -144,11 +144,6 @@ def _column_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return sum(_column_sum(ra * rb) for ra, rb in zip(a.split(_block_rows(a)), b.split(_block_rows(b))))
 
 
-def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(P, C), (P, C) -> (P,) sums of a * b along rows, over blocks of rows whose products stay in cache."""
-    return torch.cat([(ra * rb).sum(1) for ra, rb in zip(a.split(_block_rows(a)), b.split(_block_rows(b)))])
-
-
 def batch_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel batch mean and biased variance of channels-last x (..., C); no autograd.
 
@@ -371,7 +366,8 @@ class _DenseBlockFunction(torch.autograd.Function):
             u = layer.conv3.conv2d(t, (N, D, H, W), kernel3)
             features[:, C:C + k].copy_(u)
             new_mean, new_var = batch_stats(u)
-            means.append(new_mean), variances.append(new_var)
+            means.append(new_mean)
+            variances.append(new_var)
             layer.norm1.track(mean1, var1, P)
             layer.norm2.track(mean2, var2, P)
             saved += [z1, y, t, *bottleneck]
@@ -736,11 +732,8 @@ class A3DBAttention(nn.Module):
 
     def weights(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Spatial weights (N, H, W) and spectral/temporal weights (N, D); None for a part switched off."""
-        return self.weights_from_mean(x.mean(-1))
-
-    def weights_from_mean(self, mean: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """weights() given the channel mean (N, D, H, W) of the input."""
-        N, D, H, W = mean.shape
+        N, D, H, W, C = x.shape
+        mean = x.mean(-1)                                   # (N, D, H, W)
         spatial = depth = None
         if self.spatial is not None:
             spatial = self._activate(self.spatial(mean.mean(1).view(N, H * W))).view(N, H, W)
@@ -748,57 +741,18 @@ class A3DBAttention(nn.Module):
             depth = self._activate(self.spectral_temporal(mean.mean((2, 3))))
         return spatial, depth
 
-    def scale(self, mean: torch.Tensor) -> torch.Tensor:
-        """The product of the weights, broadcast to (N, D, H, W), from the channel mean (N, D, H, W)."""
-        N, D, H, W = mean.shape
-        spatial, depth = self.weights_from_mean(mean)
-        scale = mean.new_ones(N, D, H, W)
-        if spatial is not None:
-            scale = scale * spatial.view(N, 1, H, W)
-        if depth is not None:
-            scale = scale * depth.view(N, D, 1, 1)
-        return scale
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and x.device.type == "cpu":
-            return _A3DBFunction.apply(self, x, *self.parameters())
-        return x * self.scale(x.mean(-1)).unsqueeze(-1)
+        N, D, H, W, C = x.shape
+        spatial, depth = self.weights(x)
+        scale = x.new_ones(())
+        if spatial is not None:
+            scale = scale * spatial.view(N, 1, H, W, 1)
+        if depth is not None:
+            scale = scale * depth.view(N, D, 1, 1, 1)
+        return x * scale
 
     def extra_repr(self) -> str:
         return f"size={self.size}, activation={self.activation}"
-
-
-class _A3DBFunction(torch.autograd.Function):
-    """x * scale(mean_c(x)) for A3DBAttention in training, as one autograd node.
-
-    The input gradient g * scale + d(loss)/d(mean) / C is written in one pass, instead of autograd's
-    product, reduction, broadcast and sum. The small graph from the channel mean (N, D, H, W) to
-    the scale, through the Dense layers, is kept from the forward and differentiated by autograd.
-    """
-
-    @staticmethod
-    @_float32_under_autocast
-    def forward(ctx, attention, x, *params):
-        x = x.contiguous()
-        with torch.enable_grad():
-            mean = x.mean(-1).detach().requires_grad_()         # (N, D, H, W)
-            scale = attention.scale(mean)
-        ctx.graph, ctx.params = (mean, scale), params
-        ctx.save_for_backward(x)
-        return x * scale.detach().unsqueeze(-1)
-
-    @staticmethod
-    @once_differentiable
-    @_autocast_as_forward
-    def backward(ctx, grad_y):
-        (x,) = ctx.saved_tensors
-        mean, scale = ctx.graph
-        N, D, H, W, C = x.shape
-        grad_y = grad_y.contiguous()
-        grad_scale = _row_dot(grad_y.view(-1, C), x.view(-1, C)).view(N, D, H, W)
-        grad_mean, *grad_params = torch.autograd.grad(scale, (mean, *ctx.params), grad_scale)
-        grad_x = torch.addcmul((grad_mean / C).unsqueeze(-1), grad_y, scale.detach().unsqueeze(-1))
-        return None, grad_x, *grad_params
 
 
 def max_pool_2x2x2_same(x: torch.Tensor, return_indices: bool = False):

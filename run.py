@@ -515,16 +515,6 @@ def results_table(summary: dict) -> str:
 # ----------------------------------------------------------------------------- command line
 
 
-def parse_int_list(text: str) -> set[int]:
-    try:
-        values = {int(x) for x in text.split(",") if x.strip()}
-    except ValueError:
-        raise UserError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise UserError(f"expected positive integers, got {text!r}")
-    return values
-
-
 def parse_shard(text: str) -> tuple[int, int]:
     try:
         index, count = (int(x) for x in text.split("/"))
@@ -560,8 +550,8 @@ def demo_config(base: Config, root: Path) -> Config:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-c", "--config", default="SEED.ini", help="INI file (default SEED.ini)")
-    parser.add_argument("--subjects", type=str, help="comma-separated subject numbers (default: all preprocessed)")
-    parser.add_argument("--sessions", type=str, help="comma-separated session numbers (default: all)")
+    parser.add_argument("--subjects", type=utils.int_list, help="comma-separated subject numbers (default: all preprocessed)")
+    parser.add_argument("--sessions", type=utils.int_list, help="comma-separated session numbers (default: all)")
     parser.add_argument("--shard", type=str, help="I/N: run every N-th run starting at I (0-based); no summary")
     parser.add_argument("--summarize", action="store_true", help="only merge finished runs into summary.json")
     parser.add_argument("--explain", metavar="RUN", help="attention and input figures of a finished run, e.g. sub01_ses1")
@@ -573,8 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = utils.load_config(args.config)
     if args.demo:
         cfg = demo_config(cfg, args.demo_dir)
-    subjects = parse_int_list(args.subjects) if args.subjects else None
-    sessions = parse_int_list(args.sessions) if args.sessions else None
+    subjects, sessions = args.subjects, args.sessions
     shard = parse_shard(args.shard) if args.shard else None
 
     import model as model_lib

@@ -47,7 +47,7 @@ from scipy import fft, ndimage
 from datasets import (BANDS, BANDS_HZ, CHANNELS, CLASS_NAMES, DATASETS, FEATURE_FAMILIES, FEATURE_FOLDERS,
                       GRID_POSITIONS, GRID_SIZE, RAW_FOLDER, SAMPLING_RATE, SEED_LABEL_VALUES, SESSIONS,
                       SMOOTHINGS, SUBJECTS, TRIAL_LABELS, TRIAL_WINDOWS, WINDOW_S)
-from utils import atomic_path, cli_main
+from utils import atomic_path, cli_main, int_list
 
 MIN_WINDOWS = 3  # DE windows per trial at the smallest trial_fraction
 RAW_STD_UV = 20.0  # typical raw EEG amplitude (the real data: tens of uV)
@@ -224,19 +224,13 @@ def write_seed_iv(root: str | Path, subjects: Iterable[int] = tuple(range(1, 16)
     return _write("SEED-IV", root, subjects, sessions, trial_fraction, seed, features, raw)
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write synthetic SEED / SEED-IV in the real on-disk format.")
     parser.add_argument("--dataset", choices=DATASETS, required=True)
     parser.add_argument("--out", type=Path, required=True, help="dataset folder to write (e.g. data/SEED)")
-    parser.add_argument("--subjects", type=_int_list, default=list(range(1, 16)), help="e.g. 1,2 (default: all 15)")
-    parser.add_argument("--sessions", type=_int_list, default=list(SESSIONS), help="e.g. 1 (default: 1,2,3)")
+    parser.add_argument("--subjects", type=int_list, default=list(range(1, 16)), help="e.g. 1,2 (default: all 15)")
+    parser.add_argument("--sessions", type=int_list, default=list(SESSIONS), help="e.g. 1 (default: 1,2,3)")
     parser.add_argument("--trial-fraction", type=float, default=1.0, help="fraction of the real trial lengths")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-raw", action="store_true", help="write only the DE features")

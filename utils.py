@@ -26,9 +26,12 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 # ----------------------------------------------------------------------------- errors
 
@@ -381,6 +384,18 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 # ----------------------------------------------------------------------------- misc
+
+
+def int_list(text: str) -> list[int]:
+    """'1,2,10' -> [1, 2, 10] for --subjects / --sessions. A UserError, not argparse's ValueError,
+    so a bad value ends as one `error:` line with exit code 1 like every other user error."""
+    try:
+        values = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise UserError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or values[0] < 1:
+        raise UserError(f"expected comma-separated positive integers, got {text!r}")
+    return values
 
 
 def set_seed(seed: int) -> None:

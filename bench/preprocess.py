@@ -42,17 +42,10 @@ from Preprocess import (ARRAYS, interpolation_matrix, resample_matrix, session_a
                         temporal_spec)
 from utils import load_config  # noqa: E402
 
+from common import cpu_model  # noqa: E402  (bench/common.py)
+
 NPY_HEADER = 128  # bytes np.save puts before the data of these arrays
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def full_session(rng: np.random.Generator) -> tuple[dict, dict, np.ndarray]:

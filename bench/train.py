@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import platform
 import statistics
 import sys
 import time
@@ -32,19 +31,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import model  # noqa: E402  (the project is a flat set of scripts)
 import utils  # noqa: E402
+from common import cpu_model  # noqa: E402  (bench/common.py)
 
 TORCHEEG_VERSION = "1.1.3"
-
-
-def cpu_model() -> str:
-    """The CPU's name from /proc/cpuinfo (Linux), else platform's guess."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load_torcheeg_model():

@@ -136,15 +136,42 @@ def test_block_order_delta(cfg):
     assert paper - official == attention_params(32, 32, 5) + attention_params(8, 8, 13) == 1_049_630 + 4_342
 
 
+def stream_params(size, depth, k, blocks, compression, temporal, order, attention="both"):
+    """Trainable parameters of one stream by arithmetic (SPEC.md section 2), and its feature size."""
+    h, w, d = size
+    c = 2 * k
+    total = (5 * 5 * 3 if temporal else 3 * 3) * c + (2 * c if temporal else 0)    # stem conv [+ its BN]
+    if temporal:
+        h, w, d = -(-h // 2), -(-w // 2), d                                        # stride (2, 2, 1)
+        h, w, d = -(-h // 2), -(-w // 2), -(-d // 2)                               # max pool, 'same'
+    layers = (depth - 4) // 3 // 2
+    for b in range(1, blocks + 1):
+        if order == "paper" and attention != "none":
+            total += attention_params(h, w, d, attention)
+        for _ in range(layers):     # BN(c), 1x1x1 (c -> 4k), BN(4k), 3x3x1 (4k -> k), 1x1x3 (k -> k)
+            total += 2 * c + c * 4 * k + 2 * 4 * k + 9 * 4 * k * k + 3 * k * k
+            c += k
+        if b == blocks:
+            break
+        total += 2 * c + c * int(c * compression)                                 # transition BN, 1x1x1
+        c, h, w, d = int(c * compression), h // 2, w // 2, d // 2
+        if order == "official" and attention != "none":
+            total += attention_params(h, w, d, attention)
+    return total + 2 * c, c                                                        # final BN
+
+
+@pytest.mark.parametrize("order", ["official", "paper"])
 @pytest.mark.parametrize("streams", ["spectral", "temporal"])
-def test_streams_switch_changes_count(cfg, streams):
-    net = model.build_model(cfg)
-    single = model.build_model(cfg.replace(model={"streams": streams}))
-    kept = net.spectral if streams == "spectral" else net.temporal
-    dropped = net.temporal if streams == "spectral" else net.spectral
-    # the head's Dense(50) loses one weight row per dropped feature
-    assert n_params(net) - n_params(single) == n_params(dropped) + 50 * dropped.feature_size
-    assert single.feature_size == kept.feature_size
+def test_streams_switch_changes_count(cfg, streams, order):
+    net = model.build_model(cfg.replace(model={"block_order": order}))
+    single = model.build_model(cfg.replace(model={"streams": streams, "block_order": order}))
+    spectral = stream_params((32, 32, 5), 16, 12, 3, 0.5, False, order)
+    temporal = stream_params((32, 32, 25), 22, 24, 3, 1.0, True, order)
+    assert (n_params(net.spectral), net.spectral.feature_size) == spectral
+    assert (n_params(net.temporal), net.temporal.feature_size) == temporal
+    dropped_params, dropped_features = temporal if streams == "spectral" else spectral
+    # the head's Dense(50) also loses one weight row per dropped feature
+    assert n_params(net) - n_params(single) == dropped_params + 50 * dropped_features
 
 
 def test_single_stream_forward_takes_none(cfg):
@@ -591,3 +618,19 @@ def test_second_backward_through_one_graph_fails_loudly(cfg):
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+def test_bn_momentum_key_sets_every_running_statistics_update(cfg):
+    """[model] bn_momentum (PyTorch convention; 0.01 = Keras' 0.99) weighs each batch in the running mean."""
+    c = small(cfg)
+    x = inputs(c, 4)
+    first_means = {}
+    for momentum in (0.01, 0.1):
+        torch.manual_seed(0)
+        net = model.build_model(c.replace(model={"bn_momentum": momentum})).train()
+        bns = [m for m in net.modules() if isinstance(m, model.BatchNormReLU)]
+        assert bns and all(m.momentum == momentum for m in bns)
+        net(*x)
+        first_means[momentum] = bns[0].running_mean.clone()   # started at 0: momentum * batch mean
+    assert torch.allclose(first_means[0.1], 10 * first_means[0.01], rtol=1e-4, atol=1e-7)
+    assert first_means[0.1].abs().sum() > 0
