@@ -12,7 +12,7 @@ What each function draws (each writes PNGs into a folder and returns their paths
     attention_figures(checkpoint, sessions, out)  attention_spatial.png: each A3DB's spatial attention per
                                                   class on the scalp grid; attention_depth.png: its
                                                   spectral / temporal attention per band / time step
-    input_figures(session, width, out_dir)        inputs_spectral.png, inputs_temporal.png: the input maps
+    input_figures(session, cfg, out_dir)          inputs_spectral.png, inputs_temporal.png: the input maps
                                                   of one sample per class, electrodes marked
     architecture_figure(cfg, out_path)            stages, output shapes and parameters of both streams in
                                                   both block orders, read off the model built by model.py
@@ -29,7 +29,6 @@ import io
 import json
 import math
 import os
-import re
 import tempfile
 import textwrap
 from contextlib import contextmanager
@@ -87,12 +86,6 @@ def _save(fig: Figure, path: Path) -> Path:
     with utils.atomic_path(path) as tmp:
         image.save(tmp, format="PNG", optimize=True)
     return path
-
-
-def _class_names(dataset: str, n_class: int) -> list[str]:
-    """Class names in label order (0-based) from datasets.py; generic names if they do not fit."""
-    names = list(datasets.CLASS_NAMES.get(dataset, ()))
-    return names if len(names) == n_class else [f"class {i}" for i in range(n_class)]
 
 
 # ----------------------------------------------------------------------------- results of run.py
@@ -210,7 +203,7 @@ def _confusion_figure(results: list[dict], summary: dict, path: Path) -> Path:
     """Confusion matrix summed over runs: counts, and rows normalised to 100% (recall on the diagonal)."""
     cm = np.asarray(summary.get("confusion_matrix") or np.sum([r["confusion_matrix"] for r in results], axis=0))
     n_class = cm.shape[0]
-    names = _class_names(summary.get("dataset", ""), n_class)
+    names = datasets.CLASS_NAMES[summary["dataset"]]
     rows = cm.sum(1, keepdims=True)
     pct = np.divide(100.0 * cm, rows, out=np.zeros(cm.shape), where=rows > 0)
     fig = Figure(figsize=(9.2, 4.3))
@@ -262,7 +255,7 @@ def _per_subject_figure(results: list[dict], summary: dict, path: Path) -> Path:
     if paper:
         ax.axhline(paper["mean"], color=OKABE_ITO["vermillion"], lw=1.6, ls="--", zorder=3,
                    label=f"paper, subject-dependent: {paper['mean']:.2f} ± {paper['std']:.2f}%")
-    n_class = len(summary.get("confusion_matrix") or results[0]["confusion_matrix"])
+    n_class = datasets.N_CLASSES[summary["dataset"]]
     ax.axhline(100 / n_class, color="0.4", lw=1.0, ls=":", zorder=3, label=f"chance ({100 / n_class:.0f}%)")
     ax.set_xticks(x, [str(s) for s in subjects])
     ax.set_xlim(-0.6, len(subjects) - 0.4)
@@ -317,14 +310,6 @@ def draw_scalp(ax, image: np.ndarray, width: int, *, cmap: str = "viridis", norm
     return im
 
 
-def _infer_dataset(label: np.ndarray, dataset: str | None) -> str:
-    """`dataset`, or the dataset whose class count fits the labels."""
-    if dataset:
-        return dataset
-    n = int(np.max(label)) + 1
-    return next((d for d, k in datasets.N_CLASSES.items() if k == n), "SEED")
-
-
 # ----------------------------------------------------------------------------- inputs
 
 
@@ -338,24 +323,21 @@ def _one_per_class(label: np.ndarray, trial: np.ndarray) -> dict[int, int]:
     return out
 
 
-def input_figures(session, width: int, out_dir: Path, *, dataset: str | None = None,
-                  window_ms: float | None = None) -> list[Path]:
+def input_figures(session, cfg: Config, out_dir: Path) -> list[Path]:
     """inputs_spectral.png and inputs_temporal.png: the network's two input maps for one window per class.
 
     `session`: a Preprocess.Session (de (N, 62, 5), eeg (N, 62, T) or None, label (N,), trial (N,)).
     Maps are built as training builds them: electrode values times Preprocess.interpolation_matrix(width).
     DE is z-scored per electrode and band over the session (bands differ by several log units, so
-    raw DE would show only the band offsets); raw EEG is shown in microvolts. `dataset` names the
-    classes (default: guessed from the number of classes); `window_ms`, the raw segment length,
-    puts times on the temporal strip (default: time-point indices). The temporal figure is skipped
-    when the session has no raw EEG.
+    raw DE would show only the band offsets); raw EEG is shown in microvolts. `cfg` gives the map
+    width, the dataset (class and band names) and the raw segment length (times on the temporal
+    strip). The temporal figure is skipped when the session has no raw EEG.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    label = np.asarray(session.label)
-    dataset = _infer_dataset(label, dataset)
-    names = _class_names(dataset, datasets.N_CLASSES.get(dataset, int(label.max()) + 1))
-    picks = _one_per_class(label, np.asarray(session.trial))
+    width, dataset, window_ms = cfg.data.input_width, cfg.data.dataset, 1000 * cfg.data.temporal_window_s
+    names = datasets.CLASS_NAMES[dataset]
+    picks = _one_per_class(np.asarray(session.label), np.asarray(session.trial))
     matrix = Preprocess.interpolation_matrix(width)
     where = f"sub{session.subject:02d} ses{session.session}"
     paths = []
@@ -363,10 +345,7 @@ def input_figures(session, width: int, out_dir: Path, *, dataset: str | None = N
         de = np.asarray(session.de, dtype=np.float64)
         z = (de - de.mean(0, keepdims=True)) / np.where(de.std(0, keepdims=True) > 0, de.std(0, keepdims=True), 1)
         maps = Preprocess.electrodes_to_maps(z[list(picks.values())], matrix, width)          # (K, W, W, bands)
-        bands = [f"{b}\n{lo}-{hi} Hz" for b, (lo, hi) in zip(datasets.BANDS, datasets.BANDS_HZ.get(dataset, ()))] \
-            or list(datasets.BANDS)
-        if maps.shape[-1] != len(bands):
-            bands = [f"band {i + 1}" for i in range(maps.shape[-1])]
+        bands = [f"{b}\n{lo}-{hi} Hz" for b, (lo, hi) in zip(datasets.BANDS, datasets.BANDS_HZ[dataset])]
         paths.append(_map_sheet(maps, width, [names[c] for c in picks], bands,
                                 f"Spatial-spectral input ({where}): DE per band on the {width}x{width} map, "
                                 f"one window per class", "DE, z-score over the session", out_dir / "inputs_spectral.png",
@@ -376,7 +355,7 @@ def input_figures(session, width: int, out_dir: Path, *, dataset: str | None = N
             T = eeg.shape[-1]
             steps = list(range(0, T, 3))
             maps = Preprocess.electrodes_to_maps(eeg[..., steps], matrix, width)
-            cols = [f"t = {k * window_ms / T:.0f} ms" if window_ms else f"t{k + 1}" for k in steps]
+            cols = [f"t = {k * window_ms / T:.0f} ms" for k in steps]
             paths.append(_map_sheet(maps, width, [names[c] for c in picks], cols,
                                     f"Spatial-temporal input ({where}): raw EEG, every 3rd of {T} time points",
                                     "EEG (µV)", out_dir / "inputs_temporal.png", names_on_first=False))
@@ -445,10 +424,7 @@ def attention_weights(checkpoint_path: Path, sessions: list, *, per_class: int =
 
     import model as model_lib
 
-    checkpoint_path = Path(checkpoint_path)
-    if not checkpoint_path.is_file():
-        raise UserError(f"{checkpoint_path}: checkpoint not found")
-    ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # our own file: config and arrays
+    ckpt = load_checkpoint(checkpoint_path)
     cfg = Config.from_dict(ckpt["config"])
     net = model_lib.build_model(cfg)
     net.load_state_dict(ckpt["model"])
@@ -488,7 +464,7 @@ def attention_figures(checkpoint_path: Path, sessions: list, out_dir: Path, *, p
     cfg, label, weights = attention_weights(checkpoint_path, sessions, per_class=per_class)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = _class_names(cfg.data.dataset, cfg.model.nb_class)
+    names = datasets.CLASS_NAMES[cfg.data.dataset]
     classes = [c for c in range(cfg.model.nb_class) if (label == c).any()]
     run = Path(checkpoint_path).stem
     paths = []
@@ -747,32 +723,24 @@ def _draw_architecture(ax, cfg: Config, order: str, table: dict, n_rows: int) ->
 
 # ----------------------------------------------------------------------------- command line
 
-RUN_NAME = re.compile(r"^sub(\d+)_ses(\d+)$")
-
-
-def checkpoint_config(checkpoint_path: Path) -> Config:
-    """The config saved inside a run.py checkpoint."""
+def load_checkpoint(checkpoint_path: Path) -> dict:
+    """A run.py checkpoint: model, config, run, subject, session, epoch, normalization."""
     import torch
 
     checkpoint_path = Path(checkpoint_path)
     if not checkpoint_path.is_file():
         raise UserError(f"{checkpoint_path}: checkpoint not found")
-    return Config.from_dict(torch.load(checkpoint_path, map_location="cpu", weights_only=False)["config"])
+    return torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # our own file: config and arrays
 
 
 def explain_run(checkpoint_path: Path, preprocessed_root: Path, out_dir: Path) -> list[Path]:
     """Attention and input figures of one run: its checkpoint fed with its own subject-session
     (every window; for LOSO runs the held-out subject's session)."""
-    checkpoint_path = Path(checkpoint_path)
-    match = RUN_NAME.match(checkpoint_path.stem)
-    if not match:
-        raise UserError(f"{checkpoint_path}: expected a run checkpoint named subNN_sesK.pt")
-    cfg = checkpoint_config(checkpoint_path)
-    cfg = cfg.replace(path={"preprocessed_root": Path(preprocessed_root)})
-    sessions = Preprocess.load_preprocessed(cfg, subjects=[int(match.group(1))], sessions=[int(match.group(2))])
+    ckpt = load_checkpoint(checkpoint_path)
+    cfg = Config.from_dict(ckpt["config"]).replace(path={"preprocessed_root": Path(preprocessed_root)})
+    sessions = Preprocess.load_preprocessed(cfg, subjects=[ckpt["subject"]], sessions=[ckpt["session"]])
     paths = attention_figures(checkpoint_path, sessions, out_dir)
-    paths += input_figures(sessions[0], cfg.data.input_width, out_dir, dataset=cfg.data.dataset,
-                           window_ms=1000 * cfg.data.temporal_window_s)
+    paths += input_figures(sessions[0], cfg, out_dir)
     return paths
 
 
@@ -783,13 +751,13 @@ def demo_figures(demo_dir: Path, out_dir: Path) -> list[Path]:
         raise UserError(f"{results_dir}: no demo results; run `python run.py --demo` first")
     summary = json.loads((results_dir / "summary.json").read_text(encoding="utf-8"))
     results = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((results_dir / "runs").glob("*.json"))]
-    checkpoints = sorted(p for p in (results_dir / "checkpoints").glob("sub*_ses*.pt") if RUN_NAME.match(p.stem))
-    if not results or not checkpoints:
+    if not results:
         raise UserError(f"{results_dir}: no finished demo runs; run `python run.py --demo` first")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".demo-") as tmp:
-        made = run_figures(results, summary, Path(tmp)) + explain_run(checkpoints[0], preprocessed, Path(tmp))
+        made = run_figures(results, summary, Path(tmp)) + explain_run(results_dir / "checkpoints" / f"{results[0]['run']}.pt",
+                                                                   preprocessed, Path(tmp))
         final = []
         for p in made:
             target = out_dir / f"demo_{p.name}"

@@ -46,8 +46,9 @@ PROTOCOL_NOTES = {
     "random": "LEAKY: adjacent windows of one trial fall in both train and test",
     "loso": "honest: leave one subject out, validation from another training subject",
 }
-# Keys that do not change what a run computes; results made under other values may be reused.
-NON_RESULT_KEYS = {"path": None, "training": {"device", "num_threads"}}
+# [training] keys that do not change what a run computes (nor does [path]): results made under
+# other values are reused.
+NON_RESULT_TRAINING_KEYS = ("device", "num_threads")
 
 
 # ----------------------------------------------------------------------------- runs and splits
@@ -391,8 +392,8 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
         "config_key": out.config_key,
     }
     with utils.atomic_path(out.checkpoint(spec)) as tmp:
-        torch.save({"model": trainer.best["state"], "config": cfg.to_dict(), "run": spec.name,
-                    "epoch": trainer.best["epoch"], "normalization": data.stats}, tmp)
+        torch.save({"model": trainer.best["state"], "config": cfg.to_dict(), "run": spec.name, "subject": spec.subject,
+                    "session": spec.session, "epoch": trainer.best["epoch"], "normalization": data.stats}, tmp)
     utils.write_json(out.run_json(spec), result)  # written last: its presence marks the run finished
     partial.unlink(missing_ok=True)
     return result
@@ -454,7 +455,7 @@ def result_key(cfg: Config) -> str:
     """A short fingerprint of every setting that changes results (not paths, device or threads)."""
     d = cfg.to_dict()
     del d["path"]
-    for k in NON_RESULT_KEYS["training"]:
+    for k in NON_RESULT_TRAINING_KEYS:
         del d["training"][k]
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

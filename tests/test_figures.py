@@ -104,7 +104,7 @@ def tiny(tmp_path_factory):
     net = model.build_model(cfg)
     checkpoint = cfg.path.result_path / "checkpoints" / "sub01_ses1.pt"
     checkpoint.parent.mkdir(parents=True)
-    torch.save({"model": net.state_dict(), "config": cfg.to_dict(), "run": "sub01_ses1", "epoch": 1,
+    torch.save({"model": net.state_dict(), "config": cfg.to_dict(), "run": "sub01_ses1", "subject": 1, "session": 1, "epoch": 1,
                 "normalization": {"de_mean": de.mean(0, keepdims=True), "de_std": de.std(0, keepdims=True),
                                   "eeg_mean": eeg.mean((0, 2), keepdims=True), "eeg_std": eeg.std((0, 2), keepdims=True)}},
                checkpoint)
@@ -142,7 +142,7 @@ def test_attention_weights_cover_every_block_and_class(tiny):
 
 
 def test_input_figures(tiny):
-    paths = figures.input_figures(tiny["sessions"][0], 16, tiny["root"] / "inputs", dataset="SEED", window_ms=200)
+    paths = figures.input_figures(tiny["sessions"][0], tiny["cfg"], tiny["root"] / "inputs")
     assert [p.name for p in paths] == ["inputs_spectral.png", "inputs_temporal.png"]
     for p in paths:
         assert_png(p)

@@ -177,3 +177,20 @@ def test_missing_preprocessed_data_names_the_command(tiny_seed, tmp_path):
     assert p.returncode == 1
     assert "Preprocess.py" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "res").exists()
+
+
+def test_batch_maps_equal_the_stored_maps(tiny_seed):
+    """run.py builds each batch's maps from electrode values; they must be Preprocess.py's maps."""
+    import torch
+
+    import Preprocess
+
+    root, ini = tiny_seed
+    cfg = run.utils.load_config(ini)
+    session = Preprocess.load_preprocessed(cfg, subjects=[1], sessions=[1])[0]
+    build = run.MapBuilder(cfg.data.input_width, torch.device("cpu"))
+    for arrays, stored in ((session.de, "spectral.npy"), (session.eeg, "temporal.npy")):
+        maps = build(torch.tensor(np.asarray(arrays[3:40]))).numpy()  # a copy: the memmap is read-only
+        expected = np.load(session.path / stored)[3:40]
+        assert maps.shape == expected.shape
+        assert np.allclose(maps, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
