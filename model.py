@@ -5,7 +5,7 @@
     cfg = utils.load_config("SEED.ini")
     net = build_model(cfg)
     logits = net(spectral, temporal)   # (N, W, W, specInput_length), (N, W, W, temInput_length) -> (N, nb_class)
-    optimizer = torch.optim.Adam(param_groups(net, cfg.training.l2), lr=cfg.training.lr)
+    optimizer = adam(net, cfg.training.l2, cfg.training.lr)   # Adam over param_groups(net, l2), fused
     net.attention_weights(spectral, temporal)    # A3DB weights for figures
 
 The network is the authors' Keras model (SPEC.md section 2): per stream a stem, dense blocks of
@@ -44,7 +44,10 @@ Speed without changing the maths (checked against the plain nn.Conv3d model in t
   computed once per channel, passed to the next layers, the transition and the final BN;
 - a dense block in training is one autograd node (`_DenseBlockFunction`): its layers read prefixes
   of one features buffer (no concatenation copies) and each BN-ReLU-Conv(1x1x1)-BN-ReLU folds the
-  second BN into the 1x1x1 kernel, its statistics taken from a small Gram matrix;
+  second BN into the 1x1x1 kernel, its statistics taken from a small Gram matrix (computed as a
+  batched product over row blocks, which MKL spreads over the threads; `_inner_products`);
+- A3DB attention's channel mean and scaling have their own gradients (`_ChannelMean`,
+  `_ChannelScale`): no full-size temporaries for the broadcast mean gradient or sum_c grad * x;
 - BN backward uses column sums and fused multiply-adds (ATen's kernel does not gain from threads);
 - a transition average-pools before its 1x1x1 convolution (both linear, they commute): 1/8 of the
   convolution's positions; BN-ReLU-MaxPool of the temporal stem normalises only the pooled values
@@ -142,6 +145,22 @@ def _block_rows(flat: torch.Tensor) -> int:
 def _column_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(P, C), (P, C) -> (C,) sums of a * b, over blocks of rows whose products stay in cache."""
     return sum(_column_sum(ra * rb) for ra, rb in zip(a.split(_block_rows(a)), b.split(_block_rows(b))))
+
+
+def _inner_products(a: torch.Tensor, b: torch.Tensor, parts: int = 4) -> torch.Tensor:
+    """a.T @ b for tall (P, m) and (P, n) matrices, as a batch of `parts` row blocks summed.
+
+    MKL runs a single tall a.T @ b (a Gram matrix especially) on one thread; the batched product
+    uses every thread (measured on 2 cores: 2x faster for the Gram matrices of SEED's first
+    spectral dense block, 1.2-1.4x for the products of its backward). Same dtype throughout.
+    """
+    P = a.shape[0]
+    rows = P // parts
+    if rows < 1024:
+        return a.t() @ b
+    split = rows * parts
+    out = torch.bmm(a[:split].unflatten(0, (parts, rows)).transpose(1, 2), b[:split].unflatten(0, (parts, rows))).sum(0)
+    return out.addmm_(a[split:].t(), b[split:]) if split < P else out
 
 
 def batch_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,11 +285,17 @@ class _Workspace:
         self.generation += 1
         return self.generation
 
-    def get(self, name: str, numel: int, like: torch.Tensor) -> torch.Tensor:
-        """A flat buffer of at least `numel` elements, dtype and device of `like`."""
+    def get(self, name: str, numel: int, like: torch.Tensor, on_new=None) -> torch.Tensor:
+        """A flat buffer of at least `numel` elements, dtype and device of `like`.
+
+        `on_new(buffer)` runs when the buffer is newly allocated (it may initialise what every
+        later use finds unchanged, such as a column of ones).
+        """
         buffer = self.buffers.get(name)
         if buffer is None or buffer.numel() < numel or buffer.dtype != like.dtype or buffer.device != like.device:
             buffer = self.buffers[name] = like.new_empty(numel)
+            if on_new is not None:
+                on_new(buffer)
         return buffer[:numel]
 
     def release(self, generation: int) -> None:
@@ -287,8 +312,9 @@ class _Workspace:
 def _bottleneck_forward(x, mean1, var1, weight1, bias1, kernel, weight2, bias2, z1, y):
     """Training-mode BN-ReLU-Conv(1x1x1)-BN-ReLU on (P, C) rows, into the buffers z1 (P, C+1) and y (P, M).
 
-    z = relu(bn1(x)) is written with a trailing column of ones. bn2's batch statistics follow from z
-    without computing the convolution b = z @ kernel.T: mean(b) = kernel mean(z) and
+    z = relu(bn1(x)) is written next to a trailing column of ones (set once, when z1 is allocated).
+    bn2's batch statistics follow from z without computing the convolution b = z @ kernel.T:
+    mean(b) = kernel mean(z) and
     var(b) = diag(kernel cov(z) kernel.T), cov(z) from the (C+1)x(C+1) Gram matrix of [z, 1]; bn2
     then folds into the kernel and y = relu([z, 1] @ [kernel * s, t].T) is one matrix product.
     Returns (mean2, biased var2, what _bottleneck_backward needs).
@@ -298,8 +324,7 @@ def _bottleneck_forward(x, mean1, var1, weight1, bias1, kernel, weight2, bias2, 
     scale1 = weight1 * invstd1
     z = z1[:, :C]
     torch.addcmul(bias1 - mean1 * scale1, x, scale1, out=z).clamp_min_(0)
-    z1[:, C] = 1
-    gram = z1.t() @ z1                                              # (C+1, C+1): [z, 1]^T [z, 1]
+    gram = _inner_products(z1, z1)                                  # (C+1, C+1): [z, 1]^T [z, 1]
     mean_z = gram[C, :C] / P
     cov_z = gram[:C, :C] / P - torch.outer(mean_z, mean_z)
     mean2 = kernel @ mean_z                                         # (M,)
@@ -320,7 +345,7 @@ def _bottleneck_backward(grad_o, x, z1, saved, kernel, grad_x):
     mean1, invstd1, weight1, mean_z, cov_z, mean2, invstd2, scale2 = saved
     P, C = x.shape
     z = z1[:, :C]
-    sums = grad_o.t() @ z1                                          # (M, C+1): [sum_p g z, sum_p g]
+    sums = _inner_products(grad_o, z1)                              # (M, C+1): [sum_p g z, sum_p g]
     grad_oz, grad_bias2 = sums[:, :C], sums[:, C]
     grad_weight2 = invstd2 * ((grad_oz * kernel).sum(1) - mean2 * grad_bias2)          # sum_p g * normalised b
     k = grad_weight2 * invstd2
@@ -358,7 +383,7 @@ class _DenseBlockFunction(torch.autograd.Function):
             weight1, bias1, kernel1, weight2, bias2, kernel2, kernel3 = params[7 * i:7 * i + 7]
             C, M = C0 + i * k, kernel1.shape[0]
             mean1, var1 = torch.cat(means), torch.cat(variances)
-            z1 = workspace.get(f"z{i}", P * (C + 1), x).view(P, C + 1)
+            z1 = workspace.get(f"z{i}", P * (C + 1), x, lambda b, C=C: b.view(-1, C + 1)[:, C].fill_(1)).view(P, C + 1)
             y = workspace.get(f"y{i}", P * M, x).view(P, M)
             mean2, var2, bottleneck = _bottleneck_forward(
                 features[:, :C], mean1, var1, weight1, bias1, kernel1.view(M, C), weight2, bias2, z1, y)
@@ -707,6 +732,41 @@ class Transition3D(nn.Module):
         return self.conv(pooled)
 
 
+class _ChannelMean(torch.autograd.Function):
+    """x.mean(-1) whose gradient is a broadcast view: autograd adds it to x's other gradient in one
+    pass instead of first writing the full-size expanded gradient (ATen's MeanBackward)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.channels = x.shape[-1]
+        return x.mean(-1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        return (grad / ctx.channels).unsqueeze(-1).expand(*grad.shape, ctx.channels)
+
+
+class _ChannelScale(torch.autograd.Function):
+    """x * scale for channels-last x (..., C) and scale (..., 1), both contiguous; the gradient of
+    scale, sum over c of grad * x, is a batch of row dot products (no full-size temporary)."""
+
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.save_for_backward(x, scale)
+        return x * scale
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, scale = ctx.saved_tensors
+        C = x.shape[-1]
+        grad = grad.contiguous()
+        grad_x = grad * scale if ctx.needs_input_grad[0] else None
+        grad_scale = torch.bmm(grad.view(-1, 1, C), x.view(-1, C, 1)).view(scale.shape)
+        return grad_x, grad_scale
+
+
 class A3DBAttention(nn.Module):
     """A3DB attention on (N, D, H, W, C): channel mean -> spatial and spectral/temporal weights.
 
@@ -730,10 +790,10 @@ class A3DBAttention(nn.Module):
     def _activate(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(x) if self.activation == "sigmoid" else torch.softmax(x, dim=-1)
 
-    def weights(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def weights(self, x: torch.Tensor, channel_mean=None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Spatial weights (N, H, W) and spectral/temporal weights (N, D); None for a part switched off."""
         N, D, H, W, C = x.shape
-        mean = x.mean(-1)                                   # (N, D, H, W)
+        mean = x.mean(-1) if channel_mean is None else channel_mean(x)     # (N, D, H, W)
         spatial = depth = None
         if self.spatial is not None:
             spatial = self._activate(self.spatial(mean.mean(1).view(N, H * W))).view(N, H, W)
@@ -743,12 +803,15 @@ class A3DBAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         N, D, H, W, C = x.shape
-        spatial, depth = self.weights(x)
+        fast = x.requires_grad and x.device.type == "cpu"
+        spatial, depth = self.weights(x, _ChannelMean.apply if fast else None)
         scale = x.new_ones(())
         if spatial is not None:
             scale = scale * spatial.view(N, 1, H, W, 1)
         if depth is not None:
             scale = scale * depth.view(N, D, 1, 1, 1)
+        if fast and scale.dim():
+            return _ChannelScale.apply(x.contiguous(), scale.expand(N, D, H, W, 1).contiguous())
         return x * scale
 
     def extra_repr(self) -> str:
@@ -1077,6 +1140,16 @@ def param_groups(net: nn.Module, l2: float) -> list[dict]:
         {"params": [p for p in params if id(p) in decay], "weight_decay": 2 * l2},
         {"params": [p for p in params if id(p) not in decay], "weight_decay": 0.0},
     ]
+
+
+def adam(net: nn.Module, l2: float, lr: float) -> torch.optim.Adam:
+    """The training optimizer: Adam (betas 0.9, 0.999, eps 1e-8) over `param_groups(net, l2)`.
+
+    PyTorch's fused implementation (one kernel over all parameters): the same update rule, about
+    5x faster than the default per-parameter loop on CPU (measured: 1.3 vs 6.9 ms a step for
+    SEED.ini's 1.57 M parameters), which matters because the attention Dense(1024, 1024) is large.
+    """
+    return torch.optim.Adam(param_groups(net, l2), lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
 
 
 # ----------------------------------------------------------------------------- summary

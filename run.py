@@ -246,8 +246,7 @@ class Trainer:
         self.config_key = result_key(cfg)
         utils.set_seed(cfg.training.seed)  # same seed for every run: results don't depend on order or sharding
         self.net = model_lib.build_model(cfg).to(device)
-        self.optimizer = torch.optim.Adam(model_lib.param_groups(self.net, cfg.training.l2), lr=cfg.training.lr,
-                                          betas=(0.9, 0.999), eps=1e-8)
+        self.optimizer = model_lib.adam(self.net, cfg.training.l2, cfg.training.lr)
         self.shuffle = torch.Generator().manual_seed(cfg.training.seed)
         self.maps = MapBuilder(cfg.data.input_width, device)
         self.autocast = device.type == "cuda" and cfg.training.amp

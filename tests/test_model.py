@@ -239,7 +239,8 @@ def test_param_groups_decay_exactly_the_l2_kernels(cfg):
 
 
 def test_adam_weight_decay_equals_keras_l2(cfg):
-    """One Adam step with weight_decay = 2 l2 equals one step on loss + l2 * sum(w^2) over the L2 kernels."""
+    """One step of model.adam (fused, weight_decay = 2 l2 on the L2 kernels) equals one step of
+    PyTorch's default Adam on loss + l2 * sum(w^2) over the L2 kernels."""
     c = small(cfg)
     torch.manual_seed(0)
     a = model.build_model(c)
@@ -248,7 +249,8 @@ def test_adam_weight_decay_equals_keras_l2(cfg):
     spectral, temporal = inputs(c, 4)
     labels = torch.tensor([0, 1, 2, 0])
     l2 = 1e-2
-    opt_a = torch.optim.Adam(model.param_groups(a, l2), lr=1e-3)
+    opt_a = model.adam(a, l2, lr=1e-3)
+    assert opt_a.defaults["fused"] and [g["weight_decay"] for g in opt_a.param_groups] == [2 * l2, 0.0]
     opt_b = torch.optim.Adam(b.parameters(), lr=1e-3)
     torch.manual_seed(1)
     F.cross_entropy(a(spectral, temporal), labels).backward()
@@ -509,13 +511,19 @@ def test_dense_block_gradient_is_exact():
     torch.testing.assert_close(numeric, analytic, rtol=1e-6, atol=1e-8)
 
 
-def test_workspace_is_not_shared_between_live_graphs(cfg):
-    """Two forwards before one backward (e.g. accumulated micro-batches) equal the reference."""
+def small_pair(cfg):
+    """The small config, a float64 model built from it and the reference holding the same parameters."""
     c = small(cfg)
     torch.manual_seed(0)
     net = model.build_model(c).double()
     ref = RefNet(c).double()
     ref.load_state_dict(net.state_dict())
+    return c, net, ref
+
+
+def test_workspace_is_not_shared_between_live_graphs(cfg):
+    """Two forwards before one backward (e.g. accumulated micro-batches) equal the reference."""
+    c, net, ref = small_pair(cfg)
     batches = [tuple(x.double() for x in inputs(c, 3, seed)) for seed in (1, 2)]
     labels = torch.tensor([0, 1, 2])
     for m in (net, ref):
@@ -524,6 +532,21 @@ def test_workspace_is_not_shared_between_live_graphs(cfg):
     ref_params = dict(ref.named_parameters())
     for name, p in net.named_parameters():
         torch.testing.assert_close(p.grad, ref_params[name].grad, msg=name)
+
+
+def test_workspace_reuse_across_batch_sizes(cfg):
+    """Batches of 3, then 2 (buffers reused as prefixes), then 4 (buffers reallocated) train as the reference."""
+    c, net, ref = small_pair(cfg)
+    ref_params = dict(ref.named_parameters())
+    for n, seed in ((3, 1), (2, 2), (4, 3)):
+        batch = tuple(x.double() for x in inputs(c, n, seed))
+        labels = torch.arange(n) % c.model.nb_class
+        for m in (net, ref):
+            m.zero_grad()
+            torch.manual_seed(3)
+            F.cross_entropy(m(*batch), labels).backward()
+        for name, p in net.named_parameters():
+            torch.testing.assert_close(p.grad, ref_params[name].grad, msg=f"batch {n}: {name}")
 
 
 # ----------------------------------------------------------------------------- behaviour

@@ -1,0 +1,26 @@
+"""The benchmark scripts run (smoke tests on tiny sizes: they print figures, no timing is asserted)."""
+import platform
+
+import pytest
+
+from conftest import run_cli
+
+GLIBC = platform.libc_ver()[0] == "glibc"
+
+
+@pytest.mark.parametrize("allocator", [[], pytest.param(["--keep-freed-memory"], marks=pytest.mark.skipif(
+    not GLIBC, reason="mallopt is glibc's"))])
+def test_train_bench_runs(allocator):
+    proc = run_cli("bench/train.py", "--batch", "2", "--iters", "1", "--warmup", "0", "--latency-runs", "1",
+                   "--no-torcheeg", *allocator)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "this project (paper)" in out and "this project (official)" in out and "samples/s" in out
+    assert ("freed memory kept" in out) == bool(allocator)
+    assert "single-sample inference latency" in out
+
+
+def test_train_bench_rejects_bad_arguments():
+    proc = run_cli("bench/train.py", "--iters", "0", "--no-torcheeg")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error: --batch, --iters")
