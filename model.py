@@ -55,7 +55,8 @@ Speed without changing the maths (checked against the plain nn.Conv3d model in t
 - large buffers are recycled between steps and ATen's large temporaries kept under 32 MiB
   (`_Workspace`): glibc returns bigger blocks to the kernel and page-faults them in again each step.
 Backward overwrites saved activations it no longer needs, so backpropagating twice through one
-graph (retain_graph=True) raises autograd's "modified by an inplace operation" error.
+graph (retain_graph=True) raises autograd's "modified by an inplace operation" error; its custom
+backwards are once_differentiable (create_graph=True fails). Eval mode uses plain ATen ops.
 """
 from __future__ import annotations
 
@@ -803,7 +804,7 @@ class A3DBAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         N, D, H, W, C = x.shape
-        fast = x.requires_grad and x.device.type == "cpu"
+        fast = self.training and x.requires_grad and x.device.type == "cpu"   # eval keeps double backward
         spatial, depth = self.weights(x, _ChannelMean.apply if fast else None)
         scale = x.new_ones(())
         if spatial is not None:

@@ -521,6 +521,16 @@ def small_pair(cfg):
     return c, net, ref
 
 
+@pytest.mark.parametrize("rows", [10, 4096, 4099, 10007])
+def test_inner_products_equal_the_plain_product(rows):
+    """Row blocks plus the remainder rows: a.T @ b, also for a strided column slice."""
+    g = torch.Generator().manual_seed(rows)
+    a = torch.randn(rows, 7, generator=g, dtype=torch.float64)
+    wide = torch.randn(rows, 9, generator=g, dtype=torch.float64)
+    for b in (a, wide[:, 2:]):
+        torch.testing.assert_close(model._inner_products(a, b), a.t() @ b)
+
+
 def test_workspace_is_not_shared_between_live_graphs(cfg):
     """Two forwards before one backward (e.g. accumulated micro-batches) equal the reference."""
     c, net, ref = small_pair(cfg)
@@ -641,6 +651,16 @@ def test_second_backward_through_one_graph_fails_loudly(cfg):
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+def test_eval_mode_supports_gradients_of_gradients(cfg):
+    """Eval mode runs plain ATen ops: input-gradient penalties (create_graph=True) work, e.g. for saliency."""
+    c = small(cfg)
+    net = model.build_model(c).eval()
+    spectral, temporal = (x.requires_grad_() for x in inputs(c, 2))
+    grad, = torch.autograd.grad(net(spectral, temporal).sum(), spectral, create_graph=True)
+    grad.pow(2).sum().backward()
+    assert all(p.grad is not None for p in net.spectral.parameters())
 
 
 def test_bn_momentum_key_sets_every_running_statistics_update(cfg):
