@@ -791,10 +791,13 @@ class A3DBAttention(nn.Module):
     def _activate(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(x) if self.activation == "sigmoid" else torch.softmax(x, dim=-1)
 
-    def weights(self, x: torch.Tensor, channel_mean=None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def weights(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Spatial weights (N, H, W) and spectral/temporal weights (N, D); None for a part switched off."""
-        N, D, H, W, C = x.shape
-        mean = x.mean(-1) if channel_mean is None else channel_mean(x)     # (N, D, H, W)
+        return self._weights(x.mean(-1))
+
+    def _weights(self, mean: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """weights() from the channel mean (N, D, H, W) of x."""
+        N, D, H, W = mean.shape
         spatial = depth = None
         if self.spatial is not None:
             spatial = self._activate(self.spatial(mean.mean(1).view(N, H * W))).view(N, H, W)
@@ -805,13 +808,13 @@ class A3DBAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         N, D, H, W, C = x.shape
         fast = self.training and x.requires_grad and x.device.type == "cpu"   # eval keeps double backward
-        spatial, depth = self.weights(x, _ChannelMean.apply if fast else None)
+        spatial, depth = self._weights(_ChannelMean.apply(x) if fast else x.mean(-1))
         scale = x.new_ones(())
         if spatial is not None:
             scale = scale * spatial.view(N, 1, H, W, 1)
         if depth is not None:
             scale = scale * depth.view(N, D, 1, 1, 1)
-        if fast and scale.dim():
+        if fast:
             return _ChannelScale.apply(x.contiguous(), scale.expand(N, D, H, W, 1).contiguous())
         return x * scale
 

@@ -309,10 +309,7 @@ class Trainer:
         if state.get("config_key") != self.config_key:
             raise ValueError("saved under another configuration")
         self.net.load_state_dict(state["net"])
-        fused = self.optimizer.defaults["fused"]
         self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:   # a state saved before Adam was fused brings back its option
-            group["fused"] = fused
         self.shuffle.set_state(state["shuffle"])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and torch.cuda.is_available():
