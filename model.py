@@ -53,7 +53,9 @@ Speed without changing the maths (checked against the plain nn.Conv3d model in t
   convolution's positions; BN-ReLU-MaxPool of the temporal stem normalises only the pooled values
   (relu(s x + t) is monotonic in x);
 - large buffers are recycled between steps and ATen's large temporaries kept under 32 MiB
-  (`_Workspace`): glibc returns bigger blocks to the kernel and page-faults them in again each step.
+  (`_Workspace`): glibc returns bigger blocks to the kernel and page-faults them in again each step
+  (what ATen and oneDNN still allocate, such as convolution outputs, faults too: run.py, training on
+  the CPU, also calls `utils.keep_freed_memory`).
 Backward overwrites saved activations it no longer needs, so backpropagating twice through one
 graph (retain_graph=True) raises autograd's "modified by an inplace operation" error; its custom
 backwards are once_differentiable (create_graph=True fails). Eval mode uses plain ATen ops.

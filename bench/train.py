@@ -16,10 +16,11 @@ inference latency of this project's model (eval mode, no_grad, median of `--late
 The allocator matters. glibc's malloc hands blocks of 32 MiB or more back to the kernel when they
 are freed, so a model that allocates large activations every step pays page faults for them every
 step; how many depends on the heap's state, so such a model's rate moves from run to run. This
-project's model reuses its large buffers (model._Workspace); TorchEEG's allocates afresh.
-`--keep-freed-memory` tells glibc (mallopt, before any tensor exists) to serve every block from
-its heap and keep freed memory: both models then run without that cost, which compares the
-computation alone. Both figures are reported in the README.
+project's model reuses its largest buffers (model._Workspace); TorchEEG's allocates afresh.
+`--keep-freed-memory` calls utils.keep_freed_memory (mallopt, before any tensor exists: every block
+from the heap, freed memory kept): both models then run without that cost, which compares the
+computation alone. run.py makes the same call when it trains on the CPU. Both figures are reported
+in the README.
 
 TorchEEG (benchmark-only dependency, not in requirements.txt): `pip install --no-deps
 torcheeg==1.1.3`. Only its model file is loaded (importing the package pulls in many
@@ -29,8 +30,6 @@ and is built with the same input sizes, growth rates, depths and class count.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import importlib.util
 import statistics
 import sys
@@ -64,16 +63,6 @@ def load_torcheeg_model():
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module.SSTEmotionNet
-
-
-def keep_freed_memory() -> bool:
-    """glibc only: no mmap'ed blocks (M_MMAP_MAX = 0) and no trimming of the heap (M_TRIM_THRESHOLD)."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(-4, 0)) and bool(libc.mallopt(-1, 2 ** 31 - 1))   # -4 M_MMAP_MAX, -1 M_TRIM_THRESHOLD
-    except (OSError, AttributeError, TypeError):
-        return False
 
 
 def make_step(net, optimizer, forward, labels, autocast):
@@ -119,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.batch, args.iters, args.latency_runs) < 1 or args.warmup < 0:
         raise utils.UserError("--batch, --iters and --latency-runs must be >= 1, --warmup >= 0")
-    if args.keep_freed_memory and not keep_freed_memory():
+    if args.keep_freed_memory and not utils.keep_freed_memory():
         raise utils.UserError("--keep-freed-memory needs glibc's mallopt, which this system's C library lacks")
 
     cfg = utils.load_config(args.config)

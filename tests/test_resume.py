@@ -12,7 +12,8 @@ All on tiny synthetic SEED (2 subjects, 1 session, trial_fraction 0.05, 16 x 16 
     the second, every .npy is byte-identical to an uninterrupted run's and no temporary is left;
   * the same seed gives identical runs, another seed another model;
   * a run whose loss becomes NaN (finite but enormous inputs, normalization = none) is reported,
-    not marked finished, retried on the next invocation, and the other run still finishes;
+    not marked finished, retried on the next invocation, and the other run still finishes; so is
+    a run that trains finitely but whose test loss is NaN (enormous test trials only);
   * two --shard processes on one result folder at the same time write disjoint files, no summary,
     and --summarize afterwards sees every run.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -245,6 +247,26 @@ def test_diverging_run_is_reported_retried_and_does_not_stop_the_others(tiny, tm
     again = run_cli("run.py", "-c", ini)  # the failed run is retried, the finished one is not
     assert again.returncode == 1 and again.stderr.splitlines() == [message]
     assert "2 runs, 1 already finished" in again.stdout
+
+
+def test_run_with_a_nan_test_loss_is_reported_not_written(tiny, tmp_path):
+    # Training and validation trials are left as they are; subject 2's test trials (10-15) are scaled
+    # to finite but enormous values: the trained model's test logits are NaN.
+    data = shutil.copytree(tiny / "SEED", tmp_path / "SEED")
+    for path in (data / "ExtractedFeatures" / "2_20140404.mat", data / "Preprocessed_EEG" / "2_20140404.mat"):
+        arrays = {k: v * 1e36 if int(re.search(r"\d+$", k).group()) >= 10 else v
+                  for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
+        scipy.io.savemat(path, arrays)
+    res = tmp_path / "res"
+    ini = str(make_ini(tmp_path / "nan.ini", data, tmp_path / "pre", res, normalization="none", nbEpoch=1))
+    assert run_cli("Preprocess.py", "-c", ini).returncode == 0
+
+    p = run_cli("run.py", "-c", ini)
+    assert p.returncode == 1
+    assert p.stderr.splitlines() == ["error: sub02_ses1 (subject 2, session 1): test loss became nan with the "
+                                     "checkpoint of epoch 1; skipping this run (it is retried on the next invocation)"]
+    assert sorted(path.name for path in (res / "runs").iterdir()) == ["sub01_ses1.json"]
+    assert not (res / "checkpoints" / "sub02_ses1.pt").exists()
 
 
 # ----------------------------------------------------------------------------- shards
