@@ -379,8 +379,7 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
     test = data.split.test
     test_loss, pred = trainer.predict(test)
     if not math.isfinite(test_loss):   # finite training, but the model's outputs on the test set are not
-        raise Diverged(f"{spec.name} (subject {spec.subject}, session {spec.session}): test loss became {test_loss} "
-                       f"with the checkpoint of epoch {trainer.best['epoch']}")
+        raise Diverged(f"{trainer.where(trainer.best['epoch'])}: test loss of the selected checkpoint became {test_loss}")
     truth = data.label[test].numpy()
     cm = confusion_matrix(truth, pred, cfg.model.nb_class)
     result = {
@@ -598,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     else:
-        utils.keep_freed_memory()   # no page faults for each step's activations: 15% faster here (README: Speed)
+        utils.keep_freed_memory()   # no page faults for each step's activations (README: Speed)
 
     all_sessions = Preprocess.load_preprocessed(cfg, subjects=None if cfg.training.protocol == "loso" else subjects,
                                                 sessions=sessions)

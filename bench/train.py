@@ -13,12 +13,12 @@ machine whose speed drifts during the run slows them alike; each reports the med
 (median, min, max of the step-time ratios of one round of turns). Then the single-sample
 inference latency of this project's model (eval mode, no_grad, median of `--latency-runs`).
 
-The allocator matters. glibc's malloc hands blocks of 32 MiB or more back to the kernel when they
-are freed, so a model that allocates large activations every step pays page faults for them every
+The allocator matters. glibc's malloc hands large blocks (32 MiB or more, and smaller ones until
+its dynamic threshold has risen) back to the kernel when they are freed, so a model that allocates large activations every step pays page faults for them every
 step; how many depends on the heap's state, so such a model's rate moves from run to run. This
 project's model reuses its largest buffers (model._Workspace); TorchEEG's allocates afresh.
-`--keep-freed-memory` calls utils.keep_freed_memory (mallopt, before any tensor exists: every block
-from the heap, freed memory kept): both models then run without that cost, which compares the
+`--keep-freed-memory` calls utils.keep_freed_memory (mallopt, before the models are built: every
+block from the heap, freed memory kept): both models then run without that cost, which compares the
 computation alone. run.py makes the same call when it trains on the CPU. Both figures are reported
 in the README.
 

@@ -1,12 +1,15 @@
 """Test setup: the repository's top level is importable (the project is a flat set of scripts),
 plus helpers shared by the test files: temp INI files and running the command lines."""
 import configparser
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+GLIBC = platform.libc_ver()[0] == "glibc"   # mallopt (utils.keep_freed_memory) is glibc's
 
 # A network small enough for CPU tests: 16x16 maps, 2 dense blocks of one layer each.
 TINY_MODEL = {"depth_spec": "10", "depth_tem": "10", "nb_dense_block": "2", "gr_spec": "4", "gr_tem": "4"}

@@ -1,11 +1,7 @@
 """The benchmark scripts run (smoke tests on tiny sizes: they print figures, no timing is asserted)."""
-import platform
-
 import pytest
 
-from conftest import run_cli
-
-GLIBC = platform.libc_ver()[0] == "glibc"
+from conftest import GLIBC, run_cli
 
 
 @pytest.mark.parametrize("allocator", [[], pytest.param(["--keep-freed-memory"], marks=pytest.mark.skipif(

@@ -261,12 +261,17 @@ def test_run_with_a_nan_test_loss_is_reported_not_written(tiny, tmp_path):
     ini = str(make_ini(tmp_path / "nan.ini", data, tmp_path / "pre", res, normalization="none", nbEpoch=1))
     assert run_cli("Preprocess.py", "-c", ini).returncode == 0
 
+    message = ("error: sub02_ses1 (subject 2, session 1), epoch 1: test loss of the selected checkpoint became "
+               "nan; skipping this run (it is retried on the next invocation)")
     p = run_cli("run.py", "-c", ini)
-    assert p.returncode == 1
-    assert p.stderr.splitlines() == ["error: sub02_ses1 (subject 2, session 1): test loss became nan with the "
-                                     "checkpoint of epoch 1; skipping this run (it is retried on the next invocation)"]
+    assert p.returncode == 1 and p.stderr.splitlines() == [message], p.stderr
     assert sorted(path.name for path in (res / "runs").iterdir()) == ["sub01_ses1.json"]
     assert not (res / "checkpoints" / "sub02_ses1.pt").exists()
+    assert (res / "checkpoints" / "sub02_ses1.partial.pt").exists()    # the retry starts from its last epoch
+
+    again = run_cli("run.py", "-c", ini)    # deterministic on the CPU: the same checkpoint, the same NaN
+    assert again.returncode == 1 and again.stderr.splitlines() == [message]
+    assert "sub02_ses1: resuming after epoch 1 of 1" in again.stdout
 
 
 # ----------------------------------------------------------------------------- shards

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import run
-from conftest import TINY_MODEL, run_cli, write_ini
+from conftest import GLIBC, TINY_MODEL, run_cli, write_ini
 
 # SEED's trial labels, 0-based (negative 0, neutral 1, positive 2), trials 1..15
 SEED_LABELS = np.array([1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1]) + 1
@@ -213,7 +213,7 @@ print(default, min(faults() for _ in range(3)), kept)
 """
 
 
-@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_keep_freed_memory_reuses_freed_blocks():
     """After utils.keep_freed_memory a freed 64 MiB block is reused: no page faults the next time."""
     p = run_cli("-c", FAULTS_SCRIPT)
@@ -223,14 +223,20 @@ def test_keep_freed_memory_reuses_freed_blocks():
     assert int(kept) * 4 < int(default), p.stdout
 
 
-def test_run_keeps_freed_memory_when_training_on_cpu(tiny_seed, tmp_path, monkeypatch):
+def test_run_keeps_freed_memory_when_training_on_cpu(tiny_seed, tmp_path):
+    """run.py calls utils.keep_freed_memory once before training on the CPU (in a child process:
+    run.main sets process-wide state such as the thread count and the seeds)."""
     root, _ = tiny_seed
     ini = write_ini(tmp_path / "x.ini",
                     path={"dataset_root": root / "SEED", "preprocessed_root": root / "pre", "result_path": tmp_path / "res"},
                     data={"input_width": 16}, model=TINY_MODEL,
                     training={"nbEpoch": 1, "num_threads": 1, "device": "cpu"})
-    calls = []
-    monkeypatch.setattr(run.utils, "keep_freed_memory", lambda: calls.append(1) or True)
-    assert run.main(["-c", str(ini), "--subjects", "1"]) == 0
-    assert calls == [1]
+    script = ("import utils, run\n"
+              "calls = []\n"
+              "utils.keep_freed_memory = lambda: calls.append(1) or True\n"
+              f"code = run.main(['-c', {str(ini)!r}, '--subjects', '1'])\n"
+              "print('calls', len(calls), 'exit', code)\n")
+    p = run_cli("-c", script)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-1] == "calls 1 exit 0"
     assert (tmp_path / "res" / "runs" / "sub01_ses1.json").is_file()
