@@ -14,9 +14,9 @@ machine whose speed drifts during the run slows them alike; each reports the med
 inference latency of this project's model (eval mode, no_grad, median of `--latency-runs`).
 
 The allocator matters. glibc's malloc hands large blocks (32 MiB or more, and smaller ones until
-its dynamic threshold has risen) back to the kernel when they are freed, so a model that allocates large activations every step pays page faults for them every
-step; how many depends on the heap's state, so such a model's rate moves from run to run. This
-project's model reuses its largest buffers (model._Workspace); TorchEEG's allocates afresh.
+its dynamic threshold has risen) back to the kernel when they are freed, so a model that allocates
+large activations every step pays page faults for them every step; how many depends on the heap's
+state, so such a model's rate moves from run to run. This project's model reuses its largest buffers (model._Workspace); TorchEEG's allocates afresh.
 `--keep-freed-memory` calls utils.keep_freed_memory (mallopt, before the models are built: every
 block from the heap, freed memory kept): both models then run without that cost, which compares the
 computation alone. run.py makes the same call when it trains on the CPU. Both figures are reported

@@ -224,13 +224,21 @@ def test_resumed_trainer_keeps_early_stopping_and_refuses_other_configs(tiny, tm
 # ----------------------------------------------------------------------------- NaN guard
 
 
+def copy_with_subject2_enlarged(tiny: Path, tmp_path: Path, enlarged: Callable[[int], bool]) -> Path:
+    """A copy of the tiny SEED tree whose subject-2 trials picked by `enlarged(trial)` are 1e36 times
+    larger: finite and within float32, so every reader check passes."""
+    data = shutil.copytree(tiny / "SEED", tmp_path / "SEED")
+    for path in (data / "ExtractedFeatures" / "2_20140404.mat", data / "Preprocessed_EEG" / "2_20140404.mat"):
+        arrays = {k: v * 1e36 if enlarged(int(re.search(r"\d+$", k).group())) else v
+                  for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
+        scipy.io.savemat(path, arrays)
+    return data
+
+
 def test_diverging_run_is_reported_retried_and_does_not_stop_the_others(tiny, tmp_path):
     # Honest trigger: subject 2's values are finite and within float32 (they pass every check of the
     # readers) but 1e36 times too large; with normalization = none the first training loss is NaN.
-    data = shutil.copytree(tiny / "SEED", tmp_path / "SEED")
-    for path in (data / "ExtractedFeatures" / "2_20140404.mat", data / "Preprocessed_EEG" / "2_20140404.mat"):
-        arrays = {k: v * 1e36 for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
-        scipy.io.savemat(path, arrays)
+    data = copy_with_subject2_enlarged(tiny, tmp_path, lambda trial: True)
     res = tmp_path / "res"
     ini = str(make_ini(tmp_path / "nan.ini", data, tmp_path / "pre", res, normalization="none"))
     assert run_cli("Preprocess.py", "-c", ini).returncode == 0
@@ -252,11 +260,7 @@ def test_diverging_run_is_reported_retried_and_does_not_stop_the_others(tiny, tm
 def test_run_with_a_nan_test_loss_is_reported_not_written(tiny, tmp_path):
     # Training and validation trials are left as they are; subject 2's test trials (10-15) are scaled
     # to finite but enormous values: the trained model's test logits are NaN.
-    data = shutil.copytree(tiny / "SEED", tmp_path / "SEED")
-    for path in (data / "ExtractedFeatures" / "2_20140404.mat", data / "Preprocessed_EEG" / "2_20140404.mat"):
-        arrays = {k: v * 1e36 if int(re.search(r"\d+$", k).group()) >= 10 else v
-                  for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
-        scipy.io.savemat(path, arrays)
+    data = copy_with_subject2_enlarged(tiny, tmp_path, lambda trial: trial >= 10)
     res = tmp_path / "res"
     ini = str(make_ini(tmp_path / "nan.ini", data, tmp_path / "pre", res, normalization="none", nbEpoch=1))
     assert run_cli("Preprocess.py", "-c", ini).returncode == 0

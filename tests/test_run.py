@@ -197,7 +197,7 @@ def test_batch_maps_equal_the_stored_maps(tiny_seed):
 
 
 FAULTS_SCRIPT = """
-import resource, sys
+import resource
 import torch
 import utils
 
