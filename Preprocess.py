@@ -242,7 +242,7 @@ def _check_lengths(rec: Recording, de: dict[int, np.ndarray], raw: dict[int, np.
 
 def _load_session(rec: Recording, cfg: Config, labels: np.ndarray, spec: TemporalSpec) -> tuple[dict, dict | None]:
     """(de, raw) of one recording, read and checked; de: trial -> (62, T, 5), raw: trial -> (62, n) or None."""
-    raw = read_raw(rec.raw) if rec.raw is not None else None
+    raw = read_raw(rec.raw, rec.prefix) if rec.raw is not None else None
     if raw is not None:
         _check_trials(rec.raw, raw, len(labels), "*_eeg")
     if cfg.data.feature == "de_raw":

@@ -155,7 +155,18 @@ RAW_FOLDER = {"SEED": "Preprocessed_EEG", "SEED-IV": "eeg_raw_data"}
 FEATURE_FAMILIES = {"SEED": ("de", "psd", "dasm", "rasm", "asm", "dcau"), "SEED-IV": ("de", "psd")}
 SMOOTHINGS = ("movingAve", "LDS")
 
-RECORDING_NAME = re.compile(r"^(\d+)_(\d{8})\.mat$")  # anything else (label.mat, readme.txt) is a stray
+# Some copies of SEED in circulation name the files after the subject (dujingcheng_20131027.mat, as
+# public loaders of SEED do) instead of numbering them (SEED_FORMAT.md). The names in alphabetical
+# order are subjects 1-15, and their initials are the key prefixes of SUBJECTS: a file found by name
+# must hold its subject's prefix (find_recordings sets Recording.prefix, read_raw checks it).
+SUBJECT_NAMES = {
+    "SEED": {name: subject for subject, name in enumerate((
+        "dujingcheng", "jianglin", "jingjing", "liuqiujun", "liuye", "mahaiwei", "penghuiling", "sunxiangyu",
+        "wangkui", "weiwei", "wusifan", "wuyangwei", "xiayulu", "yansheng", "zhujiayi"), start=1)},
+    "SEED-IV": {},
+}
+# <subject number or name>_<YYYYMMDD>.mat; anything else (label.mat, readme.txt) is a stray
+RECORDING_NAME = re.compile(r"^(\d+|[A-Za-z]+)_(\d{8})\.mat$")
 RAW_KEY = re.compile(r"^(.+)_eeg(\d+)$")  # the prefix differs per subject: never hard-code it
 SEED_IV_LABEL_LINE = re.compile(r"session\s*(\d+)\s*_label\s*=\s*\[([^\]]*)\]")
 
@@ -164,12 +175,16 @@ SEED_IV_LABEL_LINE = re.compile(r"session\s*(\d+)\s*_label\s*=\s*\[([^\]]*)\]")
 
 @dataclass(frozen=True)
 class Recording:
-    """One subject-session: its feature file and raw EEG file (None where that folder is absent)."""
+    """One subject-session: its feature file and raw EEG file (None where that folder is absent).
+
+    `prefix`: the key prefix the raw file must use, for files identified by subject name (else None).
+    """
 
     subject: int
     session: int
     features: Path | None
     raw: Path | None
+    prefix: str | None = None
 
 
 def find_recordings(dataset: str, root: str | Path) -> list[Recording]:
@@ -190,7 +205,9 @@ def find_recordings(dataset: str, root: str | Path) -> list[Recording]:
     if features_dir is None and raw_dir is None:
         expected = " or ".join(f"{f}/" for f in (*FEATURE_FOLDERS[dataset], RAW_FOLDER[dataset]))
         raise DataError(f"{root}: no {expected} inside; expected the {dataset} folder as downloaded")
-    scan = partial(_scan_dated_files, subjects=SUBJECTS[dataset]) if dataset == "SEED" else _scan_session_folders
+    names = SUBJECT_NAMES[dataset]
+    scan = partial(_scan_dated_files, subjects=SUBJECTS[dataset], names=names) if dataset == "SEED" \
+        else partial(_scan_session_folders, names=names)
     features = scan(features_dir) if features_dir else {}
     raws = scan(raw_dir) if raw_dir else {}
     if features_dir and raw_dir:
@@ -200,25 +217,43 @@ def find_recordings(dataset: str, root: str | Path) -> list[Recording]:
                 missing = f"{expected.parent}: session folder missing" if not expected.parent.is_dir() else f"{expected}: missing"
                 raise DataError(f"{missing}, but {have[key]} exists (both folders must hold the same recordings)")
     keys = sorted(set(features) | set(raws))
-    return [Recording(subject=s, session=k, features=features.get((s, k)), raw=raws.get((s, k))) for s, k in keys]
+
+    def prefix(subject: int, raw: Path | None) -> str | None:
+        named = raw is not None and not RECORDING_NAME.match(raw.name).group(1).isdigit()
+        return SUBJECTS[dataset][subject][0] if named else None
+
+    return [Recording(subject=s, session=k, features=features.get((s, k)), raw=raws.get((s, k)),
+                      prefix=prefix(s, raws.get((s, k)))) for s, k in keys]
 
 
-def _recording_files(folder: Path) -> dict[int, dict[str, Path]]:
-    """subject -> {date: path} of the files named <subject>_<YYYYMMDD>.mat; strays are skipped."""
+def _recording_files(folder: Path, names: dict[str, int]) -> dict[int, dict[str, Path]]:
+    """subject -> {date: path} of the files named <subject>_<YYYYMMDD>.mat, the subject given by its
+    number or by its name in `names`; strays are skipped."""
     found: dict[int, dict[str, Path]] = {}
-    for path in folder.iterdir():
+    for path in sorted(folder.iterdir()):
         match = RECORDING_NAME.match(path.name)
-        if match and path.is_file():
-            found.setdefault(int(match.group(1)), {})[match.group(2)] = path
+        if not (match and path.is_file()):
+            continue
+        who, date = match.groups()
+        if who.isdigit():
+            subject = int(who)
+        elif who.lower() in names:
+            subject = names[who.lower()]
+        else:
+            known = f"a subject number or one of {', '.join(names)}" if names else "a subject number"
+            raise DataError(f"{path}: unknown subject {who!r} in the file name (expected {known})")
+        other = found.setdefault(subject, {}).setdefault(date, path)
+        if other != path:
+            raise DataError(f"{path}: {other.name} holds the same recording (subject {subject}, {date}); keep one")
     if not found:
         raise DataError(f"{folder}: no recordings (expected files named <subject>_<YYYYMMDD>.mat)")
     return found
 
 
-def _scan_dated_files(folder: Path, subjects: dict) -> dict[tuple[int, int], Path]:
+def _scan_dated_files(folder: Path, subjects: dict, names: dict[str, int]) -> dict[tuple[int, int], Path]:
     """(subject, session) -> file; sessions from the dates (see find_recordings)."""
     out = {}
-    for subject, by_date in _recording_files(folder).items():
+    for subject, by_date in _recording_files(folder, names).items():
         dates = sorted(by_date, key=int)  # numerically, never as text
         known = subjects.get(subject, ("", ()))[1]
         sessions = [known.index(d) + 1 for d in dates] if all(d in known for d in dates) else range(1, len(dates) + 1)
@@ -226,14 +261,14 @@ def _scan_dated_files(folder: Path, subjects: dict) -> dict[tuple[int, int], Pat
     return out
 
 
-def _scan_session_folders(folder: Path) -> dict[tuple[int, int], Path]:
+def _scan_session_folders(folder: Path, names: dict[str, int]) -> dict[tuple[int, int], Path]:
     """(subject, session) -> file; session = the number of the folder holding the file."""
     session_dirs = {int(d.name): d for d in folder.iterdir() if d.is_dir() and d.name.isdigit()}
     if not session_dirs:
         raise DataError(f"{folder}: no session folders (expected {', '.join(f'{s}/' for s in SESSIONS)})")
     out = {}
     for session, session_dir in session_dirs.items():
-        for subject, by_date in _recording_files(session_dir).items():
+        for subject, by_date in _recording_files(session_dir, names).items():
             if len(by_date) > 1:
                 names = ", ".join(p.name for p in by_date.values())
                 raise DataError(f"{session_dir}: subject {subject} has {len(by_date)} files ({names}); expected one per session folder")
@@ -316,8 +351,9 @@ def read_features(path: str | Path, feature: str) -> dict[int, np.ndarray]:
     return out
 
 
-def read_raw(path: str | Path) -> dict[int, np.ndarray]:
-    """trial -> (62, N) float64 raw EEG in microvolts at 200 Hz, from keys `<prefix>_eeg<trial>`."""
+def read_raw(path: str | Path, prefix: str | None = None) -> dict[int, np.ndarray]:
+    """trial -> (62, N) float64 raw EEG in microvolts at 200 Hz, from keys `<prefix>_eeg<trial>`
+    (any one prefix, or the given one: Recording.prefix)."""
     path = Path(path)
     arrays = _load_mat(path, RAW_KEY.match)
     if not arrays:
@@ -325,6 +361,9 @@ def read_raw(path: str | Path) -> dict[int, np.ndarray]:
     prefixes = sorted({RAW_KEY.match(k).group(1) for k in arrays})
     if len(prefixes) > 1:
         raise DataError(f"{path}: keys with different prefixes ({', '.join(prefixes)}); expected one <prefix>_eeg<trial> family")
+    if prefix is not None and prefixes[0] != prefix:
+        raise DataError(f"{path}: keys {prefixes[0]}_eeg<trial>, but the subject named in the file name has "
+                        f"{prefix}_eeg<trial> keys; is the file named after the right subject?")
     out = {}
     for trial, (key, a) in _by_trial(path, arrays, RAW_KEY, f"{prefixes[0]}_eeg").items():
         ok = a.ndim == 2 and a.shape[0] == len(CHANNELS) and a.shape[1] >= 1 \

@@ -38,7 +38,8 @@ import torch.nn.functional as F
 import utils
 from utils import Config, ConfigError, DataError, UserError
 
-# The paper's table 1 (mean +- std accuracy %, subject-dependent), for the printed comparison.
+# The paper's table 1 (mean +- std accuracy %, subject-dependent), for the printed comparison (loso is
+# cross-subject: the table says the two are not comparable).
 PAPER_ACCURACY = {"SEED": (96.02, 2.17), "SEED-IV": (84.92, 6.66)}
 PROTOCOL_NOTES = {
     "trial": "honest: whole trials held out, validation from training trials",
@@ -101,7 +102,16 @@ def make_split(cfg: Config, spec: RunSpec, subject: np.ndarray, trial: np.ndarra
     """The protocol's split of one run's pooled samples (see README: Protocols)."""
     t = cfg.training
     if t.protocol == "trial":
-        return trial_split(cfg.data.dataset, trial, label, t.val_trials_per_class)
+        import datasets
+
+        split = trial_split(cfg.data.dataset, trial, label, t.val_trials_per_class)
+        untrained = sorted(set(label[trial <= datasets.N_TRAIN_TRIALS[cfg.data.dataset]]) - set(label[split.train]))
+        if untrained:   # e.g. SEED-IV session 1 has only 2 training trials of class 3
+            name = datasets.CLASS_NAMES[cfg.data.dataset][untrained[0]]
+            raise ConfigError(f"{cfg.source}: [training] val_trials_per_class = {t.val_trials_per_class} takes every "
+                              f"training trial of class {untrained[0]} ({name}) of {spec.name} for validation; "
+                              f"use a smaller value")
+        return split
     if t.protocol == "paper":
         s = trial_split(cfg.data.dataset, trial, label, 0)
         return Split(s.train, s.test, s.test)  # the authors' code validates on the test set
@@ -136,12 +146,14 @@ class RunData:
     """One run's samples at electrode level, z-scored with training-split statistics.
 
     de: (N, 62, specInput_length) float32; eeg: (N, 62, temInput_length) float32 or None.
+    `subjects`: the subjects pooled (loso: every preprocessed subject of the session).
     """
     de: torch.Tensor
     eeg: torch.Tensor | None
     label: torch.Tensor
     split: Split
     stats: dict
+    subjects: list[int]
 
 
 def zscore(x: np.ndarray, train: np.ndarray, axes: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -172,6 +184,11 @@ def run_split(cfg: Config, spec: RunSpec, sessions: list) -> tuple[list, np.ndar
     return parts, label, split
 
 
+def subject_pool(parts: list) -> list[int]:
+    """The subjects of a run's pooled sessions (run_split), sorted."""
+    return sorted(int(s.subject) for s in parts)
+
+
 def build_run_data(cfg: Config, spec: RunSpec, sessions: list) -> RunData:
     """Pool the sessions a run needs, split them by protocol, normalise with training statistics."""
     parts, label, split = run_split(cfg, spec, sessions)
@@ -184,7 +201,7 @@ def build_run_data(cfg: Config, spec: RunSpec, sessions: list) -> RunData:
             eeg, stats["eeg_mean"], stats["eeg_std"] = zscore(eeg, split.train, axes=(0, 2))  # per electrode
     return RunData(torch.from_numpy(np.ascontiguousarray(de, dtype=np.float32)),
                    None if eeg is None else torch.from_numpy(np.ascontiguousarray(eeg, dtype=np.float32)),
-                   torch.from_numpy(label.astype(np.int64)), split, stats)
+                   torch.from_numpy(label.astype(np.int64)), split, stats, subject_pool(parts))
 
 
 class MapBuilder:
@@ -299,7 +316,7 @@ class Trainer:
 
     def state(self) -> dict:
         """Everything needed to continue bit-identically after a kill (CPU)."""
-        return {"config_key": self.config_key, "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"config_key": self.config_key, "subject_pool": self.data.subjects, "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "shuffle": self.shuffle.get_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "history": self.history, "best": self.best}
@@ -308,6 +325,8 @@ class Trainer:
         """Continue from `state()`; ValueError if it was saved under another configuration."""
         if state.get("config_key") != self.config_key:
             raise ValueError("saved under another configuration")
+        if state.get("subject_pool") != self.data.subjects:
+            raise ValueError(f"saved when the run pooled subjects {state.get('subject_pool')}, now {self.data.subjects}")
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.shuffle.set_state(state["shuffle"])
@@ -387,6 +406,7 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
         "protocol": cfg.training.protocol, "dataset": cfg.data.dataset,
         **scores(cm), "test_loss": test_loss, "confusion_matrix": cm.tolist(),
         "n_train": len(data.split.train), "n_val": len(data.split.val), "n_test": len(test),
+        "subject_pool": data.subjects,
         "best_epoch": trainer.best["epoch"], "epochs_run": len(trainer.history),
         "history": trainer.history, "seconds": sum(r["seconds"] for r in trainer.history),
         "wall_seconds": time.perf_counter() - start, "device": str(device),
@@ -397,6 +417,7 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
                     "session": spec.session, "epoch": trainer.best["epoch"], "normalization": data.stats}, tmp)
     utils.write_json(out.run_json(spec), result)  # written last: its presence marks the run finished
     partial.unlink(missing_ok=True)
+    out.failure(spec).unlink(missing_ok=True)
     return result
 
 
@@ -420,14 +441,37 @@ class ResultDir:
     def partial(self, spec: RunSpec) -> Path:
         return self.root / "checkpoints" / f"{spec.name}.partial.pt"
 
+    def failure(self, spec: RunSpec) -> Path:
+        """The record of a run that failed (Diverged); removed when the run later finishes."""
+        return self.root / "failed" / f"{spec.name}.json"
+
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        return self.root, self.root / "runs", self.root / "checkpoints", self.root / "figures", self.root / "failed"
+
+    def record_failure(self, spec: RunSpec, error: str) -> None:
+        utils.write_json(self.failure(spec), {"run": spec.name, "error": error, "config_key": self.config_key})
+
+    def failures(self, done: dict[str, dict]) -> dict[str, str]:
+        """run name -> error of the failed runs of this config that have not finished since."""
+        out = {}
+        for path in sorted((self.root / "failed").glob("*.json")):
+            try:
+                record = json_load(path)
+            except ValueError:
+                continue   # a damaged record only loses its message: the run is retried anyway
+            if record.get("config_key") == self.config_key and record.get("run") not in done:
+                out[record["run"]] = record.get("error", "")
+        return out
+
     def check_writable(self) -> None:
         """Fail before any work if result_path or its folders cannot be created or written; creates nothing."""
-        for folder in (self.root, self.root / "runs", self.root / "checkpoints", self.root / "figures"):
+        for folder in self.folders:
             utils.check_output_folder(folder, f"{self.source}: [path] result_path")
 
     def tidy(self, runs: list[RunSpec], done: dict) -> None:
         """Remove what killed processes left: temporary files, partial states of runs that have finished."""
-        for folder in (self.root, self.root / "runs", self.root / "checkpoints", self.root / "figures"):
+        for folder in self.folders:
             utils.remove_stale_temporaries(folder)
         for spec in runs:
             if spec.name in done:  # killed between writing the result and deleting the partial state
@@ -445,7 +489,26 @@ class ResultDir:
                 raise ConfigError(f"{path}: made with a different configuration; choose another [path] result_path "
                                   f"or delete {self.root / 'runs'} to start over")
             out[result["run"]] = result
+        pools: dict[int, tuple[str, list]] = {}
+        for result in out.values():   # loso: every run of a session must have pooled the same subjects
+            if result["protocol"] != "loso":
+                continue
+            first = pools.setdefault(result["session"], (result["run"], result.get("subject_pool")))
+            if result.get("subject_pool") != first[1]:
+                raise ConfigError(f"{self.root / 'runs'}: loso runs {first[0]} and {result['run']} pooled different "
+                                  f"subjects ({first[1]} and {result.get('subject_pool')}); choose another "
+                                  f"[path] result_path or delete the runs made before subjects were added")
         return out
+
+    def check_pools(self, done: dict[str, dict], pools: dict[int, list[int]]) -> None:
+        """Finished loso runs must have pooled the subjects preprocessed now (`pools`: session -> subjects)."""
+        for result in done.values():
+            now = pools.get(result["session"])
+            if result["protocol"] == "loso" and now is not None and result.get("subject_pool") != now:
+                raise ConfigError(f"{self.run_json(RunSpec(result['subject'], result['session']))}: trained with "
+                                  f"subjects {result.get('subject_pool')} of session {result['session']}, but the "
+                                  f"preprocessed subjects are now {now}; choose another [path] result_path or delete "
+                                  f"{self.root / 'runs'} to start over")
 
 
 def json_load(path: Path):
@@ -461,9 +524,12 @@ def result_key(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def summarize(cfg: Config, out: ResultDir, failed: dict[str, str] | None = None) -> dict | None:
-    """Merge runs/*.json into results.csv and summary.json, print the table and draw the figures."""
-    results = sorted(out.finished().values(), key=lambda r: (r["subject"], r["session"]))
+def summarize(cfg: Config, out: ResultDir) -> dict | None:
+    """Merge runs/*.json into results.csv and summary.json (failed/*.json into its failed_runs),
+    print the table and draw the figures."""
+    done = out.finished()
+    failed = out.failures(done)
+    results = sorted(done.values(), key=lambda r: (r["subject"], r["session"]))
     if not results:
         print(f"no finished runs under {out.root / 'runs'}")
         return None
@@ -482,7 +548,7 @@ def summarize(cfg: Config, out: ResultDir, failed: dict[str, str] | None = None)
         "per_subject": {str(s): float(np.mean(v)) for s, v in sorted(per_subject.items())},
         "confusion_matrix": cm.tolist(),
         "paper_accuracy": {"mean": PAPER_ACCURACY[cfg.data.dataset][0], "std": PAPER_ACCURACY[cfg.data.dataset][1]},
-        "failed_runs": failed or {},
+        "failed_runs": failed,
         "config": cfg.to_dict(), "config_key": out.config_key, "git_commit": utils.git_commit(),
     }
     columns = ["run", "subject", "session", "accuracy", "macro_f1", "kappa", "test_loss",
@@ -509,6 +575,8 @@ def results_table(summary: dict) -> str:
         f"{'SST-EmotionNet, paper':28s}{paper['mean']:>10.2f} +- {paper['std']:<5.2f}{45:>6d}",
         f"{'this run':28s}{summary['mean_accuracy']:>10.2f} +- {summary['std_accuracy']:<5.2f}{summary['n_runs']:>6d}",
     ]
+    if summary["protocol"] == "loso":
+        rows.append("(the paper's number is subject-dependent, one model per subject-session: not comparable with loso)")
     if summary["failed_runs"]:
         rows.append(f"failed runs (not counted): {', '.join(summary['failed_runs'])}")
     return "\n".join(rows)
@@ -591,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         Preprocess.preprocess(cfg)
 
-    device = utils.resolve_device(cfg.training.device)
+    device = utils.resolve_device(cfg.training.device, f"{cfg.source}: [training] device")
     if cfg.training.num_threads:
         torch.set_num_threads(cfg.training.num_threads)
     if device.type == "cuda":
@@ -609,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         raise DataError(f"no preprocessed subject-session under {cfg.path.preprocessed_root} matches the selection")
     done = out.finished()
+    out.check_pools(done, {k: subject_pool([s for s in all_sessions if s.session == k])
+                           for k in {s.session for s in all_sessions}})
     todo = [r for r in runs if r.name not in done]
     for spec in todo:  # every split can be made (e.g. loso has enough subjects) before anything is written
         run_split(cfg, spec, all_sessions)
@@ -623,12 +693,13 @@ def main(argv: list[str] | None = None) -> int:
             r = train_run(cfg, spec, all_sessions, device, out)
         except Diverged as e:
             failed[spec.name] = str(e)
+            out.record_failure(spec, str(e))
             print(f"error: {e}; skipping this run (it is retried on the next invocation)", file=sys.stderr)
             continue
         print(f"{spec.name}: accuracy {100 * r['accuracy']:.2f}%  macro-F1 {r['macro_f1']:.3f}  "
               f"kappa {r['kappa']:.3f}  best epoch {r['best_epoch']}/{r['epochs_run']}  {r['wall_seconds']:.0f} s")
     if shard is None:
-        summarize(cfg, out, failed)
+        summarize(cfg, out)
     else:
         print(f"shard {args.shard} done; after every shard has finished: python run.py -c {args.config} --summarize")
     return 1 if failed else 0

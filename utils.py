@@ -131,8 +131,9 @@ class TrainingConfig:
     lr: float = _key(check=_positive, expect="a positive number")
     protocol: str = _key("trial", choices=("trial", "paper", "random", "loso"))
     patience: int = _key(20, check=_positive, expect="a positive integer")
-    seed: int = _key(42, check=_non_negative, expect="an integer >= 0")
-    device: str = _key("auto", check=lambda s: s in ("auto", "cpu") or s == "cuda" or s.startswith("cuda:"),
+    seed: int = _key(42, check=lambda x: 0 <= x < 2**32, expect="an integer in [0, 2**32 - 1]",
+                     doc="NumPy's generator takes 32-bit seeds")
+    device: str = _key("auto", check=lambda s: re.fullmatch(r"auto|cpu|cuda(:\d+)?", s) is not None,
                        expect="auto, cpu, cuda or cuda:N")
     l2: float = _key(1e-4, check=_non_negative, expect="a number >= 0",
                      doc="Keras l2(1e-4) on stem, bottleneck and transition convs")
@@ -256,7 +257,8 @@ def load_config(path: str | os.PathLike) -> Config:
                 raise ConfigError(f"{path}: [{name}] {key}: missing required key")
             else:
                 values[key] = f.default
-            if name == "path":
+            if name == "path":   # ~ is the user's home; other relative paths start at the INI file's folder
+                values[key] = values[key].expanduser()
                 values[key] = values[key] if values[key].is_absolute() else (path.parent / values[key])
             _check_value(f, values[key], name, str(path))
         sections[name] = cls(**values)
@@ -409,14 +411,18 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str) -> "torch.device":
-    """'auto' -> CUDA when available, else CPU; an explicit CUDA device must exist."""
+def resolve_device(name: str, where: str = "[training] device") -> "torch.device":
+    """'auto' -> CUDA when available, else CPU; an explicit CUDA device must exist (ConfigError naming `where`)."""
     import torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"[training] device: {name!r} asked for, but no CUDA device is available (use auto or cpu)")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.partition(":")[2] or 0)
+        if index >= count:
+            found = f"{count} CUDA device(s) (cuda:0 .. cuda:{count - 1})" if count else "no CUDA device"
+            raise ConfigError(f"{where}: {name!r} asked for, but this machine has {found} (use auto or cpu)")
     return torch.device(name)
 
 

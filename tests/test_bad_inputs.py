@@ -298,6 +298,21 @@ def _(w):
     edit_mat(w.data / "ExtractedFeatures" / "label.mat", lambda a: a.update(label=a["label"][:, :14]))
 
 
+@case("file-named-after-another-subject", "Preprocess.py",
+      "{data}/Preprocessed_EEG/penghuiling_20131027.mat: keys djc_eeg<trial>, but the subject named in the file name "
+      "has phl_eeg<trial> keys")
+def _(w):   # subject 1's files named after subject 7, who was recorded on the same day
+    for path in (w.data / FEATURES, w.data / RAW):
+        path.rename(path.with_name("penghuiling_20131027.mat"))
+
+
+@case("file-named-after-an-unknown-subject", "Preprocess.py",
+      "{data}/ExtractedFeatures/nobody_20131027.mat: unknown subject 'nobody' in the file name (expected a subject "
+      "number or one of dujingcheng, jianglin")
+def _(w):
+    (w.data / FEATURES).rename(w.data / FEATURES.replace("1_", "nobody_"))
+
+
 @case("label-mat-bad-value", "Preprocess.py", "{data}/ExtractedFeatures/label.mat: key label: expected 15 values in -1/0/1")
 def _(w):
     edit_mat(w.data / "ExtractedFeatures" / "label.mat", put("label", (0, 3), 2))
@@ -506,7 +521,17 @@ def _(w):
     w.ini = {"training": {"device": "tpu"}}
 
 
-@case("ini-cuda-without-gpu", "run.py", "[training] device: 'cuda' asked for, but no CUDA device is available")
+@case("ini-device-malformed", "run.py", "{ini}: [training] device: expected auto, cpu, cuda or cuda:N, got 'cuda:abc'")
+def _(w):
+    w.ini = {"training": {"device": "cuda:abc"}}
+
+
+@case("ini-seed-beyond-32-bits", "run.py", "{ini}: [training] seed: expected an integer in [0, 2**32 - 1], got 4294967296")
+def _(w):
+    w.ini = {"training": {"seed": 2**32}}
+
+
+@case("ini-cuda-without-gpu", "run.py", "{ini}: [training] device: 'cuda' asked for, but this machine has no CUDA device")
 def _(w):
     import torch
 

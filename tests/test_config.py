@@ -18,6 +18,12 @@ def test_relative_paths_are_relative_to_the_ini_file(tmp_path):
     assert cfg.path.result_path == tmp_path / "sub" / "out"
 
 
+def test_a_tilde_in_a_path_is_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cfg = utils.load_config(write_ini(tmp_path / "a.ini", path={"result_path": "~/results"}))
+    assert cfg.path.result_path == tmp_path / "home" / "results"
+
+
 def test_round_trip_through_a_dict():
     cfg = utils.load_config(ROOT / "SEED.ini")
     assert utils.Config.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()

@@ -210,6 +210,39 @@ def test_find_recordings_seed_iv_session_folders(seed_iv_tree):
     assert recordings[1].raw == seed_iv_tree / "eeg_raw_data" / "2" / "1_20161125.mat"
 
 
+def test_find_recordings_seed_files_named_after_subjects(tmp_path):
+    """Copies that name files after the subject (dujingcheng_20131027.mat): subjects 1 and 7 were
+    recorded on the same days, so only the name tells them apart; a number and a name for one
+    recording is an error, not a silent choice."""
+    root = synthetic.write_seed(tmp_path / "SEED", subjects=(1, 7), sessions=(1, 2), trial_fraction=FRACTION)
+    for folder in ("ExtractedFeatures", "Preprocessed_EEG"):
+        for path in (root / folder).glob("[17]_*.mat"):
+            name = {"1": "dujingcheng", "7": "penghuiling"}[path.name[0]]
+            path.rename(path.with_name(name + path.name[1:]))
+    recordings = D.find_recordings("SEED", root)
+    assert [(r.subject, r.session, r.raw.name, r.prefix) for r in recordings] == [
+        (1, 1, "dujingcheng_20131027.mat", "djc"), (1, 2, "dujingcheng_20131030.mat", "djc"),
+        (7, 1, "penghuiling_20131027.mat", "phl"), (7, 2, "penghuiling_20131030.mat", "phl")]
+    assert recordings[2].features == root / "ExtractedFeatures" / "penghuiling_20131027.mat"
+    assert list(D.read_raw(recordings[2].raw, recordings[2].prefix)) == list(range(1, 16))
+    with pytest.raises(DataError, match="keys phl_eeg<trial>, but the subject named in the file name has djc_eeg"):
+        D.read_raw(recordings[2].raw, "djc")
+    shutil.copy(root / "ExtractedFeatures" / "dujingcheng_20131027.mat", root / "ExtractedFeatures" / "1_20131027.mat")
+    with pytest.raises(DataError, match="holds the same recording .subject 1, 20131027.; keep one"):
+        D.find_recordings("SEED", root)
+
+
+def test_read_compressed_mat(seed_tree, tmp_path):
+    """MATLAB's default save compresses its variables; the synthetic files are written uncompressed."""
+    for folder, read in (("ExtractedFeatures", lambda p: D.read_features(p, "de_LDS")), ("Preprocessed_EEG", D.read_raw)):
+        source = seed_tree / folder / "2_20140404.mat"
+        arrays = {k: v for k, v in scipy.io.loadmat(source).items() if not k.startswith("__")}
+        scipy.io.savemat(tmp_path / "c.mat", arrays, do_compression=True)
+        assert (tmp_path / "c.mat").stat().st_size < source.stat().st_size
+        original, compressed = read(source), read(tmp_path / "c.mat")
+        assert list(compressed) == list(original) and all(np.array_equal(compressed[i], original[i]) for i in original)
+
+
 @pytest.mark.parametrize("damage, message", [
     ("no_root", "dataset folder not found"),
     ("no_folders", "no ExtractedFeatures/ or ExtractedFeatures_1s/ or Preprocessed_EEG/"),

@@ -219,6 +219,10 @@ def test_resumed_trainer_keeps_early_stopping_and_refuses_other_configs(tiny, tm
     other = run.Trainer(cfg.replace(training={"lr": 1e-3}), spec, data, torch.device("cpu"))
     with pytest.raises(ValueError, match="another configuration"):
         other.load_state(trainer.state())
+    saved = trainer.state()
+    data.subjects = [1, 2, 3]    # loso, after subjects 2 and 3 were preprocessed
+    with pytest.raises(ValueError, match=r"pooled subjects \[1\], now \[1, 2, 3\]"):
+        run.Trainer(cfg, spec, data, torch.device("cpu")).load_state(saved)
 
 
 # ----------------------------------------------------------------------------- NaN guard
@@ -251,10 +255,15 @@ def test_diverging_run_is_reported_retried_and_does_not_stop_the_others(tiny, tm
     assert sorted(path.name for path in (res / "runs").iterdir()) == ["sub01_ses1.json"]
     s = json.loads((res / "summary.json").read_text())
     assert s["n_runs"] == 1 and list(s["failed_runs"]) == ["sub02_ses1"] and "epoch 1" in s["failed_runs"]["sub02_ses1"]
+    assert json.loads((res / "failed" / "sub02_ses1.json").read_text())["run"] == "sub02_ses1"
 
     again = run_cli("run.py", "-c", ini)  # the failed run is retried, the finished one is not
     assert again.returncode == 1 and again.stderr.splitlines() == [message]
     assert "2 runs, 1 already finished" in again.stdout
+
+    merged = run_cli("run.py", "-c", ini, "--summarize")    # as after --shard jobs: the failure is still listed
+    assert merged.returncode == 0 and "failed runs (not counted): sub02_ses1" in merged.stdout
+    assert json.loads((res / "summary.json").read_text())["failed_runs"] == s["failed_runs"]
 
 
 def test_run_with_a_nan_test_loss_is_reported_not_written(tiny, tmp_path):

@@ -40,6 +40,32 @@ def test_trial_split_holds_out_whole_trials():
     assert len(no_val.val) == 0 and set(trial[no_val.train]) == set(range(1, 10))
 
 
+def test_trial_split_that_would_leave_a_class_untrained_is_refused(tmp_path):
+    import datasets
+
+    cfg = run.utils.load_config(write_ini(tmp_path / "iv.ini", "SEED_IV.ini", training={"val_trials_per_class": 2}))
+    labels = np.array(datasets.TRIAL_LABELS["SEED-IV"][1])   # session 1: trials 1-16 hold class 3 twice
+    trial = np.repeat(np.arange(1, 25), 3)
+    with pytest.raises(run.ConfigError, match=r"iv.ini: \[training\] val_trials_per_class = 2 takes every training "
+                                              r"trial of class 3 \(happy\) of sub01_ses1"):
+        run.make_split(cfg, run.RunSpec(1, 1), np.ones_like(trial), trial, labels[trial - 1])
+    one = run.make_split(cfg.replace(training={"val_trials_per_class": 1}), run.RunSpec(1, 1), np.ones_like(trial),
+                         trial, labels[trial - 1])
+    assert set(labels[trial[one.train] - 1]) == {0, 1, 2, 3}
+
+
+def test_failure_records_outlive_the_invocation_until_the_run_finishes(tmp_path):
+    cfg = run.utils.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
+    out = run.ResultDir(cfg)
+    out.record_failure(run.RunSpec(2, 1), "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan")
+    out.record_failure(run.RunSpec(3, 1), "another")
+    assert out.failures({}) == {"sub02_ses1": "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan",
+                                "sub03_ses1": "another"}
+    assert list(out.failures({"sub03_ses1": {}})) == ["sub02_ses1"]      # finished since: not a failure
+    other = run.ResultDir(cfg.replace(training={"lr": 1e-3}))
+    assert other.failures({}) == {}                                       # another configuration's record
+
+
 def test_random_split_is_a_seeded_partition():
     s = run.random_split(1000, test_fraction=0.4, val_fraction=0.1, seed=3)
     together = np.concatenate([s.train, s.val, s.test])
@@ -153,6 +179,34 @@ def test_run_trains_writes_results_and_resumes(tiny_seed):
 
     merged = run_cli("run.py", "-c", str(ini), "--summarize")
     assert merged.returncode == 0 and "this run" in merged.stdout
+
+
+def test_loso_results_of_another_subject_pool_are_refused(tmp_path):
+    """Adding a subject changes every loso run of its session (more training data, maybe another
+    validation subject): the finished runs made without it are not reused or merged."""
+    import synthetic
+
+    synthetic.write_seed(tmp_path / "SEED", subjects=(1, 2, 3, 4), sessions=(1,), trial_fraction=0.03, seed=0)
+    ini = str(write_ini(tmp_path / "loso.ini",
+                        path={"dataset_root": tmp_path / "SEED", "preprocessed_root": tmp_path / "pre",
+                              "result_path": tmp_path / "res"},
+                        data={"input_width": 16}, model=TINY_MODEL,
+                        training={"nbEpoch": 1, "batch_size": 32, "num_threads": 1, "protocol": "loso"}))
+    assert run_cli("Preprocess.py", "-c", ini, "--subjects", "1,2,3").returncode == 0
+    p = run_cli("run.py", "-c", ini, "--subjects", "1")
+    assert p.returncode == 0, p.stderr
+    assert "not comparable with loso" in p.stdout
+    result = json.loads((tmp_path / "res" / "runs" / "sub01_ses1.json").read_text())
+    assert result["subject_pool"] == [1, 2, 3]
+
+    assert run_cli("Preprocess.py", "-c", ini, "--subjects", "4").returncode == 0
+    again = run_cli("run.py", "-c", ini)
+    assert again.returncode == 1
+    assert again.stderr.splitlines() == [
+        f"error: {tmp_path}/res/runs/sub01_ses1.json: trained with subjects [1, 2, 3] of session 1, but the "
+        f"preprocessed subjects are now [1, 2, 3, 4]; choose another [path] result_path or delete "
+        f"{tmp_path}/res/runs to start over"]
+    assert sorted(p.name for p in (tmp_path / "res" / "runs").iterdir()) == ["sub01_ses1.json"]
 
 
 def test_paper_protocol_validates_on_the_test_set_and_says_so(tiny_seed, tmp_path):
