@@ -6,7 +6,7 @@ their files. No command line; Preprocess.py is the entry point that uses it:
 
     recordings = find_recordings("SEED", "data/SEED")   # [Recording(subject=1, session=1, ...), ...]
     de = read_features(recordings[0].features, "de_LDS")  # {trial: (62, T, 5) float64}
-    eeg = read_raw(recordings[0].raw)                     # {trial: (62, N) float64, uV at 200 Hz}
+    eeg = read_raw(recordings[0].raw, recordings[0].prefix)  # {trial: (62, N) float64, uV at 200 Hz}
     labels = read_labels("SEED", "data/SEED")             # {session: (15,) int64, 0-based}
 
 Folder layout (the real one, which synthetic.py also writes):
@@ -239,6 +239,8 @@ def _recording_files(folder: Path, names: dict[str, int]) -> dict[int, dict[str,
             subject = int(who)
         elif who.lower() in names:
             subject = names[who.lower()]
+        elif not names:
+            continue    # a dataset whose files are numbered (SEED-IV): a lettered name is a stray
         else:
             known = f"a subject number or one of {', '.join(names)}" if names else "a subject number"
             raise DataError(f"{path}: unknown subject {who!r} in the file name (expected {known})")
@@ -270,8 +272,8 @@ def _scan_session_folders(folder: Path, names: dict[str, int]) -> dict[tuple[int
     for session, session_dir in session_dirs.items():
         for subject, by_date in _recording_files(session_dir, names).items():
             if len(by_date) > 1:
-                names = ", ".join(p.name for p in by_date.values())
-                raise DataError(f"{session_dir}: subject {subject} has {len(by_date)} files ({names}); expected one per session folder")
+                files = ", ".join(p.name for p in by_date.values())
+                raise DataError(f"{session_dir}: subject {subject} has {len(by_date)} files ({files}); expected one per session folder")
             out[(subject, session)] = next(iter(by_date.values()))
     return out
 

@@ -116,10 +116,22 @@ def dense(in_features: int, out_features: int) -> nn.Linear:
 
 # ----------------------------------------------------------------------------- BN-ReLU
 
-# The custom autograd functions below run in float32 under CUDA autocast (bf16), as autocast runs
-# batch norm; their inputs are cast, the convolutions around them stay in bf16.
-_float32_under_autocast = torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
-_autocast_as_forward = torch.amp.custom_bwd(device_type="cuda")
+# The custom autograd functions below run in float32 under autocast (bf16), CUDA's or the CPU's, as
+# autocast runs batch norm; their inputs are cast, the convolutions around them stay in bf16. (On the
+# CPU the fused training nodes hold most of the work, so autocast gains little there: see README, Speed.)
+_AUTOCAST_DEVICES = ("cuda", "cpu")
+
+
+def _float32_under_autocast(forward):
+    for device_type in _AUTOCAST_DEVICES:
+        forward = torch.amp.custom_fwd(forward, device_type=device_type, cast_inputs=torch.float32)
+    return forward
+
+
+def _autocast_as_forward(backward):
+    for device_type in _AUTOCAST_DEVICES:
+        backward = torch.amp.custom_bwd(backward, device_type=device_type)
+    return backward
 
 
 def _channels_last_4d(x: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ Needs the maps of `python Preprocess.py -c SEED.ini`. Writes under [path] result
     checkpoints/<run>.pt   the best model (by validation accuracy), its config and input statistics
     results.csv, summary.json, figures/*.png (the summary, rebuilt from runs/ each time)
     figures/<run>/*.png    attention and input figures, with --explain <run>
+    failed/<run>.json      a run that diverged (its error), until a later attempt finishes it
 Every file is written atomically. A rerun skips finished runs and resumes an interrupted run
 from its last finished epoch (checkpoints/<run>.partial.pt), so a killed job loses at most one
 epoch; what a killed process left (temporary files, partial states of finished runs) is
@@ -106,7 +107,7 @@ def make_split(cfg: Config, spec: RunSpec, subject: np.ndarray, trial: np.ndarra
 
         split = trial_split(cfg.data.dataset, trial, label, t.val_trials_per_class)
         untrained = sorted(set(label[trial <= datasets.N_TRAIN_TRIALS[cfg.data.dataset]]) - set(label[split.train]))
-        if untrained:   # e.g. SEED-IV session 1 has only 2 training trials of class 3
+        if untrained:   # e.g. SEED-IV: 2 training trials of class 3 in session 1, of class 0 in session 3
             name = datasets.CLASS_NAMES[cfg.data.dataset][untrained[0]]
             raise ConfigError(f"{cfg.source}: [training] val_trials_per_class = {t.val_trials_per_class} takes every "
                               f"training trial of class {untrained[0]} ({name}) of {spec.name} for validation; "
@@ -325,7 +326,7 @@ class Trainer:
         """Continue from `state()`; ValueError if it was saved under another configuration."""
         if state.get("config_key") != self.config_key:
             raise ValueError("saved under another configuration")
-        if state.get("subject_pool") != self.data.subjects:
+        if self.cfg.training.protocol == "loso" and state.get("subject_pool") != self.data.subjects:
             raise ValueError(f"saved when the run pooled subjects {state.get('subject_pool')}, now {self.data.subjects}")
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -460,8 +461,10 @@ class ResultDir:
                 record = json_load(path)
             except ValueError:
                 continue   # a damaged record only loses its message: the run is retried anyway
-            if record.get("config_key") == self.config_key and record.get("run") not in done:
-                out[record["run"]] = record.get("error", "")
+            if not isinstance(record, dict) or not isinstance(record.get("run"), str):
+                continue
+            if record.get("config_key") == self.config_key and record["run"] not in done:
+                out[record["run"]] = str(record.get("error", ""))
         return out
 
     def check_writable(self) -> None:
@@ -488,25 +491,29 @@ class ResultDir:
             if result.get("config_key") != self.config_key:
                 raise ConfigError(f"{path}: made with a different configuration; choose another [path] result_path "
                                   f"or delete {self.root / 'runs'} to start over")
+            if result["protocol"] == "loso" and "subject_pool" not in result:
+                raise ConfigError(f"{path}: a loso result without its subject_pool (made by an older version); "
+                                  f"delete it to redo that run")
             out[result["run"]] = result
         pools: dict[int, tuple[str, list]] = {}
         for result in out.values():   # loso: every run of a session must have pooled the same subjects
             if result["protocol"] != "loso":
                 continue
-            first = pools.setdefault(result["session"], (result["run"], result.get("subject_pool")))
-            if result.get("subject_pool") != first[1]:
-                raise ConfigError(f"{self.root / 'runs'}: loso runs {first[0]} and {result['run']} pooled different "
-                                  f"subjects ({first[1]} and {result.get('subject_pool')}); choose another "
-                                  f"[path] result_path or delete the runs made before subjects were added")
+            first = pools.setdefault(result["session"], (result["run"], result["subject_pool"]))
+            if result["subject_pool"] != first[1]:
+                paths = " and ".join(str(self.root / "runs" / f"{run}.json") for run in (first[0], result["run"]))
+                raise ConfigError(f"{paths}: loso runs of session {result['session']} that pooled different subjects "
+                                  f"({first[1]} and {result['subject_pool']}); choose another [path] result_path "
+                                  f"or delete the runs made with the subjects that are no longer preprocessed")
         return out
 
     def check_pools(self, done: dict[str, dict], pools: dict[int, list[int]]) -> None:
         """Finished loso runs must have pooled the subjects preprocessed now (`pools`: session -> subjects)."""
         for result in done.values():
             now = pools.get(result["session"])
-            if result["protocol"] == "loso" and now is not None and result.get("subject_pool") != now:
+            if result["protocol"] == "loso" and now is not None and result["subject_pool"] != now:
                 raise ConfigError(f"{self.run_json(RunSpec(result['subject'], result['session']))}: trained with "
-                                  f"subjects {result.get('subject_pool')} of session {result['session']}, but the "
+                                  f"subjects {result['subject_pool']} of session {result['session']}, but the "
                                   f"preprocessed subjects are now {now}; choose another [path] result_path or delete "
                                   f"{self.root / 'runs'} to start over")
 
@@ -532,6 +539,8 @@ def summarize(cfg: Config, out: ResultDir) -> dict | None:
     results = sorted(done.values(), key=lambda r: (r["subject"], r["session"]))
     if not results:
         print(f"no finished runs under {out.root / 'runs'}")
+        for run, error in failed.items():
+            print(f"failed: {run}: {error}")
         return None
     acc = np.array([r["accuracy"] for r in results]) * 100
     per_subject = {}

@@ -80,6 +80,9 @@ def _positive(x) -> bool:
     return x > 0
 
 
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")   # [training] device, bench --device
+
+
 def _non_negative(x) -> bool:
     return x >= 0
 
@@ -133,7 +136,7 @@ class TrainingConfig:
     patience: int = _key(20, check=_positive, expect="a positive integer")
     seed: int = _key(42, check=lambda x: 0 <= x < 2**32, expect="an integer in [0, 2**32 - 1]",
                      doc="NumPy's generator takes 32-bit seeds")
-    device: str = _key("auto", check=lambda s: re.fullmatch(r"auto|cpu|cuda(:\d+)?", s) is not None,
+    device: str = _key("auto", check=lambda s: DEVICE_NAME.fullmatch(s) is not None,
                        expect="auto, cpu, cuda or cuda:N")
     l2: float = _key(1e-4, check=_non_negative, expect="a number >= 0",
                      doc="Keras l2(1e-4) on stem, bottleneck and transition convs")
@@ -258,7 +261,11 @@ def load_config(path: str | os.PathLike) -> Config:
             else:
                 values[key] = f.default
             if name == "path":   # ~ is the user's home; other relative paths start at the INI file's folder
-                values[key] = values[key].expanduser()
+                try:
+                    values[key] = values[key].expanduser()
+                except RuntimeError:    # ~user unknown, or no home directory
+                    raise ConfigError(f"{path}: [path] {key}: cannot expand {str(values[key])!r} "
+                                      f"(unknown user or no home directory)") from None
                 values[key] = values[key] if values[key].is_absolute() else (path.parent / values[key])
             _check_value(f, values[key], name, str(path))
         sections[name] = cls(**values)
@@ -415,6 +422,8 @@ def resolve_device(name: str, where: str = "[training] device") -> "torch.device
     """'auto' -> CUDA when available, else CPU; an explicit CUDA device must exist (ConfigError naming `where`)."""
     import torch
 
+    if not DEVICE_NAME.fullmatch(name):
+        raise ConfigError(f"{where}: expected auto, cpu, cuda or cuda:N, got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):

@@ -3,6 +3,8 @@
     python bench/train.py                          # CPU, batch 64, SEED.ini input sizes
     python bench/train.py --iters 10 --threads 1
     python bench/train.py --device cuda --amp --channels-last
+    python bench/train.py --amp --channels-last         # CPU: bf16 autocast (AMX on recent Xeons)
+    python bench/train.py --compile-torcheeg            # TorchEEG's model through torch.compile
 
     python bench/train.py --keep-freed-memory      # both models without glibc's page-fault cost
 
@@ -97,10 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-runs", type=int, default=50, help="single-sample inference runs (default 50)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: torch's default)")
-    parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    parser.add_argument("--amp", action="store_true",
+                        help="bf16 autocast around every model's forward, on CUDA or the CPU (run.py uses it "
+                             "on CUDA only: [training] amp)")
     parser.add_argument("--channels-last", action="store_true",
-                        help="channels-last 3D memory format for TorchEEG's model (CUDA only; ours is "
-                             "channels-last by construction)")
+                        help="channels-last 3D memory format for TorchEEG's model (ours is channels-last by "
+                             "construction)")
+    parser.add_argument("--compile-torcheeg", action="store_true",
+                        help="torch.compile TorchEEG's model (inductor; this project's model, made of custom "
+                             "autograd nodes, is not compiled); its compile time is printed apart")
     parser.add_argument("--no-torcheeg", action="store_true", help="time this project's model only")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="glibc: serve large blocks from the heap and keep freed memory, for both models "
@@ -112,21 +119,17 @@ def main(argv: list[str] | None = None) -> int:
         raise utils.UserError("--keep-freed-memory needs glibc's mallopt, which this system's C library lacks")
 
     cfg = utils.load_config(args.config)
-    device = utils.resolve_device(args.device)
+    device = utils.resolve_device(args.device, where="--device")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if (args.amp or args.channels_last) and device.type != "cuda":
-        print("note: --amp and --channels-last apply on CUDA only; ignored on CPU")
     cuda = device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda and args.amp else nullcontext
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.amp else nullcontext
 
     data, m = cfg.data, cfg.model
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CPU: {cpu_model()}")
-    if cuda:
-        print(f"device: {torch.cuda.get_device_name(device)}, bf16 autocast: {args.amp}, "
-              f"channels-last: {args.channels_last}")
-    else:
-        print("device: cpu (float32)")
+    print(f"device: {torch.cuda.get_device_name(device) if cuda else 'cpu'}, "
+          f"{'bf16 autocast' if args.amp else 'float32'}, TorchEEG channels-last: {args.channels_last}, "
+          f"TorchEEG compiled: {args.compile_torcheeg}")
     print("allocator: " + ("glibc, large blocks from the heap, freed memory kept (--keep-freed-memory)"
                            if args.keep_freed_memory else "default"))
     print(f"batch {args.batch}, maps {data.input_width}x{data.input_width}x{data.specInput_length} and "
@@ -156,15 +159,21 @@ def main(argv: list[str] | None = None) -> int:
                            num_classes=m.nb_class).to(device)
         # its input: spectral then temporal maps stacked as channels, (N, bands + time points, W, W)
         stacked = torch.cat([spectral, temporal], dim=-1).permute(0, 3, 1, 2).contiguous()
-        if cuda and args.channels_last:
+        if args.channels_last:
             teeg = teeg.to(memory_format=torch.channels_last_3d)
             stacked = stacked.contiguous(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(teeg.parameters(), lr=cfg.training.lr, fused=True)   # as ours
-        steps[f"torcheeg {TORCHEEG_VERSION}"] = make_step(teeg, optimizer, lambda: teeg(stacked), labels, autocast)
+        forward = torch.compile(teeg) if args.compile_torcheeg else teeg
+        steps[f"torcheeg {TORCHEEG_VERSION}"] = make_step(teeg, optimizer, lambda: forward(stacked), labels, autocast)
 
-    for step in steps.values():
-        for _ in range(args.warmup):
-            step()
+    first = {}
+    for name, step in steps.items():
+        for i in range(args.warmup):
+            seconds = timed(step, device)
+            first.setdefault(name, seconds)
+    reference = f"torcheeg {TORCHEEG_VERSION}"
+    if args.compile_torcheeg and reference in first:
+        print(f"TorchEEG's first step, compilation included: {first[reference]:.1f} s")
     times = {name: [] for name in steps}
     for _ in range(args.iters):
         for name, step in steps.items():
@@ -174,7 +183,6 @@ def main(argv: list[str] | None = None) -> int:
     rate = {name: args.batch / statistics.median(t) for name, t in times.items()}
     for name, r in rate.items():
         print(f"  {name:<28}{r:9.1f} samples/s   ({1000 * statistics.median(times[name]):.0f} ms/step)")
-    reference = f"torcheeg {TORCHEEG_VERSION}"
     if reference in rate:
         for name in nets:
             rounds = [b / a for a, b in zip(times[name], times[reference])]

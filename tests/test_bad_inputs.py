@@ -540,6 +540,11 @@ def _(w):
     w.ini = {"training": {"device": "cuda"}}
 
 
+@case("ini-cuda-index-beyond-the-devices", "run.py", "{ini}: [training] device: 'cuda:99' asked for, but this machine has ")
+def _(w):
+    w.ini = {"training": {"device": "cuda:99"}}
+
+
 # ----------------------------------------------------------------------------- run.py: command line
 
 @case("shard-out-of-range", "run.py", "--shard: expected 0 <= I < N, got '2/2'")

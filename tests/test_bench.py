@@ -16,6 +16,13 @@ def test_train_bench_runs(allocator):
     assert "single-sample inference latency" in out
 
 
+def test_train_bench_runs_under_cpu_bf16_autocast():
+    proc = run_cli("bench/train.py", "--batch", "2", "--iters", "1", "--warmup", "1", "--latency-runs", "1",
+                   "--no-torcheeg", "--amp", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert "device: cpu, bf16 autocast" in proc.stdout and "this project (paper)" in proc.stdout
+
+
 def test_train_bench_rejects_bad_arguments():
     proc = run_cli("bench/train.py", "--iters", "0", "--no-torcheeg")
     assert proc.returncode == 1

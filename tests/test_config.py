@@ -1,4 +1,6 @@
 """utils.load_config: the INI files parse, and every kind of bad INI fails naming section and key."""
+import re
+
 import pytest
 
 import utils
@@ -22,6 +24,13 @@ def test_a_tilde_in_a_path_is_the_home_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     cfg = utils.load_config(write_ini(tmp_path / "a.ini", path={"result_path": "~/results"}))
     assert cfg.path.result_path == tmp_path / "home" / "results"
+
+
+def test_a_tilde_that_cannot_be_expanded_is_named(tmp_path):
+    ini = write_ini(tmp_path / "a.ini", path={"result_path": "~no_such_user_sst/results"})
+    with pytest.raises(utils.ConfigError, match=re.escape(f"{ini}: [path] result_path: cannot expand "
+                                                          f"'~no_such_user_sst/results' (unknown user")):
+        utils.load_config(ini)
 
 
 def test_round_trip_through_a_dict():

@@ -42,8 +42,14 @@ def seed_tree(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def seed_iv_tree(tmp_path_factory):
-    return synthetic.write_seed_iv(tmp_path_factory.mktemp("seed_iv") / "SEED_IV", subjects=(1, 10), sessions=(1, 2),
+    """SEED-IV, subjects 1 and 10, sessions 1 and 2, with strays (SEED-IV's files are numbered: a
+    lettered name is a stray there, while in SEED it would be a subject's name)."""
+    root = synthetic.write_seed_iv(tmp_path_factory.mktemp("seed_iv") / "SEED_IV", subjects=(1, 10), sessions=(1, 2),
                                    trial_fraction=FRACTION)
+    for folder in ("eeg_feature_smooth/1", "eeg_raw_data/2"):
+        for stray in (".DS_Store", "notes_20160518.mat", "label.mat"):
+            (root / folder / stray).write_bytes(b"not a recording")
+    return root
 
 
 def write_v73(path: Path, arrays: dict) -> None:

@@ -3,6 +3,7 @@ nn.Conv3d reference implementation, and behaviour (gradients, determinism, learn
 
     python -m pytest tests/test_model.py -q
 """
+import copy
 import math
 import re
 import subprocess
@@ -576,6 +577,28 @@ def test_every_parameter_gets_a_gradient(cfg, order):
     F.cross_entropy(net(*inputs(c, 4)), torch.tensor([0, 1, 2, 1])).backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("order", ["paper", "official"])
+def test_trains_under_cpu_bf16_autocast(cfg, order):
+    """torch.autocast('cpu', bfloat16) around a training step: the fused nodes run in float32
+    (their inputs cast), the rest in bf16; the loss stays near the float32 one, every gradient is finite."""
+    c = small(cfg, block_order=order)
+    torch.manual_seed(0)
+    net = model.build_model(c)
+    twin = copy.deepcopy(net)
+    x, labels = inputs(c, 4), torch.tensor([0, 1, 2, 1])
+    torch.manual_seed(1)        # the same dropout masks for both
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = net(*x)
+        loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    torch.manual_seed(1)
+    reference = F.cross_entropy(twin(*x), labels)
+    assert logits.dtype == torch.bfloat16
+    assert abs(loss.item() - reference.item()) < 0.05 * reference.item()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all(), name
 
 
 def test_fixed_seed_gives_identical_outputs(cfg):

@@ -219,10 +219,13 @@ def test_resumed_trainer_keeps_early_stopping_and_refuses_other_configs(tiny, tm
     other = run.Trainer(cfg.replace(training={"lr": 1e-3}), spec, data, torch.device("cpu"))
     with pytest.raises(ValueError, match="another configuration"):
         other.load_state(trainer.state())
-    saved = trainer.state()
+    older = {k: v for k, v in trainer.state().items() if k != "subject_pool"}
+    run.Trainer(cfg, spec, data, torch.device("cpu")).load_state(older)   # trial protocol: the pool is not needed
+    loso = cfg.replace(training={"protocol": "loso"})
+    saved = run.Trainer(loso, spec, data, torch.device("cpu")).state()
     data.subjects = [1, 2, 3]    # loso, after subjects 2 and 3 were preprocessed
     with pytest.raises(ValueError, match=r"pooled subjects \[1\], now \[1, 2, 3\]"):
-        run.Trainer(cfg, spec, data, torch.device("cpu")).load_state(saved)
+        run.Trainer(loso, spec, data, torch.device("cpu")).load_state(saved)
 
 
 # ----------------------------------------------------------------------------- NaN guard

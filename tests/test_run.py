@@ -64,6 +64,10 @@ def test_failure_records_outlive_the_invocation_until_the_run_finishes(tmp_path)
     assert list(out.failures({"sub03_ses1": {}})) == ["sub02_ses1"]      # finished since: not a failure
     other = run.ResultDir(cfg.replace(training={"lr": 1e-3}))
     assert other.failures({}) == {}                                       # another configuration's record
+    (tmp_path / "res" / "failed" / "list.json").write_text("[1, 2]")      # JSON, but not a record: skipped
+    (tmp_path / "res" / "failed" / "norun.json").write_text('{"error": "x"}')
+    (tmp_path / "res" / "failed" / "damaged.json").write_text('{"run": ')
+    assert list(out.failures({})) == ["sub02_ses1", "sub03_ses1"]
 
 
 def test_random_split_is_a_seeded_partition():
@@ -206,7 +210,24 @@ def test_loso_results_of_another_subject_pool_are_refused(tmp_path):
         f"error: {tmp_path}/res/runs/sub01_ses1.json: trained with subjects [1, 2, 3] of session 1, but the "
         f"preprocessed subjects are now [1, 2, 3, 4]; choose another [path] result_path or delete "
         f"{tmp_path}/res/runs to start over"]
-    assert sorted(p.name for p in (tmp_path / "res" / "runs").iterdir()) == ["sub01_ses1.json"]
+    runs = tmp_path / "res" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["sub01_ses1.json"]
+
+    # --summarize does not look at the maps, but loso runs of one session that pooled different subjects are not merged
+    (runs / "sub02_ses1.json").write_text(json.dumps(dict(result, run="sub02_ses1", subject=2, subject_pool=[1, 2, 3, 4])))
+    merged = run_cli("run.py", "-c", ini, "--summarize")
+    assert merged.returncode == 1
+    assert merged.stderr.splitlines() == [
+        f"error: {runs}/sub01_ses1.json and {runs}/sub02_ses1.json: loso runs of session 1 that pooled different "
+        f"subjects ([1, 2, 3] and [1, 2, 3, 4]); choose another [path] result_path or delete the runs made with the "
+        f"subjects that are no longer preprocessed"]
+    # a loso result without its pool (an older version's) is not guessed at
+    (runs / "sub02_ses1.json").unlink()
+    (runs / "sub01_ses1.json").write_text(json.dumps({k: v for k, v in result.items() if k != "subject_pool"}))
+    merged = run_cli("run.py", "-c", ini, "--summarize")
+    assert merged.returncode == 1
+    assert merged.stderr.splitlines() == [f"error: {runs}/sub01_ses1.json: a loso result without its subject_pool "
+                                          f"(made by an older version); delete it to redo that run"]
 
 
 def test_paper_protocol_validates_on_the_test_set_and_says_so(tiny_seed, tmp_path):
