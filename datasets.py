@@ -242,8 +242,8 @@ def _recording_files(folder: Path, names: dict[str, int]) -> dict[int, dict[str,
         elif not names:
             continue    # a dataset whose files are numbered (SEED-IV): a lettered name is a stray
         else:
-            known = f"a subject number or one of {', '.join(names)}" if names else "a subject number"
-            raise DataError(f"{path}: unknown subject {who!r} in the file name (expected {known})")
+            raise DataError(f"{path}: unknown subject {who!r} in the file name (expected a subject number or one "
+                            f"of {', '.join(names)})")
         other = found.setdefault(subject, {}).setdefault(date, path)
         if other != path:
             raise DataError(f"{path}: {other.name} holds the same recording (subject {subject}, {date}); keep one")

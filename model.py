@@ -117,8 +117,10 @@ def dense(in_features: int, out_features: int) -> nn.Linear:
 # ----------------------------------------------------------------------------- BN-ReLU
 
 # The custom autograd functions below run in float32 under autocast (bf16), CUDA's or the CPU's, as
-# autocast runs batch norm; their inputs are cast, the convolutions around them stay in bf16. (On the
-# CPU the fused training nodes hold most of the work, so autocast gains little there: see README, Speed.)
+# autocast runs batch norm; their inputs are cast. What runs outside them stays in bf16: on CUDA every
+# convolution (plain layers there); on the CPU in training, where fused nodes hold the dense blocks and
+# the temporal stem, only the transitions' 1x1x1 convolutions and the head, so autocast gains nothing
+# there (README: Speed).
 _AUTOCAST_DEVICES = ("cuda", "cpu")
 
 
@@ -186,6 +188,7 @@ def batch_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     with torch.no_grad():
         flat = x.reshape(-1, x.shape[-1])
+        flat = flat.to(torch.promote_types(flat.dtype, torch.float32))   # float32 statistics of a bf16 x (autocast)
         P = flat.shape[0]
         mean = _column_sum(flat) / P
         var = sum(_column_sum(F.mse_loss(rows, mean.expand_as(rows), reduction="none"))
@@ -601,7 +604,7 @@ class Conv3DSame(nn.Module):
             return F.linear(x, self.weight.view(self.out_channels, C))
         if self.kind in ("spatial", "depth"):
             return self.conv2d(x.contiguous().view(-1, C), (N, D, H, W), self.weight).view(N, D, H, W, -1)
-        if self.training:
+        if self.training and x.device.type == "cpu":   # chunked for glibc's sake; on CUDA the plain convolution
             return _Conv3DFunction.apply(self, x, self.weight)
         return self.conv3d(self.pad(x), self.weight).contiguous()
 
@@ -611,7 +614,7 @@ class Conv3DSame(nn.Module):
 
 
 class _Conv3DFunction(torch.autograd.Function):
-    """A 'general' Conv3DSame (the spatial-temporal stem) in training, a few samples at a time.
+    """A 'general' Conv3DSame (the spatial-temporal stem) in CPU training, a few samples at a time.
 
     Its output (for SEED.ini 78 MB per 64 samples) lives in the convolution's _Workspace; ATen's
     per-chunk outputs and gradients stay below glibc's mmap threshold.

@@ -482,12 +482,14 @@ class ResultDir:
 
     def finished(self) -> dict[str, dict]:
         """Finished runs of this config, by run name. Results of another config are an error."""
-        out = {}
+        out, files = {}, {}
         for path in sorted((self.root / "runs").glob("*.json")):
             try:
                 result = json_load(path)
             except ValueError:
                 raise DataError(f"{path}: not a readable result file; delete it to redo that run") from None
+            if not isinstance(result, dict) or not isinstance(result.get("run"), str):
+                raise DataError(f"{path}: not a result record; delete it to redo that run")
             if result.get("config_key") != self.config_key:
                 raise ConfigError(f"{path}: made with a different configuration; choose another [path] result_path "
                                   f"or delete {self.root / 'runs'} to start over")
@@ -495,13 +497,14 @@ class ResultDir:
                 raise ConfigError(f"{path}: a loso result without its subject_pool (made by an older version); "
                                   f"delete it to redo that run")
             out[result["run"]] = result
+            files[result["run"]] = path
         pools: dict[int, tuple[str, list]] = {}
         for result in out.values():   # loso: every run of a session must have pooled the same subjects
             if result["protocol"] != "loso":
                 continue
             first = pools.setdefault(result["session"], (result["run"], result["subject_pool"]))
             if result["subject_pool"] != first[1]:
-                paths = " and ".join(str(self.root / "runs" / f"{run}.json") for run in (first[0], result["run"]))
+                paths = f"{files[first[0]]} and {files[result['run']]}"
                 raise ConfigError(f"{paths}: loso runs of session {result['session']} that pooled different subjects "
                                   f"({first[1]} and {result['subject_pool']}); choose another [path] result_path "
                                   f"or delete the runs made with the subjects that are no longer preprocessed")

@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.batch, args.iters, args.latency_runs) < 1 or args.warmup < 0:
         raise utils.UserError("--batch, --iters and --latency-runs must be >= 1, --warmup >= 0")
+    if args.compile_torcheeg and args.warmup < 1:
+        raise utils.UserError("--compile-torcheeg needs --warmup >= 1 (the first step compiles; it is not timed)")
+    if args.compile_torcheeg and args.no_torcheeg:
+        raise utils.UserError("--compile-torcheeg and --no-torcheeg exclude each other")
     if args.keep_freed_memory and not utils.keep_freed_memory():
         raise utils.UserError("--keep-freed-memory needs glibc's mallopt, which this system's C library lacks")
 

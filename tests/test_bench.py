@@ -23,7 +23,13 @@ def test_train_bench_runs_under_cpu_bf16_autocast():
     assert "device: cpu, bf16 autocast" in proc.stdout and "this project (paper)" in proc.stdout
 
 
-def test_train_bench_rejects_bad_arguments():
-    proc = run_cli("bench/train.py", "--iters", "0", "--no-torcheeg")
+@pytest.mark.parametrize("args, message", [
+    (["--iters", "0"], "error: --batch, --iters"),
+    (["--device", "mps"], "error: --device: expected auto, cpu, cuda or cuda:N, got 'mps'"),
+    (["--compile-torcheeg", "--warmup", "0"], "error: --compile-torcheeg needs --warmup >= 1"),
+    (["--compile-torcheeg"], "error: --compile-torcheeg and --no-torcheeg exclude each other"),
+])
+def test_train_bench_rejects_bad_arguments(args, message):
+    proc = run_cli("bench/train.py", *args, "--no-torcheeg")
     assert proc.returncode == 1
-    assert proc.stderr.strip().startswith("error: --batch, --iters")
+    assert proc.stderr.strip().startswith(message)

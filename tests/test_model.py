@@ -522,6 +522,16 @@ def small_pair(cfg):
     return c, net, ref
 
 
+def test_batch_stats_of_bf16_maps_are_float32():
+    """Under autocast a block's input may be bf16; its statistics are still taken in float32."""
+    x = torch.randn(4, 3, 8, 8, 5) * 3 + 100
+    mean, var = model.batch_stats(x.bfloat16())
+    assert mean.dtype == var.dtype == torch.float32
+    exact = x.bfloat16().double().reshape(-1, 5)
+    assert torch.allclose(mean.double(), exact.mean(0), rtol=1e-6)
+    assert torch.allclose(var.double(), exact.var(0, unbiased=False), rtol=1e-4)
+
+
 @pytest.mark.parametrize("rows", [10, 4096, 4099, 10007])
 def test_inner_products_equal_the_plain_product(rows):
     """Row blocks plus the remainder rows: a.T @ b, also for a strided column slice."""
@@ -588,6 +598,9 @@ def test_trains_under_cpu_bf16_autocast(cfg, order):
     net = model.build_model(c)
     twin = copy.deepcopy(net)
     x, labels = inputs(c, 4), torch.tensor([0, 1, 2, 1])
+    block_outputs = []
+    for block in (m for m in net.modules() if isinstance(m, model.DenseBlock3D)):
+        block.register_forward_hook(lambda module, args, out: block_outputs.append(out))
     torch.manual_seed(1)        # the same dropout masks for both
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = net(*x)
@@ -595,10 +608,12 @@ def test_trains_under_cpu_bf16_autocast(cfg, order):
     loss.backward()
     torch.manual_seed(1)
     reference = F.cross_entropy(twin(*x), labels)
-    assert logits.dtype == torch.bfloat16
+    assert logits.dtype == torch.bfloat16                           # the head ran in bf16
+    tensors = lambda o: [o] if isinstance(o, torch.Tensor) else [t for item in o for t in tensors(item)]  # noqa: E731
+    assert block_outputs and {t.dtype for t in tensors(block_outputs)} == {torch.float32}   # features and stats
     assert abs(loss.item() - reference.item()) < 0.05 * reference.item()
     for name, p in net.named_parameters():
-        assert p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all(), name
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
 
 
 def test_fixed_seed_gives_identical_outputs(cfg):
