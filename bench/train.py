@@ -170,14 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         forward = torch.compile(teeg) if args.compile_torcheeg else teeg
         steps[f"torcheeg {TORCHEEG_VERSION}"] = make_step(teeg, optimizer, lambda: forward(stacked), labels, autocast)
 
-    first = {}
-    for name, step in steps.items():
-        for i in range(args.warmup):
-            seconds = timed(step, device)
-            first.setdefault(name, seconds)
     reference = f"torcheeg {TORCHEEG_VERSION}"
-    if args.compile_torcheeg and reference in first:
-        print(f"TorchEEG's first step, compilation included: {first[reference]:.1f} s")
+    for name, step in steps.items():
+        seconds = [timed(step, device) for _ in range(args.warmup)]
+        if args.compile_torcheeg and name == reference:
+            print(f"TorchEEG's first step, compilation included: {seconds[0]:.1f} s")
     times = {name: [] for name in steps}
     for _ in range(args.iters):
         for name, step in steps.items():
