@@ -15,6 +15,13 @@ machine whose speed drifts during the run slows them alike; each reports the med
 (median, min, max of the step-time ratios of one round of turns). Then the single-sample
 inference latency of this project's model (eval mode, no_grad, median of `--latency-runs`).
 
+What the machine allows is measured in the same run too: a float32 2048 x 2048 matrix product,
+timed once in every round of turns, gives its arithmetic rate at best (median over the rounds), and
+torch's FlopCounterMode counts the floating-point operations
+of one training step of each model (convolutions and matrix products, forward and backward; not
+the element-wise passes or the optimizer). Each model's rate is printed as GFLOP/s and as a share
+of the matrix-product rate, and so is the rate that 3x the reference's throughput would take.
+
 The allocator matters. glibc's malloc hands large blocks (32 MiB or more, and smaller ones until
 its dynamic threshold has risen) back to the kernel when they are freed, so a model that allocates
 large activations every step pays page faults for them every step; how many depends on the heap's
@@ -41,11 +48,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import model  # noqa: E402  (the project is a flat set of scripts)
 import utils  # noqa: E402
-from common import cpu_model  # noqa: E402  (bench/common.py)
+from common import cpu_model, matrix_product  # noqa: E402  (bench/common.py)
 
 TORCHEEG_VERSION = "1.1.3"
 
@@ -76,6 +84,13 @@ def make_step(net, optimizer, forward, labels, autocast):
         loss.backward()
         optimizer.step()
     return step
+
+
+def counted_flops(step) -> int:
+    """Floating-point operations of one call of step() (2 per multiply-add), as torch counts them."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
 
 
 def timed(fn, device: torch.device) -> float:
@@ -146,13 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     temporal = torch.randn(args.batch, w, w, data.temInput_length, device=device)
     labels = torch.randint(0, m.nb_class, (args.batch,), device=device)
 
-    steps, nets = {}, {}
+    steps, nets, flop_steps = {}, {}, {}
     for order in ("paper", "official"):
         net = model.build_model(cfg.replace(model={"block_order": order})).to(device)
         optimizer = model.adam(net, cfg.training.l2, cfg.training.lr)
         name = f"this project ({order})"
         nets[name] = net
-        steps[name] = make_step(net, optimizer, lambda net=net: net(spectral, temporal), labels, autocast)
+        steps[name] = flop_steps[name] = make_step(net, optimizer, lambda net=net: net(spectral, temporal), labels,
+                                                   autocast)
 
     TorchEEGNet = None if args.no_torcheeg else load_torcheeg_model()
     if TorchEEGNet is not None:
@@ -169,26 +185,39 @@ def main(argv: list[str] | None = None) -> int:
         optimizer = torch.optim.Adam(teeg.parameters(), lr=cfg.training.lr, fused=True)   # as ours
         forward = torch.compile(teeg) if args.compile_torcheeg else teeg
         steps[f"torcheeg {TORCHEEG_VERSION}"] = make_step(teeg, optimizer, lambda: forward(stacked), labels, autocast)
+        flop_steps[f"torcheeg {TORCHEEG_VERSION}"] = make_step(teeg, optimizer, lambda: teeg(stacked), labels, autocast)
 
     reference = f"torcheeg {TORCHEEG_VERSION}"
+    gflops = {name: counted_flops(step) / args.batch / 1e9 for name, step in flop_steps.items()}   # per sample
+    product, product_flops = matrix_product(device)
     for name, step in steps.items():
         seconds = [timed(step, device) for _ in range(args.warmup)]
         if args.compile_torcheeg and name == reference:
             print(f"TorchEEG's first step, compilation included: {seconds[0]:.1f} s")
-    times = {name: [] for name in steps}
+    timed(product, device)
+    times, product_times = {name: [] for name in steps}, []
     for _ in range(args.iters):
         for name, step in steps.items():
             times[name].append(timed(step, device))
+        product_times.append(timed(product, device))
+    peak = product_flops / statistics.median(product_times) / 1e9
 
     print(f"\ntraining throughput (forward + backward + Adam), median of {args.iters} steps:")
     rate = {name: args.batch / statistics.median(t) for name, t in times.items()}
+    print(f"  {'float32 2048x2048 matmul':<28}{peak:9.0f} GFLOP/s        (the arithmetic rate at best)")
     for name, r in rate.items():
-        print(f"  {name:<28}{r:9.1f} samples/s   ({1000 * statistics.median(times[name]):.0f} ms/step)")
+        print(f"  {name:<28}{r:9.1f} samples/s   ({1000 * statistics.median(times[name]):.0f} ms/step)   "
+              f"{gflops[name]:.2f} GFLOP/sample, {r * gflops[name]:.0f} GFLOP/s = "
+              f"{r * gflops[name] / peak:.0%} of the matrix product's")
     if reference in rate:
         for name in nets:
             rounds = [b / a for a, b in zip(times[name], times[reference])]
             print(f"  ratio {name} / torcheeg: {rate[name] / rate[reference]:.2f}x   (per round: median "
                   f"{statistics.median(rounds):.2f}x, min {min(rounds):.2f}x, max {max(rounds):.2f}x)")
+        for name in nets:
+            need = 3 * rate[reference] * gflops[name]
+            print(f"  3x torcheeg would take {3 * rate[reference]:.1f} samples/s of {name}: {need:.0f} GFLOP/s, "
+                  f"{need / peak:.0%} of the matrix product's rate")
 
     print(f"\nsingle-sample inference latency (eval, no_grad), median of {args.latency_runs} runs:")
     one_spectral, one_temporal = spectral[:1], temporal[:1]
