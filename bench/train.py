@@ -17,10 +17,10 @@ inference latency of this project's model (eval mode, no_grad, median of `--late
 
 What the machine allows is measured in the same run too: a float32 2048 x 2048 matrix product,
 timed once in every round of turns, gives its arithmetic rate at best (median over the rounds), and
-torch's FlopCounterMode counts the floating-point operations
-of one training step of each model (convolutions and matrix products, forward and backward; not
-the element-wise passes or the optimizer). Each model's rate is printed as GFLOP/s and as a share
-of the matrix-product rate, and so is the rate that 3x the reference's throughput would take.
+torch's FlopCounterMode counts the floating-point operations of one training step of each model
+(convolutions and matrix products, forward and backward; not the element-wise passes or the
+optimizer). Each model's rate is printed as GFLOP/s and as a share of the matrix-product rate, and
+so is the rate that 3x the reference's throughput would take.
 
 The allocator matters. glibc's malloc hands large blocks (32 MiB or more, and smaller ones until
 its dynamic threshold has risen) back to the kernel when they are freed, so a model that allocates
@@ -56,6 +56,7 @@ import utils  # noqa: E402
 from common import cpu_model, matrix_product  # noqa: E402  (bench/common.py)
 
 TORCHEEG_VERSION = "1.1.3"
+PRODUCT_SIZE = 2048      # the reference matrix product: float32, PRODUCT_SIZE x PRODUCT_SIZE
 
 
 def load_torcheeg_model():
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
     reference = f"torcheeg {TORCHEEG_VERSION}"
     gflops = {name: counted_flops(step) / args.batch / 1e9 for name, step in flop_steps.items()}   # per sample
-    product, product_flops = matrix_product(device)
+    product, product_flops = matrix_product(device, PRODUCT_SIZE)
     for name, step in steps.items():
         seconds = [timed(step, device) for _ in range(args.warmup)]
         if args.compile_torcheeg and name == reference:
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\ntraining throughput (forward + backward + Adam), median of {args.iters} steps:")
     rate = {name: args.batch / statistics.median(t) for name, t in times.items()}
-    print(f"  {'float32 2048x2048 matmul':<28}{peak:9.0f} GFLOP/s        (the arithmetic rate at best)")
+    print(f"  {f'float32 {PRODUCT_SIZE}x{PRODUCT_SIZE} matmul':<28}{peak:9.0f} GFLOP/s        "
+          "(the arithmetic rate at best)")
     for name, r in rate.items():
         print(f"  {name:<28}{r:9.1f} samples/s   ({1000 * statistics.median(times[name]):.0f} ms/step)   "
               f"{gflops[name]:.2f} GFLOP/sample, {r * gflops[name]:.0f} GFLOP/s = "
