@@ -258,12 +258,18 @@ class Trainer:
     checkpoint by validation accuracy (the authors' EarlyStopping + ModelCheckpoint)."""
 
     def __init__(self, cfg: Config, spec: RunSpec, data: RunData, device: torch.device):
+        import fastcpu
         import model as model_lib
 
         self.cfg, self.spec, self.data, self.device = cfg, spec, data, device
         self.config_key = result_key(cfg)
         utils.set_seed(cfg.training.seed)  # same seed for every run: results don't depend on order or sharding
-        self.net = model_lib.build_model(cfg).to(device)
+        # channels-last 3D parameters: oneDNN runs the definition's convolutions 1.65x faster on them
+        # (evaluation, batch 256, 2-core CPU; README: Speed), and cuDNN prefers them for bf16
+        self.net = model_lib.build_model(cfg).to(device, memory_format=torch.channels_last_3d)
+        # CPU training runs the definition through its accelerator (same parameters, same state dict);
+        # CUDA training and every evaluation run the definition itself
+        self.train_net = fastcpu.accelerate(self.net) if device.type == "cpu" else self.net
         self.optimizer = model_lib.adam(self.net, cfg.training.l2, cfg.training.lr)
         self.shuffle = torch.Generator().manual_seed(cfg.training.seed)
         self.maps = MapBuilder(cfg.data.input_width, device)
@@ -273,12 +279,12 @@ class Trainer:
         self.history: list[dict] = []
         self.best = {"val_accuracy": -math.inf, "val_loss": math.inf, "epoch": 0, "state": None, "wait": 0}
 
-    def _forward(self, idx: torch.Tensor) -> torch.Tensor:
-        d = self.data
+    def _forward(self, idx: torch.Tensor, net=None) -> torch.Tensor:
+        d, net = self.data, net or self.net
         spectral = self.maps(d.de[idx].to(self.device, non_blocking=True)) if self.use_spectral else None
         temporal = self.maps(d.eeg[idx].to(self.device, non_blocking=True)) if self.use_temporal else None
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            return self.net(spectral, temporal).float()
+            return net(spectral, temporal).float()
 
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         self.net.train()
@@ -287,7 +293,7 @@ class Trainer:
         total_loss, correct = 0.0, 0
         for batch in order.split(self.cfg.training.batch_size):
             y = self.data.label[batch].to(self.device)
-            logits = self._forward(batch)
+            logits = self._forward(batch, self.train_net)
             loss = F.cross_entropy(logits, y)
             if not torch.isfinite(loss):
                 raise Diverged(f"{self.where(epoch)}: training loss became {loss.item()}")

@@ -1,5 +1,10 @@
 """Training throughput of this project's SSTEmotionNet against TorchEEG's, in one run.
 
+On the CPU three versions of this project's network are timed: the definition (model.py) run
+through the CPU accelerator (fastcpu.py) in both block orders, as run.py trains it, and the plain
+definition itself (paper order), which is what the accelerator is measured against. On CUDA the
+definition is what trains, so both block orders run it; peak GPU memory is printed per model.
+
     python bench/train.py                          # CPU, batch 64, SEED.ini input sizes
     python bench/train.py --iters 10 --threads 1
     python bench/train.py --device cuda --amp --channels-last
@@ -25,7 +30,8 @@ so is the rate that 3x the reference's throughput would take.
 The allocator matters. glibc's malloc hands large blocks (32 MiB or more, and smaller ones until
 its dynamic threshold has risen) back to the kernel when they are freed, so a model that allocates
 large activations every step pays page faults for them every step; how many depends on the heap's
-state, so such a model's rate moves from run to run. This project's model reuses its largest buffers (model._Workspace); TorchEEG's allocates afresh.
+state, so such a model's rate moves from run to run. The accelerated model reuses its largest
+buffers (fastcpu._Workspace); the plain definition and TorchEEG's allocate afresh.
 `--keep-freed-memory` calls utils.keep_freed_memory (mallopt, before the models are built: every
 block from the heap, freed memory kept): both models then run without that cost, which compares the
 computation alone. run.py makes the same call when it trains on the CPU. Both figures are reported
@@ -51,7 +57,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import model  # noqa: E402  (the project is a flat set of scripts)
+import fastcpu  # noqa: E402  (the project is a flat set of scripts)
+import model  # noqa: E402
 import utils  # noqa: E402
 from common import cpu_model, matrix_product  # noqa: E402  (bench/common.py)
 
@@ -119,12 +126,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="bf16 autocast around every model's forward, on CUDA or the CPU (run.py uses it "
                              "on CUDA only: [training] amp)")
     parser.add_argument("--channels-last", action="store_true",
-                        help="channels-last 3D memory format for TorchEEG's model (ours is channels-last by "
-                             "construction)")
+                        help="channels-last 3D memory format for TorchEEG's model (this project's is "
+                             "channels-last 3D always, as run.py trains it)")
     parser.add_argument("--compile-torcheeg", action="store_true",
                         help="torch.compile TorchEEG's model (inductor; this project's model, made of custom "
                              "autograd nodes, is not compiled); its compile time is printed apart")
     parser.add_argument("--no-torcheeg", action="store_true", help="time this project's model only")
+    parser.add_argument("--no-plain", action="store_true", help="CPU: skip the plain definition (paper order)")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="glibc: serve large blocks from the heap and keep freed memory, for both models "
                              "(no page faults from re-mapping; see the docstring)")
@@ -163,12 +171,18 @@ def main(argv: list[str] | None = None) -> int:
     labels = torch.randint(0, m.nb_class, (args.batch,), device=device)
 
     steps, nets, flop_steps = {}, {}, {}
-    for order in ("paper", "official"):
-        net = model.build_model(cfg.replace(model={"block_order": order})).to(device)
+    variants = [(order, not cuda) for order in ("paper", "official")]      # (block order, accelerated)
+    if not cuda and not args.no_plain:
+        variants.append(("paper", False))
+    for order, accelerated in variants:
+        # as run.py builds it: channels-last 3D parameters (oneDNN's convolutions run faster on them)
+        net = model.build_model(cfg.replace(model={"block_order": order})).to(device,
+                                                                           memory_format=torch.channels_last_3d)
         optimizer = model.adam(net, cfg.training.l2, cfg.training.lr)
-        name = f"this project ({order})"
+        forward = fastcpu.accelerate(net) if accelerated else net
+        name = f"{'accelerated' if accelerated else 'definition'} ({order})"
         nets[name] = net
-        steps[name] = flop_steps[name] = make_step(net, optimizer, lambda net=net: net(spectral, temporal), labels,
+        steps[name] = flop_steps[name] = make_step(net, optimizer, lambda f=forward: f(spectral, temporal), labels,
                                                    autocast)
 
     TorchEEGNet = None if args.no_torcheeg else load_torcheeg_model()
@@ -191,8 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     reference = f"torcheeg {TORCHEEG_VERSION}"
     gflops = {name: counted_flops(step) / args.batch / 1e9 for name, step in flop_steps.items()}   # per sample
     product, product_flops = matrix_product(device, PRODUCT_SIZE)
+    peak_memory = {}
     for name, step in steps.items():
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
         seconds = [timed(step, device) for _ in range(args.warmup)]
+        if cuda:
+            peak_memory[name] = torch.cuda.max_memory_allocated(device) / 2**30
         if args.compile_torcheeg and name == reference:
             print(f"TorchEEG's first step, compilation included: {seconds[0]:.1f} s")
     timed(product, device)
@@ -211,19 +230,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:<28}{r:9.1f} samples/s   ({1000 * statistics.median(times[name]):.0f} ms/step)   "
               f"{gflops[name]:.2f} GFLOP/sample, {r * gflops[name]:.0f} GFLOP/s = "
               f"{r * gflops[name] / peak:.0%} of the matrix product's")
+    for name, gib in peak_memory.items():
+        print(f"  peak GPU memory {name}: {gib:.2f} GiB (its warm-up steps; every model's parameters included)")
+    plain, fast = "definition (paper)", "accelerated (paper)"
+    if plain in rate and fast in rate:
+        rounds = [b / a for a, b in zip(times[fast], times[plain])]
+        print(f"  ratio {fast} / {plain}: {rate[fast] / rate[plain]:.2f}x   (per round: median "
+              f"{statistics.median(rounds):.2f}x, min {min(rounds):.2f}x, max {max(rounds):.2f}x)")
     if reference in rate:
         for name in nets:
             rounds = [b / a for a, b in zip(times[name], times[reference])]
             print(f"  ratio {name} / torcheeg: {rate[name] / rate[reference]:.2f}x   (per round: median "
                   f"{statistics.median(rounds):.2f}x, min {min(rounds):.2f}x, max {max(rounds):.2f}x)")
-        for name in nets:
+        for name in [n for n in nets if n.startswith("accelerated")]:
             need = 3 * rate[reference] * gflops[name]
             print(f"  3x torcheeg would take {3 * rate[reference]:.1f} samples/s of {name}: {need:.0f} GFLOP/s, "
                   f"{need / peak:.0%} of the matrix product's rate")
 
     print(f"\nsingle-sample inference latency (eval, no_grad), median of {args.latency_runs} runs:")
     one_spectral, one_temporal = spectral[:1], temporal[:1]
-    for name, net in nets.items():
+    for name, net in {f"definition ({n.split('(')[1]}": net for n, net in nets.items()}.items():   # eval: the definition
         net.eval()
         with torch.no_grad(), autocast():
             for _ in range(3):

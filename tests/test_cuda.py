@@ -1,0 +1,97 @@
+"""CUDA: the definition trains and evaluates on the GPU as on the CPU; run.py end to end on CUDA.
+Skipped on a machine without a CUDA device (bench/gpu.sh runs them where there is one).
+
+    python -m pytest tests/test_cuda.py -q
+"""
+import copy
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import model
+import utils
+from conftest import ROOT, TINY_MODEL, run_cli, write_ini
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+def small() -> utils.Config:
+    cfg = utils.load_config(ROOT / "SEED.ini")
+    return cfg.replace(data={"input_width": 16, "temInput_length": 9},
+                       model={"depth_spec": 10, "depth_tem": 10, "gr_spec": 4, "gr_tem": 6})
+
+
+def batch(c: utils.Config, n: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    w = c.data.input_width
+    return (torch.randn(n, w, w, c.data.specInput_length, generator=g),
+            torch.randn(n, w, w, c.data.temInput_length, generator=g), torch.arange(n) % c.model.nb_class)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
+def test_cuda_training_step_equals_cpu(memory_format):
+    """One float32 training step (TF32 off): loss, gradients and running statistics as on the CPU."""
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    c = small()
+    torch.manual_seed(0)
+    cpu = model.build_model(c)
+    gpu = copy.deepcopy(cpu).cuda().to(memory_format=memory_format)
+    for m in (cpu, gpu):
+        m.head.dropout.p = 0.0          # the devices draw different dropout masks
+    spectral, temporal, labels = batch(c)
+    loss_cpu = F.cross_entropy(cpu(spectral, temporal), labels)
+    loss_cpu.backward()
+    loss_gpu = F.cross_entropy(gpu(spectral.cuda(), temporal.cuda()), labels.cuda())
+    loss_gpu.backward()
+    torch.testing.assert_close(loss_gpu.cpu(), loss_cpu, rtol=1e-4, atol=1e-5)
+    for (name, p), q in zip(cpu.named_parameters(), gpu.parameters()):
+        torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-3, atol=1e-4 * p.grad.abs().max().item(), msg=name)
+    for (name, a), b in zip(cpu.state_dict().items(), gpu.state_dict().values()):
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_cuda_bf16_autocast_trains():
+    """[training] amp: a bf16 autocast step; loss near the float32 one, every gradient finite, loss falls."""
+    c = small()
+    torch.manual_seed(0)
+    net = model.build_model(c).cuda().to(memory_format=torch.channels_last_3d)
+    spectral, temporal, labels = (t.cuda() for t in batch(c, 16))
+    with torch.no_grad():
+        reference = F.cross_entropy(net.eval()(spectral, temporal), labels).item()
+    net.train()
+    optimizer = model.adam(net, 1e-4, 1e-3)
+    losses = []
+    for _ in range(10):
+        optimizer.zero_grad()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = F.cross_entropy(net(spectral, temporal).float(), labels)
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in net.parameters())
+        optimizer.step()
+        losses.append(loss.item())
+    assert abs(losses[0] - reference) < 0.25 * reference     # train-mode BN and dropout differ from eval
+    assert losses[-1] < losses[0]
+
+
+def test_run_py_trains_on_cuda(tmp_path):
+    """run.py with device = cuda: trains, writes results and a checkpoint that loads on the CPU."""
+    import synthetic
+
+    synthetic.write_seed(tmp_path / "SEED", subjects=(1,), sessions=(1,), trial_fraction=0.05, seed=0)
+    ini = write_ini(tmp_path / "cuda.ini",
+                    path={"dataset_root": tmp_path / "SEED", "preprocessed_root": tmp_path / "pre",
+                          "result_path": tmp_path / "res"},
+                    data={"input_width": 16}, model=TINY_MODEL,
+                    training={"nbEpoch": 2, "batch_size": 32, "device": "cuda", "amp": "true"})
+    p = run_cli("Preprocess.py", "-c", str(ini))
+    assert p.returncode == 0, p.stderr
+    p = run_cli("run.py", "-c", str(ini))
+    assert p.returncode == 0, p.stderr
+    assert "device cuda" in p.stdout
+    record = json.loads((tmp_path / "res" / "runs" / "sub01_ses1.json").read_text())
+    assert 0 <= record["accuracy"] <= 1
+    checkpoint = torch.load(tmp_path / "res" / "checkpoints" / "sub01_ses1.pt", map_location="cpu", weights_only=False)
+    net = model.build_model(utils.Config.from_dict(checkpoint["config"]))
+    net.load_state_dict(checkpoint["model"])
