@@ -12,15 +12,14 @@ One sample = one DE window of a trial (1 s SEED, 4 s SEED-IV). Per sample:
             resampled (anti-aliased) to temInput_length points, each point's 62 values mapped to
             W x W the same way (absent when the dataset has no raw EEG folder)
 
-Interpolation (decided here; the paper says "cubic"): scipy.interpolate.RectBivariateSpline with
-kx = ky = 3, s = 0 - the tensor-product cubic spline through the 81 grid cells - evaluated on a
-W x W lattice spanning the grid corner to corner (pixel p at grid coordinate p * 8 / (W - 1)).
-It is linear in the cell values, so it is one (W*W, 62) matrix, built once (`interpolation_matrix`)
-and applied to a whole session in one product (`electrodes_to_maps`).
-Resampling: scipy.signal.resample_poly (Kaiser-windowed FIR, up/down = temInput_length /
-segment samples as a reduced fraction, e.g. 25/40 = 5/8), fed `context` raw samples either side
-of the segment (edge samples repeated at trial ends) so the filter sees real signal instead of
-padding; then cropped to the segment. Also linear: one matrix (`resample_matrix`).
+    python Preprocess.py -c SEED.ini --no-maps              # only what run.py reads (25 MB, not 442 MB, a session)
+
+The interpolation (bicubic spline on the 9x9 grid, one (W*W, 62) matrix), the resampling of the
+raw segments and the normalisation live in inputs.py, which run.py and figures.py call too.
+Checked before anything is written: the memory one session needs (a config that cannot fit is
+refused, naming [data] input_width), and that what is written is finite (resampling and
+interpolation can overshoot values near float32's limit); values that float32 flushes to zero get a
+warning line naming the file.
 
 Output, per subject-session, under [path] preprocessed_root:
     sub01_ses1/spectral.npy   (N, W, W, 5) float32    DE maps
@@ -32,8 +31,10 @@ Output, per subject-session, under [path] preprocessed_root:
                manifest.json  [data] config, shapes, dtypes, sources, bytes; written last: its
                               presence marks the session complete
     manifest.json             the complete sessions that match the config
-run.py z-scores de/eeg per electrode with training-split statistics and maps each batch through
-`interpolation_matrix`, which equals the stored maps: electrodes_to_maps(de) == spectral.
+run.py reads de, eeg, label and trial only: it z-scores de/eeg per electrode with training-split
+statistics and maps each batch through inputs.interpolation_matrix, which gives the stored maps
+(electrodes_to_maps(de) == spectral). spectral/temporal are the stacked 3D maps the paper describes,
+written for inspection and other tools; --no-maps leaves them out.
 Every file is written atomically; a rerun skips complete sessions built with the same [data]
 config (others are rebuilt) unless --force.
 """
@@ -41,138 +42,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
+import sys
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
-from scipy.interpolate import RectBivariateSpline
 
-from datasets import (BANDS, BANDS_HZ, CHANNELS, FEATURE_FOLDERS, GRID_POSITIONS, GRID_SIZE, RAW_FOLDER,
-                      SAMPLING_RATE, WINDOW_S, Recording, find_recordings, read_features, read_labels, read_raw)
-from utils import (Config, ConfigError, DataError, check_output_folder, cli_main, git_commit, int_list, load_config, make_folder,
-                   remove_stale_temporaries, save_npy, write_json)
+from datasets import (BANDS, BANDS_HZ, CHANNELS, FEATURE_FOLDERS, GRID_SIZE, RAW_FOLDER, SAMPLING_RATE, TRIAL_WINDOWS,
+                      WINDOW_S, Recording, find_recordings, read_features, read_labels, read_raw)
+from inputs import (TemporalSpec, electrodes_to_maps, interpolation_matrix, resample_matrix, save_maps_npy,
+                    temporal_samples, temporal_spec)
+from utils import (Config, ConfigError, DataError, atomic_path, check_output_folder, cli_main, git_commit, int_list,
+                   load_config, make_folder, remove_stale_temporaries, save_npy, write_json)
 
 MANIFEST = "manifest.json"
 ARRAYS = ("spectral", "temporal", "de", "eeg", "label", "trial")  # .npy files of a session, in write order
 SESSION_FOLDER = re.compile(r"^sub(\d+)_ses(\d+)$")
 
-# ----------------------------------------------------------------------------- spatial maps
-
-
-def grid_interpolation_matrix(width: int) -> np.ndarray:
-    """(width*width, 81) float64: the 9x9 grid (cells row-major) -> width x width map, bicubic.
-
-    Pixel (i, j) of the map is at grid coordinate (i, j) * 8 / (width - 1), so grid cell (r, c)
-    falls exactly on pixel (r, c) * (width - 1) / 8 when 8 divides width - 1 (width 9, 17, 33, ...)
-    and between pixels otherwise (width 32).
-    """
-    if width < 2:
-        raise ValueError(f"{width=} must be at least 2")
-    cells = np.arange(GRID_SIZE, dtype=np.float64)
-    coords = np.linspace(0, GRID_SIZE - 1, width)
-    units = np.eye(GRID_SIZE * GRID_SIZE).reshape(-1, GRID_SIZE, GRID_SIZE)
-    columns = [RectBivariateSpline(cells, cells, unit, kx=3, ky=3, s=0)(coords, coords).ravel() for unit in units]
-    return np.stack(columns, axis=1)
-
-
-def interpolation_matrix(width: int) -> np.ndarray:
-    """(width*width, 62) float64: electrode values (datasets.CHANNELS order) -> width x width map.
-
-    The electrodes sit on their GRID_POSITIONS cells, the other 19 cells are 0.
-    """
-    cell = GRID_POSITIONS[:, 0] * GRID_SIZE + GRID_POSITIONS[:, 1]
-    return grid_interpolation_matrix(width)[:, cell]
-
-
-def electrodes_to_maps(x: np.ndarray, matrix: np.ndarray, width: int) -> np.ndarray:
-    """(N, width, width, C) float32 maps from (N, 62, C) electrode values, in one matrix product.
-
-    The result may be a strided view (pixel-major in memory, as the product leaves it): np.save
-    writes it in C order, torch.from_numpy accepts it; copy it if a contiguous array is needed.
-    """
-    if matrix.shape != (width * width, len(CHANNELS)) or x.ndim != 3 or x.shape[1] != len(CHANNELS):
-        raise ValueError(f"{matrix.shape=} and {x.shape=} do not fit width {width} and {len(CHANNELS)} electrodes")
-    n, _, c = x.shape
-    # one large GEMM over the whole session: np.matmul(matrix, x) would make N small BLAS calls,
-    # which is slow when BLAS threads compete with other processes for the cores
-    maps = np.einsum("pe,nec->npc", matrix.astype(np.float32), x.astype(np.float32, copy=False), optimize=True)
-    return maps.reshape(n, width, width, c)  # pixel p = row * width + col
-
-
-# ----------------------------------------------------------------------------- temporal samples
-
-
-@dataclass(frozen=True)
-class TemporalSpec:
-    """Where each sample's raw segment lies and how it is resampled; counts of raw samples at 200 Hz."""
-
-    window: int  # samples per DE window (200 SEED, 800 SEED-IV); segment j starts at j*window + offset
-    offset: int
-    length: int  # samples per segment (40 = 200 ms)
-    points: int  # temInput_length, after resampling
-    up: int  # points / length = up / down, reduced
-    down: int
-    context: int  # samples fed to the filter either side of the segment, a multiple of `down`
-
-
-def _samples(cfg: Config, key: str) -> int:
-    seconds = getattr(cfg.data, key)
-    n = seconds * SAMPLING_RATE
-    if abs(n - round(n)) > 1e-6:
-        raise ConfigError(f"{cfg.source}: [data] {key}: expected a multiple of 1/{SAMPLING_RATE} s, got {seconds}")
-    return round(n)
-
-
-def temporal_spec(cfg: Config) -> TemporalSpec:
-    """The TemporalSpec of a config; ConfigError if the segment does not fit inside its DE window."""
-    data = cfg.data
-    window = WINDOW_S[data.dataset] * SAMPLING_RATE
-    length, offset = _samples(cfg, "temporal_window_s"), _samples(cfg, "temporal_offset_s")
-    if length < 1 or offset + length > window:
-        raise ConfigError(f"{cfg.source}: [data] temporal_offset_s + temporal_window_s: expected at most the "
-                          f"{WINDOW_S[data.dataset]} s DE window of {data.dataset}, got "
-                          f"{data.temporal_offset_s} + {data.temporal_window_s} s")
-    ratio = Fraction(data.temInput_length, length)
-    up, down = ratio.numerator, ratio.denominator
-    # resample_poly's default filter reaches 10*max(up, down) upsampled samples either side
-    context = down * math.ceil(10 * max(up, down) / (up * down))
-    return TemporalSpec(window, offset, length, data.temInput_length, up, down, context)
-
-
-def resample_matrix(spec: TemporalSpec) -> np.ndarray:
-    """(length + 2*context, points) float64: a segment with its context -> the resampled segment.
-
-    Built by pushing unit impulses through scipy.signal.resample_poly once; output point k sits at
-    raw sample k * length / points of the segment.
-    """
-    n_in = spec.length + 2 * spec.context
-    responses = signal.resample_poly(np.eye(n_in), spec.up, spec.down, axis=-1)  # row i: response to sample i
-    skip = spec.context * spec.up // spec.down
-    return responses[:, skip: skip + spec.points]
-
-
-def temporal_samples(raw: dict[int, np.ndarray], n_windows: dict[int, int], spec: TemporalSpec,
-                     resampling: np.ndarray) -> np.ndarray:
-    """(N, 62, points) float32 resampled raw segments, uV, for n_windows[trial] windows of each trial.
-
-    raw: trial -> (62, n) uV, long enough for every segment (checked by the caller).
-    """
-    span = np.arange(-spec.context, spec.length + spec.context)
-    eeg = np.empty((sum(n_windows.values()), raw[next(iter(raw))].shape[0], spec.points), dtype=np.float32)
-    first = 0
-    for trial, n in n_windows.items():  # one gather and one product per trial, all its windows at once
-        starts = np.arange(n) * spec.window + spec.offset
-        index = np.clip(starts[:, None] + span, 0, raw[trial].shape[1] - 1)  # repeat edge samples at trial ends
-        segments = raw[trial][:, index]  # (62, n, length + 2*context)
-        resampled = segments.reshape(-1, segments.shape[-1]) @ resampling  # one GEMM per trial
-        eeg[first: first + n] = resampled.reshape(segments.shape[0], n, spec.points).transpose(1, 0, 2)
-        first += n
-    return eeg
+# ----------------------------------------------------------------------------- DE from raw EEG
 
 
 def gaussian_de(variance: np.ndarray) -> np.ndarray:
@@ -187,6 +76,8 @@ def differential_entropy(raw: np.ndarray, bands_hz, window: int) -> np.ndarray:
     zero-phase (sosfiltfilt) over the whole trial. In nats of uV: the lab's de_LDS uses an
     STFT-energy variant, log2(100 * E), so the values differ in scale (not in ranking).
     """
+    from scipy import signal   # seconds to import: only feature = de_raw needs it
+
     n_windows = raw.shape[-1] // window
     out = np.empty((raw.shape[0], n_windows, len(bands_hz)))
     for b, (lo, hi) in enumerate(bands_hz):  # one zero-phase filter per band, all electrodes at once
@@ -201,21 +92,24 @@ def differential_entropy(raw: np.ndarray, bands_hz, window: int) -> np.ndarray:
 
 
 def session_arrays(de: dict[int, np.ndarray], raw: dict[int, np.ndarray] | None, labels: np.ndarray,
-                   spec: TemporalSpec, interpolation: np.ndarray, resampling: np.ndarray, width: int) -> dict[str, np.ndarray]:
+                   spec: TemporalSpec, interpolation: np.ndarray, resampling: np.ndarray, width: int,
+                   maps: bool = True) -> dict[str, np.ndarray]:
     """Every array of one subject-session, from loaded trials (the path timed by bench/preprocess.py).
 
     de: trial -> (62, T, 5) DE; raw: trial -> (62, n) uV, or None; labels: (n_trials,) 0-based.
     Returns, keyed as ARRAYS: spectral (N, W, W, 5), temporal (N, W, W, points), de (N, 62, 5),
-    eeg (N, 62, points) float32; label, trial (N,) int64. No temporal/eeg without raw.
+    eeg (N, 62, points) float32; label, trial (N,) int64. No temporal/eeg without raw; no
+    spectral/temporal maps with maps=False (run.py builds them per batch from de and eeg).
     """
     trials = sorted(de)
     n_windows = {k: de[k].shape[1] for k in trials}
     de_samples = np.concatenate([de[k].transpose(1, 0, 2) for k in trials]).astype(np.float32)  # (N, 62, 5)
     counts = list(n_windows.values())
-    out = {"spectral": electrodes_to_maps(de_samples, interpolation, width)}
+    out = {"spectral": electrodes_to_maps(de_samples, interpolation, width)} if maps else {}
     if raw is not None:
         eeg = temporal_samples(raw, n_windows, spec, resampling)
-        out["temporal"] = electrodes_to_maps(eeg, interpolation, width)
+        if maps:
+            out["temporal"] = electrodes_to_maps(eeg, interpolation, width)
     out["de"] = de_samples
     if raw is not None:
         out["eeg"] = eeg
@@ -271,23 +165,37 @@ def _read_manifest(folder: Path) -> dict | None:
         return None
 
 
-def _is_current(folder: Path, cfg: Config) -> bool:
+def _manifest_matches_folder(folder: Path, manifest: dict) -> bool:
+    """The manifest's subject and session are those its folder's name says (sub01_ses2: 1, 2)."""
+    match = SESSION_FOLDER.match(folder.name)
+    return bool(match) and (manifest.get("subject"), manifest.get("session")) == (int(match[1]), int(match[2]))
+
+
+def _is_current(folder: Path, cfg: Config, maps: bool = False) -> bool:
+    """Complete, built with cfg's [data] section, its manifest about this folder, and with maps if asked."""
     manifest = _read_manifest(folder)
     return (manifest is not None and manifest.get("data") == cfg.to_dict()["data"]
+            and _manifest_matches_folder(folder, manifest)
+            and (not maps or "spectral" in manifest.get("arrays", {}))
             and all((folder / f"{name}.npy").is_file() for name in manifest.get("arrays", {})))
 
 
-def _write_session(folder: Path, arrays: dict[str, np.ndarray], manifest: dict) -> int:
-    """Write the arrays, then the manifest; returns the bytes of the .npy files."""
+def _write_session(folder: Path, arrays: dict[str, np.ndarray], manifest: dict,
+                   maps: dict[str, np.ndarray], interpolation: np.ndarray, width: int) -> int:
+    """Write the arrays and the maps of `maps` ({name: electrode values}, streamed through
+    inputs.save_maps_npy), then the manifest; returns the bytes of the .npy files."""
     make_folder(folder)
     (folder / MANIFEST).unlink(missing_ok=True)  # incomplete until the new manifest lands
     remove_stale_temporaries(folder)  # left by a run killed while writing this session
     for name in ARRAYS:
-        if name not in arrays:
+        if name not in arrays and name not in maps:
             (folder / f"{name}.npy").unlink(missing_ok=True)  # e.g. temporal.npy of an earlier run with raw EEG
+    for name, values in maps.items():
+        with atomic_path(folder / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
+            save_maps_npy(fh, values, interpolation, width)
     for name, a in arrays.items():
         save_npy(folder / f"{name}.npy", a)
-    n_bytes = sum((folder / f"{name}.npy").stat().st_size for name in arrays)
+    n_bytes = sum((folder / f"{name}.npy").stat().st_size for name in (*maps, *arrays))
     write_json(folder / MANIFEST, {**manifest, "bytes": n_bytes})
     return n_bytes
 
@@ -298,8 +206,12 @@ def _write_index(cfg: Config) -> None:
     remove_stale_temporaries(root)
     sessions = []
     for folder in sorted(root.glob("sub*_ses*")):
-        if SESSION_FOLDER.match(folder.name) and _is_current(folder, cfg):
-            manifest = _read_manifest(folder)
+        manifest = _read_manifest(folder) if SESSION_FOLDER.match(folder.name) else None
+        if manifest is not None and not _manifest_matches_folder(folder, manifest):
+            raise DataError(f"{folder / MANIFEST}: says subject {manifest.get('subject')}, session "
+                            f"{manifest.get('session')}, but its folder is {folder.name}; rerun Preprocess.py "
+                            f"--force for that subject and session, or remove the folder")
+        if manifest is not None and _is_current(folder, cfg):
             sessions.append({key: manifest[key] for key in ("subject", "session", "n_samples", "has_temporal")}
                             | {"folder": folder.name})
     sessions.sort(key=lambda s: (s["subject"], s["session"]))
@@ -321,14 +233,101 @@ def _select(recordings: list[Recording], subjects, sessions, root: Path) -> list
     return chosen
 
 
-def preprocess(cfg: Config, force: bool = False, subjects=None, sessions=None) -> list[Path]:
-    """Write every selected subject-session (default: all) under preprocessed_root; returns their folders."""
+def _available_memory() -> int | None:
+    """Bytes the kernel says a new allocation can have (MemAvailable), None where it does not say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def estimated_bytes(cfg: Config, maps: bool = True) -> int:
+    """Peak memory of preprocessing the largest session of cfg's dataset, estimated before any is read.
+
+    The interpolation matrices (W*W x 81 float64 and a 62-column copy), one session's raw EEG in
+    float64 (62 x 200 Hz x its seconds), its float32 arrays (maps W x W x (5 + points) per window
+    with maps, and de, eeg), and the float64 resampled segments.
+    """
+    data = cfg.data
+    windows = max(sum(t) for t in TRIAL_WINDOWS[data.dataset].values())
+    width2, points = data.input_width ** 2, data.temInput_length
+    matrices = width2 * (GRID_SIZE ** 2 + len(CHANNELS)) * 8
+    raw = len(CHANNELS) * SAMPLING_RATE * WINDOW_S[data.dataset] * windows * 8
+    arrays = windows * len(CHANNELS) * (len(BANDS) + points) * (4 + 8)
+    if maps:
+        arrays += windows * width2 * (len(BANDS) + points) * 4
+    return matrices + raw + arrays
+
+
+def _check_memory(cfg: Config, maps: bool) -> None:
+    need, have = estimated_bytes(cfg, maps), _available_memory()
+    if have is not None and need > have:
+        raise ConfigError(f"{cfg.source}: [data] input_width = {cfg.data.input_width} (with temInput_length = "
+                          f"{cfg.data.temInput_length}): preprocessing one {cfg.data.dataset} session needs about "
+                          f"{need / 2**30:,.1f} GiB of memory, {have / 2**30:,.1f} GiB are available")
+
+
+def _check_values(rec: Recording, de: dict[int, np.ndarray], raw: dict | None, arrays: dict[str, np.ndarray],
+                  feature: str, maps: dict[str, np.ndarray], interpolation: np.ndarray, width: int) -> None:
+    """What is written must hold what was read: no non-finite values made by resampling or interpolation
+    (an error), no values silently lost to float32 (a warning: tiny values become 0 or lose digits).
+
+    arrays: the electrode-level arrays; maps: {map name: the electrode values it is made of}. Maps of
+    values below float32's limit / the interpolation's largest absolute row sum are finite without
+    being built; others are built here and looked at.
+    """
+    source = rec.raw if feature == "de_raw" else rec.features
+    limit = float(np.finfo(np.float32).max)
+    gain = float(np.abs(interpolation).sum(axis=1).max())
+    causes = {"de": "float32 conversion", "eeg": "the resampling filter", "spectral": "the interpolation",
+              "temporal": "the interpolation"}
+    for name in ("de", "eeg", "spectral", "temporal"):     # the earliest step that fails names the cause
+        if name in maps and float(np.abs(maps[name]).max()) * gain < limit / 2:
+            continue
+        if name in maps:
+            with np.errstate(over="ignore", invalid="ignore"):
+                a = electrodes_to_maps(maps[name], interpolation, width)
+        else:
+            a = arrays.get(name)
+        if a is not None and not np.isfinite(a).all():
+            origin = rec.raw if name in ("temporal", "eeg") else source
+            raise DataError(f"{origin}: {np.count_nonzero(~np.isfinite(a))} values of the written {name} array are "
+                            f"not finite ({causes[name]} overshoots inputs near float32's limit, "
+                            f"{limit:.3g}); expected values of EEG magnitude")
+    tiny = np.finfo(np.float32).tiny
+    for path, family, trials in ((source, feature, de), (rec.raw, "*_eeg", raw or {})):
+        lost = sum(np.count_nonzero((x != 0) & (np.abs(x) < tiny)) for x in trials.values())
+        if lost:
+            print(f"warning: {path}: {lost} values of {family} are below float32's smallest normal number "
+                  f"({tiny:.3g}): written as 0 or with fewer digits", file=sys.stderr)
+
+
+def preprocess(cfg: Config, force: bool = False, subjects=None, sessions=None, maps: bool = True,
+               timings: dict[str, float] | None = None) -> list[Path]:
+    """Write every selected subject-session (default: all) under preprocessed_root; returns their folders.
+
+    maps=False (--no-maps) writes only what run.py reads: de, eeg, label, trial (about 25 MB a SEED
+    session instead of 442 MB); a session written so is rebuilt when maps are asked for later.
+    timings, if given, accumulates seconds per phase: read, compute, check, write (bench/preprocess.py).
+    """
+    timings = {} if timings is None else timings
+    clock = time.perf_counter
+
+    def lap(phase: str, since: float) -> float:
+        now = clock()
+        timings[phase] = timings.get(phase, 0.0) + now - since
+        return now
+
     data, root = cfg.data, cfg.path.dataset_root
     if data.specInput_length != len(BANDS):
         raise ConfigError(f"{cfg.source}: [data] specInput_length: expected {len(BANDS)} (DE bands), got {data.specInput_length}")
     if data.input_width < 2:
         raise ConfigError(f"{cfg.source}: [data] input_width: expected at least 2, got {data.input_width}")
     spec = temporal_spec(cfg)
+    _check_memory(cfg, maps)
     check_output_folder(cfg.path.preprocessed_root, f"{cfg.source}: [path] preprocessed_root")
     recordings = _select(find_recordings(data.dataset, root), subjects, sessions, root)
     has_raw = recordings[0].raw is not None  # find_recordings pairs the folders: all or none have raw EEG
@@ -343,32 +342,45 @@ def preprocess(cfg: Config, force: bool = False, subjects=None, sessions=None) -
               f"(set [model] streams = spectral)")
     labels = read_labels(data.dataset, root)
     interpolation, resampling = interpolation_matrix(data.input_width), resample_matrix(spec)
+    gain = float(np.abs(interpolation).sum(axis=1).max())
     code = git_commit()
     folders, skipped = [], 0
     for rec in recordings:
         folder = session_folder(cfg, rec.subject, rec.session)
         folders.append(folder)
-        if not force and _is_current(folder, cfg):
+        if not force and _is_current(folder, cfg, maps):
             skipped += 1
             continue
         if rec.session not in labels:
             raise DataError(f"{root}: no labels for session {rec.session} (sessions {', '.join(map(str, sorted(labels)))})")
-        start = time.perf_counter()
+        start = clock()
         de, raw = _load_session(rec, cfg, labels[rec.session], spec)
-        arrays = session_arrays(de, raw, labels[rec.session], spec, interpolation, resampling, data.input_width)
+        mark = lap("read", start)
+        with np.errstate(over="ignore", invalid="ignore"):     # overflow is what _check_values reports
+            arrays = session_arrays(de, raw, labels[rec.session], spec, interpolation, resampling, data.input_width,
+                                    maps=False)
+        # the maps are streamed into their files (inputs.save_maps_npy), not held: 442 MB a SEED session
+        to_map = {m: arrays[e] for m, e in (("spectral", "de"), ("temporal", "eeg")) if maps and e in arrays}
+        mark = lap("compute", mark)
+        _check_values(rec, de, raw, arrays, data.feature, to_map, interpolation, data.input_width)
+        mark = lap("check", mark)
         del de, raw
+        shapes = {name: a.shape for name, a in arrays.items()}
+        shapes |= {m: (len(v), data.input_width, data.input_width, v.shape[2]) for m, v in to_map.items()}
         manifest = {
             "dataset": data.dataset, "subject": rec.subject, "session": rec.session, "data": cfg.to_dict()["data"],
-            "n_samples": len(arrays["label"]), "has_temporal": "temporal" in arrays,
-            "arrays": {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in arrays.items()},
+            "n_samples": len(arrays["label"]), "has_temporal": "eeg" in arrays,
+            "arrays": {name: {"shape": list(shapes[name]), "dtype": "float32" if name in to_map else str(arrays[name].dtype)}
+                       for name in ARRAYS if name in shapes},
             "sources": {"dataset_root": str(root), "features": None if data.feature == "de_raw" else str(rec.features),
                         "raw": str(rec.raw) if rec.raw else None},
             "temporal": {"window": spec.window, "offset": spec.offset, "length": spec.length,
                          "up": spec.up, "down": spec.down, "context": spec.context},
             "code": code,
         }
-        n_bytes = _write_session(folder, arrays, manifest)
-        print(f"{folder.name}: {len(arrays['label'])} samples, {n_bytes / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s")
+        n_bytes = _write_session(folder, arrays, manifest, to_map, interpolation, data.input_width)
+        lap("write", mark)
+        print(f"{folder.name}: {len(arrays['label'])} samples, {n_bytes / 1e6:.1f} MB, {clock() - start:.1f} s")
     _write_index(cfg)
     if skipped:
         print(f"{skipped} session(s) already preprocessed with this config, skipped (--force redoes them)")
@@ -421,6 +433,9 @@ def _open_session(folder: Path, cfg: Config, command: str) -> Session:
     manifest = _read_manifest(folder)
     if manifest is None:
         raise DataError(f"{folder / MANIFEST}: unreadable; run `{command} --force`")
+    if not _manifest_matches_folder(folder, manifest):
+        raise DataError(f"{folder / MANIFEST}: says subject {manifest.get('subject')}, session {manifest.get('session')}, "
+                        f"but its folder is {folder.name}; rerun `{command} --force` for that subject and session")
     expected = cfg.to_dict()["data"]
     changed = [k for k in expected if manifest.get("data", {}).get(k) != expected[k]]
     if changed:
@@ -451,8 +466,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="redo sessions that are already preprocessed")
     parser.add_argument("--subjects", type=int_list, help="comma-separated subject numbers, e.g. 1,2 (default: all)")
     parser.add_argument("--sessions", type=int_list, help="comma-separated session numbers, e.g. 1 (default: all)")
+    parser.add_argument("--no-maps", action="store_true",
+                        help="write only the electrode-level arrays run.py trains from (de, eeg, label, trial: "
+                             "about 25 MB a SEED session instead of 442 MB), not the stacked 3D maps")
     args = parser.parse_args(argv)
-    preprocess(load_config(args.config), force=args.force, subjects=args.subjects, sessions=args.sessions)
+    preprocess(load_config(args.config), force=args.force, subjects=args.subjects, sessions=args.sessions,
+               maps=not args.no_maps)
     return 0
 
 

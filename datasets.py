@@ -18,11 +18,14 @@ Folder layout (the real one, which synthetic.py also writes):
 
 Subject, session and trial numbers are parsed from file names, dates and key names, never taken
 from positions or lexicographic order. Every problem with the files raises `utils.DataError`
-with one line naming the file, the key and what was expected.
+with one line naming the file, the key and what was expected; an oddity that leaves the data
+usable (a label line given twice, a file whose date the tables do not know) prints one line
+starting `warning: ` on stderr naming the files. Nothing is changed silently.
 """
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -192,7 +195,9 @@ def find_recordings(dataset: str, root: str | Path) -> list[Recording]:
 
     SEED: session = the date's column in the SUBJECTS table when all of a subject's dates are
     known (a partial download keeps its session numbers), else the rank of the date among that
-    subject's files. SEED-IV: session = the number of the session folder.
+    subject's files, said in one warning line naming the files whose date the table lacks. More
+    files for a subject than SEED has sessions (a copy saved under another date) is an error.
+    SEED-IV: session = the number of the session folder (see _scan_session_folders).
     When both the feature and the raw EEG folder exist they must hold the same recordings.
     """
     if dataset not in DATASETS:
@@ -222,8 +227,28 @@ def find_recordings(dataset: str, root: str | Path) -> list[Recording]:
         named = raw is not None and not RECORDING_NAME.match(raw.name).group(1).isdigit()
         return SUBJECTS[dataset][subject][0] if named else None
 
-    return [Recording(subject=s, session=k, features=features.get((s, k)), raw=raws.get((s, k)),
-                      prefix=prefix(s, raws.get((s, k)))) for s, k in keys]
+    recordings = [Recording(subject=s, session=k, features=features.get((s, k)), raw=raws.get((s, k)),
+                            prefix=prefix(s, raws.get((s, k)))) for s, k in keys]
+    if dataset == "SEED":
+        _warn_unknown_dates(recordings, SUBJECTS[dataset])
+    return recordings
+
+
+def _warn_unknown_dates(recordings: list[Recording], subjects: dict) -> None:
+    """One warning line naming the files whose session is a date rank because SUBJECTS lacks their date.
+
+    Such a file may be a recording the table does not know, or a copy that took a real session's
+    number (1_20131028.mat beside 1_20131027.mat and 1_20131030.mat becomes session 2): the user decides.
+    """
+    unknown = [(r, path) for r in recordings if r.subject in subjects for path in (r.features, r.raw)
+               if path is not None and RECORDING_NAME.match(path.name).group(2) != subjects[r.subject][1][r.session - 1]]
+    if not unknown:
+        return
+    shown = [f"{path} (subject {r.subject}, made session {r.session}; known dates {', '.join(subjects[r.subject][1])})"
+             for r, path in unknown[:3]]
+    more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+    print(f"warning: {len(unknown)} SEED file(s) dated outside the session table of datasets.py, numbered by date rank "
+          f"among their subject's files: {'; '.join(shown)}{more}", file=sys.stderr)
 
 
 def _recording_files(folder: Path, names: dict[str, int]) -> dict[int, dict[str, Path]]:
@@ -257,6 +282,10 @@ def _scan_dated_files(folder: Path, subjects: dict, names: dict[str, int]) -> di
     out = {}
     for subject, by_date in _recording_files(folder, names).items():
         dates = sorted(by_date, key=int)  # numerically, never as text
+        if len(dates) > len(SESSIONS):  # ranking them would shift every later session by one
+            files = ", ".join(by_date[d].name for d in dates)
+            raise DataError(f"{folder}: subject {subject} has {len(dates)} files ({files}); SEED has {len(SESSIONS)} "
+                            f"sessions per subject, one file each (is one a copy saved under another date?)")
         known = subjects.get(subject, ("", ()))[1]
         sessions = [known.index(d) + 1 for d in dates] if all(d in known for d in dates) else range(1, len(dates) + 1)
         out.update({(subject, session): by_date[date] for session, date in zip(sessions, dates)})
@@ -264,10 +293,28 @@ def _scan_dated_files(folder: Path, subjects: dict, names: dict[str, int]) -> di
 
 
 def _scan_session_folders(folder: Path, names: dict[str, int]) -> dict[tuple[int, int], Path]:
-    """(subject, session) -> file; session = the number of the folder holding the file."""
-    session_dirs = {int(d.name): d for d in folder.iterdir() if d.is_dir() and d.name.isdigit()}
+    """(subject, session) -> file; session = the number of the folder holding the file.
+
+    Folders named by a number are session folders (01/ reads as session 1), other folders are
+    strays. Two folders of one session (1/ and 01/) are an error, and so is a number outside
+    SESSIONS (0/, 4/): SEED-IV has 3 sessions and labels for no other, so such a folder is a
+    misplaced copy rather than data to skip.
+    """
+    expected = ", ".join(f"{s}/" for s in SESSIONS)
+    session_dirs: dict[int, Path] = {}
+    for d in sorted(folder.iterdir()):
+        if not (d.is_dir() and d.name.isascii() and d.name.isdigit()):  # isdigit alone admits '²', which int() rejects
+            continue
+        session = int(d.name)
+        if session not in SESSIONS:
+            raise DataError(f"{d}: session folder {d.name}, but SEED-IV has sessions {', '.join(map(str, SESSIONS))} "
+                            f"(expected folders {expected})")
+        if session in session_dirs:
+            raise DataError(f"{session_dirs[session]} and {d}: both are session {session}; expected one folder per "
+                            f"session ({expected})")
+        session_dirs[session] = d
     if not session_dirs:
-        raise DataError(f"{folder}: no session folders (expected {', '.join(f'{s}/' for s in SESSIONS)})")
+        raise DataError(f"{folder}: no session folders (expected {expected})")
     out = {}
     for session, session_dir in session_dirs.items():
         for subject, by_date in _recording_files(session_dir, names).items():
@@ -378,10 +425,13 @@ def read_raw(path: str | Path, prefix: str | None = None) -> dict[int, np.ndarra
 def read_labels(dataset: str, root: str | Path) -> dict[int, np.ndarray]:
     """session -> (n_trials,) int64 0-based class per trial (see CLASS_NAMES).
 
-    SEED: label.mat (in the feature or the raw EEG folder), values -1/0/1 shifted to 0/1/2 =
-    negative/neutral/positive, the same for every session. SEED-IV: the `sessionK_label = [...]`
-    lines of ReadMe.txt; sessions it lacks (or all, without ReadMe.txt) come from TRIAL_LABELS,
-    which is said once on stdout.
+    SEED: label.mat, values -1/0/1 shifted to 0/1/2 = negative/neutral/positive, the same for every
+    session; the feature and the raw EEG folder each hold one, and they must agree. SEED-IV: the
+    `sessionK_label = [...]` lines of ReadMe.txt (K in SESSIONS; a line given twice with the same
+    labels is a warning, with different labels an error); sessions it lacks (or all, without
+    ReadMe.txt) come from TRIAL_LABELS, which is said once on stdout.
+    Labels putting every trial of a session in one class are an error; a class missing from a
+    session, a warning.
     """
     root = Path(root)
     if dataset == "SEED":
@@ -392,14 +442,33 @@ def read_labels(dataset: str, root: str | Path) -> dict[int, np.ndarray]:
     parsed: dict[int, np.ndarray] = {}
     if readme is not None:
         n_trials = len(TRIAL_LABELS[dataset][1])
+        names: dict[int, str] = {}  # session -> its line's name as written (session1_label)
+        repeated = []
         for session, values in SEED_IV_LABEL_LINE.findall(readme.read_text(encoding="utf-8", errors="replace")):
+            name = f"session{session}_label"
             items = [v.strip() for v in values.split(",") if v.strip()]
-            ok = len(items) == n_trials and all(v.isdigit() and int(v) < N_CLASSES[dataset] for v in items)
+            # isdecimal, not isdigit: int() rejects digits such as '²'
+            ok = len(items) == n_trials and all(v.isdecimal() and int(v) < N_CLASSES[dataset] for v in items)
             if not ok:
-                raise DataError(f"{readme}: session{session}_label: expected {n_trials} integers in "
+                raise DataError(f"{readme}: {name}: expected {n_trials} integers in "
                                 f"0..{N_CLASSES[dataset] - 1}, got [{values.strip()}]")
+            k = int(session)
+            if k not in SESSIONS:
+                raise DataError(f"{readme}: {name}: SEED-IV has sessions {', '.join(map(str, SESSIONS))} "
+                                f"(expected session1_label .. session{SESSIONS[-1]}_label)")
             labels = np.array([int(v) for v in items], dtype=np.int64)
-            parsed[int(session)] = labels
+            if k in parsed:  # keeping either line would be a silent choice
+                differ = np.flatnonzero(parsed[k] != labels)
+                if differ.size:
+                    t = int(differ[0])
+                    raise DataError(f"{readme}: session {k} labelled twice, by {names[k]} and {name}, differently "
+                                    f"(trial {t + 1}: {parsed[k][t]} vs {labels[t]}); expected one line per session")
+                repeated.append(f"{names[k]} and {name}")
+                continue
+            parsed[k], names[k] = labels, name
+        if repeated:
+            print(f"warning: {readme}: {'; '.join(repeated)} give the same labels twice; using them once", file=sys.stderr)
+        _check_classes(readme, dataset, {names[s]: parsed[s] for s in sorted(parsed)})
     fallback = [s for s in SESSIONS if s not in parsed]
     if fallback:
         where = f"{readme} has no session{fallback[0]}_label line" if readme else f"no ReadMe.txt in {root}"
@@ -407,12 +476,33 @@ def read_labels(dataset: str, root: str | Path) -> dict[int, np.ndarray]:
     return {**{s: np.array(TRIAL_LABELS[dataset][s], dtype=np.int64) for s in fallback}, **parsed}
 
 
-def _read_seed_labels(root: Path) -> dict[int, np.ndarray]:
-    folders = [*FEATURE_FOLDERS["SEED"], RAW_FOLDER["SEED"]]
-    path = next((root / f / "label.mat" for f in folders if (root / f / "label.mat").is_file()), None)
-    if path is None:
-        folder = next((f for f in folders if (root / f).is_dir()), folders[0])
-        raise DataError(f"{root / folder / 'label.mat'}: file not found (SEED ships it inside {' and '.join(folders[::2])})")
+def _check_classes(path: Path, dataset: str, labels: dict[str, np.ndarray], shift: int = 0) -> None:
+    """Raise if a session's labels name one class only; warn (one line) for classes some session lacks.
+
+    labels: where in `path` (key label, session2_label) -> (n_trials,) int64 0-based classes;
+    shift: added to a class to get the value written in the file (SEED's label.mat: -1).
+    A session of one class leaves nothing to tell apart (and per-session accuracy trivially 1):
+    a mislabelled file. The real sessions hold every class, but one lacking a class still trains.
+    """
+    classes = np.arange(N_CLASSES[dataset])
+    lacking = []
+    for where, y in labels.items():
+        present = np.isin(classes, y)  # (n_classes,) bool
+        if present.sum() == 1:
+            c = int(y[0])
+            raise DataError(f"{path}: {where}: all {y.size} trials have label {c + shift} ({CLASS_NAMES[dataset][c]}); "
+                            f"expected trials of the {N_CLASSES[dataset]} {dataset} classes "
+                            f"({', '.join(f'{k + shift} {n}' for k, n in enumerate(CLASS_NAMES[dataset]))})")
+        if not present.all():
+            absent = ", ".join(f"{k + shift} ({CLASS_NAMES[dataset][k]})" for k in classes[~present])
+            lacking.append(f"{where} has no trial labelled {absent}")
+    if lacking:
+        print(f"warning: {path}: {'; '.join(lacking)}; {dataset} has {N_CLASSES[dataset]} classes per session",
+              file=sys.stderr)
+
+
+def _read_label_mat(path: Path) -> np.ndarray:
+    """(n_trials,) int64: the `label` variable of a SEED label.mat, values -1/0/1 as in the file."""
     arrays = _load_mat(path, lambda name: name == "label")
     if "label" not in arrays:
         raise DataError(f"{path}: key label missing (expected a (1, {len(SEED_LABEL_VALUES)}) array of -1/0/1)")
@@ -420,5 +510,25 @@ def _read_seed_labels(root: Path) -> dict[int, np.ndarray]:
     ok = values.size == len(SEED_LABEL_VALUES) and np.issubdtype(values.dtype, np.number) and np.isin(values, (-1, 0, 1)).all()
     if not ok:
         raise DataError(f"{path}: key label: expected {len(SEED_LABEL_VALUES)} values in -1/0/1, got shape {arrays['label'].shape}")
-    labels = values.astype(np.int64) + 1  # -1/0/1 -> 0/1/2 = CLASS_NAMES["SEED"]
+    return values.astype(np.int64)
+
+
+def _read_seed_labels(root: Path) -> dict[int, np.ndarray]:
+    folders = [*FEATURE_FOLDERS["SEED"], RAW_FOLDER["SEED"]]
+    paths = [root / f / "label.mat" for f in folders if (root / f / "label.mat").is_file()]
+    if not paths:
+        folder = next((f for f in folders if (root / f).is_dir()), folders[0])
+        raise DataError(f"{root / folder / 'label.mat'}: file not found (SEED ships it inside {' and '.join(folders[::2])})")
+    # the copies must agree: which one a run used would otherwise decide its labels
+    first, *others = paths
+    values = _read_label_mat(first)
+    for other in others:
+        theirs = _read_label_mat(other)
+        differ = np.flatnonzero(theirs != values)
+        if differ.size:
+            k = int(differ[0])
+            raise DataError(f"{first} and {other} disagree on {differ.size} of {values.size} trials (trial {k + 1}: "
+                            f"{values[k]} vs {theirs[k]}); expected the same labels in both")
+    labels = values + 1  # -1/0/1 -> 0/1/2 = CLASS_NAMES["SEED"]
+    _check_classes(first, "SEED", {"key label (every session)": labels}, shift=-1)
     return {s: labels.copy() for s in SESSIONS}

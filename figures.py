@@ -45,6 +45,7 @@ from matplotlib.patches import FancyBboxPatch, Patch
 from PIL import Image
 
 import datasets
+import inputs
 import Preprocess
 import utils
 from utils import Config, DataError, UserError
@@ -276,7 +277,7 @@ def _per_subject_figure(results: list[dict], summary: dict, path: Path) -> Path:
 def electrode_pixels(width: int) -> np.ndarray:
     """(62, 2) float (row, col) of each electrode in pixel coordinates of a width x width map.
 
-    The geometry of Preprocess.grid_interpolation_matrix: its lattice spans the 9x9 grid corner
+    The geometry of inputs.grid_interpolation_matrix: its lattice spans the 9x9 grid corner
     to corner (pixel p at grid coordinate p * 8 / (width - 1)), so grid cell (r, c) lies at pixel
     (r, c) * (width - 1) / 8 - on a pixel centre when 8 divides width - 1, between pixels for 32.
     """
@@ -327,7 +328,7 @@ def input_figures(session, cfg: Config, out_dir: Path) -> list[Path]:
     """inputs_spectral.png and inputs_temporal.png: the network's two input maps for one window per class.
 
     `session`: a Preprocess.Session (de (N, 62, 5), eeg (N, 62, T) or None, label (N,), trial (N,)).
-    Maps are built as training builds them: electrode values times Preprocess.interpolation_matrix(width).
+    Maps are built as training builds them: electrode values times inputs.interpolation_matrix(width).
     DE is z-scored per electrode and band over the session (bands differ by several log units, so
     raw DE would show only the band offsets); raw EEG is shown in microvolts. `cfg` gives the map
     width, the dataset (class and band names) and the raw segment length (times on the temporal
@@ -338,13 +339,13 @@ def input_figures(session, cfg: Config, out_dir: Path) -> list[Path]:
     width, dataset, window_ms = cfg.data.input_width, cfg.data.dataset, 1000 * cfg.data.temporal_window_s
     names = datasets.CLASS_NAMES[dataset]
     picks = _one_per_class(np.asarray(session.label), np.asarray(session.trial))
-    matrix = Preprocess.interpolation_matrix(width)
+    matrix = inputs.interpolation_matrix(width)
     where = f"sub{session.subject:02d} ses{session.session}"
     paths = []
     with _style():
-        de = np.asarray(session.de, dtype=np.float64)
-        z = (de - de.mean(0, keepdims=True)) / np.where(de.std(0, keepdims=True) > 0, de.std(0, keepdims=True), 1)
-        maps = Preprocess.electrodes_to_maps(z[list(picks.values())], matrix, width)          # (K, W, W, bands)
+        z, _, _ = inputs.zscore(np.asarray(session.de, dtype=np.float64), np.arange(len(session.label)),
+                                inputs.NORMALISATION_AXES["de"])
+        maps = inputs.electrodes_to_maps(z[list(picks.values())], matrix, width)          # (K, W, W, bands)
         bands = [f"{b}\n{lo}-{hi} Hz" for b, (lo, hi) in zip(datasets.BANDS, datasets.BANDS_HZ[dataset])]
         paths.append(_map_sheet(maps, width, [names[c] for c in picks], bands,
                                 f"Spatial-spectral input ({where}): DE per band on the {width}x{width} map, "
@@ -354,7 +355,7 @@ def input_figures(session, cfg: Config, out_dir: Path) -> list[Path]:
             eeg = np.asarray(session.eeg, dtype=np.float64)[list(picks.values())]  # (K, 62, T) uV
             T = eeg.shape[-1]
             steps = list(range(0, T, 3))
-            maps = Preprocess.electrodes_to_maps(eeg[..., steps], matrix, width)
+            maps = inputs.electrodes_to_maps(eeg[..., steps], matrix, width)
             cols = [f"t = {k * window_ms / T:.0f} ms" for k in steps]
             paths.append(_map_sheet(maps, width, [names[c] for c in picks], cols,
                                     f"Spatial-temporal input ({where}): raw EEG, every 3rd of {T} time points",
@@ -416,7 +417,7 @@ def attention_weights(checkpoint_path: Path, sessions: list, *, per_class: int =
     """Run a checkpoint's network over sessions' windows and collect its attention weights.
 
     The electrode arrays are z-scored with the checkpoint's training statistics and mapped with
-    Preprocess.interpolation_matrix, as in training. At most `per_class` windows per class are
+    inputs.interpolation_matrix, as in training. At most `per_class` windows per class are
     used (seeded choice). Returns (config, labels (n,), {block: {"spatial": (n, H, W),
     "spectral_temporal": (n, D)}}) with only the parts the model has (model.SSTEmotionNet.attention_weights).
     """
@@ -434,19 +435,15 @@ def attention_weights(checkpoint_path: Path, sessions: list, *, per_class: int =
     keep = _subsample(label, per_class)
     de, label = de[keep], label[keep]
     eeg = eeg[keep] if eeg is not None else None
-    stats = ckpt.get("normalization") or {}
-    if "de_mean" in stats:
-        de = (de - np.asarray(stats["de_mean"])) / np.asarray(stats["de_std"])
-    if eeg is not None and "eeg_mean" in stats:
-        eeg = (eeg - np.asarray(stats["eeg_mean"])) / np.asarray(stats["eeg_std"])
+    de, eeg = inputs.apply_normalisation(de, eeg, ckpt.get("normalization") or {})
     width = cfg.data.input_width
-    matrix = Preprocess.interpolation_matrix(width).astype(np.float32)
+    matrix = inputs.interpolation_matrix(width).astype(np.float32)
     parts: dict[str, dict[str, list]] = {}
     with torch.no_grad():
         for start in range(0, len(label), batch_size):
             sl = slice(start, start + batch_size)
-            spectral = torch.from_numpy(Preprocess.electrodes_to_maps(de[sl], matrix, width)) if use_spectral else None
-            temporal = torch.from_numpy(Preprocess.electrodes_to_maps(eeg[sl], matrix, width)) if use_temporal else None
+            spectral = torch.from_numpy(inputs.electrodes_to_maps(de[sl], matrix, width)) if use_spectral else None
+            temporal = torch.from_numpy(inputs.electrodes_to_maps(eeg[sl], matrix, width)) if use_temporal else None
             for block, weights in net.attention_weights(spectral, temporal).items():
                 for kind, w in weights.items():
                     parts.setdefault(block, {}).setdefault(kind, []).append(w.float().cpu().numpy())

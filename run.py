@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import inputs
 import utils
 from utils import Config, ConfigError, DataError, UserError
 
@@ -157,15 +158,6 @@ class RunData:
     subjects: list[int]
 
 
-def zscore(x: np.ndarray, train: np.ndarray, axes: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(x - mean) / std with mean/std over `axes` of the training samples only."""
-    ref = x[train]
-    mean = ref.mean(axis=axes, keepdims=True, dtype=np.float64)
-    std = ref.std(axis=axes, keepdims=True, dtype=np.float64)
-    std = np.where(std > 0, std, 1.0)
-    return ((x - mean) / std).astype(np.float32), mean.astype(np.float32), std.astype(np.float32)
-
-
 def run_split(cfg: Config, spec: RunSpec, sessions: list) -> tuple[list, np.ndarray, Split]:
     """The sessions a run pools, their labels (N,) and the protocol's split; DataError if it cannot be made.
 
@@ -182,6 +174,13 @@ def run_split(cfg: Config, spec: RunSpec, sessions: list) -> tuple[list, np.ndar
     if len(split.train) == 0 or len(split.test) == 0:
         raise DataError(f"{spec.name}: protocol {cfg.training.protocol} leaves "
                         f"{len(split.train)} training and {len(split.test)} test samples")
+    untrained = sorted(set(label[split.test].tolist()) - set(label[split.train].tolist()))
+    if untrained:   # the model could never predict it: every test window of that class would count as an error
+        import datasets
+
+        names = ", ".join(f"{c} ({datasets.CLASS_NAMES[cfg.data.dataset][c]})" for c in untrained)
+        raise DataError(f"{parts[0].path}: class {names} has test windows but no training window under protocol "
+                        f"{cfg.training.protocol} ({spec.name}); check the session's labels")
     return parts, label, split
 
 
@@ -197,32 +196,10 @@ def build_run_data(cfg: Config, spec: RunSpec, sessions: list) -> RunData:
     eeg = np.concatenate([np.asarray(s.eeg) for s in parts]) if cfg.model.streams != "spectral" else None
     stats = {}
     if cfg.training.normalization == "electrode":
-        de, stats["de_mean"], stats["de_std"] = zscore(de, split.train, axes=(0,))       # per electrode and band
-        if eeg is not None:
-            eeg, stats["eeg_mean"], stats["eeg_std"] = zscore(eeg, split.train, axes=(0, 2))  # per electrode
+        de, eeg, stats = inputs.normalise_run(de, eeg, split.train)
     return RunData(torch.from_numpy(np.ascontiguousarray(de, dtype=np.float32)),
                    None if eeg is None else torch.from_numpy(np.ascontiguousarray(eeg, dtype=np.float32)),
                    torch.from_numpy(label.astype(np.int64)), split, stats, subject_pool(parts))
-
-
-class MapBuilder:
-    """Electrode values -> channels-last maps, the same fixed linear map Preprocess.py stores.
-
-    (B, 62, C) -> (B, W, W, C) in one matrix product per batch, on the training device.
-    """
-
-    def __init__(self, width: int, device: torch.device):
-        import Preprocess
-
-        self.width = width
-        self.matrix_t = torch.from_numpy(Preprocess.interpolation_matrix(width).T.astype(np.float32)).to(device)  # (62, W*W)
-
-    def __call__(self, x: torch.Tensor | None) -> torch.Tensor | None:
-        if x is None:
-            return None
-        B, E, C = x.shape
-        maps = x.transpose(1, 2) @ self.matrix_t               # (B, C, W*W)
-        return maps.view(B, C, self.width, self.width).permute(0, 2, 3, 1)  # (B, W, W, C)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -272,7 +249,7 @@ class Trainer:
         self.train_net = fastcpu.accelerate(self.net) if device.type == "cpu" else self.net
         self.optimizer = model_lib.adam(self.net, cfg.training.l2, cfg.training.lr)
         self.shuffle = torch.Generator().manual_seed(cfg.training.seed)
-        self.maps = MapBuilder(cfg.data.input_width, device)
+        self.maps = inputs.MapBuilder(cfg.data.input_width, device)
         self.autocast = device.type == "cuda" and cfg.training.amp
         self.use_temporal = cfg.model.streams != "spectral"
         self.use_spectral = cfg.model.streams != "temporal"

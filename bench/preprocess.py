@@ -1,33 +1,39 @@
-"""Benchmark: one full-size SEED session (3394 windows, both streams) from loaded arrays to maps.
+"""Benchmark: Preprocess.py end to end on full-size SEED sessions against a per-sample reference.
 
-    python bench/preprocess.py [--ref-samples 20] [--repeats 4]
-    OPENBLAS_NUM_THREADS=2 python bench/preprocess.py     # both cores for BLAS (default: one, see below)
+    python bench/preprocess.py                  # 2 full-size synthetic SEED sessions (about 1 GB in a temp folder)
+    python bench/preprocess.py --sessions 3 --ref-samples 40
 
-Builds the session in memory (random DE and raw EEG of the real shapes: 15 trials, T windows of
-1 s, N = 200*T + 1 raw samples; no disk), then times
-  this project's path   Preprocess.session_arrays: gather all segments, one resampling product,
-                        one interpolation product per stream (the first run pays the page faults
-                        of 442 MB of fresh output, then the median of the others; the interpolation
-                        and resampling matrices are built once, timed apart)
+Writes full-size synthetic SEED sessions of subject 1 in the distributed format (synthetic.py: 15
+trials, 3394 windows, .mat files of 67 MB of features and 322 MB of raw EEG each; not timed), then
+  the whole command     `python Preprocess.py -c <ini> --force` (interpreter start, imports, .mat
+                        reading, maps, checks, .npy writing with fsync), wall time per session; then
+                        the same with --no-maps (only what run.py reads)
+  its phases            the same work in this process (Preprocess.preprocess with `timings`): the
+                        share of reading, computing, checking and writing
   per-sample reference  what common EEG toolkits do, sample by sample: resample the segment
                         (scipy.signal.resample_poly), then for each of the 5 DE bands and 25 time
                         points scipy.interpolate.griddata(method='cubic') of the 62 electrodes onto
                         the 9x9 grid and scipy.ndimage.zoom(order=3) to W x W. Timed on
-                        --ref-samples samples and extrapolated to the session.
-and prints samples/s for both, the ratio, and the bytes Preprocess.py writes per session.
+                        --ref-samples samples of the same session and extrapolated to it; reading
+                        and writing are not counted for it (it would only lose more).
+and prints bytes read and written per session and the ratios.
 """
 from __future__ import annotations
 
 import argparse
+import configparser
 import os
 import platform
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-# One BLAS thread unless the caller sets it: griddata makes thousands of tiny LAPACK calls, and
-# with 2 OpenBLAS threads each takes ~1 s when another process holds a core (measured here), which
-# would time the machine's load instead of the method. Must be set before NumPy loads OpenBLAS.
+# One BLAS thread for the reference unless the caller sets it: griddata makes thousands of tiny
+# LAPACK calls, and with 2 OpenBLAS threads each takes ~1 s when another process holds a core,
+# which would time the machine's load instead of the method. Set before NumPy loads OpenBLAS.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -35,86 +41,94 @@ import numpy as np  # noqa: E402
 from scipy import ndimage, signal  # noqa: E402
 from scipy.interpolate import griddata  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from datasets import CHANNELS, GRID_POSITIONS, GRID_SIZE, SAMPLING_RATE, TRIAL_LABELS, TRIAL_WINDOWS  # noqa: E402
-from Preprocess import (ARRAYS, interpolation_matrix, resample_matrix, session_arrays,  # noqa: E402
-                        temporal_spec)
+import datasets  # noqa: E402
+import Preprocess  # noqa: E402
+import synthetic  # noqa: E402
 from utils import load_config  # noqa: E402
 
 from common import cpu_model  # noqa: E402  (bench/common.py)
 
-NPY_HEADER = 128  # bytes np.save puts before the data of these arrays
-
-
-
-def full_session(rng: np.random.Generator) -> tuple[dict, dict, np.ndarray]:
-    """(de, raw, labels) of a full-size SEED session: trial -> (62, T, 5) and (62, 200*T + 1) float64."""
-    windows = TRIAL_WINDOWS["SEED"][1]
-    de = {k: 20 + rng.standard_normal((len(CHANNELS), t, 5)) for k, t in enumerate(windows, start=1)}
-    raw = {k: 20 * rng.standard_normal((len(CHANNELS), SAMPLING_RATE * t + 1)) for k, t in enumerate(windows, start=1)}
-    return de, raw, np.array(TRIAL_LABELS["SEED"][1])
-
 
 def reference(de_samples: np.ndarray, segments: np.ndarray, spec, width: int) -> None:
     """Per-sample maps as common toolkits build them; de_samples (n, 62, 5), segments (n, 62, length)."""
-    grid_r, grid_c = np.mgrid[0:GRID_SIZE, 0:GRID_SIZE]
+    grid_r, grid_c = np.mgrid[0:datasets.GRID_SIZE, 0:datasets.GRID_SIZE]
     for de, segment in zip(de_samples, segments):
         resampled = signal.resample_poly(segment, spec.up, spec.down, axis=-1)  # (62, points)
         for frame in np.concatenate([de, resampled], axis=1).T:  # 5 bands + 25 time points, (62,) each
-            grid = griddata(GRID_POSITIONS, frame, (grid_r, grid_c), method="cubic", fill_value=0.0)
-            ndimage.zoom(grid, width / GRID_SIZE, order=3)
+            grid = griddata(datasets.GRID_POSITIONS, frame, (grid_r, grid_c), method="cubic", fill_value=0.0)
+            ndimage.zoom(grid, width / datasets.GRID_SIZE, order=3)
+
+
+def write_ini(folder: Path) -> Path:
+    ini = configparser.ConfigParser(inline_comment_prefixes=(";",), interpolation=None)
+    ini.optionxform = str
+    ini.read(ROOT / "SEED.ini", encoding="utf-8")
+    ini["path"] = {"dataset_root": str(folder / "SEED"), "preprocessed_root": str(folder / "pre"),
+                   "result_path": str(folder / "results")}
+    path = folder / "bench.ini"
+    with open(path, "w", encoding="utf-8") as f:
+        ini.write(f)
+    return path
+
+
+def command_seconds(ini: Path, *args: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, str(ROOT / "Preprocess.py"), "-c", str(ini), "--force", *args], check=True,
+                   capture_output=True, cwd=ROOT)
+    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=2, choices=(1, 2, 3), help="full-size sessions (default 2)")
     parser.add_argument("--ref-samples", type=int, default=20, help="samples timed for the per-sample reference")
-    parser.add_argument("--repeats", type=int, default=4, help="runs of this project's path (the first is cold)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of the command (median; default 3)")
     args = parser.parse_args()
 
-    cfg = load_config(Path(__file__).resolve().parents[1] / "SEED.ini")
-    width, spec = cfg.data.input_width, temporal_spec(cfg)
-    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"CPU: {cpu_model()}; {os.cpu_count()} logical CPUs, {len(os.sched_getaffinity(0))} usable; "
-          f"BLAS threads: {threads}; load average before the run: {load}")
-    if os.getloadavg()[0] > len(os.sched_getaffinity(0)):
-        print("warning: the machine is busy (load above its CPU count): timings are inflated and noisy")
-    print(f"numpy {np.__version__}, Python {platform.python_version()}; SEED session, W = {width}, "
-          f"{spec.length} -> {spec.points} points per segment")
+    print(f"CPU: {cpu_model()}; {len(os.sched_getaffinity(0))} usable CPUs; load average "
+          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}; numpy {np.__version__}, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory(prefix="bench_preprocess_") as tmp:
+        folder = Path(tmp)
+        sessions = tuple(range(1, args.sessions + 1))
+        synthetic.write_seed(folder / "SEED", subjects=(1,), sessions=sessions)
+        ini = write_ini(folder)
+        cfg = load_config(ini)
+        recordings = datasets.find_recordings("SEED", folder / "SEED")
+        read = sum(p.stat().st_size for r in recordings for p in (r.features, r.raw)) / len(recordings)
 
-    rng = np.random.default_rng(0)
-    de, raw, labels = full_session(rng)
-    start = time.perf_counter()
-    interpolation, resampling = interpolation_matrix(width), resample_matrix(spec)
-    setup = time.perf_counter() - start
+        timings: dict[str, float] = {}
+        Preprocess.preprocess(cfg, force=True, timings=timings)        # also warms the page cache for the command
+        command = statistics.median(command_seconds(ini) for _ in range(args.repeats)) / len(sessions)
+        no_maps = statistics.median(command_seconds(ini, "--no-maps") for _ in range(args.repeats)) / len(sessions)
+        Preprocess.preprocess(cfg, force=True)                          # the maps back, for the byte count
+        written = sum((folder / "pre" / f"sub01_ses{k}" / f"{name}.npy").stat().st_size
+                      for k in sessions for name in Preprocess.ARRAYS) / len(sessions)
 
-    # the reference first: BLAS threads left spinning by our path would slow it down
-    n_ref = args.ref_samples
-    de_samples = np.stack([de[1][:, j] for j in range(n_ref)])  # (n_ref, 62, 5)
-    starts = np.arange(n_ref) * spec.window + spec.offset
-    segments = raw[1][:, starts[:, None] + np.arange(spec.length)].transpose(1, 0, 2)  # (n_ref, 62, length)
-    start = time.perf_counter()
-    reference(de_samples, segments, spec, width)
-    ref_per_sample = (time.perf_counter() - start) / n_ref
-
-    times = []
-    for _ in range(args.repeats):
+        session = Preprocess.load_preprocessed(cfg, sessions=[1])[0]
+        spec = Preprocess.temporal_spec(cfg)
+        raw = datasets.read_raw(recordings[0].raw)[1]
+        n_ref = args.ref_samples
+        starts = np.arange(n_ref) * spec.window + spec.offset
+        segments = raw[:, starts[:, None] + np.arange(spec.length)].transpose(1, 0, 2)  # (n_ref, 62, length)
         start = time.perf_counter()
-        arrays = session_arrays(de, raw, labels, spec, interpolation, resampling, width)
-        times.append(time.perf_counter() - start)
-    n = len(arrays["label"])
-    cold, warm = times[0], float(np.median(times[1:]))
+        reference(np.asarray(session.de[:n_ref], dtype=np.float64), segments, spec, cfg.data.input_width)
+        per_session_ref = (time.perf_counter() - start) / n_ref * len(session.label)
 
-    n_bytes = sum(arrays[name].nbytes + NPY_HEADER for name in ARRAYS)
-    print(f"matrices (built once per run): {setup:.3f} s")
-    print(f"this project : {n} samples; first run {cold:.3f} s (fresh memory: page faults), then median "
-          f"{warm:.3f} s of {args.repeats - 1} ({', '.join(f'{t:.3f}' for t in times[1:])}) = {n / warm:,.0f} samples/s")
-    print(f"per-sample   : {ref_per_sample * 1e3:.1f} ms/sample on {n_ref} samples, extrapolated "
-          f"{ref_per_sample * n:.1f} s per session = {1 / ref_per_sample:,.1f} samples/s")
-    print(f"ratio        : {ref_per_sample * n / warm:,.0f}x (warm), {ref_per_sample * n / cold:,.0f}x (first run)")
-    print(f"written per full-size session: {n_bytes / 1e6:.1f} MB ("
-          + ", ".join(f"{name} {arrays[name].nbytes / 1e6:.1f}" for name in ARRAYS) + " MB, + manifest.json)")
+    total = sum(timings.values())
+    print(f"SEED.ini, {len(sessions)} full-size session(s) of {len(session.label)} windows; per session: "
+          f"{read / 1e6:.1f} MB read (.mat), {written / 1e6:.1f} MB written (.npy)")
+    print(f"command      : python Preprocess.py -c <ini> --force: {command:.2f} s per session "
+          f"(median of {args.repeats}), --no-maps: {no_maps:.2f} s")
+    print(f"phases       : {total / len(sessions):.2f} s per session in one process: "
+          + ", ".join(f"{k} {v / total:.0%}" for k, v in timings.items()))
+    print(f"per-sample   : {per_session_ref / len(session.label) * 1e3:.1f} ms/sample on {n_ref} samples, "
+          f"extrapolated {per_session_ref:.1f} s per session")
+    print(f"ratio        : {per_session_ref / command:.0f}x end to end (the command), "
+          f"{per_session_ref / no_maps:.0f}x with --no-maps, {per_session_ref / (total / len(sessions)):.0f}x "
+          f"in one process")
 
 
 if __name__ == "__main__":

@@ -358,6 +358,69 @@ def _(w):
     edit_mat(w.data / IV_FEATURES, lambda a: a.pop("de_LDS20"))
 
 
+# ----------------------------------------------------------------------------- Preprocess.py: files that disagree
+
+@case("seed-recording-copied-under-another-date", "Preprocess.py",
+      "{data}/ExtractedFeatures: subject 1 has 4 files (1_20131027.mat, 1_20131028.mat, 1_20131030.mat, 1_20131107.mat); "
+      "SEED has 3 sessions per subject")
+def _(w):   # sessions 2 and 3 as copies of session 1, and one more copy the day after session 1
+    for path in (w.data / FEATURES, w.data / RAW):
+        for date in ("20131028", "20131030", "20131107"):
+            shutil.copy(path, path.with_name(f"1_{date}.mat"))
+
+
+@case("seed-iv-session-folders-1-and-01", "Preprocess.py",
+      "{data}/eeg_feature_smooth/01 and {data}/eeg_feature_smooth/1: both are session 1", tree="seed_iv")
+def _(w):
+    for folder in ("eeg_feature_smooth", "eeg_raw_data"):
+        shutil.copytree(w.data / folder / "1", w.data / folder / "01")
+
+
+@case("seed-iv-session-folder-4", "Preprocess.py",
+      "{data}/eeg_feature_smooth/4: session folder 4, but SEED-IV has sessions 1, 2, 3", tree="seed_iv")
+def _(w):
+    for folder in ("eeg_feature_smooth", "eeg_raw_data"):
+        (w.data / folder / "2").rename(w.data / folder / "4")
+
+
+@case("label-mats-disagree", "Preprocess.py",
+      "{data}/ExtractedFeatures/label.mat and {data}/Preprocessed_EEG/label.mat disagree on 1 of 15 trials "
+      "(trial 4: -1 vs 1)")
+def _(w):
+    edit_mat(w.data / "Preprocessed_EEG" / "label.mat", put("label", (0, 3), 1))
+
+
+@case("label-mat-one-class", "Preprocess.py",
+      "{data}/ExtractedFeatures/label.mat: key label (every session): all 15 trials have label 0 (neutral); "
+      "expected trials of the 3 SEED classes")
+def _(w):
+    for folder in ("ExtractedFeatures", "Preprocessed_EEG"):
+        edit_mat(w.data / folder / "label.mat", lambda a: a["label"].fill(0))
+
+
+@case("seed-iv-readme-session-labelled-twice", "Preprocess.py",
+      "{data}/ReadMe.txt: session 1 labelled twice, by session1_label and session1_label, differently", tree="seed_iv")
+def _(w):
+    with open(w.data / "ReadMe.txt", "a") as fh:
+        fh.write("session1_label = [" + ",".join(["0", "1", "2", "3"] * 6) + "];\n")
+
+
+@case("seed-iv-readme-session-of-one-class", "Preprocess.py",
+      "{data}/ReadMe.txt: session2_label: all 24 trials have label 3 (happy); expected trials of the 4 SEED-IV classes",
+      tree="seed_iv")
+def _(w):
+    text = (w.data / "ReadMe.txt").read_text()
+    line = next(line for line in text.splitlines() if line.startswith("session2_label"))
+    (w.data / "ReadMe.txt").write_text(text.replace(line, "session2_label = [" + ",".join(["3"] * 24) + "];"))
+
+
+@case("seed-iv-readme-session-4", "Preprocess.py", "{data}/ReadMe.txt: session4_label: SEED-IV has sessions 1, 2, 3",
+      tree="seed_iv")
+def _(w):
+    with open(w.data / "ReadMe.txt", "a") as fh:
+        fh.write("session4_label = [" + ",".join(["0", "1", "2", "3"] * 6) + "];\n")
+
+
 # ----------------------------------------------------------------------------- Preprocess.py: INI and output folder
 
 @case("ini-file-missing", "Preprocess.py", "{tmp}/nope.ini: config file not found")
@@ -424,6 +487,26 @@ def _(w):
     edit_mat(w.data / FEATURES, put("de_LDS3", (0, 0, 0), np.nan))
     w.ini = {"data": {"input_width": 16}}
     w.args = ["--force"]
+
+
+@case("ini-input-width-beyond-memory", "Preprocess.py",
+      "{ini}: [data] input_width = 100000 (with temInput_length = 25): preprocessing one SEED session needs about")
+def _(w):
+    w.ini = {"data": {"input_width": 100000}}
+
+
+@case("raw-eeg-resampled-beyond-float32", "Preprocess.py",
+      "{data}/" + RAW + ": 124 values of the written eeg array are not finite (the resampling filter overshoots")
+def _(w):
+    """Finite in the file and in float32, but the resampling filter overshoots a spike of 3.3e38 uV."""
+    edit_mat(w.data / RAW, put("djc_eeg2", (slice(None), slice(210, 230)), 3.3e38))
+
+
+@case("de-interpolated-beyond-float32", "Preprocess.py",
+      "{data}/" + FEATURES + ": 4382 values of the written spectral array are not finite (the interpolation overshoots")
+def _(w):
+    """A band of DE at 3.3e38: the interpolation's weights (up to 1.2, summing to more than 1) overflow it."""
+    edit_mat(w.data / FEATURES, put("de_LDS2", (slice(None), slice(None), 0), 3.3e38))
 
 
 # ----------------------------------------------------------------------------- run.py: INI
@@ -584,6 +667,22 @@ def _(w):
 @case("preprocessed-manifest-garbage", "run.py", "{pre}/sub01_ses1/manifest.json: unreadable; run `python Preprocess.py -c {ini} --force`")
 def _(w):
     (w.pre / "sub01_ses1" / "manifest.json").write_text("{not json")
+
+
+@case("preprocessed-manifest-of-another-session", "run.py",
+      "{pre}/sub01_ses1/manifest.json: says subject 2, session 1, but its folder is sub01_ses1")
+def _(w):
+    manifest = json.loads((w.pre / "sub01_ses1" / "manifest.json").read_text())
+    (w.pre / "sub01_ses1" / "manifest.json").write_text(json.dumps({**manifest, "subject": 2}))
+
+
+@case("class-without-a-training-trial", "run.py",
+      "{pre}/sub01_ses1: class 2 (positive) has test windows but no training window under protocol trial (sub01_ses1)")
+def _(w):
+    """Labels edited so that the positive trials among 1-9 read neutral: positive is left to the test trials."""
+    label, trial = (np.load(w.pre / "sub01_ses1" / f"{name}.npy") for name in ("label", "trial"))
+    label[(label == 2) & (trial <= 9)] = 1
+    np.save(w.pre / "sub01_ses1" / "label.npy", label)
 
 
 @case("preprocessed-without-raw-eeg", "run.py", "{pre}/sub01_ses1: no spatial-temporal maps (no raw EEG was found); set [model] streams = spectral")

@@ -6,6 +6,7 @@ Synthetic trees are tiny (trial_fraction 0.02: 3 to 5 windows per trial) and ful
 other loaders fall into: subject 10 sorting before 2, key eeg10 before eeg2, stray files,
 SEED-IV session folders, the ExtractedFeatures_1s name, a MATLAB v7.3 (HDF5) file.
 """
+import re
 import shutil
 import subprocess
 import sys
@@ -190,15 +191,20 @@ def test_find_recordings_seed_order_and_strays(seed_tree):
     assert recordings[3].raw == seed_tree / "Preprocessed_EEG" / "10_20131204.mat"
 
 
-def test_find_recordings_sessions_from_dates(tmp_path):
+def test_find_recordings_sessions_from_dates(tmp_path, capsys):
     # only session 2 of subject 1: its known date keeps session number 2
     root = synthetic.write_seed(tmp_path / "SEED", subjects=(1,), sessions=(2,), trial_fraction=FRACTION, raw=False)
     assert [(r.subject, r.session, r.raw) for r in D.find_recordings("SEED", root)] == [(1, 2, None)]
-    # unknown dates: session = rank of the date, compared as numbers
+    assert capsys.readouterr().err == ""
+    # unknown dates: session = rank of the date, compared as numbers, said in one warning line
     folder = root / "ExtractedFeatures"
     shutil.copy(folder / "1_20131030.mat", folder / "1_20200101.mat")
     (folder / "1_20131030.mat").rename(folder / "1_20191231.mat")
     assert [(r.session, r.features.name) for r in D.find_recordings("SEED", root)] == [(1, "1_20191231.mat"), (2, "1_20200101.mat")]
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("warning: 2 SEED file(s) dated outside the session table") and "numbered by date rank" in line
+    assert f"{folder / '1_20191231.mat'} (subject 1, made session 1; known dates 20131027, 20131030, 20131107)" in line
+    assert f"{folder / '1_20200101.mat'} (subject 1, made session 2;" in line
 
 
 def test_find_recordings_extracted_features_1s(tmp_path):
@@ -270,6 +276,153 @@ def test_find_recordings_errors(seed_tree, tmp_path, damage, message):
         (root / "Preprocessed_EEG" / "10_20131204.mat").unlink()
     with pytest.raises(DataError, match=message):
         D.find_recordings("SEED", root)
+
+
+def test_find_recordings_seed_more_files_than_sessions(tmp_path, capsys):
+    """A recording copied under another date: ranking the dates would silently shift sessions 2 and 3."""
+    root = synthetic.write_seed(tmp_path / "SEED", subjects=(1,), trial_fraction=FRACTION, raw=False)
+    folder = root / "ExtractedFeatures"
+    shutil.copy(folder / "1_20131027.mat", folder / "1_20131028.mat")
+    message = (f"{folder}: subject 1 has 4 files (1_20131027.mat, 1_20131028.mat, 1_20131030.mat, 1_20131107.mat); "
+               f"SEED has 3 sessions per subject, one file each")
+    with pytest.raises(DataError, match=re.escape(message)):
+        D.find_recordings("SEED", root)
+    # a partial download with the copy: still read, by date rank, and the copy is named in a warning
+    (folder / "1_20131030.mat").unlink()
+    recordings = D.find_recordings("SEED", root)
+    assert [(r.session, r.features.name) for r in recordings] == [
+        (1, "1_20131027.mat"), (2, "1_20131028.mat"), (3, "1_20131107.mat")]
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("warning: 1 SEED file(s)") and f"{folder / '1_20131028.mat'} (subject 1, made session 2;" in line
+    # a partial download of known dates: sessions from the table, no warning
+    (folder / "1_20131028.mat").unlink()
+    assert [(r.session, r.features.name) for r in D.find_recordings("SEED", root)] == [
+        (1, "1_20131027.mat"), (3, "1_20131107.mat")]
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("folders, message", [
+    (("01",), "{f}/01 and {f}/1: both are session 1; expected one folder per session (1/, 2/, 3/)"),
+    (("002",), "{f}/002 and {f}/2: both are session 2; expected one folder per session"),
+    (("4",), "{f}/4: session folder 4, but SEED-IV has sessions 1, 2, 3 (expected folders 1/, 2/, 3/)"),
+    (("0",), "{f}/0: session folder 0, but SEED-IV has sessions 1, 2, 3"),
+])
+def test_find_recordings_seed_iv_session_folder_errors(seed_iv_tree, tmp_path, folders, message):
+    root = shutil.copytree(seed_iv_tree, tmp_path / "SEED_IV")
+    features = root / "eeg_feature_smooth"
+    for name in folders:
+        shutil.copytree(features / str(int(name) if int(name) in D.SESSIONS else 1), features / name)
+    with pytest.raises(DataError, match=re.escape(message.format(f=features))):
+        D.find_recordings("SEED-IV", root)
+
+
+def test_find_recordings_seed_iv_stray_folders_ignored(seed_iv_tree, tmp_path):
+    root = shutil.copytree(seed_iv_tree, tmp_path / "SEED_IV")
+    for name in ("notes", "1_old", "²"):
+        (root / "eeg_feature_smooth" / name).mkdir()
+    assert [(r.subject, r.session) for r in D.find_recordings("SEED-IV", root)] == [(1, 1), (1, 2), (10, 1), (10, 2)]
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def write_label_mats(root: Path, *labels) -> Path:
+    """SEED label.mat files, (1, 15) int32 as the lab ships them: ExtractedFeatures/ gets the first,
+    Preprocessed_EEG/ the second."""
+    for folder, values in zip(("ExtractedFeatures", "Preprocessed_EEG"), labels):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        scipy.io.savemat(root / folder / "label.mat", {"label": np.array([values], dtype=np.int32)})
+    return root
+
+
+def write_readme(root: Path, *lines: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "ReadMe.txt").write_text("0: neutral, 1: sad, 2: fear, 3: happy\n" + "\n".join(lines) + "\n")
+    return root
+
+
+def iv_line(session: int, labels=None) -> str:
+    return f"session{session}_label = [{','.join(map(str, labels or D.TRIAL_LABELS['SEED-IV'][session]))}];"
+
+
+def test_seed_label_mats_must_agree(tmp_path, capsys):
+    good = list(D.SEED_LABEL_VALUES)
+    root = write_label_mats(tmp_path / "SEED", good, good)
+    assert D.read_labels("SEED", root)[2].tolist() == list(D.TRIAL_LABELS["SEED"][2])
+    bad = good.copy()
+    bad[3], bad[6] = 1, 0  # trials 4 and 7: -1 in the real file
+    write_label_mats(root, good, bad)
+    message = (f"{root / 'ExtractedFeatures' / 'label.mat'} and {root / 'Preprocessed_EEG' / 'label.mat'} disagree on "
+               f"2 of 15 trials (trial 4: -1 vs 1); expected the same labels in both")
+    with pytest.raises(DataError, match=re.escape(message)):
+        D.read_labels("SEED", root)
+    # the newer release's folder name counts too
+    (root / "ExtractedFeatures").rename(root / "ExtractedFeatures_1s")
+    with pytest.raises(DataError, match=re.escape(f"{root / 'ExtractedFeatures_1s' / 'label.mat'} and ")):
+        D.read_labels("SEED", root)
+    # one label.mat alone is read as before
+    (root / "Preprocessed_EEG" / "label.mat").unlink()
+    assert D.read_labels("SEED", root)[1].tolist() == list(D.TRIAL_LABELS["SEED"][1])
+    assert capsys.readouterr().err == ""
+
+
+def test_seed_label_mat_of_one_class(tmp_path, capsys):
+    root = write_label_mats(tmp_path / "SEED", [1] * 15, [1] * 15)
+    path = root / "ExtractedFeatures" / "label.mat"
+    message = (f"{path}: key label (every session): all 15 trials have label 1 (positive); expected trials of the "
+               f"3 SEED classes (-1 negative, 0 neutral, 1 positive)")
+    with pytest.raises(DataError, match=re.escape(message)):
+        D.read_labels("SEED", root)
+    # two classes: usable, said in one warning line
+    two = [1, 0] * 7 + [1]
+    write_label_mats(root, two, two)
+    assert D.read_labels("SEED", root)[1].tolist() == [v + 1 for v in two]
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (f"warning: {path}: key label (every session) has no trial labelled -1 (negative); "
+                    f"SEED has 3 classes per session")
+
+
+def test_seed_iv_readme_session_given_twice(tmp_path, capsys):
+    root = write_readme(tmp_path / "SEED_IV", iv_line(1), iv_line(2), iv_line(3), iv_line(2))
+    labels = D.read_labels("SEED-IV", root)
+    assert all(labels[s].tolist() == list(D.TRIAL_LABELS["SEED-IV"][s]) for s in D.SESSIONS)
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines() == [
+        f"warning: {root / 'ReadMe.txt'}: session2_label and session2_label give the same labels twice; using them once"]
+    other = [3, 2, 1, 0] * 6
+    write_readme(root, iv_line(1), iv_line(2), iv_line(3), iv_line(3, other))
+    message = (f"{root / 'ReadMe.txt'}: session 3 labelled twice, by session3_label and session3_label, differently "
+               f"(trial 1: 1 vs 3); expected one line per session")
+    with pytest.raises(DataError, match=re.escape(message)):
+        D.read_labels("SEED-IV", root)
+    write_readme(root, iv_line(1), iv_line(2), iv_line(3), iv_line(1).replace("session1", "session01", 1))
+    D.read_labels("SEED-IV", root)  # session01_label is session 1 again, with the same labels: a warning
+    assert "session1_label and session01_label give the same labels twice" in capsys.readouterr().err
+    write_readme(root, iv_line(1), iv_line(2), iv_line(3), iv_line(1, other).replace("session1", "session01", 1))
+    with pytest.raises(DataError, match=re.escape("session 1 labelled twice, by session1_label and session01_label")):
+        D.read_labels("SEED-IV", root)
+
+
+def test_seed_iv_readme_session_out_of_range(tmp_path):
+    extra = iv_line(3).replace("session3", "session4", 1)
+    root = write_readme(tmp_path / "SEED_IV", iv_line(1), iv_line(2), iv_line(3), extra)
+    message = f"{root / 'ReadMe.txt'}: session4_label: SEED-IV has sessions 1, 2, 3 (expected session1_label .. session3_label)"
+    with pytest.raises(DataError, match=re.escape(message)):
+        D.read_labels("SEED-IV", root)
+
+
+def test_seed_iv_readme_session_of_one_class(tmp_path, capsys):
+    root = write_readme(tmp_path / "SEED_IV", iv_line(1), iv_line(2, [0] * 24), iv_line(3))
+    message = (f"{root / 'ReadMe.txt'}: session2_label: all 24 trials have label 0 (neutral); expected trials of the "
+               f"4 SEED-IV classes (0 neutral, 1 sad, 2 fear, 3 happy)")
+    with pytest.raises(DataError, match=re.escape(message)):
+        D.read_labels("SEED-IV", root)
+    # classes missing from sessions 1 and 3: usable, said in one warning line naming both
+    write_readme(root, iv_line(1, [0, 1] * 12), iv_line(2), iv_line(3, [3, 2, 1] * 8))
+    assert D.read_labels("SEED-IV", root)[1].tolist() == [0, 1] * 12
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (f"warning: {root / 'ReadMe.txt'}: session1_label has no trial labelled 2 (fear), 3 (happy); "
+                    f"session3_label has no trial labelled 0 (neutral); SEED-IV has 4 classes per session")
 
 
 # ----------------------------------------------------------------------------- readers

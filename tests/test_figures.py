@@ -112,12 +112,12 @@ def tiny(tmp_path_factory):
 
 
 def test_electrode_pixels_follow_the_interpolation_geometry():
-    import Preprocess
+    import inputs
 
     # width 17: every grid cell falls on a pixel, where the interpolated map equals the electrode's value
     width = 17
     values = np.random.default_rng(0).normal(size=(1, 62, 1)).astype(np.float32)
-    maps = Preprocess.electrodes_to_maps(values, Preprocess.interpolation_matrix(width), width)[0, ..., 0]
+    maps = inputs.electrodes_to_maps(values, inputs.interpolation_matrix(width), width)[0, ..., 0]
     rc = figures.electrode_pixels(width)
     assert np.allclose(rc, np.round(rc))
     assert np.allclose(maps[rc[:, 0].astype(int), rc[:, 1].astype(int)], values[0, :, 0], atol=1e-5)

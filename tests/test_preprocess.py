@@ -20,9 +20,10 @@ from scipy import signal, stats
 
 import datasets as D
 import synthetic
-from Preprocess import (electrodes_to_maps, differential_entropy, gaussian_de, grid_interpolation_matrix,
-                        interpolation_matrix, load_preprocessed, resample_matrix, temporal_samples, temporal_spec)
-from utils import DataError, load_config
+from inputs import (electrodes_to_maps, grid_interpolation_matrix, interpolation_matrix, resample_matrix,
+                    temporal_samples, temporal_spec)
+from Preprocess import differential_entropy, gaussian_de, load_preprocessed
+from utils import ConfigError, DataError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 FRACTION = 0.03
@@ -121,6 +122,18 @@ def test_de_of_gaussian_noise():
         _, h = signal.sosfreqz(sos, worN=2 ** 16, fs=200)
         variance = sigma ** 2 * np.mean(np.abs(h) ** 4)  # white noise through the zero-phase (squared) filter
         assert abs(de[..., b].mean() - 0.5 * np.log(2 * np.pi * np.e * variance)) < 0.02
+
+
+@pytest.mark.parametrize("seconds, points, offset", [(0.2, 25, 0.0), (0.2, 25, 0.3), (0.25, 25, 0.0), (0.2, 40, 0.0),
+                                                     (0.2, 13, 0.0), (0.5, 50, 0.1)])
+def test_resample_matrix_is_scipys_resample_poly(seconds, points, offset):
+    """The NumPy resampling filter equals scipy.signal.resample_poly's (pushed through as unit impulses)."""
+    cfg = load_config(ROOT / "SEED.ini").replace(data={"temporal_window_s": seconds, "temInput_length": points,
+                                                      "temporal_offset_s": offset})
+    spec = temporal_spec(cfg)
+    responses = signal.resample_poly(np.eye(spec.length + 2 * spec.context), spec.up, spec.down, axis=-1)
+    skip = spec.context * spec.up // spec.down
+    np.testing.assert_allclose(resample_matrix(spec), responses[:, skip:skip + points], rtol=0, atol=1e-14)
 
 
 def test_resampling_keeps_a_slow_sinusoid_and_removes_a_fast_one():
@@ -267,3 +280,83 @@ def test_load_preprocessed_without_maps_names_the_command(tmp_path):
     ini = write_ini(tmp_path, "SEED", tmp_path / "SEED")
     with pytest.raises(DataError, match=r"no preprocessed sessions; run `python Preprocess.py -c "):
         load_preprocessed(load_config(ini))
+
+
+# ----------------------------------------------------------------------------- --no-maps, checks of what is written
+
+
+def test_no_maps_writes_what_run_reads_and_maps_later_rebuild(seed_root, tmp_path):
+    ini = write_ini(tmp_path, "SEED", seed_root)
+    result = preprocess_cli(ini, "--subjects", "1", "--no-maps")
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "pre" / "sub01_ses1"
+    assert sorted(p.name for p in folder.iterdir()) == ["de.npy", "eeg.npy", "label.npy", "manifest.json", "trial.npy"]
+    session, = load_preprocessed(load_config(ini))
+    assert session.eeg.shape[1:] == (62, 25) and len(session.label) == sum(windows("SEED", 1))
+    again = preprocess_cli(ini, "--subjects", "1", "--no-maps")
+    assert again.stdout.startswith("1 session(s) already preprocessed")
+    with_maps = preprocess_cli(ini, "--subjects", "1")        # maps asked for: the session is rebuilt with them
+    assert with_maps.returncode == 0 and PROGRESS.match(with_maps.stdout.splitlines()[0])
+    check_session(folder, "SEED", 1)
+    assert preprocess_cli(ini, "--subjects", "1", "--no-maps").stdout.startswith("1 session(s) already")
+
+
+def test_estimated_memory_covers_a_session_and_refuses_the_impossible(tmp_path):
+    import Preprocess
+
+    cfg = load_config(ROOT / "SEED.ini")
+    maps = 3394 * 32 * 32 * (5 + 25) * 4         # what one full SEED session's maps take
+    assert maps < Preprocess.estimated_bytes(cfg) < maps + 2 * 2**30
+    assert Preprocess.estimated_bytes(cfg, maps=False) < 0.5 * 2**30
+    huge = write_ini(tmp_path, "SEED", tmp_path / "SEED", input_width=100000)
+    with pytest.raises(ConfigError, match=r"\[data\] input_width = 100000 .* needs about [\d,.]+ GiB of memory, "
+                                          r"[\d,.]+ GiB are available"):
+        Preprocess.preprocess(load_config(huge))
+    assert not (tmp_path / "pre").exists()
+
+
+def test_written_values_are_checked(tmp_path, capsys):
+    """Resampling overshoot beyond float32's range is an error naming the raw file; float64 values
+    that float32 flushes to zero are a warning naming the file."""
+    import Preprocess
+    from datasets import Recording
+
+    cfg = load_config(ROOT / "SEED.ini")
+    rec = Recording(subject=1, session=1, features=tmp_path / "f.mat", raw=tmp_path / "r.mat", prefix=None)
+    de = {1: np.full((62, 3, 5), 20.0)}
+    raw = {1: np.zeros((62, 601))}
+    raw[1][:, 10:30] = 3.3e38          # finite in float32, but the resampling filter overshoots it
+    spec, matrix = temporal_spec(cfg), interpolation_matrix(8)
+
+    def check():
+        with np.errstate(over="ignore", invalid="ignore"):
+            arrays = Preprocess.session_arrays(de, raw, np.array([0]), spec, matrix, resample_matrix(spec), 8, maps=False)
+        maps = {"spectral": arrays["de"], "temporal": arrays["eeg"]}
+        Preprocess._check_values(rec, de, raw, arrays, "de_LDS", maps, matrix, 8)
+
+    with pytest.raises(DataError, match=r"r.mat: \d+ values of the written eeg array are not finite \(the resampling filter"):
+        check()
+    raw[1][:] = 1.0
+    de[1][:, :, 1] = 3.3e38            # finite in float32, but the interpolation overshoots it
+    with pytest.raises(DataError, match=r"f.mat: \d+ values of the written spectral array are not finite \(the interp"):
+        check()
+    de[1][:, :, 1] = 20.0
+    de[1][0, 0, 0] = 1e-320            # a float64 denormal: 0 in float32
+    check()
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and "f.mat: 1 values of de_LDS are below float32's smallest normal" in err
+
+
+def test_manifest_of_another_session_is_refused_and_rebuilt(seed_root, tmp_path):
+    ini = write_ini(tmp_path, "SEED", seed_root)
+    assert preprocess_cli(ini, "--no-maps").returncode == 0
+    path = tmp_path / "pre" / "sub01_ses1" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "subject": 2}))
+    with pytest.raises(DataError, match=r"sub01_ses1/manifest.json: says subject 2, session 1, but its folder is sub01_ses1"):
+        load_preprocessed(load_config(ini))
+    result = preprocess_cli(ini, "--no-maps", "--subjects", "2")       # the index refuses the other folder
+    assert result.returncode == 1 and "sub01_ses1/manifest.json: says subject 2" in result.stderr
+    result = preprocess_cli(ini, "--no-maps")                          # selected: rebuilt
+    assert result.returncode == 0 and result.stdout.startswith("sub01_ses1")
+    assert json.loads(path.read_text())["subject"] == 1

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+import inputs
 import run
 from conftest import GLIBC, TINY_MODEL, run_cli, write_ini
 
@@ -113,11 +114,11 @@ def test_zscore_uses_training_statistics_only():
     rng = np.random.default_rng(0)
     x = rng.normal(5, 3, size=(100, 62, 5))
     train = np.arange(60)
-    z, mean, std = run.zscore(x, train, axes=(0,))
+    z, mean, std = inputs.zscore(x, train, axes=(0,))
     assert np.allclose(z[train].mean(0), 0, atol=1e-5) and np.allclose(z[train].std(0), 1, atol=1e-4)
     x2 = x.copy()
     x2[60:] += 100  # changing test samples must not change the statistics
-    _, mean2, std2 = run.zscore(x2, train, axes=(0,))
+    _, mean2, std2 = inputs.zscore(x2, train, axes=(0,))
     assert np.array_equal(mean, mean2) and np.array_equal(std, std2)
 
 
@@ -281,7 +282,7 @@ def test_batch_maps_equal_the_stored_maps(tiny_seed):
     root, ini = tiny_seed
     cfg = run.utils.load_config(ini)
     session = Preprocess.load_preprocessed(cfg, subjects=[1], sessions=[1])[0]
-    build = run.MapBuilder(cfg.data.input_width, torch.device("cpu"))
+    build = inputs.MapBuilder(cfg.data.input_width, torch.device("cpu"))
     for arrays, stored in ((session.de, "spectral.npy"), (session.eeg, "temporal.npy")):
         maps = build(torch.tensor(np.asarray(arrays[3:40]))).numpy()  # a copy: the memmap is read-only
         expected = np.load(session.path / stored)[3:40]
