@@ -54,8 +54,8 @@ from datasets import (BANDS, BANDS_HZ, CHANNELS, FEATURE_FOLDERS, GRID_SIZE, RAW
                       WINDOW_S, Recording, find_recordings, read_features, read_labels, read_raw)
 from inputs import (TemporalSpec, electrodes_to_maps, interpolation_matrix, resample_matrix, save_maps_npy,
                     temporal_samples, temporal_spec)
-from utils import (Config, ConfigError, DataError, atomic_path, check_output_folder, cli_main, git_commit, int_list,
-                   load_config, make_folder, remove_stale_temporaries, save_npy, write_json)
+from utils import (Config, ConfigError, DataError, add_set_argument, atomic_path, check_output_folder, cli_main,
+                   git_commit, int_list, load_config, make_folder, remove_stale_temporaries, save_npy, write_json)
 
 MANIFEST = "manifest.json"
 ARRAYS = ("spectral", "temporal", "de", "eeg", "label", "trial")  # .npy files of a session, in write order
@@ -247,19 +247,19 @@ def _available_memory() -> int | None:
 def estimated_bytes(cfg: Config, maps: bool = True) -> int:
     """Peak memory of preprocessing the largest session of cfg's dataset, estimated before any is read.
 
-    The interpolation matrices (W*W x 81 float64 and a 62-column copy), one session's raw EEG in
-    float64 (62 x 200 Hz x its seconds), its float32 arrays (maps W x W x (5 + points) per window
-    with maps, and de, eeg), and the float64 resampled segments.
+    The interpolation matrices (81 grid columns of W*W float64, held twice while they are stacked, the
+    62-column float64 matrix and its float32 copy), one session's raw EEG in float64 (62 x 200 Hz x
+    its seconds), its float32 and float64 electrode-level arrays and, with maps, the buffer of 64
+    samples' maps they are streamed through (inputs.save_maps_npy: the maps are never held whole).
     """
     data = cfg.data
     windows = max(sum(t) for t in TRIAL_WINDOWS[data.dataset].values())
     width2, points = data.input_width ** 2, data.temInput_length
-    matrices = width2 * (GRID_SIZE ** 2 + len(CHANNELS)) * 8
+    matrices = width2 * (2 * GRID_SIZE ** 2 * 8 + len(CHANNELS) * (8 + 4))
     raw = len(CHANNELS) * SAMPLING_RATE * WINDOW_S[data.dataset] * windows * 8
     arrays = windows * len(CHANNELS) * (len(BANDS) + points) * (4 + 8)
-    if maps:
-        arrays += windows * width2 * (len(BANDS) + points) * 4
-    return matrices + raw + arrays
+    buffer = 64 * width2 * max(len(BANDS), points) * 4 if maps else 0
+    return matrices + raw + arrays + buffer
 
 
 def _check_memory(cfg: Config, maps: bool) -> None:
@@ -297,6 +297,8 @@ def _check_values(rec: Recording, de: dict[int, np.ndarray], raw: dict | None, a
             raise DataError(f"{origin}: {np.count_nonzero(~np.isfinite(a))} values of the written {name} array are "
                             f"not finite ({causes[name]} overshoots inputs near float32's limit, "
                             f"{limit:.3g}); expected values of EEG magnitude")
+    # the inputs are looked at, not the written arrays: resampling or interpolation that pushes a value
+    # below float32's smallest normal is not reported (it would take a pass over 442 MB of maps)
     tiny = np.finfo(np.float32).tiny
     for path, family, trials in ((source, feature, de), (rec.raw, "*_eeg", raw or {})):
         lost = sum(np.count_nonzero((x != 0) & (np.abs(x) < tiny)) for x in trials.values())
@@ -342,7 +344,6 @@ def preprocess(cfg: Config, force: bool = False, subjects=None, sessions=None, m
               f"(set [model] streams = spectral)")
     labels = read_labels(data.dataset, root)
     interpolation, resampling = interpolation_matrix(data.input_width), resample_matrix(spec)
-    gain = float(np.abs(interpolation).sum(axis=1).max())
     code = git_commit()
     folders, skipped = [], 0
     for rec in recordings:
@@ -463,6 +464,7 @@ def _open_session(folder: Path, cfg: Config, command: str) -> Session:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the spatial-spectral and spatial-temporal maps (see the top of Preprocess.py).")
     parser.add_argument("-c", "--config", default="SEED.ini", help="INI file (default SEED.ini; SEED_IV.ini for SEED-IV)")
+    add_set_argument(parser)
     parser.add_argument("--force", action="store_true", help="redo sessions that are already preprocessed")
     parser.add_argument("--subjects", type=int_list, help="comma-separated subject numbers, e.g. 1,2 (default: all)")
     parser.add_argument("--sessions", type=int_list, help="comma-separated session numbers, e.g. 1 (default: all)")
@@ -470,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="write only the electrode-level arrays run.py trains from (de, eeg, label, trial: "
                              "about 25 MB a SEED session instead of 442 MB), not the stacked 3D maps")
     args = parser.parse_args(argv)
-    preprocess(load_config(args.config), force=args.force, subjects=args.subjects, sessions=args.sessions,
+    preprocess(load_config(args.config, args.set), force=args.force, subjects=args.subjects, sessions=args.sessions,
                maps=not args.no_maps)
     return 0
 

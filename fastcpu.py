@@ -647,7 +647,9 @@ def attention(stage: model.A3DBAttention, x: torch.Tensor) -> torch.Tensor:
 
 
 def _is_standard_bn(bn: nn.Module) -> bool:
-    return type(bn) is nn.BatchNorm3d and bn.affine and bn.track_running_stats and bn.momentum is not None
+    """A BN the fused nodes compute exactly: model.py's, training (not frozen), Keras's epsilon, a momentum."""
+    return (type(bn) is nn.BatchNorm3d and bn.training and bn.affine and bn.track_running_stats
+            and bn.momentum is not None and bn.eps == BN_EPSILON)
 
 
 class FastCPUTraining:
@@ -668,7 +670,9 @@ class FastCPUTraining:
     def __call__(self, *maps, **named_maps) -> torch.Tensor:
         net = self.net
         given = [x for x in (*maps, *named_maps.values()) if x is not None]
-        if not net.training or any(x.device.type != "cpu" for x in given):
+        own_forward = (type(net).forward is not model.SSTEmotionNet.forward
+                       or type(net).forward_features is not model.SSTEmotionNet.forward_features)
+        if not net.training or own_forward or any(x.device.type != "cpu" for x in given):
             return net(*maps, **named_maps)
         features = [self.stream(stream, x) for stream, x in net.stream_inputs(*maps, **named_maps)]
         return net.forward_head(torch.cat(features, dim=1) if len(features) > 1 else features[0])

@@ -552,10 +552,28 @@ class SSTEmotionNet(nn.Module):
             self.train(was_training)
         return out
 
+    def stream_stages(self, name: str) -> OrderedDict[str, dict]:
+        """{stage: {"shape": (H, W, D, C) or the output shape, "macs": per sample}} of a stream; a stream
+        that is not a DenseStream3D is traced as one stage."""
+        stream = getattr(self, name)
+        if isinstance(stream, DenseStream3D):
+            return stream.stages
+        was_training = stream.training
+        macs = []
+        hooks = [m.register_forward_hook(lambda m, i, out: macs.append(out[0].numel() * (m.weight.numel() // m.weight.shape[0])))
+                 for m in stream.modules() if isinstance(m, (nn.Conv3d, nn.Linear))]
+        try:
+            with torch.no_grad():
+                out = stream.eval()(torch.zeros(1, *stream.input_size, device=next(stream.parameters()).device))
+        finally:
+            stream.train(was_training)
+            for h in hooks:
+                h.remove()
+        return OrderedDict(stream={"shape": tuple(out.shape[1:]), "macs": sum(macs)})
+
     def count_macs(self) -> int:
         """Forward multiply-adds per sample of the Keras model: convolution and Dense kernels only."""
-        streams = [s for s in self.named_streams().values() if isinstance(s, DenseStream3D)]
-        total = sum(stage["macs"] for s in streams for stage in s.stages.values())
+        total = sum(stage["macs"] for name in self.stream_names for stage in self.stream_stages(name).values())
         return total + sum(m.weight.numel() for m in self.head if isinstance(m, nn.Linear))
 
 
@@ -572,9 +590,8 @@ def build_model(cfg: utils.Config) -> SSTEmotionNet:
     try:
         return SSTEmotionNet(**arguments)
     except ModelArgumentError as e:
-        where = f"{cfg.source}: " if cfg.source else ""
         section = "data" if e.argument in INPUT_KEYS else "model"
-        raise utils.ConfigError(f"{where}[{section}] {e.argument}: {e.detail}") from None
+        raise utils.ConfigError(f"{cfg.where(section, e.argument)}: {e.detail}") from None
 
 
 def param_groups(net: nn.Module, l2: float) -> list[dict]:
@@ -630,7 +647,9 @@ def _keras_layers(path: Path) -> dict[str, list[tuple[str, dict]]]:
                                   "model.save / ModelCheckpoint or model.save_weights")
         layers: dict[str, list[tuple[int, str, dict]]] = {}
         for name in text(root.attrs["layer_names"]):
-            group = root[name]
+            group = root.get(name)
+            if not isinstance(group, h5py.Group):
+                raise utils.DataError(f"{path}: Keras layer {name} is listed in layer_names but has no group")
             weight_names = text(group.attrs.get("weight_names", []))
             if not weight_names:
                 continue
@@ -639,6 +658,9 @@ def _keras_layers(path: Path) -> dict[str, list[tuple[str, dict]]]:
             if kind not in KERAS_LAYER_TYPES:
                 raise utils.DataError(f"{path}: Keras layer {name} holds weights but is not a Conv3D, "
                                       "BatchNormalization or Dense layer named by Keras (e.g. conv3d_7)")
+            missing = next((w for w in weight_names if not isinstance(group.get(w), h5py.Dataset)), None)
+            if missing is not None:
+                raise utils.DataError(f"{path}: Keras layer {name} lists weight {missing} but holds no such dataset")
             weights = {w.split("/")[-1].split(":")[0]: np.asarray(group[w]) for w in weight_names}
             layers.setdefault(kind, []).append((counter, name, weights))
     return {kind: [(name, w) for _, name, w in sorted(entries)] for kind, entries in layers.items()}
@@ -704,6 +726,11 @@ def summary(net: SSTEmotionNet) -> str:
                                    for name, s in streams.items()),
             f"{'stage':<28}{'output (H, W, D, C)':>22}{'parameters':>14}{'multiply-adds':>16}"]
     for name, stream in streams.items():
+        if not isinstance(stream, DenseStream3D):      # a stream of another kind: one row
+            info = net.stream_stages(name)["stream"]
+            params = sum(p.numel() for p in stream.parameters())
+            rows.append(f"{name:<28}{str(info['shape']):>22}{params:>14,}{info['macs']:>16,}")
+            continue
         for stage_name, module in stream.features.named_children():
             info = stream.stages[stage_name]
             params = sum(p.numel() for p in module.parameters())
@@ -723,14 +750,17 @@ def summary(net: SSTEmotionNet) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-c", "--config", default="SEED.ini", help="INI file (default: SEED.ini)")
+    parser.add_argument("-c", "--config", default="SEED.ini",
+                        help="INI file (default: SEED.ini); only [model] and the input sizes are read, so the "
+                             "authors' config/SEED.ini works too")
+    utils.add_set_argument(parser)
     parser.add_argument("--keras-weights", type=Path, metavar="FILE.h5",
                         help="load the authors' Keras weights (.h5) into the official-order network")
     parser.add_argument("--save", type=Path, metavar="FILE.pt", help="with --keras-weights: save the state dict")
     args = parser.parse_args(argv)
     if args.save and not args.keras_weights:
         raise utils.UserError("--save goes with --keras-weights")
-    cfg = utils.load_config(args.config)
+    cfg = utils.load_config(args.config, args.set, sections=("model",))  # the network needs no paths or training keys
     if args.keras_weights:
         if cfg.model.block_order != "official":
             print(f"block order: official (the authors' code; {args.config} says {cfg.model.block_order})")

@@ -6,8 +6,9 @@
 Writes full-size synthetic SEED sessions of subject 1 in the distributed format (synthetic.py: 15
 trials, 3394 windows, .mat files of 67 MB of features and 322 MB of raw EEG each; not timed), then
   the whole command     `python Preprocess.py -c <ini> --force` (interpreter start, imports, .mat
-                        reading, maps, checks, .npy writing with fsync), wall time per session; then
-                        the same with --no-maps (only what run.py reads)
+                        reading, maps, checks, .npy writing with fsync), wall time per session, for
+                        one session alone (start-up counted whole) and for all of them (start-up
+                        shared); then all of them with --no-maps (only what run.py reads)
   its phases            the same work in this process (Preprocess.preprocess with `timings`): the
                         share of reading, computing, checking and writing
   per-sample reference  what common EEG toolkits do, sample by sample: resample the segment
@@ -101,6 +102,7 @@ def main() -> None:
 
         timings: dict[str, float] = {}
         Preprocess.preprocess(cfg, force=True, timings=timings)        # also warms the page cache for the command
+        single = statistics.median(command_seconds(ini, "--sessions", "1") for _ in range(args.repeats))
         command = statistics.median(command_seconds(ini) for _ in range(args.repeats)) / len(sessions)
         no_maps = statistics.median(command_seconds(ini, "--no-maps") for _ in range(args.repeats)) / len(sessions)
         Preprocess.preprocess(cfg, force=True)                          # the maps back, for the byte count
@@ -120,13 +122,15 @@ def main() -> None:
     total = sum(timings.values())
     print(f"SEED.ini, {len(sessions)} full-size session(s) of {len(session.label)} windows; per session: "
           f"{read / 1e6:.1f} MB read (.mat), {written / 1e6:.1f} MB written (.npy)")
-    print(f"command      : python Preprocess.py -c <ini> --force: {command:.2f} s per session "
-          f"(median of {args.repeats}), --no-maps: {no_maps:.2f} s")
+    print(f"command      : python Preprocess.py -c <ini> --force: {command:.2f} s per session over {len(sessions)} "
+          f"(median of {args.repeats}), --no-maps: {no_maps:.2f} s; one session alone (start-up included): "
+          f"{single:.2f} s")
     print(f"phases       : {total / len(sessions):.2f} s per session in one process: "
           + ", ".join(f"{k} {v / total:.0%}" for k, v in timings.items()))
     print(f"per-sample   : {per_session_ref / len(session.label) * 1e3:.1f} ms/sample on {n_ref} samples, "
           f"extrapolated {per_session_ref:.1f} s per session")
-    print(f"ratio        : {per_session_ref / command:.0f}x end to end (the command), "
+    print(f"ratio        : {per_session_ref / single:.0f}x for a one-session command, "
+          f"{per_session_ref / command:.0f}x end to end per session, "
           f"{per_session_ref / no_maps:.0f}x with --no-maps, {per_session_ref / (total / len(sessions)):.0f}x "
           f"in one process")
 

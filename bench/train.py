@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True     # as run.py
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.amp else nullcontext
 
     data, m = cfg.data, cfg.model

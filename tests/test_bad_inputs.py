@@ -524,12 +524,12 @@ def _(w):
     w.remove = [("training", None)]
 
 
-@case("ini-unknown-section", "run.py", "{ini}: unknown section [optimizer]; expected [path], [data], [model], [training]")
+@case("ini-unknown-section", "run.py", "{ini}: unknown section [optimizer] (expected [path], [data], [model], [training])")
 def _(w):
     w.ini = {"optimizer": {"name": "adam"}}
 
 
-@case("ini-unknown-key", "run.py", "{ini}: [training] epochs: unknown key; known keys: nbEpoch, batch_size")
+@case("ini-unknown-key", "run.py", "{ini}: [training] epochs: unknown key (known keys: nbEpoch, batch_size")
 def _(w):
     w.ini = {"training": {"epochs": 5}}
 
@@ -635,7 +635,7 @@ def _(w):
     w.args = ["--shard", "2/2"]
 
 
-@case("shard-malformed", "run.py", "--shard: expected I/N such as 0/4, got '1of2'")
+@case("shard-malformed", "run.py", "--shard: expected I/N such as 0/4, or auto, got '1of2'")
 def _(w):
     w.args = ["--shard", "1of2"]
 
@@ -742,6 +742,66 @@ def _(w):
 @case("summarize-without-runs", "run.py", "{res}/runs: no finished runs to summarize; run `python run.py -c {ini}` first")
 def _(w):
     w.args = ["--summarize"]
+
+
+# ----------------------------------------------------------------------------- Preprocess.py: reading the INI file, --set
+
+@case("ini-unreadable", "Preprocess.py", "{tmp}/locked.ini: cannot read the config file (Permission denied)")
+def _(w):
+    w.ini_path = write_ini(w.tmp / "locked.ini", path={"dataset_root": w.data, "preprocessed_root": w.pre,
+                                                       "result_path": w.res})
+    w.ini_path.chmod(0)
+    if os.access(w.ini_path, os.R_OK):  # root
+        check = f"import os, sys; sys.exit(os.access({str(w.ini_path)!r}, os.R_OK))"
+        probe = [*DROP_ROOT_OVERRIDE, sys.executable, "-c", check]
+        if shutil.which("setpriv") is None or subprocess.run(probe, capture_output=True).returncode != 0:
+            pytest.skip("running as root without setpriv: chmod cannot make a file unreadable")
+        w.prefix = DROP_ROOT_OVERRIDE
+
+
+@case("ini-is-a-folder", "Preprocess.py", "{tmp}/folder.ini: cannot read the config file (Is a directory)")
+def _(w):
+    w.ini_path = w.tmp / "folder.ini"
+    w.ini_path.mkdir()
+
+
+@case("ini-authors-keras-config", "Preprocess.py",
+      "[path] model_save_path: unknown key (the authors' Keras model folder; here checkpoints go under result_path); "
+      "[path] dataset_root, preprocessed_root: missing required keys; missing section [data] (required keys: dataset)")
+def _(w):
+    from test_config import AUTHORS_INI
+
+    w.ini_text = AUTHORS_INI
+
+
+@case("ini-key-in-capitals", "Preprocess.py", "{ini}: 2 problems: [training] NBEPOCH: unknown key (did you mean nbEpoch?); "
+      "[training] nbEpoch: missing required key")
+def _(w):
+    w.ini = {"training": {"NBEPOCH": 50}}
+    w.remove = [("training", "nbEpoch")]
+
+
+@case("set-bad-value", "Preprocess.py", "--set training.nbEpoch=0: [training] nbEpoch: expected a positive integer, got 0")
+def _(w):
+    w.args = ["--set", "data.feature=de_movingAve", "--set", "training.nbEpoch=0"]
+
+
+@case("set-no-section", "Preprocess.py",
+      "--set nbEpoch=5: expected SECTION.KEY=VALUE, e.g. training.nbEpoch=5; did you mean training.nbEpoch=5?")
+def _(w):
+    w.args = ["--set", "nbEpoch=5"]
+
+
+@case("set-unknown-key", "Preprocess.py",
+      "--set data.Input_Width=16: [data] Input_Width: unknown key (did you mean input_width?)")
+def _(w):
+    w.args = ["--set", "data.Input_Width=16"]
+
+
+@case("set-comment-in-a-value", "Preprocess.py",
+      "--set path.result_path={tmp}/res #2: [path] result_path: expected no ';' or '#' at the start or after a space")
+def _(w):
+    w.args = ["--set", f"path.result_path={w.tmp}/res #2"]
 
 
 # ----------------------------------------------------------------------------- the test

@@ -257,3 +257,35 @@ def test_eval_mode_runs_the_definition(cfg):
     grad, = torch.autograd.grad(fastcpu.accelerate(net)(spectral, temporal).sum(), spectral, create_graph=True)
     grad.pow(2).sum().backward()
     assert all(p.grad is not None for p in net.spectral.parameters())
+
+
+def test_frozen_batch_norm_and_own_forward_run_as_defined(cfg):
+    """What the fused nodes do not compute is left to the definition: BN layers frozen in eval mode
+    inside a training network (fine-tuning), a BN with another epsilon, a network with its own forward."""
+    c = small(cfg)
+    torch.manual_seed(0)
+    net = model.build_model(c).double()
+    for m in net.spectral.features.denseblock1.modules():
+        if isinstance(m, nn.BatchNorm3d):
+            m.eval()
+    net.temporal.features.transition1.norm.eps = 1e-3
+    x = inputs(c, 3, 0, torch.float64)
+    definition = copy.deepcopy(net)
+    torch.manual_seed(3)
+    fast = fastcpu.accelerate(net)(*x)
+    torch.manual_seed(3)
+    torch.testing.assert_close(fast, definition(*x))
+    for (name, a), b in zip(net.state_dict().items(), definition.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+    class Doubled(model.SSTEmotionNet):
+        def forward(self, *maps, **named):
+            return 2 * super().forward(*maps, **named)
+
+    torch.manual_seed(0)
+    doubled = Doubled(**{k: getattr(c.model, k) for k in ("depth_spec", "depth_tem", "gr_spec", "gr_tem")},
+                      input_width=16, temInput_length=9).double()
+    torch.manual_seed(3)
+    out = fastcpu.accelerate(doubled)(*x)
+    torch.manual_seed(3)
+    torch.testing.assert_close(out, doubled(*x))

@@ -455,6 +455,11 @@ def test_extra_stream_and_attention_variant_through_the_public_api(cfg):
             optimizer.step()
         assert not torch.equal(before, net.toy.linear.weight)
         assert net(spectral, temporal, toy=toy).shape == (4, 3)
+        summary = model.summary(net)         # a stream of another kind is traced as one stage
+        assert re.search(r"^toy +\(6,\) +1,158 +1,152$", summary, re.M)
+        streams = sum(v["macs"] for s in (net.spectral, net.temporal) for v in s.stages.values())
+        head = net.head.hidden.weight.numel() + net.head.classifier.weight.numel()
+        assert net.count_macs() == streams + 8 * 8 * 3 * 6 + head
         with pytest.raises(ValueError, match="toy: expected"):
             net(spectral, temporal)
     finally:
@@ -580,3 +585,23 @@ def test_command_line_keras_import(cfg, tmp_path):
     assert torch.equal(state["head.hidden.weight"], source.head.hidden.weight.detach())
     run = run_cli("model.py", "-c", str(ini), "--keras-weights", str(tmp_path / "missing.h5"))
     assert run.returncode == 1 and run.stderr.startswith("error: ") and "missing.h5" in run.stderr
+
+
+def test_command_line_summary_from_the_authors_ini(tmp_path):
+    """model.py reads only [model] and the input sizes: the authors' Keras config/SEED.ini prints the
+    same network; --set changes it; a --set it does not read is an error."""
+    from test_config import AUTHORS_INI
+
+    ini = tmp_path / "authors.ini"
+    ini.write_text(AUTHORS_INI)
+    run = run_cli("model.py", "-c", str(ini))
+    assert run.returncode == 0, run.stderr
+    assert "trainable parameters: 1573185" in run.stdout.splitlines()
+    assert "inputs: spectral (N, 32, 32, 5), temporal (N, 32, 32, 25)" in run.stdout
+    run = run_cli("model.py", "-c", str(ini), "--set", "model.input_width=16", "--set", "data.temInput_length=9",
+                  "--set", "model.depth_spec=10")
+    assert run.returncode == 0, run.stderr
+    assert "inputs: spectral (N, 16, 16, 5), temporal (N, 16, 16, 9)" in run.stdout
+    run = run_cli("model.py", "-c", str(ini), "--set", "training.nbEpoch=5")
+    assert run.returncode == 1 and run.stderr == ("error: --set training.nbEpoch=5: not used here: this command reads "
+                                                  "only [model] and the input sizes\n")

@@ -305,9 +305,8 @@ def test_estimated_memory_covers_a_session_and_refuses_the_impossible(tmp_path):
     import Preprocess
 
     cfg = load_config(ROOT / "SEED.ini")
-    maps = 3394 * 32 * 32 * (5 + 25) * 4         # what one full SEED session's maps take
-    assert maps < Preprocess.estimated_bytes(cfg) < maps + 2 * 2**30
-    assert Preprocess.estimated_bytes(cfg, maps=False) < 0.5 * 2**30
+    raw = 62 * 200 * 3394 * 8                     # one full SEED session's raw EEG, float64
+    assert raw < Preprocess.estimated_bytes(cfg, maps=False) < Preprocess.estimated_bytes(cfg) < raw + 2**30
     huge = write_ini(tmp_path, "SEED", tmp_path / "SEED", input_width=100000)
     with pytest.raises(ConfigError, match=r"\[data\] input_width = 100000 .* needs about [\d,.]+ GiB of memory, "
                                           r"[\d,.]+ GiB are available"):

@@ -62,7 +62,7 @@ def reference(tiny) -> Path:
     res = tiny / "reference" / "not" / "yet"
     p = run_cli("run.py", "-c", str(make_ini(tiny / "reference.ini", tiny / "SEED", tiny / "pre", res)))
     assert p.returncode == 0 and p.stderr == "", p.stderr
-    assert sorted(path.name for path in (res / "runs").iterdir()) == [f"{r}.json" for r in RUNS]
+    assert sorted(path.name for path in (res / "runs").glob("*.json")) == [f"{r}.json" for r in RUNS]
     return res
 
 
@@ -203,29 +203,32 @@ def test_same_seed_same_run_other_seed_other_run(tiny, reference, tmp_path):
 def test_resumed_trainer_keeps_early_stopping_and_refuses_other_configs(tiny, tmp_path):
     """In-process: a partial state saved at an early stop trains no further; one of another config is refused."""
     import Preprocess
-    import run
+    import results
+    import training
     from utils import load_config
 
     cfg = load_config(make_ini(tmp_path / "a.ini", tiny / "SEED", tiny / "pre", tmp_path / "res", patience=1))
-    spec = run.RunSpec(1, 1)
-    data = run.build_run_data(cfg, spec, Preprocess.load_preprocessed(cfg, subjects=[1]))
-    trainer = run.Trainer(cfg, spec, data, torch.device("cpu"))
-    progress = type("Progress", (), {"update": lambda self, n: None, "set_postfix": lambda self, d: None})()
+    spec = training.RunSpec(1, 1)
+    data = training.build_run_data(cfg, spec, Preprocess.load_preprocessed(cfg, subjects=[1]))
+    trainer = training.Trainer(cfg, spec, data, torch.device("cpu"))
     trainer.history = [{"epoch": 1}, {"epoch": 2}]
     trainer.best["wait"] = 1  # the state saved when epoch 2 stopped training (patience 1)
-    trainer.fit(tmp_path / "partial.pt", progress)
-    assert len(trainer.history) == 2 and not (tmp_path / "partial.pt").exists()
+    epochs = []
+    trainer.fit(epochs.append)
+    assert len(trainer.history) == 2 and epochs == []
 
-    other = run.Trainer(cfg.replace(training={"lr": 1e-3}), spec, data, torch.device("cpu"))
+    key = results.result_key(cfg)
+    results.save_partial(tmp_path / "partial.pt", trainer, key)
+    other = training.Trainer(cfg.replace(training={"lr": 1e-3}), spec, data, torch.device("cpu"))
     with pytest.raises(ValueError, match="another configuration"):
-        other.load_state(trainer.state())
+        results.load_partial(tmp_path / "partial.pt", other, results.result_key(other.cfg))
     older = {k: v for k, v in trainer.state().items() if k != "subject_pool"}
-    run.Trainer(cfg, spec, data, torch.device("cpu")).load_state(older)   # trial protocol: the pool is not needed
+    training.Trainer(cfg, spec, data, torch.device("cpu")).load_state(older)   # trial protocol: the pool is not needed
     loso = cfg.replace(training={"protocol": "loso"})
-    saved = run.Trainer(loso, spec, data, torch.device("cpu")).state()
+    saved = training.Trainer(loso, spec, data, torch.device("cpu")).state()
     data.subjects = [1, 2, 3]    # loso, after subjects 2 and 3 were preprocessed
     with pytest.raises(ValueError, match=r"pooled subjects \[1\], now \[1, 2, 3\]"):
-        run.Trainer(loso, spec, data, torch.device("cpu")).load_state(saved)
+        training.Trainer(loso, spec, data, torch.device("cpu")).load_state(saved)
 
 
 # ----------------------------------------------------------------------------- NaN guard
@@ -255,7 +258,7 @@ def test_diverging_run_is_reported_retried_and_does_not_stop_the_others(tiny, tm
     p = run_cli("run.py", "-c", ini)
     assert p.returncode == 1 and p.stderr.splitlines() == [message], p.stderr
     assert "sub01_ses1: accuracy" in p.stdout and "failed runs (not counted): sub02_ses1" in p.stdout
-    assert sorted(path.name for path in (res / "runs").iterdir()) == ["sub01_ses1.json"]
+    assert sorted(path.name for path in (res / "runs").glob("*.json")) == ["sub01_ses1.json"]
     s = json.loads((res / "summary.json").read_text())
     assert s["n_runs"] == 1 and list(s["failed_runs"]) == ["sub02_ses1"] and "epoch 1" in s["failed_runs"]["sub02_ses1"]
     assert json.loads((res / "failed" / "sub02_ses1.json").read_text())["run"] == "sub02_ses1"
@@ -281,7 +284,7 @@ def test_run_with_a_nan_test_loss_is_reported_not_written(tiny, tmp_path):
                "nan; skipping this run (it is retried on the next invocation)")
     p = run_cli("run.py", "-c", ini)
     assert p.returncode == 1 and p.stderr.splitlines() == [message], p.stderr
-    assert sorted(path.name for path in (res / "runs").iterdir()) == ["sub01_ses1.json"]
+    assert sorted(path.name for path in (res / "runs").glob("*.json")) == ["sub01_ses1.json"]
     assert not (res / "checkpoints" / "sub02_ses1.pt").exists()
     assert (res / "checkpoints" / "sub02_ses1.partial.pt").exists()    # the retry starts from its last epoch
 
@@ -300,13 +303,46 @@ def test_concurrent_shards_write_disjoint_files_and_summarize_sees_all(tiny, ref
     outputs = [shard.communicate(timeout=300) for shard in shards]
     for shard, (out, err) in zip(shards, outputs):
         assert shard.returncode == 0 and err == "", err
-    # each shard trained its own run, and wrote its files only: run JSON, checkpoint; no summary
+    # each shard trained its own run, and wrote its files only: run JSON, epoch log, checkpoint; no summary
     for (out, _), mine, other in zip(outputs, RUNS, RUNS[::-1]):
         assert f"{mine}: accuracy" in out and other not in out
     files = sorted(str(p.relative_to(res)) for p in res.rglob("*") if p.is_file())
-    assert files == sorted(f"{folder}/{run}.{ext}" for run in RUNS for folder, ext in (("runs", "json"), ("checkpoints", "pt")))
+    assert files == sorted(f"{folder}/{run}.{ext}" for run in RUNS
+                           for folder, ext in (("runs", "json"), ("runs", "epochs.csv"), ("checkpoints", "pt")))
 
     p = run_cli("run.py", "-c", ini, "--summarize")
     assert p.returncode == 0 and p.stderr == "", p.stderr
     assert summary(res) == summary(reference) and summary(res)["n_runs"] == 2
     assert_same_results(res, reference)
+
+
+def test_resume_from_a_contiguous_optimizer_state_trains_as_uninterrupted(tiny, tmp_path):
+    """A partial state written when the parameters were contiguous (before run.py kept them channels-last
+    3D) resumes with Adam's moments in the parameters' layout: the next step equals the uninterrupted one."""
+    import copy
+
+    import Preprocess
+    import training
+    from utils import load_config
+
+    cfg = load_config(make_ini(tmp_path / "a.ini", tiny / "SEED", tiny / "pre", tmp_path / "res"))
+    spec = training.RunSpec(1, 1)
+    data = training.build_run_data(cfg, spec, Preprocess.load_preprocessed(cfg, subjects=[1]))
+    first = training.Trainer(cfg, spec, data, torch.device("cpu"))
+    first.train_epoch(1)
+    state = copy.deepcopy(first.state())        # state() holds live tensors, which the next steps change
+    for moments in state["optimizer"]["state"].values():           # as saved from contiguous parameters
+        for key, value in moments.items():
+            if torch.is_tensor(value) and value.dim() == 5:
+                moments[key] = value.contiguous()
+    assert any(v.dim() == 5 and v.is_contiguous() for m in state["optimizer"]["state"].values()
+               for v in m.values() if torch.is_tensor(v))
+    resumed = training.Trainer(cfg, spec, data, torch.device("cpu"))
+    resumed.load_state(state)
+    reference = training.Trainer(cfg, spec, data, torch.device("cpu"))
+    reference.load_state(copy.deepcopy(first.state()))
+    for trainer in (resumed, reference):
+        torch.manual_seed(5)
+        trainer.train_epoch(2)
+    for (name, a), b in zip(resumed.net.state_dict().items(), reference.net.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

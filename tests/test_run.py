@@ -1,13 +1,22 @@
 """run.py: splits, metrics, normalisation, early stopping (unit) and the command line end to end."""
 import json
 import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
 import inputs
+import results
 import run
-from conftest import GLIBC, TINY_MODEL, run_cli, write_ini
+import training
+import utils
+from conftest import GLIBC, ROOT, TINY_MODEL, run_cli, write_ini
 
 # SEED's trial labels, 0-based (negative 0, neutral 1, positive 2), trials 1..15
 SEED_LABELS = np.array([1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1]) + 1
@@ -19,9 +28,9 @@ SEED_LABELS = np.array([1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1]) + 1
 def test_scores_match_hand_computation():
     y_true = np.array([0, 0, 1, 1, 2, 2])
     y_pred = np.array([0, 1, 1, 1, 2, 0])
-    cm = run.confusion_matrix(y_true, y_pred, 3)
+    cm = training.confusion_matrix(y_true, y_pred, 3)
     assert cm.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
-    s = run.scores(cm)
+    s = training.scores(cm)
     assert s["accuracy"] == pytest.approx(4 / 6)
     assert s["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
     # p_observed 2/3, p_chance (2*2 + 2*3 + 2*1) / 36 = 1/3
@@ -31,39 +40,39 @@ def test_scores_match_hand_computation():
 def test_trial_split_holds_out_whole_trials():
     trial = np.repeat(np.arange(1, 16), 4)
     label = SEED_LABELS[trial - 1]
-    s = run.trial_split("SEED", trial, label, val_trials_per_class=1)
+    s = training.trial_split("SEED", trial, label, val_trials_per_class=1)
     assert set(trial[s.test]) == set(range(10, 16))
     # the last training trial of each class: negative 7, neutral 8, positive 9
     assert set(trial[s.val]) == {7, 8, 9}
     assert set(trial[s.train]) == set(range(1, 7))
     assert len(np.intersect1d(s.train, s.val)) == 0
-    no_val = run.trial_split("SEED", trial, label, val_trials_per_class=0)
+    no_val = training.trial_split("SEED", trial, label, val_trials_per_class=0)
     assert len(no_val.val) == 0 and set(trial[no_val.train]) == set(range(1, 10))
 
 
 def test_trial_split_that_would_leave_a_class_untrained_is_refused(tmp_path):
     import datasets
 
-    cfg = run.utils.load_config(write_ini(tmp_path / "iv.ini", "SEED_IV.ini", training={"val_trials_per_class": 2}))
+    cfg = utils.load_config(write_ini(tmp_path / "iv.ini", "SEED_IV.ini", training={"val_trials_per_class": 2}))
     labels = np.array(datasets.TRIAL_LABELS["SEED-IV"][1])   # session 1: trials 1-16 hold class 3 twice
     trial = np.repeat(np.arange(1, 25), 3)
-    with pytest.raises(run.ConfigError, match=r"iv.ini: \[training\] val_trials_per_class = 2 takes every training "
+    with pytest.raises(utils.ConfigError, match=r"iv.ini: \[training\] val_trials_per_class = 2 takes every training "
                                               r"trial of class 3 \(happy\) of sub01_ses1"):
-        run.make_split(cfg, run.RunSpec(1, 1), np.ones_like(trial), trial, labels[trial - 1])
-    one = run.make_split(cfg.replace(training={"val_trials_per_class": 1}), run.RunSpec(1, 1), np.ones_like(trial),
+        training.make_split(cfg, training.RunSpec(1, 1), np.ones_like(trial), trial, labels[trial - 1])
+    one = training.make_split(cfg.replace(training={"val_trials_per_class": 1}), training.RunSpec(1, 1), np.ones_like(trial),
                          trial, labels[trial - 1])
     assert set(labels[trial[one.train] - 1]) == {0, 1, 2, 3}
 
 
 def test_failure_records_outlive_the_invocation_until_the_run_finishes(tmp_path):
-    cfg = run.utils.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
-    out = run.ResultDir(cfg)
-    out.record_failure(run.RunSpec(2, 1), "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan")
-    out.record_failure(run.RunSpec(3, 1), "another")
+    cfg = utils.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
+    out = results.ResultDir(cfg)
+    out.record_failure(training.RunSpec(2, 1), "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan")
+    out.record_failure(training.RunSpec(3, 1), "another")
     assert out.failures({}) == {"sub02_ses1": "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan",
                                 "sub03_ses1": "another"}
     assert list(out.failures({"sub03_ses1": {}})) == ["sub02_ses1"]      # finished since: not a failure
-    other = run.ResultDir(cfg.replace(training={"lr": 1e-3}))
+    other = results.ResultDir(cfg.replace(training={"lr": 1e-3}))
     assert other.failures({}) == {}                                       # another configuration's record
     (tmp_path / "res" / "failed" / "list.json").write_text("[1, 2]")      # JSON, but not a record: skipped
     (tmp_path / "res" / "failed" / "norun.json").write_text('{"error": "x"}')
@@ -72,41 +81,41 @@ def test_failure_records_outlive_the_invocation_until_the_run_finishes(tmp_path)
 
 
 def test_summary_of_failed_runs_only_prints_them(tmp_path, capsys):
-    cfg = run.utils.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
-    out = run.ResultDir(cfg)
-    out.record_failure(run.RunSpec(2, 1), "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan")
-    assert run.summarize(cfg, out) is None and not (tmp_path / "res" / "summary.json").exists()
+    cfg = utils.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
+    out = results.ResultDir(cfg)
+    out.record_failure(training.RunSpec(2, 1), "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan")
+    assert results.summarize(cfg, out) is None and not (tmp_path / "res" / "summary.json").exists()
     assert capsys.readouterr().out.splitlines() == [
         f"no finished runs under {tmp_path}/res/runs",
         "failed: sub02_ses1: sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan"]
 
 
 def test_a_result_file_that_is_not_a_record_is_named(tmp_path):
-    cfg = run.utils.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
+    cfg = utils.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
     (tmp_path / "res" / "runs").mkdir(parents=True)
     (tmp_path / "res" / "runs" / "sub01_ses1.json").write_text("[1, 2]")
-    with pytest.raises(run.DataError, match=f"{tmp_path}/res/runs/sub01_ses1.json: not a result record"):
-        run.ResultDir(cfg).finished()
+    with pytest.raises(utils.DataError, match=f"{tmp_path}/res/runs/sub01_ses1.json: not a result record"):
+        results.ResultDir(cfg).finished()
 
 
 def test_random_split_is_a_seeded_partition():
-    s = run.random_split(1000, test_fraction=0.4, val_fraction=0.1, seed=3)
+    s = training.random_split(1000, test_fraction=0.4, val_fraction=0.1, seed=3)
     together = np.concatenate([s.train, s.val, s.test])
     assert sorted(together.tolist()) == list(range(1000))
     assert len(s.test) == 400 and len(s.val) == 60
-    again = run.random_split(1000, 0.4, 0.1, seed=3)
+    again = training.random_split(1000, 0.4, 0.1, seed=3)
     assert np.array_equal(s.test, again.test)
-    assert not np.array_equal(s.test, run.random_split(1000, 0.4, 0.1, seed=4).test)
+    assert not np.array_equal(s.test, training.random_split(1000, 0.4, 0.1, seed=4).test)
 
 
 def test_loso_split_tests_one_subject_and_validates_on_another(tmp_path):
-    cfg = run.utils.load_config(write_ini(tmp_path / "a.ini", training={"protocol": "loso"}))
+    cfg = utils.load_config(write_ini(tmp_path / "a.ini", training={"protocol": "loso"}))
     subject = np.repeat([1, 2, 3, 4], 5)
-    s = run.make_split(cfg, run.RunSpec(2, 1), subject, np.ones(20, int), np.zeros(20, int))
+    s = training.make_split(cfg, training.RunSpec(2, 1), subject, np.ones(20, int), np.zeros(20, int))
     assert set(subject[s.test]) == {2}
     assert set(subject[s.val]) == {3}
     assert set(subject[s.train]) == {1, 4}
-    last = run.make_split(cfg, run.RunSpec(4, 1), subject, np.ones(20, int), np.zeros(20, int))
+    last = training.make_split(cfg, training.RunSpec(4, 1), subject, np.ones(20, int), np.zeros(20, int))
     assert set(subject[last.val]) == {1}  # wraps around
 
 
@@ -132,18 +141,18 @@ def test_shards_partition_the_runs():
 
 
 def test_result_key_tracks_settings_that_change_results(tmp_path):
-    cfg = run.utils.load_config(write_ini(tmp_path / "a.ini"))
-    key = run.result_key(cfg)
-    assert run.result_key(cfg.replace(training={"device": "cpu"})) == key
-    assert run.result_key(cfg.replace(path={"result_path": tmp_path})) == key
-    assert run.result_key(cfg.replace(training={"lr": 1e-3})) != key
-    assert run.result_key(cfg.replace(model={"attention": "none"})) != key
+    cfg = utils.load_config(write_ini(tmp_path / "a.ini"))
+    key = results.result_key(cfg)
+    assert results.result_key(cfg.replace(training={"device": "cpu"})) == key
+    assert results.result_key(cfg.replace(path={"result_path": tmp_path})) == key
+    assert results.result_key(cfg.replace(training={"lr": 1e-3})) != key
+    assert results.result_key(cfg.replace(model={"attention": "none"})) != key
 
 
 def test_early_stopping_and_checkpoint_follow_keras_semantics(tmp_path):
     """Best checkpoint: strictly higher val accuracy. Stop: `patience` epochs without lower val loss."""
-    cfg = run.utils.load_config(write_ini(tmp_path / "a.ini", training={"patience": 2}))
-    trainer = run.Trainer.__new__(run.Trainer)
+    cfg = utils.load_config(write_ini(tmp_path / "a.ini", training={"patience": 2}))
+    trainer = training.Trainer.__new__(training.Trainer)
     trainer.cfg = cfg
     trainer.net = type("Net", (), {"state_dict": lambda self: {"epoch": len(rows)}})()
     trainer.best = {"val_accuracy": -math.inf, "val_loss": math.inf, "epoch": 0, "state": None, "wait": 0}
@@ -230,7 +239,7 @@ def test_loso_results_of_another_subject_pool_are_refused(tmp_path):
         f"preprocessed subjects are now [1, 2, 3, 4]; choose another [path] result_path or delete "
         f"{tmp_path}/res/runs to start over"]
     runs = tmp_path / "res" / "runs"
-    assert sorted(p.name for p in runs.iterdir()) == ["sub01_ses1.json"]
+    assert sorted(p.name for p in runs.glob("*.json")) == ["sub01_ses1.json"]
 
     # --summarize does not look at the maps, but loso runs of one session that pooled different subjects are not merged
     (runs / "sub02_ses1.json").write_text(json.dumps(dict(result, run="sub02_ses1", subject=2, subject_pool=[1, 2, 3, 4])))
@@ -280,7 +289,7 @@ def test_batch_maps_equal_the_stored_maps(tiny_seed):
     import Preprocess
 
     root, ini = tiny_seed
-    cfg = run.utils.load_config(ini)
+    cfg = utils.load_config(ini)
     session = Preprocess.load_preprocessed(cfg, subjects=[1], sessions=[1])[0]
     build = inputs.MapBuilder(cfg.data.input_width, torch.device("cpu"))
     for arrays, stored in ((session.de, "spectral.npy"), (session.eeg, "temporal.npy")):
@@ -334,3 +343,130 @@ def test_run_keeps_freed_memory_when_training_on_cpu(tiny_seed, tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines()[-1] == "calls 1 exit 0"
     assert (tmp_path / "res" / "runs" / "sub01_ses1.json").is_file()
+
+
+# ----------------------------------------------------------------------------- living with run.py: progress, overrides, jobs
+
+EPOCH_LINE = re.compile(r"^\[\d+/\d+\] sub\d\d_ses\d ep \d+/\d+ loss [\d.]+/[\d.]+ acc [\d.]+/[\d.]+% \d+s ETA [\dhms]+$")
+
+
+def test_progress_lines_reach_a_log_file_as_they_happen(tiny_seed, tmp_path):
+    """Output redirected to a file (a SLURM job): an epoch line is there while the process still runs;
+    one line per epoch, no carriage returns, at most 80 columns; the per-epoch CSV of each run."""
+    root, ini = tiny_seed
+    log = tmp_path / "log.txt"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"),
+                                 "--set", "training.nbEpoch=4"], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+        seen_while_running = False
+        while proc.poll() is None:
+            if any(EPOCH_LINE.match(line) for line in log.read_text().splitlines()):
+                seen_while_running = True
+                break
+            time.sleep(0.05)
+        assert proc.wait(timeout=600) == 0, log.read_text()
+    assert seen_while_running
+    text = log.read_text()
+    assert "\r" not in text
+    lines = [line for line in text.splitlines() if EPOCH_LINE.match(line)]
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "res" / "runs").glob("*.json"))]
+    assert len(lines) == sum(r["epochs_run"] for r in records) and all(len(line) <= 80 for line in lines)
+    assert lines[0].startswith("[1/2] sub01_ses1 ep 1/4") and lines[-1].startswith("[2/2] sub02_ses1")
+    for r in records:
+        rows = (tmp_path / "res" / "runs" / f"{r['run']}.epochs.csv").read_text().splitlines()
+        assert rows[0] == "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds"
+        assert len(rows) == 1 + r["epochs_run"]
+        assert float(rows[1].split(",")[1]) == pytest.approx(r["history"][0]["train_loss"])
+
+
+def test_set_overrides_get_their_own_result_folder_and_are_recorded(tiny_seed):
+    root, ini = tiny_seed
+    p = run_cli("run.py", "-c", str(ini), "--subjects", "1", "--set", "training.nbEpoch=1",
+                "--set", "model.attention=spatial")
+    assert p.returncode == 0, p.stderr
+    folder = root / "res" / "training.nbEpoch=1,model.attention=spatial"
+    record = json.loads((folder / "runs" / "sub01_ses1.json").read_text())
+    summary = json.loads((folder / "summary.json").read_text())
+    assert record["epochs_run"] == 1 and summary["config"]["model"]["attention"] == "spatial"
+    assert summary["overrides"] == ["training.nbEpoch=1", "model.attention=spatial"]
+    assert "overrides: training.nbEpoch=1 model.attention=spatial" in p.stdout
+    bad = run_cli("run.py", "-c", str(ini), "--set", "training.nbEpoch=0")
+    assert bad.returncode == 1 and "nbEpoch" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+def test_jobs_give_the_serial_results_bit_for_bit(tiny_seed, tmp_path):
+    """--jobs 2 (one thread each) equals the serial runs with one thread: result files and checkpoints."""
+    import torch
+
+    root, ini = tiny_seed
+    for name, extra in (("serial", []), ("jobs", ["--jobs", "2"])):
+        p = run_cli("run.py", "-c", str(ini), "--result-path", str(tmp_path / name), "--set", "training.nbEpoch=2",
+                    "--set", "training.num_threads=1", *extra)
+        assert p.returncode == 0, p.stderr
+    assert "2 worker processes of 1 threads" in p.stdout
+    for run_name in ("sub01_ses1", "sub02_ses1"):
+        a, b = (json.loads((tmp_path / n / "runs" / f"{run_name}.json").read_text()) for n in ("serial", "jobs"))
+        assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+        assert (a["accuracy"], a["confusion_matrix"]) == (b["accuracy"], b["confusion_matrix"])
+        ca, cb = (torch.load(tmp_path / n / "checkpoints" / f"{run_name}.pt", weights_only=False)["model"]
+                  for n in ("serial", "jobs"))
+        assert all(torch.equal(ca[k], cb[k]) for k in ca)
+
+
+def live_processes_of_group(pgid: int, wait: float = 10.0) -> list[str]:
+    """The processes of a process group that are not zombies, after waiting up to `wait` seconds for them to go."""
+    deadline = time.time() + wait
+    while True:
+        ps = subprocess.run(["ps", "-o", "stat=,cmd=", "-g", str(pgid)], capture_output=True, text=True).stdout
+        live = [line for line in ps.splitlines() if line.strip() and not line.strip().startswith("Z")]
+        if not live or time.time() > deadline:
+            return live
+        time.sleep(0.2)
+
+
+def test_ctrl_c_stops_every_worker_and_keeps_finished_work(tiny_seed, tmp_path):
+    root, ini = tiny_seed
+    proc = subprocess.Popen([sys.executable, "run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"),
+                             "--jobs", "2", "--set", "training.nbEpoch=200", "--set", "training.patience=200"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    partials = tmp_path / "res" / "checkpoints"
+    deadline = time.time() + 300
+    while len(list(partials.glob("*.partial.pt"))) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted: finished work is kept")
+    assert live_processes_of_group(proc.pid) == []      # no worker left behind (zombies awaiting init count as gone)
+    assert len(list(partials.glob("*.partial.pt"))) == 2      # each run resumes from its last epoch
+
+
+def test_shard_auto_reads_the_slurm_array(monkeypatch):
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "12")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "10")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    assert run.parse_shard("auto") == (2, 4)
+    monkeypatch.delenv("SLURM_ARRAY_TASK_COUNT")
+    with pytest.raises(utils.UserError, match="--shard auto: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set"):
+        run.parse_shard("auto")
+
+
+def test_tensorboard_without_the_package_is_one_clear_error(tiny_seed, monkeypatch):
+    root, ini = tiny_seed
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)      # as if not installed
+    with pytest.raises(utils.UserError, match="--tensorboard needs the tensorboard package: pip install tensorboard"):
+        run.main(["-c", str(ini), "--tensorboard"])
+
+
+def test_tensorboard_logs_every_epoch(tiny_seed, tmp_path):
+    """--tensorboard (optional dependency: skipped where tensorboard is not installed)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root, ini = tiny_seed
+    p = run_cli("run.py", "-c", str(ini), "--subjects", "1", "--result-path", str(tmp_path / "res"), "--tensorboard")
+    assert p.returncode == 0, p.stderr
+    events = EventAccumulator(str(tmp_path / "res" / "tensorboard" / "sub01_ses1"))
+    events.Reload()
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("train_loss")] == [1, 2]

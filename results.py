@@ -1,0 +1,254 @@
+"""Result bookkeeping under [path] result_path: run files, checkpoints, resumable states, per-epoch
+logs, failures, the summary, and which finished runs belong to this configuration.
+
+    runs/<run>.json            one per finished run: accuracy, macro-F1, kappa, confusion, history
+    runs/<run>.epochs.csv      one row per epoch as it happens (also for a run still training)
+    checkpoints/<run>.pt       the best model (by validation accuracy), its config and input statistics
+    checkpoints/<run>.partial.pt   the state after the last finished epoch, until the run finishes
+    failed/<run>.json          a run that diverged (its error), until a later attempt finishes it
+    results.csv, summary.json, figures/*.png    the summary, rebuilt from runs/ each time
+Every file is written atomically; the run JSON is written last, so its presence marks a finished run.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import figures
+import utils
+from training import RunSpec, Trainer
+from utils import Config, ConfigError, DataError
+
+# The paper's table 1 (mean +- std accuracy %, subject-dependent), for the printed comparison (loso is
+# cross-subject: the table says the two are not comparable).
+PAPER_ACCURACY = {"SEED": (96.02, 2.17), "SEED-IV": (84.92, 6.66)}
+PROTOCOL_NOTES = {
+    "trial": "honest: whole trials held out, validation from training trials",
+    "paper": "OPTIMISTIC: the test set is used for early stopping and checkpoint choice, as in the authors' code",
+    "random": "LEAKY: adjacent windows of one trial fall in both train and test",
+    "loso": "honest: leave one subject out, validation from another training subject",
+}
+# [training] keys that do not change what a run computes (nor does [path]): results made under
+# other values are reused.
+NON_RESULT_TRAINING_KEYS = ("device", "num_threads")
+
+
+# ----------------------------------------------------------------------------- results
+
+
+class ResultDir:
+    """The layout under [path] result_path, and which runs in it are finished for this config."""
+
+    def __init__(self, cfg: Config):
+        self.root = cfg.path.result_path
+        self.source = cfg.source
+        self.config_key = result_key(cfg)
+
+    def run_json(self, spec: RunSpec) -> Path:
+        return self.root / "runs" / f"{spec.name}.json"
+
+    def checkpoint(self, spec: RunSpec) -> Path:
+        return self.root / "checkpoints" / f"{spec.name}.pt"
+
+    def partial(self, spec: RunSpec) -> Path:
+        return self.root / "checkpoints" / f"{spec.name}.partial.pt"
+
+    def epochs_csv(self, spec: RunSpec) -> Path:
+        return self.root / "runs" / f"{spec.name}.epochs.csv"
+
+    def failure(self, spec: RunSpec) -> Path:
+        """The record of a run that failed (Diverged); removed when the run later finishes."""
+        return self.root / "failed" / f"{spec.name}.json"
+
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        return self.root, self.root / "runs", self.root / "checkpoints", self.root / "figures", self.root / "failed"
+
+    def record_failure(self, spec: RunSpec, error: str) -> None:
+        utils.write_json(self.failure(spec), {"run": spec.name, "error": error, "config_key": self.config_key})
+
+    def failures(self, done: dict[str, dict]) -> dict[str, str]:
+        """run name -> error of the failed runs of this config that have not finished since."""
+        out = {}
+        for path in sorted((self.root / "failed").glob("*.json")):
+            try:
+                record = json_load(path)
+            except ValueError:
+                continue   # a damaged record only loses its message: the run is retried anyway
+            if not isinstance(record, dict) or not isinstance(record.get("run"), str):
+                continue
+            if record.get("config_key") == self.config_key and record["run"] not in done:
+                out[record["run"]] = str(record.get("error", ""))
+        return out
+
+    def check_writable(self) -> None:
+        """Fail before any work if result_path or its folders cannot be created or written; creates nothing."""
+        for folder in self.folders:
+            utils.check_output_folder(folder, f"{self.source}: [path] result_path")
+
+    def tidy(self, runs: list[RunSpec], done: dict) -> None:
+        """Remove what killed processes left: temporary files, partial states of runs that have finished."""
+        for folder in self.folders:
+            utils.remove_stale_temporaries(folder)
+        for spec in runs:
+            if spec.name in done:  # killed between writing the result and deleting the partial state
+                self.partial(spec).unlink(missing_ok=True)
+
+    def finished(self) -> dict[str, dict]:
+        """Finished runs of this config, by run name. Results of another config are an error."""
+        out, files = {}, {}
+        for path in sorted((self.root / "runs").glob("*.json")):
+            try:
+                result = json_load(path)
+            except ValueError:
+                raise DataError(f"{path}: not a readable result file; delete it to redo that run") from None
+            if not isinstance(result, dict) or not isinstance(result.get("run"), str):
+                raise DataError(f"{path}: not a result record; delete it to redo that run")
+            if result.get("config_key") != self.config_key:
+                raise ConfigError(f"{path}: made with a different configuration; choose another [path] result_path "
+                                  f"or delete {self.root / 'runs'} to start over")
+            if result["protocol"] == "loso" and "subject_pool" not in result:
+                raise ConfigError(f"{path}: a loso result without its subject_pool (made by an older version); "
+                                  f"delete it to redo that run")
+            out[result["run"]] = result
+            files[result["run"]] = path
+        pools: dict[int, tuple[str, list]] = {}
+        for result in out.values():   # loso: every run of a session must have pooled the same subjects
+            if result["protocol"] != "loso":
+                continue
+            first = pools.setdefault(result["session"], (result["run"], result["subject_pool"]))
+            if result["subject_pool"] != first[1]:
+                paths = f"{files[first[0]]} and {files[result['run']]}"
+                raise ConfigError(f"{paths}: loso runs of session {result['session']} that pooled different subjects "
+                                  f"({first[1]} and {result['subject_pool']}); choose another [path] result_path "
+                                  f"or delete the runs made with the subjects that are no longer preprocessed")
+        return out
+
+    def check_pools(self, done: dict[str, dict], pools: dict[int, list[int]]) -> None:
+        """Finished loso runs must have pooled the subjects preprocessed now (`pools`: session -> subjects)."""
+        for result in done.values():
+            now = pools.get(result["session"])
+            if result["protocol"] == "loso" and now is not None and result["subject_pool"] != now:
+                raise ConfigError(f"{self.run_json(RunSpec(result['subject'], result['session']))}: trained with "
+                                  f"subjects {result['subject_pool']} of session {result['session']}, but the "
+                                  f"preprocessed subjects are now {now}; choose another [path] result_path or delete "
+                                  f"{self.root / 'runs'} to start over")
+
+
+def json_load(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def result_key(cfg: Config) -> str:
+    """A short fingerprint of every setting that changes results (not paths, device or threads)."""
+    d = cfg.to_dict()
+    del d["path"]
+    for k in NON_RESULT_TRAINING_KEYS:
+        del d["training"][k]
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def summarize(cfg: Config, out: ResultDir) -> dict | None:
+    """Merge runs/*.json into results.csv and summary.json (failed/*.json into its failed_runs),
+    print the table and draw the figures."""
+    done = out.finished()
+    failed = out.failures(done)
+    results = sorted(done.values(), key=lambda r: (r["subject"], r["session"]))
+    if not results:
+        print(f"no finished runs under {out.root / 'runs'}")
+        for run, error in failed.items():
+            print(f"failed: {run}: {error}")
+        return None
+    acc = np.array([r["accuracy"] for r in results]) * 100
+    per_subject = {}
+    for r in results:
+        per_subject.setdefault(r["subject"], []).append(r["accuracy"] * 100)
+    cm = np.sum([r["confusion_matrix"] for r in results], axis=0)
+    summary = {
+        "dataset": cfg.data.dataset, "protocol": cfg.training.protocol,
+        "protocol_note": PROTOCOL_NOTES[cfg.training.protocol],
+        "n_runs": len(results),
+        "mean_accuracy": float(acc.mean()), "std_accuracy": float(acc.std()),  # percent; population std
+        "mean_macro_f1": float(np.mean([r["macro_f1"] for r in results])),
+        "mean_kappa": float(np.mean([r["kappa"] for r in results])),
+        "per_subject": {str(s): float(np.mean(v)) for s, v in sorted(per_subject.items())},
+        "confusion_matrix": cm.tolist(),
+        "paper_accuracy": {"mean": PAPER_ACCURACY[cfg.data.dataset][0], "std": PAPER_ACCURACY[cfg.data.dataset][1]},
+        "failed_runs": failed,
+        "overrides": list(cfg.overrides),
+        "config": cfg.to_dict(), "config_key": out.config_key, "git_commit": utils.git_commit(),
+    }
+    columns = ["run", "subject", "session", "accuracy", "macro_f1", "kappa", "test_loss",
+               "best_epoch", "epochs_run", "n_train", "n_val", "n_test", "seconds"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(results)
+    with utils.atomic_path(out.root / "results.csv") as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    utils.write_json(out.root / "summary.json", summary)
+    print(results_table(summary))
+    figures.run_figures(results, summary, out.root / "figures")
+    return summary
+
+
+def results_table(summary: dict) -> str:
+    paper = summary["paper_accuracy"]
+    rows = [
+        f"{summary['dataset']}, protocol {summary['protocol']} ({summary['protocol_note']})",
+        f"{'':28s}{'accuracy %':>18s}{'runs':>6s}",
+        f"{'SST-EmotionNet, paper':28s}{paper['mean']:>10.2f} +- {paper['std']:<5.2f}{45:>6d}",
+        f"{'this run':28s}{summary['mean_accuracy']:>10.2f} +- {summary['std_accuracy']:<5.2f}{summary['n_runs']:>6d}",
+    ]
+    if summary["protocol"] == "loso":
+        rows.append("(the paper's number is subject-dependent, one model per subject-session: not comparable with loso)")
+    if summary["failed_runs"]:
+        rows.append(f"failed runs (not counted): {', '.join(summary['failed_runs'])}")
+    if summary.get("overrides"):
+        rows.append(f"overrides of the INI file: {' '.join(summary['overrides'])}")
+    return "\n".join(rows)
+
+
+EPOCH_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
+
+
+def write_epochs_csv(path: Path, history: list[dict]) -> None:
+    """runs/<run>.epochs.csv: one row per epoch so far (rewritten whole, atomically, after each epoch)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=EPOCH_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    with utils.atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+
+
+def save_partial(path: Path, trainer: Trainer, config_key: str) -> None:
+    """The resumable state after an epoch, tagged with the configuration it belongs to."""
+    with utils.atomic_path(path) as tmp:
+        torch.save({"config_key": config_key, **trainer.state()}, tmp)
+
+
+def load_partial(path: Path, trainer: Trainer, config_key: str) -> None:
+    """Continue `trainer` from a saved partial state; ValueError if it belongs to another configuration."""
+    state = torch.load(path, map_location=trainer.device, weights_only=False)
+    if not isinstance(state, dict) or state.get("config_key") != config_key:
+        raise ValueError("saved under another configuration")
+    trainer.load_state(state)
+
+
+def write_result(out: "ResultDir", cfg: Config, trainer: Trainer, result: dict) -> None:
+    """The run's best checkpoint, then its JSON (last: it marks the run finished); its partial state
+    and failure record go."""
+    spec = trainer.spec
+    with utils.atomic_path(out.checkpoint(spec)) as tmp:
+        torch.save({"model": trainer.best["state"], "config": cfg.to_dict(), "run": spec.name, "subject": spec.subject,
+                    "session": spec.session, "epoch": trainer.best["epoch"], "normalization": trainer.data.stats}, tmp)
+    utils.write_json(out.run_json(spec), result)
+    out.partial(spec).unlink(missing_ok=True)
+    out.failure(spec).unlink(missing_ok=True)

@@ -1,0 +1,328 @@
+"""The training loop: splits, one run's data, the Trainer (fit, evaluate), metrics.
+
+    data = build_run_data(cfg, RunSpec(subject=1, session=1), sessions)   # pooled, split, normalised
+    trainer = Trainer(cfg, spec, data, torch.device("cpu"))
+    trainer.fit(on_epoch=lambda row: print(row))                          # early stopping, best checkpoint
+    loss, predicted = trainer.predict(data.split.test)
+    scores(confusion_matrix(truth, predicted, n_class))                   # accuracy, macro-F1, kappa
+
+What happens around a run (resume, result files, progress, summaries) is results.py's and run.py's;
+this module touches no file. See README.md for the protocols and what each may claim.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import datasets
+import fastcpu
+import inputs
+import model as model_lib
+import utils
+from utils import Config, ConfigError, DataError
+
+# ----------------------------------------------------------------------------- runs and splits
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One unit of work: a model trained and tested. For loso, `subject` is the held-out subject."""
+    subject: int
+    session: int
+
+    @property
+    def name(self) -> str:
+        return f"sub{self.subject:02d}_ses{self.session}"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Sample indices into the run's pooled arrays. `val` may be empty (no early stopping)."""
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def trial_split(dataset: str, trial: np.ndarray, label: np.ndarray, val_trials_per_class: int) -> Split:
+    """Standard split (SEED trials 1-9 / 10-15, SEED-IV 1-16 / 17-24); validation = the last
+    `val_trials_per_class` training trials of each class, so no window of a validation trial
+    is trained on and the test trials are never looked at."""
+    n_train = datasets.N_TRAIN_TRIALS[dataset]
+    train_mask = trial <= n_train
+    val_mask = np.zeros_like(train_mask)
+    if val_trials_per_class:
+        for c in np.unique(label[train_mask]):
+            trials_c = np.unique(trial[train_mask & (label == c)])
+            val_mask |= np.isin(trial, trials_c[-val_trials_per_class:]) & train_mask
+    return Split(np.flatnonzero(train_mask & ~val_mask), np.flatnonzero(val_mask), np.flatnonzero(~train_mask))
+
+
+def random_split(n: int, test_fraction: float, val_fraction: float, seed: int) -> Split:
+    """Random split of windows (leaky: neighbouring 1-s windows of a trial are nearly identical)."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = int(round(n * test_fraction))
+    n_val = int(round((n - n_test) * val_fraction))
+    return Split(np.sort(perm[n_test + n_val:]), np.sort(perm[n_test:n_test + n_val]), np.sort(perm[:n_test]))
+
+
+def make_split(cfg: Config, spec: RunSpec, subject: np.ndarray, trial: np.ndarray, label: np.ndarray) -> Split:
+    """The protocol's split of one run's pooled samples (see README: Protocols)."""
+    t = cfg.training
+    if t.protocol == "trial":
+        split = trial_split(cfg.data.dataset, trial, label, t.val_trials_per_class)
+        untrained = sorted(set(label[trial <= datasets.N_TRAIN_TRIALS[cfg.data.dataset]]) - set(label[split.train]))
+        if untrained:   # e.g. SEED-IV: 2 training trials of class 3 in session 1, of class 0 in session 3
+            name = datasets.CLASS_NAMES[cfg.data.dataset][untrained[0]]
+            raise ConfigError(f"{cfg.source}: [training] val_trials_per_class = {t.val_trials_per_class} takes every "
+                              f"training trial of class {untrained[0]} ({name}) of {spec.name} for validation; "
+                              f"use a smaller value")
+        return split
+    if t.protocol == "paper":
+        s = trial_split(cfg.data.dataset, trial, label, 0)
+        return Split(s.train, s.test, s.test)  # the authors' code validates on the test set
+    if t.protocol == "random":
+        return random_split(len(label), t.random_test_fraction, t.val_fraction, t.seed)
+    # loso: test = the held-out subject; validation = the next training subject (cyclically)
+    others = np.unique(subject[subject != spec.subject])
+    if len(others) < 2:
+        raise DataError(f"{cfg.source}: [training] protocol = loso needs at least 3 preprocessed subjects for "
+                        f"session {spec.session}, found {len(others) + 1} under {cfg.path.preprocessed_root}")
+    val_subject = others[np.searchsorted(others, spec.subject) % len(others)]
+    test = subject == spec.subject
+    val = subject == val_subject
+    return Split(np.flatnonzero(~test & ~val), np.flatnonzero(val), np.flatnonzero(test))
+
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class RunData:
+    """One run's samples at electrode level, z-scored with training-split statistics.
+
+    de: (N, 62, specInput_length) float32; eeg: (N, 62, temInput_length) float32 or None.
+    `subjects`: the subjects pooled (loso: every preprocessed subject of the session).
+    """
+    de: torch.Tensor
+    eeg: torch.Tensor | None
+    label: torch.Tensor
+    split: Split
+    stats: dict
+    subjects: list[int]
+
+
+def run_split(cfg: Config, spec: RunSpec, sessions: list) -> tuple[list, np.ndarray, Split]:
+    """The sessions a run pools, their labels (N,) and the protocol's split; DataError if it cannot be made.
+
+    Cheap (trial numbers and labels only): main() calls it for every run before writing anything.
+    """
+    if cfg.training.protocol == "loso":
+        parts = [s for s in sessions if s.session == spec.session]
+    else:
+        parts = [s for s in sessions if (s.subject, s.session) == (spec.subject, spec.session)]
+    subject = np.concatenate([np.full(len(s.label), s.subject) for s in parts])
+    trial = np.concatenate([np.asarray(s.trial) for s in parts])
+    label = np.concatenate([np.asarray(s.label) for s in parts])
+    split = make_split(cfg, spec, subject, trial, label)
+    if len(split.train) == 0 or len(split.test) == 0:
+        raise DataError(f"{spec.name}: protocol {cfg.training.protocol} leaves "
+                        f"{len(split.train)} training and {len(split.test)} test samples")
+    untrained = sorted(set(label[split.test].tolist()) - set(label[split.train].tolist()))
+    if untrained:   # the model could never predict it: every test window of that class would count as an error
+        names = ", ".join(f"{c} ({datasets.CLASS_NAMES[cfg.data.dataset][c]})" for c in untrained)
+        tested = next((p for p in parts if p.subject == spec.subject), parts[0])     # loso: the held-out subject's
+        raise DataError(f"{tested.path}: class {names} has test windows but no training window under protocol "
+                        f"{cfg.training.protocol} ({spec.name}); check the session's labels")
+    return parts, label, split
+
+
+def subject_pool(parts: list) -> list[int]:
+    """The subjects of a run's pooled sessions (run_split), sorted."""
+    return sorted(int(s.subject) for s in parts)
+
+
+def build_run_data(cfg: Config, spec: RunSpec, sessions: list) -> RunData:
+    """Pool the sessions a run needs, split them by protocol, normalise with training statistics."""
+    parts, label, split = run_split(cfg, spec, sessions)
+    de = np.concatenate([np.asarray(s.de) for s in parts])
+    eeg = np.concatenate([np.asarray(s.eeg) for s in parts]) if cfg.model.streams != "spectral" else None
+    stats = {}
+    if cfg.training.normalization == "electrode":
+        de, eeg, stats = inputs.normalise_run(de, eeg, split.train)
+    return RunData(torch.from_numpy(np.ascontiguousarray(de, dtype=np.float32)),
+                   None if eeg is None else torch.from_numpy(np.ascontiguousarray(eeg, dtype=np.float32)),
+                   torch.from_numpy(label.astype(np.int64)), split, stats, subject_pool(parts))
+
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_class: int) -> np.ndarray:
+    """(n_class, n_class) counts; rows = true class, columns = predicted class."""
+    return np.bincount(y_true * n_class + y_pred, minlength=n_class * n_class).reshape(n_class, n_class)
+
+
+def scores(cm: np.ndarray) -> dict:
+    """Accuracy, macro-F1 (classes absent from both truth and prediction are skipped) and Cohen's kappa."""
+    n = cm.sum()
+    tp = np.diag(cm).astype(float)
+    support, predicted = cm.sum(1), cm.sum(0)
+    present = (support + predicted) > 0
+    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=present)
+    p_observed = tp.sum() / n
+    p_chance = float((support * predicted).sum()) / n ** 2
+    kappa = (p_observed - p_chance) / (1 - p_chance) if p_chance < 1 else 1.0
+    return {"accuracy": float(p_observed), "macro_f1": float(f1[present].mean()), "kappa": float(kappa)}
+
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class Diverged(Exception):
+    """The training or validation loss became NaN or Inf, or the test loss of the selected checkpoint did."""
+
+
+class Trainer:
+    """Trains one fresh model on one run's data; early stopping on validation loss, best
+    checkpoint by validation accuracy (the authors' EarlyStopping + ModelCheckpoint)."""
+
+    def __init__(self, cfg: Config, spec: RunSpec, data: RunData, device: torch.device):
+        self.cfg, self.spec, self.data, self.device = cfg, spec, data, device
+        utils.set_seed(cfg.training.seed)  # same seed for every run: results don't depend on order or sharding
+        # channels-last 3D parameters: oneDNN runs the definition's convolutions 1.65x faster on them
+        # (evaluation, batch 256, 2-core CPU; README: Speed), and cuDNN prefers them for bf16
+        self.net = model_lib.build_model(cfg).to(device, memory_format=torch.channels_last_3d)
+        # CPU training runs the definition through its accelerator (same parameters, same state dict);
+        # CUDA training and every evaluation run the definition itself
+        self.train_net = fastcpu.accelerate(self.net) if device.type == "cpu" else self.net
+        self.optimizer = model_lib.adam(self.net, cfg.training.l2, cfg.training.lr)
+        self.shuffle = torch.Generator().manual_seed(cfg.training.seed)
+        self.maps = inputs.MapBuilder(cfg.data.input_width, device)
+        self.autocast = device.type == "cuda" and cfg.training.amp
+        self.use_temporal = cfg.model.streams != "spectral"
+        self.use_spectral = cfg.model.streams != "temporal"
+        self.history: list[dict] = []
+        self.best = {"val_accuracy": -math.inf, "val_loss": math.inf, "epoch": 0, "state": None, "wait": 0}
+
+    def _forward(self, idx: torch.Tensor, net=None) -> torch.Tensor:
+        d, net = self.data, net or self.net
+        spectral = self.maps(d.de[idx].to(self.device, non_blocking=True)) if self.use_spectral else None
+        temporal = self.maps(d.eeg[idx].to(self.device, non_blocking=True)) if self.use_temporal else None
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            return net(spectral, temporal).float()
+
+    def train_epoch(self, epoch: int) -> tuple[float, float]:
+        self.net.train()
+        train = torch.from_numpy(self.data.split.train)
+        order = train[torch.randperm(len(train), generator=self.shuffle)]
+        total_loss, correct = 0.0, 0
+        for batch in order.split(self.cfg.training.batch_size):
+            y = self.data.label[batch].to(self.device)
+            logits = self._forward(batch, self.train_net)
+            loss = F.cross_entropy(logits, y)
+            if not torch.isfinite(loss):
+                raise Diverged(f"{self.where(epoch)}: training loss became {loss.item()}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total_loss += loss.item() * len(batch)
+            correct += (logits.argmax(1) == y).sum().item()
+        return total_loss / len(train), correct / len(train)
+
+    def where(self, epoch: int) -> str:
+        s = self.spec
+        return f"{s.name} (subject {s.subject}, session {s.session}), epoch {epoch}"
+
+    @torch.no_grad()
+    def predict(self, indices: np.ndarray) -> tuple[float, np.ndarray]:
+        """Mean cross-entropy and predicted classes of the given samples (eval mode, then back)."""
+        was_training = self.net.training
+        self.net.eval()
+        losses, preds = [], []
+        for batch in torch.from_numpy(indices).split(max(self.cfg.training.batch_size, 256)):
+            logits = self._forward(batch)
+            losses.append(F.cross_entropy(logits, self.data.label[batch].to(self.device), reduction="sum").item())
+            preds.append(logits.argmax(1).cpu())
+        self.net.train(was_training)
+        return sum(losses) / len(indices), torch.cat(preds).numpy()
+
+    def state(self) -> dict:
+        """Everything needed to continue bit-identically after a kill (CPU)."""
+        return {"subject_pool": self.data.subjects, "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "shuffle": self.shuffle.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "history": self.history, "best": self.best}
+
+    def load_state(self, state: dict) -> None:
+        """Continue from `state()`; ValueError if it was saved for another pool of subjects (loso)."""
+        if self.cfg.training.protocol == "loso" and state.get("subject_pool") != self.data.subjects:
+            raise ValueError(f"saved when the run pooled subjects {state.get('subject_pool')}, now {self.data.subjects}")
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        # Adam's moments in their parameter's memory layout: a state saved with contiguous parameters
+        # (before run.py kept them channels-last 3D) would otherwise feed the fused step mismatched strides
+        for p, saved in self.optimizer.state.items():
+            for key, value in saved.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    saved[key] = torch.empty_like(p).copy_(value)
+        self.shuffle.set_state(state["shuffle"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.history, self.best = state["history"], state["best"]
+
+    def fit(self, on_epoch: Callable[[dict], None] = lambda row: None) -> None:
+        """Train up to nbEpoch epochs (from where a loaded state left off); `on_epoch(row)` after each
+        epoch, once its row is in `history` and `best` is updated (save a resumable state there)."""
+        t, split = self.cfg.training, self.data.split
+        if self.best["wait"] >= t.patience:  # a resumed run that had already stopped early
+            return
+        for epoch in range(len(self.history) + 1, t.nbEpoch + 1):
+            start = time.perf_counter()
+            train_loss, train_acc = self.train_epoch(epoch)
+            row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc}
+            if len(split.val):
+                val_loss, val_pred = self.predict(split.val)
+                if not math.isfinite(val_loss):
+                    raise Diverged(f"{self.where(epoch)}: validation loss became {val_loss}")
+                row.update(val_loss=val_loss, val_accuracy=float((val_pred == self.data.label[split.val].numpy()).mean()))
+            row["seconds"] = time.perf_counter() - start
+            self.history.append(row)
+            stop = self._update_best(row)
+            on_epoch(row)
+            if stop:
+                break
+
+    def evaluate(self) -> tuple[float, np.ndarray, np.ndarray]:
+        """The selected checkpoint on the test split: (mean loss, true classes, predicted classes)."""
+        self.net.load_state_dict(self.best["state"])
+        test = self.data.split.test
+        loss, predicted = self.predict(test)
+        if not math.isfinite(loss):   # finite training, but the model's outputs on the test set are not
+            raise Diverged(f"{self.where(self.best['epoch'])}: test loss of the selected checkpoint became {loss}")
+        return loss, self.data.label[test].numpy(), predicted
+
+    def _update_best(self, row: dict) -> bool:
+        """Track the checkpoint (best validation accuracy; the last epoch without validation)
+        and early stopping (no validation-loss improvement for `patience` epochs). Returns stop."""
+        b = self.best
+        if "val_accuracy" not in row or row["val_accuracy"] > b["val_accuracy"]:
+            b.update(val_accuracy=row.get("val_accuracy", -math.inf), epoch=row["epoch"],
+                     state=copy.deepcopy(self.net.state_dict()))
+        if "val_loss" not in row:
+            return False
+        if row["val_loss"] < b["val_loss"]:
+            b.update(val_loss=row["val_loss"], wait=0)
+            return False
+        b["wait"] += 1
+        return b["wait"] >= self.cfg.training.patience
