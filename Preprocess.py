@@ -50,12 +50,14 @@ from pathlib import Path
 
 import numpy as np
 
+import schemas
 from datasets import (BANDS, BANDS_HZ, CHANNELS, FEATURE_FOLDERS, GRID_SIZE, RAW_FOLDER, SAMPLING_RATE, TRIAL_WINDOWS,
                       WINDOW_S, Recording, find_recordings, read_features, read_labels, read_raw)
 from inputs import (TemporalSpec, electrodes_to_maps, interpolation_matrix, resample_matrix, save_maps_npy,
                     temporal_samples, temporal_spec)
-from utils import (Config, ConfigError, DataError, add_set_argument, atomic_path, check_output_folder, cli_main,
-                   git_commit, int_list, load_config, make_folder, remove_stale_temporaries, save_npy, write_json)
+from utils import (Config, ConfigError, DataError, add_set_argument, check_output_folder, cli_main, git_commit,
+                   int_list, list_folder, load_config, make_folder, publish, remove_stale_temporaries, staged_path,
+                   write_json)
 
 MANIFEST = "manifest.json"
 ARRAYS = ("spectral", "temporal", "de", "eeg", "label", "trial")  # .npy files of a session, in write order
@@ -158,11 +160,23 @@ def session_folder(cfg: Config, subject: int, session: int) -> Path:
     return cfg.path.preprocessed_root / f"sub{subject:02d}_ses{session}"
 
 
-def _read_manifest(folder: Path) -> dict | None:
+def manifest_problem(folder: Path) -> tuple[dict | None, str | None]:
+    """(the session's manifest, None) or (None, what is wrong with it: missing, unreadable, a field
+    missing or of the wrong type; schemas.MANIFEST). A damaged manifest marks its session as not
+    preprocessed: Preprocess.py rebuilds it."""
+    path = folder / MANIFEST
     try:
-        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, "missing"
+    except (OSError, ValueError) as e:
+        return None, f"unreadable ({getattr(e, 'strerror', None) or type(e).__name__})"
+    problem = schemas.check(manifest, schemas.MANIFEST)
+    return (None, problem) if problem else (manifest, None)
+
+
+def _read_manifest(folder: Path) -> dict | None:
+    return manifest_problem(folder)[0]
 
 
 def _manifest_matches_folder(folder: Path, manifest: dict) -> bool:
@@ -182,20 +196,38 @@ def _is_current(folder: Path, cfg: Config, maps: bool = False) -> bool:
 
 def _write_session(folder: Path, arrays: dict[str, np.ndarray], manifest: dict,
                    maps: dict[str, np.ndarray], interpolation: np.ndarray, width: int) -> int:
-    """Write the arrays and the maps of `maps` ({name: electrode values}, streamed through
-    inputs.save_maps_npy), then the manifest; returns the bytes of the .npy files."""
+    """Write a session's arrays and maps (`maps`: {name: electrode values}, streamed through
+    inputs.save_maps_npy) beside the files they replace, then swap them in and write the manifest;
+    returns the bytes of the .npy files.
+
+    Until every new file is complete (fsynced), the old session stays as it was, complete and
+    usable: a failure (disk full, a bad input, a kill) loses nothing finished. Only the swap itself,
+    renames taking a few milliseconds, leaves the session without a manifest if killed there, and so
+    marked for rebuilding.
+    """
     make_folder(folder)
-    (folder / MANIFEST).unlink(missing_ok=True)  # incomplete until the new manifest lands
     remove_stale_temporaries(folder)  # left by a run killed while writing this session
+    staged: dict[str, Path] = {}
+    try:
+        for name, values in maps.items():
+            with staged_path(folder / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
+                save_maps_npy(fh, values, interpolation, width)
+            staged[name] = tmp
+        for name, a in arrays.items():
+            with staged_path(folder / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
+                np.save(fh, a)
+            staged[name] = tmp
+    except BaseException:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    n_bytes = sum(tmp.stat().st_size for tmp in staged.values())
+    (folder / MANIFEST).unlink(missing_ok=True)     # the swap: incomplete until the new manifest lands
     for name in ARRAYS:
-        if name not in arrays and name not in maps:
+        if name not in staged:
             (folder / f"{name}.npy").unlink(missing_ok=True)  # e.g. temporal.npy of an earlier run with raw EEG
-    for name, values in maps.items():
-        with atomic_path(folder / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
-            save_maps_npy(fh, values, interpolation, width)
-    for name, a in arrays.items():
-        save_npy(folder / f"{name}.npy", a)
-    n_bytes = sum((folder / f"{name}.npy").stat().st_size for name in (*maps, *arrays))
+    for name, tmp in staged.items():
+        publish(tmp, folder / f"{name}.npy")
     write_json(folder / MANIFEST, {**manifest, "bytes": n_bytes})
     return n_bytes
 
@@ -410,7 +442,7 @@ def load_preprocessed(cfg: Config, subjects=None, sessions=None) -> list[Session
     root = cfg.path.preprocessed_root
     command = f"python Preprocess.py -c {cfg.source or '<ini file>'}"
     on_disk = {}
-    for folder in root.glob("sub*_ses*") if root.is_dir() else ():
+    for folder in list_folder(root, "sub*_ses*", f"{cfg.source}: [path] preprocessed_root"):
         match = SESSION_FOLDER.match(folder.name)
         if match and (folder / MANIFEST).is_file():
             on_disk[int(match.group(1)), int(match.group(2))] = folder
@@ -431,9 +463,11 @@ def load_preprocessed(cfg: Config, subjects=None, sessions=None) -> list[Session
 
 
 def _open_session(folder: Path, cfg: Config, command: str) -> Session:
-    manifest = _read_manifest(folder)
+    manifest, problem = manifest_problem(folder)
     if manifest is None:
-        raise DataError(f"{folder / MANIFEST}: unreadable; run `{command} --force`")
+        subject, session = (int(n) for n in SESSION_FOLDER.match(folder.name).groups())
+        raise DataError(f"{folder / MANIFEST}: {problem}, so {folder.name} counts as not preprocessed; run "
+                        f"`{command} --subjects {subject} --sessions {session}`")
     if not _manifest_matches_folder(folder, manifest):
         raise DataError(f"{folder / MANIFEST}: says subject {manifest.get('subject')}, session {manifest.get('session')}, "
                         f"but its folder is {folder.name}; rerun `{command} --force` for that subject and session")

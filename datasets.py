@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 import scipy.io
 
-from utils import DataError
+from utils import DataError, list_folder
 
 # ----------------------------------------------------------------------------- facts
 
@@ -255,7 +255,7 @@ def _recording_files(folder: Path, names: dict[str, int]) -> dict[int, dict[str,
     """subject -> {date: path} of the files named <subject>_<YYYYMMDD>.mat, the subject given by its
     number or by its name in `names`; strays are skipped."""
     found: dict[int, dict[str, Path]] = {}
-    for path in sorted(folder.iterdir()):
+    for path in list_folder(folder, "*"):
         match = RECORDING_NAME.match(path.name)
         if not (match and path.is_file()):
             continue
@@ -302,7 +302,7 @@ def _scan_session_folders(folder: Path, names: dict[str, int]) -> dict[tuple[int
     """
     expected = ", ".join(f"{s}/" for s in SESSIONS)
     session_dirs: dict[int, Path] = {}
-    for d in sorted(folder.iterdir()):
+    for d in list_folder(folder, "*"):
         if not (d.is_dir() and d.name.isascii() and d.name.isdigit()):  # isdigit alone admits '²', which int() rejects
             continue
         session = int(d.name)

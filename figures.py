@@ -47,6 +47,7 @@ from PIL import Image
 import datasets
 import inputs
 import Preprocess
+import schemas
 import utils
 from utils import Config, DataError, UserError
 
@@ -99,7 +100,7 @@ def run_figures(results: list[dict], summary: dict, out_dir: Path) -> list[Path]
     Works for any number of runs, with or without validation history, any protocol (LOSO included).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    utils.make_folder(out_dir)
     results = sorted(results, key=lambda r: (r["subject"], r["session"]))
     with _style():
         return [_curves_figure(results, summary, out_dir / "curves.png"),
@@ -335,7 +336,7 @@ def input_figures(session, cfg: Config, out_dir: Path) -> list[Path]:
     strip). The temporal figure is skipped when the session has no raw EEG.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    utils.make_folder(out_dir)
     width, dataset, window_ms = cfg.data.input_width, cfg.data.dataset, 1000 * cfg.data.temporal_window_s
     names = datasets.CLASS_NAMES[dataset]
     picks = _one_per_class(np.asarray(session.label), np.asarray(session.trial))
@@ -460,7 +461,7 @@ def attention_figures(checkpoint_path: Path, sessions: list, out_dir: Path, *, p
     """
     cfg, label, weights = attention_weights(checkpoint_path, sessions, per_class=per_class)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    utils.make_folder(out_dir)
     names = datasets.CLASS_NAMES[cfg.data.dataset]
     classes = [c for c in range(cfg.model.nb_class) if (label == c).any()]
     run = Path(checkpoint_path).stem
@@ -643,7 +644,7 @@ def architecture_figure(cfg: Config, out_path: Path) -> Path:
                      f"shape H x W x D x C = map height, width, depth (DE bands or EEG time points), feature channels",
                      fontsize=10.5, y=1 - 0.1 / H, va="top", linespacing=1.5)
         out_path = Path(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
+        utils.make_folder(out_path.parent)
         return _save(fig, out_path)
 
 
@@ -726,8 +727,20 @@ def load_checkpoint(checkpoint_path: Path) -> dict:
 
     checkpoint_path = Path(checkpoint_path)
     if not checkpoint_path.is_file():
+        record = checkpoint_path.parent.parent / "runs" / f"{checkpoint_path.stem}.json"
+        if record.is_file():
+            raise UserError(f"{checkpoint_path}: checkpoint not found, although the run finished ({record}); it "
+                            f"was deleted: delete {record.name} too and rerun run.py to redo the run")
         raise UserError(f"{checkpoint_path}: checkpoint not found")
-    return torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # our own file: config and arrays
+    try:
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # our own file: config and arrays
+    except Exception as e:      # truncated or not a checkpoint: fails anywhere inside torch's unpickler
+        raise DataError(f"{checkpoint_path}: not a readable checkpoint ({type(e).__name__}: "
+                        f"{(str(e).splitlines() or [''])[0][:80]}); delete it and its runs/*.json to redo the run") from None
+    problem = schemas.check(checkpoint, schemas.CHECKPOINT)
+    if problem:
+        raise DataError(f"{checkpoint_path}: damaged checkpoint ({problem}); delete it and its runs/*.json to redo the run")
+    return checkpoint
 
 
 def explain_run(checkpoint_path: Path, preprocessed_root: Path, out_dir: Path) -> list[Path]:
@@ -751,7 +764,7 @@ def demo_figures(demo_dir: Path, out_dir: Path) -> list[Path]:
     if not results:
         raise UserError(f"{results_dir}: no finished demo runs; run `python run.py --demo` first")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    utils.make_folder(out_dir)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".demo-") as tmp:
         made = run_figures(results, summary, Path(tmp)) + explain_run(results_dir / "checkpoints" / f"{results[0]['run']}.pt",
                                                                    preprocessed, Path(tmp))

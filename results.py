@@ -15,12 +15,15 @@ import csv
 import hashlib
 import io
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import figures
+import schemas
 import utils
 from training import RunSpec, Trainer
 from utils import Config, ConfigError, DataError
@@ -49,6 +52,7 @@ class ResultDir:
         self.root = cfg.path.result_path
         self.source = cfg.source
         self.config_key = result_key(cfg)
+        self.nb_class = cfg.model.nb_class
 
     def run_json(self, spec: RunSpec) -> Path:
         return self.root / "runs" / f"{spec.name}.json"
@@ -76,7 +80,7 @@ class ResultDir:
     def failures(self, done: dict[str, dict]) -> dict[str, str]:
         """run name -> error of the failed runs of this config that have not finished since."""
         out = {}
-        for path in sorted((self.root / "failed").glob("*.json")):
+        for path in utils.list_folder(self.root / "failed", "*.json", f"{self.source}: [path] result_path"):
             try:
                 record = json_load(path)
             except ValueError:
@@ -101,18 +105,24 @@ class ResultDir:
                 self.partial(spec).unlink(missing_ok=True)
 
     def finished(self) -> dict[str, dict]:
-        """Finished runs of this config, by run name. Results of another config are an error."""
+        """Finished runs of this config, by run name. Results of another config are an error; a damaged
+        result file is set aside (renamed <run>.json.damaged, one warning line) and its run counts as not
+        finished, so it is redone."""
         out, files = {}, {}
-        for path in sorted((self.root / "runs").glob("*.json")):
+        for path in sorted(utils.list_folder(self.root / "runs", "*.json", f"{self.source}: [path] result_path")):
             try:
                 result = json_load(path)
-            except ValueError:
-                raise DataError(f"{path}: not a readable result file; delete it to redo that run") from None
-            if not isinstance(result, dict) or not isinstance(result.get("run"), str):
-                raise DataError(f"{path}: not a result record; delete it to redo that run")
-            if result.get("config_key") != self.config_key:
+            except (ValueError, UnicodeDecodeError):
+                set_aside(path, "not readable JSON")
+                continue
+            if isinstance(result, dict) and isinstance(result.get("config_key"), str) \
+                    and result["config_key"] != self.config_key:
                 raise ConfigError(f"{path}: made with a different configuration; choose another [path] result_path "
                                   f"or delete {self.root / 'runs'} to start over")
+            problem = schemas.check(result, schemas.RUN_RECORD) or self._inconsistency(path, result)
+            if problem:
+                set_aside(path, problem)
+                continue
             if result["protocol"] == "loso" and "subject_pool" not in result:
                 raise ConfigError(f"{path}: a loso result without its subject_pool (made by an older version); "
                                   f"delete it to redo that run")
@@ -130,6 +140,23 @@ class ResultDir:
                                   f"or delete the runs made with the subjects that are no longer preprocessed")
         return out
 
+    def _inconsistency(self, path: Path, r: dict) -> str | None:
+        """What a result record that passes its schema may still get wrong: its name, its sizes."""
+        if f"{r['run']}.json" != path.name:
+            return f"run: {r['run']!r} is not this file's run"
+        if len(r["confusion_matrix"]) != self.nb_class:
+            return f"confusion_matrix: {len(r['confusion_matrix'])} classes, the configuration has {self.nb_class}"
+        if sum(map(sum, r["confusion_matrix"])) != r["n_test"]:
+            return f"confusion_matrix: counts {sum(map(sum, r['confusion_matrix']))} test windows, n_test says {r['n_test']}"
+        if len(r["history"]) != r["epochs_run"]:
+            return f"history: {len(r['history'])} epochs, epochs_run says {r['epochs_run']}"
+        return None
+
+    def without_checkpoint(self, done: dict[str, dict]) -> list[str]:
+        """Finished runs whose best checkpoint is gone (deleted by hand): counted in the summary, but
+        --explain and --predict cannot use them."""
+        return [run for run in sorted(done) if not (self.root / "checkpoints" / f"{run}.pt").is_file()]
+
     def check_pools(self, done: dict[str, dict], pools: dict[int, list[int]]) -> None:
         """Finished loso runs must have pooled the subjects preprocessed now (`pools`: session -> subjects)."""
         for result in done.values():
@@ -143,6 +170,26 @@ class ResultDir:
 
 def json_load(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+class DamagedFile(Exception):
+    """A state file that cannot be what it claims (truncated, not a checkpoint, fields missing or of the wrong type)."""
+
+
+def set_aside(path: Path, problem: str) -> Path:
+    """Rename a damaged file to <name>.damaged (or .damaged.1, ...) so that its work is redone; one warning line."""
+    target = path.with_name(path.name + ".damaged")
+    n = 0
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.damaged.{n}")
+    try:
+        os.replace(path, target)
+    except OSError as e:
+        raise utils.OutputError(f"{path}: damaged ({problem}), and it cannot be set aside ({e.strerror or e}); "
+                                f"delete it to redo that run") from None
+    print(f"warning: {path}: damaged ({problem}); set aside as {target.name}, its run is redone", file=sys.stderr)
+    return target
 
 
 def result_key(cfg: Config) -> str:
@@ -159,6 +206,11 @@ def summarize(cfg: Config, out: ResultDir) -> dict | None:
     print the table and draw the figures."""
     done = out.finished()
     failed = out.failures(done)
+    missing = out.without_checkpoint(done)
+    if missing:
+        print(f"warning: {out.root / 'checkpoints'}: no checkpoint for finished run(s) {', '.join(missing)} "
+              f"(deleted?): counted here, but --explain cannot use them; delete their runs/*.json to redo them",
+              file=sys.stderr)
     results = sorted(done.values(), key=lambda r: (r["subject"], r["session"]))
     if not results:
         print(f"no finished runs under {out.root / 'runs'}")
@@ -181,6 +233,7 @@ def summarize(cfg: Config, out: ResultDir) -> dict | None:
         "confusion_matrix": cm.tolist(),
         "paper_accuracy": {"mean": PAPER_ACCURACY[cfg.data.dataset][0], "std": PAPER_ACCURACY[cfg.data.dataset][1]},
         "failed_runs": failed,
+        "runs_without_checkpoint": missing,
         "overrides": list(cfg.overrides),
         "config": cfg.to_dict(), "config_key": out.config_key, "git_commit": utils.git_commit(),
     }
@@ -235,11 +288,22 @@ def save_partial(path: Path, trainer: Trainer, config_key: str) -> None:
 
 
 def load_partial(path: Path, trainer: Trainer, config_key: str) -> None:
-    """Continue `trainer` from a saved partial state; ValueError if it belongs to another configuration."""
-    state = torch.load(path, map_location=trainer.device, weights_only=False)
-    if not isinstance(state, dict) or state.get("config_key") != config_key:
+    """Continue `trainer` from a saved partial state. DamagedFile if it cannot be one (truncated, fields
+    missing or of the wrong type); ValueError if it belongs to another configuration or subject pool."""
+    try:
+        state = torch.load(path, map_location=trainer.device, weights_only=False)
+    except Exception as e:      # a truncated or foreign file fails anywhere inside torch's unpickler
+        raise DamagedFile(f"not a checkpoint ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:80]})") from None
+    if isinstance(state, dict) and isinstance(state.get("config_key"), str) and state["config_key"] != config_key:
         raise ValueError("saved under another configuration")
-    trainer.load_state(state)
+    problem = schemas.check(state, schemas.PARTIAL_STATE)
+    if problem:
+        raise DamagedFile(problem)
+    try:
+        trainer.load_state(state)
+    except (KeyError, TypeError, RuntimeError) as e:     # tensors of other shapes, an optimizer of another model
+        raise DamagedFile(f"does not fit the network ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:80]})") \
+            from None
 
 
 def write_result(out: "ResultDir", cfg: Config, trainer: Trainer, result: dict) -> None:

@@ -103,8 +103,11 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
         try:
             results.load_partial(partial, trainer, out.config_key)
             print(f"{spec.name}: resuming after epoch {len(trainer.history)} of {cfg.training.nbEpoch}", flush=True)
-        except Exception as e:  # a partial state of other code or config: start the run afresh
-            print(f"{spec.name}: ignoring {partial.name} ({type(e).__name__}: {e}); starting over", file=sys.stderr)
+        except results.DamagedFile as e:     # set aside, so that no rerun trips over it again
+            results.set_aside(partial, str(e))
+            trainer = Trainer(cfg, spec, data, device)
+        except ValueError as e:     # another configuration's or subject pool's: overwritten after the first epoch
+            print(f"{spec.name}: ignoring {partial.name} ({e}); starting over", file=sys.stderr)
             trainer = Trainer(cfg, spec, data, device)
     progress.run_ended(len(trainer.history))        # epochs a resumed run does not redo
     writer = None

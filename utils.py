@@ -33,11 +33,14 @@ import configparser
 import ctypes
 import ctypes.util
 import dataclasses
+import errno
+import fnmatch
 import difflib
 import json
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -496,21 +499,43 @@ _HOST = re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname())
 _TEMPORARY = re.compile(r"^\..+~(?P<pid>\d+)-(?P<host>[A-Za-z0-9_-]*)~\w+\.tmp$")  # .<name>~<pid>-<host>~<random>.tmp
 
 
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success rename it onto `path`, else delete it.
+def _disk_full(folder: Path) -> bool:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (64 << 10)
 
-    A reader never sees a half-written file: either the old one, or the complete new one. The
-    temporary file is named `.<name>~<pid>-<host>~<random>.tmp`; one left behind by a killed
-    process is removed by `remove_stale_temporaries`. A write that fails (a file where a folder
-    should be, permissions, disk full) raises OutputError naming `path`.
+
+def write_failure(path: Path, error: BaseException) -> str | None:
+    """Why writing `path` failed, for an error line ("no space left on device" when the disk is full),
+    or None when `error` is not a write failure (a bug: its traceback is kept)."""
+    full = _disk_full(Path(path).parent)
+    if isinstance(error, OSError):
+        return "no space left on device" if error.errno == errno.ENOSPC or full else (error.strerror or str(error))
+    if full:
+        return "no space left on device"
+    text = str(error)
+    if "PytorchStreamWriter" in text or "inline_container" in text:    # torch.save raises RuntimeError
+        return (text.splitlines() or [""])[0][:120]
+    return None
+
+
+@contextmanager
+def staged_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path` to write; on success it is fsynced and left for `publish`,
+    on failure deleted. A write that fails (a file where a folder should be, permissions, disk full;
+    OSError, or torch.save's RuntimeError) raises OutputError naming `path` and the reason.
+
+    The temporary file is named `.<name>~<pid>-<host>~<random>.tmp`; one left behind by a killed
+    process is removed by `remove_stale_temporaries`.
     """
     path = Path(path)
     make_folder(path.parent)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}~{os.getpid()}-{_HOST}~", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
+        raise OutputError(f"{path}: cannot write ({write_failure(path, e)})") from None
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -518,11 +543,50 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        reason = write_failure(path, e) if isinstance(e, (OSError, RuntimeError)) else None
+        if reason is not None:
+            raise OutputError(f"{path}: cannot write ({reason})") from None
+        raise
+
+
+def publish(tmp: Path, path: str | os.PathLike) -> None:
+    """Rename a staged temporary file onto `path` (atomic: a reader sees the old file or the new one)."""
+    try:
         os.replace(tmp, path)
     except OSError as e:
-        raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write ({write_failure(Path(path), e)})") from None
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success rename it onto `path`, else delete it.
+
+    A reader never sees a half-written file: either the old one, or the complete new one. Failures
+    are OutputErrors naming `path` and the reason (see `staged_path`).
+    """
+    with staged_path(path) as tmp:
+        yield tmp
+    publish(tmp, path)
+
+
+def list_folder(folder: str | os.PathLike, pattern: str, where: str = "") -> list[Path]:
+    """The entries of `folder` whose names match `pattern` (fnmatch), sorted; none if it does not exist.
+
+    A folder that exists but cannot be listed is one DataError naming it (Path.glob would silently
+    find nothing there, and finished work would look missing).
+    """
+    folder = Path(folder)
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):    # nothing there yet (a file in the way is the writer's error)
+        return []
+    except OSError as e:
+        raise DataError(f"{(where + ': ') if where else ''}{folder}: cannot list the folder ({e.strerror or e})") \
+            from None
+    return sorted(folder / n for n in names if fnmatch.fnmatch(n, pattern))
 
 
 def make_folder(path: str | os.PathLike) -> Path:
@@ -545,7 +609,10 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     for path in Path(folder).glob(".*.tmp") if Path(folder).is_dir() else ():
         match = _TEMPORARY.match(path.name)
         if match and match["host"] == _HOST and not _process_exists(int(match["pid"])):
-            path.unlink(missing_ok=True)
+            if path.is_dir():       # a session Preprocess.py was building beside the old one
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
             removed += 1
     return removed
 
@@ -594,13 +661,6 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, default=default) + "\n", encoding="utf-8")
-
-
-def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
-    """np.save atomically (the file can be opened later with mmap_mode='r')."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array)
 
 
 # ----------------------------------------------------------------------------- misc

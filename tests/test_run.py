@@ -90,14 +90,6 @@ def test_summary_of_failed_runs_only_prints_them(tmp_path, capsys):
         "failed: sub02_ses1: sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan"]
 
 
-def test_a_result_file_that_is_not_a_record_is_named(tmp_path):
-    cfg = utils.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
-    (tmp_path / "res" / "runs").mkdir(parents=True)
-    (tmp_path / "res" / "runs" / "sub01_ses1.json").write_text("[1, 2]")
-    with pytest.raises(utils.DataError, match=f"{tmp_path}/res/runs/sub01_ses1.json: not a result record"):
-        results.ResultDir(cfg).finished()
-
-
 def test_random_split_is_a_seeded_partition():
     s = training.random_split(1000, test_fraction=0.4, val_fraction=0.1, seed=3)
     together = np.concatenate([s.train, s.val, s.test])
