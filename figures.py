@@ -1,7 +1,8 @@
 """Figures of results, attention, inputs and the network itself (matplotlib only, no display).
 
     python figures.py architecture -c SEED.ini --out figure/architecture.png
-    python figures.py demo                       # README figures figure/demo_*.png (after `python run.py --demo`)
+    python figures.py demo                       # the demo's figures into .cache/demo/results/figures/demo/
+    python figures.py demo --readme              # replace the README's committed figure/demo_*.png, on purpose
     python figures.py explain -c SEED.ini --run sub01_ses1   # attention and input maps of one finished run
 
 What each function draws (each writes PNGs into a folder and returns their paths):
@@ -47,7 +48,6 @@ from PIL import Image
 import datasets
 import inputs
 import Preprocess
-import schemas
 import utils
 from utils import Config, DataError, UserError
 
@@ -589,7 +589,7 @@ def model_stages(cfg: Config) -> dict:
     output shapes as it is built (`stream.stages`); parameters are summed per stage with p.numel().
 
     Returns {"streams": {stream: [(stage, shape, parameters), ...]}, "head": [...], "total": int}
-    with shapes channels-last as in SPEC.md ("32x32x5x24" = H x W x D x C; "48" for feature vectors);
+    with shapes channels-last as in docs/reference.md ("32x32x5x24" = H x W x D x C; "48" for feature vectors);
     a stream's rows run from "input" to GLOBAL_POOL. The stages' parameters add up to `total`,
     the model's trainable parameters.
     """
@@ -722,25 +722,10 @@ def _draw_architecture(ax, cfg: Config, order: str, table: dict, n_rows: int) ->
 # ----------------------------------------------------------------------------- command line
 
 def load_checkpoint(checkpoint_path: Path) -> dict:
-    """A run.py checkpoint: model, config, run, subject, session, epoch, normalization."""
-    import torch
+    """A run.py checkpoint, checked (results.load_checkpoint)."""
+    import results
 
-    checkpoint_path = Path(checkpoint_path)
-    if not checkpoint_path.is_file():
-        record = checkpoint_path.parent.parent / "runs" / f"{checkpoint_path.stem}.json"
-        if record.is_file():
-            raise UserError(f"{checkpoint_path}: checkpoint not found, although the run finished ({record}); it "
-                            f"was deleted: delete {record.name} too and rerun run.py to redo the run")
-        raise UserError(f"{checkpoint_path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # our own file: config and arrays
-    except Exception as e:      # truncated or not a checkpoint: fails anywhere inside torch's unpickler
-        raise DataError(f"{checkpoint_path}: not a readable checkpoint ({type(e).__name__}: "
-                        f"{(str(e).splitlines() or [''])[0][:80]}); delete it and its runs/*.json to redo the run") from None
-    problem = schemas.check(checkpoint, schemas.CHECKPOINT)
-    if problem:
-        raise DataError(f"{checkpoint_path}: damaged checkpoint ({problem}); delete it and its runs/*.json to redo the run")
-    return checkpoint
+    return results.load_checkpoint(checkpoint_path)
 
 
 def explain_run(checkpoint_path: Path, preprocessed_root: Path, out_dir: Path) -> list[Path]:
@@ -782,9 +767,11 @@ def main(argv: list[str] | None = None) -> int:
     arch = sub.add_parser("architecture", help="draw the network built from an INI file")
     arch.add_argument("-c", "--config", default="SEED.ini", help="INI file (default SEED.ini)")
     arch.add_argument("--out", type=Path, default=ROOT / "figure" / "architecture.png", help="PNG to write")
-    demo = sub.add_parser("demo", help="README figures from `python run.py --demo` (figure/demo_*.png)")
+    demo = sub.add_parser("demo", help="figures of `python run.py --demo`, written to its result folder")
     demo.add_argument("--demo-dir", type=Path, default=ROOT / ".cache" / "demo", help="run.py's --demo-dir")
-    demo.add_argument("--out-dir", type=Path, default=ROOT / "figure", help="folder for demo_*.png")
+    demo.add_argument("--out-dir", type=Path, help="folder for demo_*.png (default: <demo-dir>/results/figures/demo)")
+    demo.add_argument("--readme", action="store_true",
+                      help="replace the README's committed figures, figure/demo_*.png (only on purpose)")
     explain = sub.add_parser("explain", help="attention and input figures of one finished run")
     explain.add_argument("-c", "--config", default="SEED.ini", help="INI file of the run (for its paths)")
     explain.add_argument("--run", required=True, help="run name, e.g. sub01_ses1")
@@ -794,7 +781,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "architecture":
         paths = [architecture_figure(utils.load_config(args.config), args.out)]
     elif args.command == "demo":
-        paths = demo_figures(args.demo_dir, args.out_dir)
+        if args.readme and args.out_dir is not None:
+            raise UserError("--readme writes figure/demo_*.png; it does not take --out-dir")
+        out_dir = ROOT / "figure" if args.readme else args.out_dir or args.demo_dir / "results" / "figures" / "demo"
+        paths = demo_figures(args.demo_dir, out_dir)
     else:
         cfg = utils.load_config(args.config)
         root = cfg.path.result_path

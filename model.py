@@ -42,7 +42,7 @@ Extending: a stream is any module with `name`, `input_size` (H, W, D) and `featu
 forward maps (N, H, W, D) -> (N, feature_size); `register_stream` makes it buildable by name
 (`SSTEmotionNet(streams=("spectral", "temporal", "mine"))`). An attention variant is a module built
 as `cls((H, W, D), attention=..., activation=...)` on (N, C, H, W, D); `register_attention` makes it
-selectable with `attention_block="name"`. README: "How to change the model".
+selectable with `attention_block="name"`. Examples: docs/model.md.
 """
 from __future__ import annotations
 

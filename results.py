@@ -36,6 +36,7 @@ PROTOCOL_NOTES = {
     "paper": "OPTIMISTIC: the test set is used for early stopping and checkpoint choice, as in the authors' code",
     "random": "LEAKY: adjacent windows of one trial fall in both train and test",
     "loso": "honest: leave one subject out, validation from another training subject",
+    "cross_session": "honest: per subject, one session held out, trained on the others, validation from those",
 }
 # [training] keys that do not change what a run computes (nor does [path]): results made under
 # other values are reused.
@@ -201,10 +202,13 @@ def result_key(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def summarize(cfg: Config, out: ResultDir) -> dict | None:
+def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_invocation=()) -> dict | None:
     """Merge runs/*.json into results.csv and summary.json (failed/*.json into its failed_runs),
-    print the table and draw the figures."""
-    done = out.finished()
+    print the table and draw the figures. `subjects`, `sessions`: only those runs (the held-out
+    subject under loso, the tested session under cross_session); `this_invocation`: the run names
+    this command trained, for the table."""
+    done = {name: r for name, r in out.finished().items()
+            if (not subjects or r["subject"] in subjects) and (not sessions or r["session"] in sessions)}
     failed = out.failures(done)
     missing = out.without_checkpoint(done)
     if missing:
@@ -222,6 +226,9 @@ def summarize(cfg: Config, out: ResultDir) -> dict | None:
     for r in results:
         per_subject.setdefault(r["subject"], []).append(r["accuracy"] * 100)
     cm = np.sum([r["confusion_matrix"] for r in results], axis=0)
+    per_class = {k: np.mean([r["per_class"][k] for r in results if "per_class" in r], axis=0).tolist()
+                 for k in ("precision", "recall", "f1")} if any("per_class" in r for r in results) else {}
+    warnings = {r["run"]: r["warnings"] for r in results if r.get("warnings")}
     summary = {
         "dataset": cfg.data.dataset, "protocol": cfg.training.protocol,
         "protocol_note": PROTOCOL_NOTES[cfg.training.protocol],
@@ -229,6 +236,11 @@ def summarize(cfg: Config, out: ResultDir) -> dict | None:
         "mean_accuracy": float(acc.mean()), "std_accuracy": float(acc.std()),  # percent; population std
         "mean_macro_f1": float(np.mean([r["macro_f1"] for r in results])),
         "mean_kappa": float(np.mean([r["kappa"] for r in results])),
+        "chance_accuracy": 100 / cfg.model.nb_class,
+        "per_class": per_class,   # precision, recall, F1 per class, means over the runs
+        "warnings": warnings,
+        "runs_of_this_invocation": sum(r["run"] in this_invocation for r in results),
+        "selection": {"subjects": sorted(subjects) if subjects else None, "sessions": sorted(sessions) if sessions else None},
         "per_subject": {str(s): float(np.mean(v)) for s, v in sorted(per_subject.items())},
         "confusion_matrix": cm.tolist(),
         "paper_accuracy": {"mean": PAPER_ACCURACY[cfg.data.dataset][0], "std": PAPER_ACCURACY[cfg.data.dataset][1]},
@@ -252,15 +264,25 @@ def summarize(cfg: Config, out: ResultDir) -> dict | None:
 
 
 def results_table(summary: dict) -> str:
-    paper = summary["paper_accuracy"]
+    """The printed comparison: chance level, the paper's number, this project's runs with macro-F1 and
+    kappa, how many runs the row covers and how many of them this invocation trained."""
+    paper, n = summary["paper_accuracy"], summary["n_runs"]
+    ours = summary.get("runs_of_this_invocation", 0)
+    which = "all of this invocation" if ours == n else "none of this invocation" if ours == 0 else \
+        f"{ours} of this invocation"
     rows = [
         f"{summary['dataset']}, protocol {summary['protocol']} ({summary['protocol_note']})",
-        f"{'':28s}{'accuracy %':>18s}{'runs':>6s}",
-        f"{'SST-EmotionNet, paper':28s}{paper['mean']:>10.2f} +- {paper['std']:<5.2f}{45:>6d}",
-        f"{'this run':28s}{summary['mean_accuracy']:>10.2f} +- {summary['std_accuracy']:<5.2f}{summary['n_runs']:>6d}",
+        f"{'':24s}{'accuracy %':>16s}{'macro-F1':>10s}{'kappa':>8s}  runs",
+        f"{'chance level':24s}{summary['chance_accuracy']:>10.2f}{'':6s}{'':>10s}{0.0:>8.3f}",
+        f"{'SST-EmotionNet, paper':24s}{paper['mean']:>10.2f} +- {paper['std']:<3.2f}{'-':>9s}{'-':>8s}  45",
+        f"{'this project':24s}{summary['mean_accuracy']:>10.2f} +- {summary['std_accuracy']:<3.2f}"
+        f"{summary['mean_macro_f1']:>9.3f}{summary['mean_kappa']:>8.3f}  {n} ({which})",
     ]
-    if summary["protocol"] == "loso":
-        rows.append("(the paper's number is subject-dependent, one model per subject-session: not comparable with loso)")
+    if summary["protocol"] in ("loso", "cross_session"):
+        rows.append(f"(the paper's number is subject-dependent, one model per subject-session: not comparable with "
+                    f"{summary['protocol']})")
+    if summary.get("warnings"):
+        rows.append(f"runs with warnings (see summary.json): {', '.join(summary['warnings'])}")
     if summary["failed_runs"]:
         rows.append(f"failed runs (not counted): {', '.join(summary['failed_runs'])}")
     if summary.get("overrides"):
@@ -304,6 +326,38 @@ def load_partial(path: Path, trainer: Trainer, config_key: str) -> None:
     except (KeyError, TypeError, RuntimeError) as e:     # tensors of other shapes, an optimizer of another model
         raise DamagedFile(f"does not fit the network ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:80]})") \
             from None
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A run's best checkpoint (model, config, run, subject, session, epoch, normalization), checked;
+    UserError naming the file if it is missing, unreadable or damaged."""
+    path = Path(path)
+    if not path.is_file():
+        record = path.parent.parent / "runs" / f"{path.stem}.json"
+        if record.is_file():
+            raise utils.UserError(f"{path}: checkpoint not found, although the run finished ({record}); it was "
+                                  f"deleted: delete {record.name} too and rerun run.py to redo the run")
+        raise utils.UserError(f"{path}: checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # our own file: config and arrays
+    except Exception as e:      # truncated or not a checkpoint: fails anywhere inside torch's unpickler
+        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: "
+                        f"{(str(e).splitlines() or [''])[0][:80]}); delete it and its runs/*.json to redo the run") from None
+    problem = schemas.check(checkpoint, schemas.CHECKPOINT)
+    if problem:
+        raise DataError(f"{path}: damaged checkpoint ({problem}); delete it and its runs/*.json to redo the run")
+    return checkpoint
+
+
+def load_trained(path: Path):
+    """(network in eval mode, its Config, its input statistics) from a run's best checkpoint."""
+    import model as model_lib
+
+    checkpoint = load_checkpoint(path)
+    cfg = Config.from_dict(checkpoint["config"])
+    net = model_lib.build_model(cfg)
+    net.load_state_dict(checkpoint["model"])
+    return net.eval(), cfg, checkpoint["normalization"]
 
 
 def write_result(out: "ResultDir", cfg: Config, trainer: Trainer, result: dict) -> None:

@@ -20,7 +20,10 @@ See README.md for the protocols and what each one may claim.
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib
+import io
+import math
 import multiprocessing
 import os
 import re
@@ -29,14 +32,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+import datasets
 import model as model_lib
 import Preprocess
 import results
 import utils
 from results import ResultDir
-from training import Diverged, RunSpec, Trainer, build_run_data, confusion_matrix, run_split, scores, subject_pool
+from training import (Diverged, RunSpec, Trainer, build_run_data, confusion_matrix, predict_probabilities,
+                      result_warnings, run_split, scores, subject_pool)
 from utils import Config, DataError, UserError
 
 # --demo: synthetic SEED data of this size, and these keys changed from the INI file's values.
@@ -134,6 +140,10 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
     progress.run_ended(cfg.training.nbEpoch - len(trainer.history))   # early stopping's unused epochs
     test_loss, truth, predicted = trainer.evaluate()
     cm = confusion_matrix(truth, predicted, cfg.model.nb_class)
+    steps = len(trainer.history) * math.ceil(len(data.split.train) / cfg.training.batch_size)
+    warnings = result_warnings(cfg, predicted, steps)
+    for warning in warnings:
+        print(f"warning: {spec.name}: {warning}", flush=True)
     result = {
         "run": spec.name, "subject": spec.subject, "session": spec.session,
         "protocol": cfg.training.protocol, "dataset": cfg.data.dataset,
@@ -143,7 +153,7 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
         "best_epoch": trainer.best["epoch"], "epochs_run": len(trainer.history),
         "history": trainer.history, "seconds": sum(r["seconds"] for r in trainer.history),
         "wall_seconds": time.perf_counter() - start, "device": str(device),
-        "config_key": out.config_key,
+        "config_key": out.config_key, "warnings": warnings,
     }
     results.write_result(out, cfg, trainer, result)
     return result
@@ -173,8 +183,7 @@ def _start_worker(devices, threads: int, progress: Progress) -> None:
 def _run_in_worker(task: tuple) -> tuple[str, str, object]:
     """One run in a worker: its own sessions (memory-mapped), then train_run. ('done' | 'failed', run, result | error)."""
     cfg, spec, k, n, tensorboard = task
-    sessions = Preprocess.load_preprocessed(cfg, subjects=None if cfg.training.protocol == "loso" else [spec.subject],
-                                            sessions=[spec.session])
+    sessions = Preprocess.load_preprocessed(cfg, *pooled(cfg, [spec.subject], [spec.session]))
     try:
         return "done", spec.name, train_run(cfg, spec, sessions, _WORKER["device"], ResultDir(cfg),
                                             _WORKER["progress"], k, n, tensorboard)
@@ -231,6 +240,47 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def pooled(cfg: Config, subjects, sessions) -> tuple:
+    """(subjects, sessions) to load for runs of these: loso pools every subject of a session,
+    cross_session every session of a subject."""
+    protocol = cfg.training.protocol
+    return (None if protocol == "loso" else subjects), (None if protocol == "cross_session" else sessions)
+
+
+def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions) -> int:
+    """--predict RUN: the run's best checkpoint on one preprocessed subject-session; writes
+    predictions/<RUN>_on_subSS_sesK.csv and prints accuracy, macro-F1 and kappa."""
+    if not subjects or not sessions or len(subjects) != 1 or len(sessions) != 1:
+        raise UserError(f"--predict {run}: give one subject and one session, e.g. --subjects 3 --sessions 2")
+    subject, session_number = subjects[0], sessions[0]
+    net, trained, stats = results.load_trained(out.root / "checkpoints" / f"{run}.pt")
+    changed = [k for k, v in cfg.to_dict()["data"].items() if trained.to_dict()["data"].get(k) != v]
+    if changed:
+        raise utils.ConfigError(f"{cfg.where('data', changed[0])}: {cfg.to_dict()['data'][changed[0]]!r}, but {run} was "
+                                f"trained with {trained.to_dict()['data'][changed[0]]!r}; preprocess with the run's [data]")
+    session = Preprocess.load_preprocessed(cfg, [subject], [session_number])[0]
+    if trained.model.streams != "spectral" and session.eeg is None:
+        raise DataError(f"{session.path}: no raw EEG maps, which {run} needs (streams = {trained.model.streams})")
+    probabilities = predict_probabilities(net, trained, stats, session)
+    truth, predicted = np.asarray(session.label), probabilities.argmax(1)
+    trial = np.asarray(session.trial)
+    window = np.arange(len(trial)) - np.searchsorted(trial, trial)    # 0-based window within its trial
+    names = datasets.CLASS_NAMES[trained.data.dataset]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["trial", "window", "true_label", "predicted_label", *(f"p_{name}" for name in names)])
+    for row in zip(trial, window, truth, predicted, *probabilities.T):
+        writer.writerow([int(row[0]), int(row[1]), int(row[2]), int(row[3]), *(f"{p:.6f}" for p in row[4:])])
+    path = out.root / "predictions" / f"{run}_on_sub{subject:02d}_ses{session_number}.csv"
+    with utils.atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    s = scores(confusion_matrix(truth, predicted, trained.model.nb_class))
+    print(f"{run} on sub{subject:02d}_ses{session_number}: {len(truth)} windows, accuracy {100 * s['accuracy']:.2f}%  "
+          f"macro-F1 {s['macro_f1']:.3f}  kappa {s['kappa']:.3f}")
+    print(path)
+    return 0
+
+
 def plan_runs(cfg: Config, available: list[tuple[int, int]], subjects, sessions, shard) -> list[RunSpec]:
     """The runs of this invocation: all preprocessed (subject, session) pairs, filtered, then sharded."""
     runs = [RunSpec(s, k) for s, k in available
@@ -280,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(result_path/tensorboard/<run>; needs `pip install tensorboard`)")
     parser.add_argument("--summarize", action="store_true", help="only merge finished runs into summary.json")
     parser.add_argument("--explain", metavar="RUN", help="attention and input figures of a finished run, e.g. sub01_ses1")
+    parser.add_argument("--predict", metavar="RUN", help="apply a finished run's checkpoint to the subject and session "
+                        "given by --subjects S --sessions K; writes predictions/<RUN>_on_subSS_sesK.csv")
     parser.add_argument("--demo", action="store_true", help="synthetic SEED data, reduced training, end to end")
     parser.add_argument("--demo-dir", type=Path, default=Path(__file__).resolve().parent / ".cache" / "demo",
                         help="where --demo writes its data and results (default .cache/demo)")
@@ -307,13 +359,20 @@ def main(argv: list[str] | None = None) -> int:
     model_lib.build_model(cfg)  # a config the network cannot be built from fails before any output
     out = ResultDir(cfg)
     if args.summarize:
+        if shard is not None:
+            raise UserError("--summarize merges finished runs; --shard selects work to run, not results to merge "
+                            "(use --subjects / --sessions to summarize a part)")
         done = out.finished()
         if not done:
             raise DataError(f"{out.root / 'runs'}: no finished runs to summarize; run `python run.py -c {args.config}` first")
         out.check_writable()
         out.tidy([], done)
-        results.summarize(cfg, out)
+        if results.summarize(cfg, out, subjects, sessions) is None:
+            raise DataError(f"{out.root / 'runs'}: no finished run of subjects {subjects or 'all'}, sessions "
+                            f"{sessions or 'all'} to summarize")
         return 0
+    if args.predict:
+        return predict(cfg, out, args.predict, subjects, sessions)
     if args.explain:
         import figures
 
@@ -326,8 +385,7 @@ def main(argv: list[str] | None = None) -> int:
 
     device = utils.resolve_device(cfg.training.device, f"{cfg.source}: [training] device")
     threads = cfg.training.num_threads or max(1, torch.get_num_threads() // args.jobs)
-    all_sessions = Preprocess.load_preprocessed(cfg, subjects=None if cfg.training.protocol == "loso" else subjects,
-                                                sessions=sessions)
+    all_sessions = Preprocess.load_preprocessed(cfg, *pooled(cfg, subjects, sessions))
     if cfg.model.streams != "spectral" and any(s.eeg is None for s in all_sessions):
         missing = next(s for s in all_sessions if s.eeg is None)
         raise DataError(f"{missing.path}: no spatial-temporal maps (no raw EEG was found); "
@@ -358,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         else:
-            utils.keep_freed_memory()   # no page faults for each step's activations (README: Speed)
+            utils.keep_freed_memory()   # no page faults for each step's activations (bench/README.md)
         outcomes = serial(cfg, todo, len(runs), all_sessions, device, out, progress, args.tensorboard)
     failed, specs = {}, {spec.name: spec for _, spec in todo}
     for status, run, value in outcomes:
@@ -369,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(result_line(value), flush=True)
     if shard is None:
-        results.summarize(cfg, out)
+        results.summarize(cfg, out, this_invocation={spec.name for _, spec in todo})
     else:
         print(f"shard {args.shard} done; after every shard has finished: python run.py -c {args.config} --summarize")
     return 1 if failed else 0

@@ -3,7 +3,7 @@
     problem = check(record, RUN_RECORD)     # None, or what is wrong, e.g. "accuracy: expected a number in [0, 1], got 'high'"
 
 Files written by Preprocess.py and run.py can be truncated (a full disk, a copy cut short) or edited
-by hand. Whoever reads one checks it here first, then decides (README: What is guaranteed):
+by hand. Whoever reads one checks it here first, then decides (docs/guarantees.md):
   runs/<run>.json              set aside (renamed <run>.json.damaged) and the run redone
   checkpoints/<run>.partial.pt set aside (renamed .damaged) and the run started over
   <session>/manifest.json      the session counts as not preprocessed (Preprocess.py rebuilds it)

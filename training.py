@@ -72,9 +72,32 @@ def random_split(n: int, test_fraction: float, val_fraction: float, seed: int) -
     return Split(np.sort(perm[n_test + n_val:]), np.sort(perm[n_test:n_test + n_val]), np.sort(perm[:n_test]))
 
 
-def make_split(cfg: Config, spec: RunSpec, subject: np.ndarray, trial: np.ndarray, label: np.ndarray) -> Split:
-    """The protocol's split of one run's pooled samples (see README: Protocols)."""
+def cross_session_split(session: np.ndarray, trial: np.ndarray, label: np.ndarray, test_session: int,
+                        val_trials_per_class: int) -> Split:
+    """One subject: test = every window of `test_session`, train = the other sessions, validation = the
+    last `val_trials_per_class` trials of each class in each training session (never the test session)."""
+    test = session == test_session
+    val = np.zeros_like(test)
+    if val_trials_per_class:
+        for k in np.unique(session[~test]):
+            in_k = session == k
+            for c in np.unique(label[in_k]):
+                trials_c = np.unique(trial[in_k & (label == c)])
+                val |= in_k & np.isin(trial, trials_c[-val_trials_per_class:])
+    return Split(np.flatnonzero(~test & ~val), np.flatnonzero(val), np.flatnonzero(test))
+
+
+def make_split(cfg: Config, spec: RunSpec, subject: np.ndarray, trial: np.ndarray, label: np.ndarray,
+               session: np.ndarray | None = None) -> Split:
+    """The protocol's split of one run's pooled samples (see README: Protocols); `session` per sample
+    is needed by cross_session only."""
     t = cfg.training
+    if t.protocol == "cross_session":
+        if len(np.unique(session)) < 2:
+            raise DataError(f"{cfg.source}: [training] protocol = cross_session needs at least 2 preprocessed sessions "
+                            f"of subject {spec.subject}, found {len(np.unique(session))} under "
+                            f"{cfg.path.preprocessed_root}")
+        return cross_session_split(session, trial, label, spec.session, t.val_trials_per_class)
     if t.protocol == "trial":
         split = trial_split(cfg.data.dataset, trial, label, t.val_trials_per_class)
         untrained = sorted(set(label[trial <= datasets.N_TRAIN_TRIALS[cfg.data.dataset]]) - set(label[split.train]))
@@ -126,19 +149,22 @@ def run_split(cfg: Config, spec: RunSpec, sessions: list) -> tuple[list, np.ndar
     """
     if cfg.training.protocol == "loso":
         parts = [s for s in sessions if s.session == spec.session]
+    elif cfg.training.protocol == "cross_session":
+        parts = [s for s in sessions if s.subject == spec.subject]
     else:
         parts = [s for s in sessions if (s.subject, s.session) == (spec.subject, spec.session)]
     subject = np.concatenate([np.full(len(s.label), s.subject) for s in parts])
+    session = np.concatenate([np.full(len(s.label), s.session) for s in parts])
     trial = np.concatenate([np.asarray(s.trial) for s in parts])
     label = np.concatenate([np.asarray(s.label) for s in parts])
-    split = make_split(cfg, spec, subject, trial, label)
+    split = make_split(cfg, spec, subject, trial, label, session)
     if len(split.train) == 0 or len(split.test) == 0:
         raise DataError(f"{spec.name}: protocol {cfg.training.protocol} leaves "
                         f"{len(split.train)} training and {len(split.test)} test samples")
     untrained = sorted(set(label[split.test].tolist()) - set(label[split.train].tolist()))
     if untrained:   # the model could never predict it: every test window of that class would count as an error
         names = ", ".join(f"{c} ({datasets.CLASS_NAMES[cfg.data.dataset][c]})" for c in untrained)
-        tested = next((p for p in parts if p.subject == spec.subject), parts[0])     # loso: the held-out subject's
+        tested = next((p for p in parts if (p.subject, p.session) == (spec.subject, spec.session)), parts[0])
         raise DataError(f"{tested.path}: class {names} has test windows but no training window under protocol "
                         f"{cfg.training.protocol} ({spec.name}); check the session's labels")
     return parts, label, split
@@ -172,16 +198,55 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_class: int) -> np
 
 
 def scores(cm: np.ndarray) -> dict:
-    """Accuracy, macro-F1 (classes absent from both truth and prediction are skipped) and Cohen's kappa."""
+    """Accuracy, macro-F1 (classes absent from both truth and prediction are skipped), Cohen's kappa, and
+    per class (lists indexed by class): precision, recall, F1 (0 where undefined) and support."""
     n = cm.sum()
     tp = np.diag(cm).astype(float)
     support, predicted = cm.sum(1), cm.sum(0)
     present = (support + predicted) > 0
     f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=present)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     p_observed = tp.sum() / n
     p_chance = float((support * predicted).sum()) / n ** 2
     kappa = (p_observed - p_chance) / (1 - p_chance) if p_chance < 1 else 1.0
-    return {"accuracy": float(p_observed), "macro_f1": float(f1[present].mean()), "kappa": float(kappa)}
+    return {"accuracy": float(p_observed), "macro_f1": float(f1[present].mean()), "kappa": float(kappa),
+            "per_class": {"precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+                          "support": support.tolist()}}
+
+
+def result_warnings(cfg: Config, predicted: np.ndarray, steps: int) -> list[str]:
+    """What makes a run's result mean less than its accuracy says: every test window predicted as one
+    class (the model collapsed), or fewer than 100 optimizer steps (it hardly trained)."""
+    out = []
+    if len(np.unique(predicted)) == 1:
+        c = int(predicted[0])
+        out.append(f"every test window predicted as class {c} ({datasets.CLASS_NAMES[cfg.data.dataset][c]}): "
+                   f"the model collapsed to one class")
+    if steps < 100:
+        out.append(f"trained for only {steps} optimizer steps (fewer than 100)")
+    return out
+
+
+@torch.no_grad()
+def predict_probabilities(net: torch.nn.Module, cfg: Config, stats: dict, session, batch_size: int = 256,
+                          device: str | torch.device = "cpu") -> np.ndarray:
+    """(N, nb_class) class probabilities of a trained network for a preprocessed session's windows
+    (Preprocess.Session), its inputs normalised with the training statistics `stats` (a checkpoint's
+    "normalization") and mapped as in training."""
+    de = np.asarray(session.de, dtype=np.float32)
+    eeg = np.asarray(session.eeg, dtype=np.float32) if cfg.model.streams != "spectral" else None
+    if stats:
+        de, eeg = inputs.apply_normalisation(de, eeg, stats)
+    to_maps = inputs.MapBuilder(cfg.data.input_width, device)
+    net.eval().to(device)
+    out = []
+    for start in range(0, len(de), batch_size):
+        rows = slice(start, start + batch_size)
+        spectral = to_maps(torch.from_numpy(de[rows]).to(device)) if cfg.model.streams != "temporal" else None
+        temporal = to_maps(torch.from_numpy(eeg[rows]).to(device)) if eeg is not None else None
+        out.append(torch.softmax(net(spectral, temporal).float(), dim=1).cpu().numpy())
+    return np.concatenate(out)
 
 
 
@@ -200,7 +265,7 @@ class Trainer:
         self.cfg, self.spec, self.data, self.device = cfg, spec, data, device
         utils.set_seed(cfg.training.seed)  # same seed for every run: results don't depend on order or sharding
         # channels-last 3D parameters: oneDNN runs the definition's convolutions 1.65x faster on them
-        # (evaluation, batch 256, 2-core CPU; README: Speed), and cuDNN prefers them for bf16
+        # (evaluation, batch 256, 2-core CPU; bench/README.md), and cuDNN prefers them for bf16
         self.net = model_lib.build_model(cfg).to(device, memory_format=torch.channels_last_3d)
         # CPU training runs the definition through its accelerator (same parameters, same state dict);
         # CUDA training and every evaluation run the definition itself

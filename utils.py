@@ -161,7 +161,7 @@ class TrainingConfig:
     nbEpoch: int = _key(check=_positive, expect="a positive integer")
     batch_size: int = _key(check=_positive, expect="a positive integer")
     lr: float = _key(check=_positive, expect="a positive number")
-    protocol: str = _key("trial", choices=("trial", "paper", "random", "loso"))
+    protocol: str = _key("trial", choices=("trial", "paper", "random", "loso", "cross_session"))
     patience: int = _key(20, check=_positive, expect="a positive integer")
     seed: int = _key(42, check=lambda x: 0 <= x < 2**32, expect="an integer in [0, 2**32 - 1]",
                      doc="NumPy's generator takes 32-bit seeds")
@@ -711,7 +711,7 @@ def keep_freed_memory() -> bool:
     up to 32 MiB) and gives them back when they are freed (munmap), and trims freed memory at the
     top of its heap; a training step's activations are freed every step, so they are page-faulted
     in again every step (on this project's 2-core VM, SEED.ini, batch 64: 24,000-34,000 faults,
-    93-134 MiB, 6-19% of the step time; README: Speed). With M_MMAP_MAX = 0 every block comes from
+    93-134 MiB, 6-19% of the step time; bench/README.md). With M_MMAP_MAX = 0 every block comes from
     the heap, and with M_TRIM_THRESHOLD at its maximum freed memory stays in the process: the next
     step reuses it. The price: the process keeps its peak memory until it exits. Process-wide;
     run.py calls it when it trains on the CPU, bench/train.py on request.

@@ -4,10 +4,12 @@
 
 Each case copies a small synthetic tree (built once per module by synthetic.py and, for run.py,
 Preprocess.py), breaks one thing (a file, a key, an INI value, an output folder) and runs
-`python Preprocess.py -c <ini>` or `python run.py -c <ini>` as a subprocess. The contract:
-  * exit code 1;
-  * stderr is exactly one line, `error: ...`, naming the file or INI key and what was expected
-    (checked against a fragment per case), and no `Traceback` anywhere;
+`Preprocess.main(["-c", <ini>])` or `run.main(...)` in this process (fast), or, for the cases in
+COMMAND_LINE and those that must run without root's permission override, `python Preprocess.py -c
+<ini>` as a subprocess. The contract:
+  * in-process: one UserError whose message (as utils.cli_main prints it, on one line) holds the
+    case's fragment, nothing on stderr; through the command line: exit code 1, stderr exactly one
+    line `error: ...` holding the fragment, and no `Traceback` anywhere;
   * the dataset folder, preprocessed_root and result_path are exactly as before: no file added,
     removed, resized or touched (names, sizes and mtimes), no folder created.
 A missing output folder is not an error: Preprocess.py and run.py create it (see
@@ -29,6 +31,7 @@ from typing import Callable
 import numpy as np
 import pytest
 import scipy.io
+import torch
 
 import synthetic
 from conftest import ROOT, TINY_MODEL, write_ini
@@ -87,6 +90,7 @@ class Workspace:
 
 @dataclass(frozen=True)
 class Case:
+    id: str
     script: str                          # Preprocess.py or run.py
     tree: str                            # which of Trees is copied to dataset_root
     setup: Callable[[Workspace], None]
@@ -98,7 +102,7 @@ CASES: list = []
 
 def case(case_id: str, script: str, expected: str, tree: str = "seed"):
     def register(setup):
-        CASES.append(pytest.param(Case(script, tree, setup, expected), id=case_id))
+        CASES.append(pytest.param(Case(case_id, script, tree, setup, expected), id=case_id))
         return setup
     return register
 
@@ -589,7 +593,7 @@ def _(w):
     w.ini = {"model": {"depth_spec": 15}}
 
 
-@case("ini-unknown-protocol", "run.py", "{ini}: [training] protocol: expected one of trial, paper, random, loso, got 'kfold'")
+@case("ini-unknown-protocol", "run.py", "{ini}: [training] protocol: expected one of trial, paper, random, loso, cross_session, got 'kfold'")
 def _(w):
     w.ini = {"training": {"protocol": "kfold"}}
 
@@ -838,8 +842,33 @@ def write_case_ini(w: Workspace, run: bool) -> Path:
     return ini
 
 
+# The one-line error path of each command line, through a subprocess (the rest run in-process).
+COMMAND_LINE = {"dataset-folder-missing", "ini-file-missing", "ini-not-an-ini-file", "result-path-is-a-file",
+                "preprocessed-npy-truncated", "shard-malformed"}
+
+
+def run_in_process(script: str, args: list[str], capsys) -> subprocess.CompletedProcess:
+    """script's main(args) in this process, reported like the command line: (code, stdout, stderr)."""
+    import Preprocess
+    import run
+    import utils
+
+    main = {"run.py": run.main, "Preprocess.py": Preprocess.main}[script]
+    threads = torch.get_num_threads()
+    try:
+        code, error = main(args), ""
+    except utils.UserError as e:
+        code, error = 1, "error: " + str(e).replace("\n", " ") + "\n"
+    except SystemExit as e:      # argparse
+        code, error = e.code, ""
+    finally:
+        torch.set_num_threads(threads)      # run.main may set it
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err + error)
+
+
 @pytest.mark.parametrize("bad", CASES)
-def test_bad_input_fails_cleanly(bad: Case, trees: Trees, tmp_path: Path):
+def test_bad_input_fails_cleanly(bad: Case, trees: Trees, tmp_path: Path, capsys):
     run = bad.script == "run.py"
     source = {"seed": trees.seed, "seed_iv": trees.seed_iv, "seed_two": trees.seed_two}[bad.tree]
     if run:  # run.py reads the preprocessed maps only: the shared dataset folder is watched, not copied
@@ -852,8 +881,11 @@ def test_bad_input_fails_cleanly(bad: Case, trees: Trees, tmp_path: Path):
         bad.setup(w)
         ini = write_case_ini(w, run)
         before = snapshot(w.data, w.pre, w.res, *w.watch)
-        p = subprocess.run([*w.prefix, sys.executable, bad.script, "-c", str(ini), *w.args], cwd=ROOT,
-                           capture_output=True, text=True, timeout=120)
+        if w.prefix or bad.id in COMMAND_LINE:
+            p = subprocess.run([*w.prefix, sys.executable, bad.script, "-c", str(ini), *w.args], cwd=ROOT,
+                               capture_output=True, text=True, timeout=120)
+        else:
+            p = run_in_process(bad.script, ["-c", str(ini), *w.args], capsys)
         after = snapshot(w.data, w.pre, w.res, *w.watch)
     finally:
         for folder in (w.pre, w.res):  # undo read_only() so that pytest can clean up
@@ -867,7 +899,3 @@ def test_bad_input_fails_cleanly(bad: Case, trees: Trees, tmp_path: Path):
     assert expected in lines[0], f"\nexpected: {expected}\ngot:      {lines[0]}"
     assert after == before, "files changed: " + ", ".join(
         str(k) for k in set(before) ^ set(after) | {k for k in before if k in after and before[k] != after[k]})
-
-
-def test_the_corpus_is_large_enough():
-    assert len(CASES) >= 25

@@ -6,6 +6,7 @@ import pytest
 from conftest import GLIBC, ROOT, run_cli
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("allocator", [[], pytest.param(["--keep-freed-memory"], marks=pytest.mark.skipif(
     not GLIBC, reason="mallopt is glibc's"))])
 def test_train_bench_runs(allocator):
@@ -23,6 +24,7 @@ def test_train_bench_runs(allocator):
     assert len(flops) == 3 and all(float(f) > 0 for f in flops)
 
 
+@pytest.mark.slow
 def test_train_bench_runs_under_cpu_bf16_autocast():
     proc = run_cli("bench/train.py", "--batch", "2", "--iters", "1", "--warmup", "1", "--latency-runs", "1",
                    "--no-torcheeg", "--amp", "--device", "cpu")
@@ -36,6 +38,7 @@ def test_train_bench_runs_under_cpu_bf16_autocast():
     (["--compile-torcheeg", "--warmup", "0"], "error: --compile-torcheeg needs --warmup >= 1"),
     (["--compile-torcheeg"], "error: --compile-torcheeg and --no-torcheeg exclude each other"),
 ])
+@pytest.mark.slow
 def test_train_bench_rejects_bad_arguments(args, message):
     proc = run_cli("bench/train.py", *args, "--no-torcheeg")
     assert proc.returncode == 1

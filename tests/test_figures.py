@@ -171,6 +171,7 @@ def test_architecture_figure_of_the_seed_config(tmp_path):
     assert_png(path, min_px=600)
 
 
+@pytest.mark.slow
 def test_cli_architecture_and_explain(tiny):
     out = tiny["root"] / "arch.png"
     proc = run_cli("figures.py", "architecture", "-c", str(tiny["ini"]), "--out", str(out))
@@ -190,6 +191,7 @@ def test_cli_demo_without_results_says_what_to_run(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_demo_figures_from_a_demo_folder(tiny, tmp_path):
     """The demo command's path on a folder laid out like `python run.py --demo`'s."""
     import shutil
@@ -209,3 +211,8 @@ def test_demo_figures_from_a_demo_folder(tiny, tmp_path):
     for p in paths:
         assert_png(p)
     assert sorted(p.name for p in (tmp_path / "figure").iterdir()) == sorted(p.name for p in paths)  # no leftovers
+    committed = {p: p.stat().st_mtime_ns for p in (ROOT / "figure").iterdir()}
+    proc = run_cli("figures.py", "demo", "--demo-dir", str(demo))       # by default into the demo's result folder
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (demo / "results" / "figures" / "demo").iterdir()) == sorted(p.name for p in paths)
+    assert {p: p.stat().st_mtime_ns for p in (ROOT / "figure").iterdir()} == committed

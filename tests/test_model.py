@@ -568,6 +568,7 @@ def test_keras_weights_mismatch_names_the_layer(cfg, tmp_path):
         model.load_keras_weights(model.build_model(small(cfg)), tmp_path / "short.h5")
 
 
+@pytest.mark.slow
 def test_command_line_keras_import(cfg, tmp_path):
     """model.py --keras-weights FILE --save FILE.pt: summary, tensors loaded, a state dict run.py can load."""
     ini = write_ini(tmp_path / "small.ini", data={"input_width": 16, "temInput_length": 9},
@@ -587,6 +588,7 @@ def test_command_line_keras_import(cfg, tmp_path):
     assert run.returncode == 1 and run.stderr.startswith("error: ") and "missing.h5" in run.stderr
 
 
+@pytest.mark.slow
 def test_command_line_summary_from_the_authors_ini(tmp_path):
     """model.py reads only [model] and the input sizes: the authors' Keras config/SEED.ini prints the
     same network; --set changes it; a --set it does not read is an error."""

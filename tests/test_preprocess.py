@@ -221,6 +221,7 @@ def test_end_to_end_seed_iv(seed_iv_root, tmp_path):
     np.testing.assert_allclose(arrays["eeg"][1], expected, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_rerun_skips_force_redoes_and_config_changes_rebuild(seed_root, tmp_path):
     ini = write_ini(tmp_path, "SEED", seed_root)
     assert preprocess_cli(ini, "--subjects", "1").returncode == 0
@@ -285,6 +286,7 @@ def test_load_preprocessed_without_maps_names_the_command(tmp_path):
 # ----------------------------------------------------------------------------- --no-maps, checks of what is written
 
 
+@pytest.mark.slow
 def test_no_maps_writes_what_run_reads_and_maps_later_rebuild(seed_root, tmp_path):
     ini = write_ini(tmp_path, "SEED", seed_root)
     result = preprocess_cli(ini, "--subjects", "1", "--no-maps")
@@ -346,6 +348,7 @@ def test_written_values_are_checked(tmp_path, capsys):
     assert err.startswith("warning: ") and "f.mat: 1 values of de_LDS are below float32's smallest normal" in err
 
 
+@pytest.mark.slow
 def test_manifest_of_another_session_is_refused_and_rebuilt(seed_root, tmp_path):
     ini = write_ini(tmp_path, "SEED", seed_root)
     assert preprocess_cli(ini, "--no-maps").returncode == 0

@@ -96,9 +96,10 @@ def run_result(path: Path) -> dict:
 
 
 def summary(res: Path) -> dict:
-    """summary.json without what differs between folders and commits: paths and git_commit."""
+    """summary.json without what differs between folders, commits and invocations: paths, git_commit,
+    how many runs the last invocation trained."""
     s = json.loads((res / "summary.json").read_text())
-    del s["config"]["path"], s["git_commit"]
+    del s["config"]["path"], s["git_commit"], s["runs_of_this_invocation"]
     return s
 
 
@@ -123,6 +124,7 @@ def leftovers(folder: Path) -> list[Path]:
 # ----------------------------------------------------------------------------- kill and resume
 
 
+@pytest.mark.slow
 def test_run_killed_twice_resumes_to_the_uninterrupted_result(tiny, reference, tmp_path):
     res = tmp_path / "res"
     ini = str(make_ini(tmp_path / "kill.ini", tiny / "SEED", tiny / "pre", res))
@@ -149,6 +151,7 @@ def test_run_killed_twice_resumes_to_the_uninterrupted_result(tiny, reference, t
     assert leftovers(res) == []
 
 
+@pytest.mark.slow
 def test_preprocess_killed_mid_session_redoes_that_session_only(tiny, tmp_path):
     pre = tmp_path / "pre"
     ini = str(make_ini(tmp_path / "pre.ini", tiny / "SEED", pre, tmp_path / "res"))
@@ -172,6 +175,7 @@ def test_preprocess_killed_mid_session_redoes_that_session_only(tiny, tmp_path):
     assert leftovers(pre) == []
 
 
+@pytest.mark.slow
 def test_only_temporaries_of_dead_processes_are_removed(tmp_path):
     import utils
 
@@ -190,6 +194,7 @@ def test_only_temporaries_of_dead_processes_are_removed(tmp_path):
 # ----------------------------------------------------------------------------- determinism
 
 
+@pytest.mark.slow
 def test_same_seed_same_run_other_seed_other_run(tiny, reference, tmp_path):
     for seed in (42, 7):
         res = tmp_path / f"seed{seed}"
@@ -245,6 +250,7 @@ def copy_with_subject2_enlarged(tiny: Path, tmp_path: Path, enlarged: Callable[[
     return data
 
 
+@pytest.mark.slow
 def test_diverging_run_is_reported_retried_and_does_not_stop_the_others(tiny, tmp_path):
     # Honest trigger: subject 2's values are finite and within float32 (they pass every check of the
     # readers) but 1e36 times too large; with normalization = none the first training loss is NaN.
@@ -272,6 +278,7 @@ def test_diverging_run_is_reported_retried_and_does_not_stop_the_others(tiny, tm
     assert json.loads((res / "summary.json").read_text())["failed_runs"] == s["failed_runs"]
 
 
+@pytest.mark.slow
 def test_run_with_a_nan_test_loss_is_reported_not_written(tiny, tmp_path):
     # Training and validation trials are left as they are; subject 2's test trials (10-15) are scaled
     # to finite but enormous values: the trained model's test logits are NaN.
@@ -296,6 +303,7 @@ def test_run_with_a_nan_test_loss_is_reported_not_written(tiny, tmp_path):
 # ----------------------------------------------------------------------------- shards
 
 
+@pytest.mark.slow
 def test_concurrent_shards_write_disjoint_files_and_summarize_sees_all(tiny, reference, tmp_path):
     res = tmp_path / "res"
     ini = str(make_ini(tmp_path / "shard.ini", tiny / "SEED", tiny / "pre", res))

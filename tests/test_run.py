@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 import inputs
 import results
@@ -175,6 +176,7 @@ def tiny_seed(tmp_path_factory):
     return root, ini
 
 
+@pytest.mark.slow
 def test_run_trains_writes_results_and_resumes(tiny_seed):
     root, ini = tiny_seed
     p = run_cli("run.py", "-c", str(ini))
@@ -202,9 +204,10 @@ def test_run_trains_writes_results_and_resumes(tiny_seed):
     assert json.loads((res / "summary.json").read_text())["mean_accuracy"] == summary["mean_accuracy"]
 
     merged = run_cli("run.py", "-c", str(ini), "--summarize")
-    assert merged.returncode == 0 and "this run" in merged.stdout
+    assert merged.returncode == 0 and "this project" in merged.stdout and "(none of this invocation)" in merged.stdout
 
 
+@pytest.mark.slow
 def test_loso_results_of_another_subject_pool_are_refused(tmp_path):
     """Adding a subject changes every loso run of its session (more training data, maybe another
     validation subject): the finished runs made without it are not reused or merged."""
@@ -250,6 +253,7 @@ def test_loso_results_of_another_subject_pool_are_refused(tmp_path):
                                           f"(made by an older version); delete it to redo that run"]
 
 
+@pytest.mark.slow
 def test_paper_protocol_validates_on_the_test_set_and_says_so(tiny_seed, tmp_path):
     root, _ = tiny_seed
     ini = write_ini(tmp_path / "paper.ini",
@@ -263,6 +267,7 @@ def test_paper_protocol_validates_on_the_test_set_and_says_so(tiny_seed, tmp_pat
     assert "OPTIMISTIC" in json.loads((tmp_path / "res" / "summary.json").read_text())["protocol_note"]
 
 
+@pytest.mark.slow
 def test_missing_preprocessed_data_names_the_command(tiny_seed, tmp_path):
     root, _ = tiny_seed
     ini = write_ini(tmp_path / "x.ini",
@@ -274,6 +279,7 @@ def test_missing_preprocessed_data_names_the_command(tiny_seed, tmp_path):
     assert not (tmp_path / "res").exists()
 
 
+@pytest.mark.slow
 def test_batch_maps_equal_the_stored_maps(tiny_seed):
     """run.py builds each batch's maps from electrode values; they must be Preprocess.py's maps."""
     import torch
@@ -318,6 +324,7 @@ def test_keep_freed_memory_reuses_freed_blocks():
     assert int(kept) * 4 < int(default), p.stdout
 
 
+@pytest.mark.slow
 def test_run_keeps_freed_memory_when_training_on_cpu(tiny_seed, tmp_path):
     """run.py calls utils.keep_freed_memory once before training on the CPU (in a child process:
     run.main sets process-wide state such as the thread count and the seeds)."""
@@ -342,6 +349,7 @@ def test_run_keeps_freed_memory_when_training_on_cpu(tiny_seed, tmp_path):
 EPOCH_LINE = re.compile(r"^\[\d+/\d+\] sub\d\d_ses\d ep \d+/\d+ loss [\d.]+/[\d.]+ acc [\d.]+/[\d.]+% \d+s ETA [\dhms]+$")
 
 
+@pytest.mark.slow
 def test_progress_lines_reach_a_log_file_as_they_happen(tiny_seed, tmp_path):
     """Output redirected to a file (a SLURM job): an epoch line is there while the process still runs;
     one line per epoch, no carriage returns, at most 80 columns; the per-epoch CSV of each run."""
@@ -371,6 +379,7 @@ def test_progress_lines_reach_a_log_file_as_they_happen(tiny_seed, tmp_path):
         assert float(rows[1].split(",")[1]) == pytest.approx(r["history"][0]["train_loss"])
 
 
+@pytest.mark.slow
 def test_set_overrides_get_their_own_result_folder_and_are_recorded(tiny_seed):
     root, ini = tiny_seed
     p = run_cli("run.py", "-c", str(ini), "--subjects", "1", "--set", "training.nbEpoch=1",
@@ -386,6 +395,7 @@ def test_set_overrides_get_their_own_result_folder_and_are_recorded(tiny_seed):
     assert bad.returncode == 1 and "nbEpoch" in bad.stderr and len(bad.stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_jobs_give_the_serial_results_bit_for_bit(tiny_seed, tmp_path):
     """--jobs 2 (one thread each) equals the serial runs with one thread: result files and checkpoints."""
     import torch
@@ -416,6 +426,7 @@ def live_processes_of_group(pgid: int, wait: float = 10.0) -> list[str]:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_worker_and_keeps_finished_work(tiny_seed, tmp_path):
     root, ini = tiny_seed
     proc = subprocess.Popen([sys.executable, "run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"),
@@ -443,6 +454,7 @@ def test_shard_auto_reads_the_slurm_array(monkeypatch):
         run.parse_shard("auto")
 
 
+@pytest.mark.slow
 def test_tensorboard_without_the_package_is_one_clear_error(tiny_seed, monkeypatch):
     root, ini = tiny_seed
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)      # as if not installed
@@ -450,6 +462,7 @@ def test_tensorboard_without_the_package_is_one_clear_error(tiny_seed, monkeypat
         run.main(["-c", str(ini), "--tensorboard"])
 
 
+@pytest.mark.slow
 def test_tensorboard_logs_every_epoch(tiny_seed, tmp_path):
     """--tensorboard (optional dependency: skipped where tensorboard is not installed)."""
     pytest.importorskip("tensorboard")
@@ -462,3 +475,121 @@ def test_tensorboard_logs_every_epoch(tiny_seed, tmp_path):
     events.Reload()
     assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("train_loss")] == [1, 2]
+
+
+# ----------------------------------------------------------------------------- results that cannot mislead
+
+
+@pytest.mark.slow
+def test_results_carry_per_class_metrics_warnings_and_who_trained_them(tiny_seed, tmp_path):
+    root, ini = tiny_seed
+    p = run_cli("run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"), "--subjects", "1")
+    assert p.returncode == 0, p.stderr
+    record = json.loads((tmp_path / "res" / "runs" / "sub01_ses1.json").read_text())
+    cm = np.array(record["confusion_matrix"])
+    assert record["per_class"]["recall"] == pytest.approx((np.diag(cm) / cm.sum(1)).tolist())
+    assert record["per_class"]["support"] == cm.sum(1).tolist()
+    steps = 2 * math.ceil(record["n_train"] / 32)          # tiny: 2 epochs of batch 32
+    assert f"trained for only {steps} optimizer steps (fewer than 100)" in record["warnings"]
+    assert f"warning: sub01_ses1: trained for only {steps} optimizer steps" in p.stdout
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text())
+    assert summary["warnings"] == {"sub01_ses1": record["warnings"]} and summary["chance_accuracy"] == pytest.approx(100 / 3)
+    assert summary["per_class"]["f1"] == pytest.approx(record["per_class"]["f1"])
+    table = p.stdout[p.stdout.index("protocol trial"):]
+    assert re.search(r"^chance level +33\.33", table, re.M)
+    assert re.search(r"^this project +[\d.]+ \+- [\d.]+ +[\d.]+ +-?[\d.]+  1 \(all of this invocation\)$", table, re.M)
+
+    p = run_cli("run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"))    # sub02 now, sub01 earlier
+    assert "  2 (1 of this invocation)" in p.stdout
+    p = run_cli("run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"), "--summarize", "--subjects", "2")
+    assert p.returncode == 0 and "  1 (none of this invocation)" in p.stdout
+    assert json.loads((tmp_path / "res" / "summary.json").read_text())["n_runs"] == 1
+    p = run_cli("run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"), "--summarize", "--shard", "0/2")
+    assert p.returncode == 1 and p.stderr.startswith("error: --summarize merges finished runs; --shard selects work")
+
+
+def test_a_collapsed_run_is_flagged():
+    cfg = utils.load_config(ROOT / "SEED.ini")
+    assert training.result_warnings(cfg, np.array([2, 2, 2]), 500) == [
+        "every test window predicted as class 2 (positive): the model collapsed to one class"]
+    assert training.result_warnings(cfg, np.array([0, 2, 1]), 500) == []
+
+
+def test_cross_session_split_holds_out_a_session():
+    session = np.repeat([1, 2, 3], 30)
+    trial = np.tile(np.repeat(np.arange(1, 16), 2), 3)
+    label = SEED_LABELS[trial - 1]
+    s = training.cross_session_split(session, trial, label, test_session=2, val_trials_per_class=1)
+    assert set(session[s.test]) == {2} and len(s.test) == 30
+    assert set(session[s.val]) == {1, 3} and set(session[s.train]) == {1, 3}
+    # validation: in each training session the last trial of each class (negative 15, neutral 13, positive 14)
+    for k in (1, 3):
+        assert set(trial[s.val][session[s.val] == k]) == {13, 14, 15}
+    assert len(np.intersect1d(s.train, s.val)) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset, base", [("SEED", "SEED.ini"), ("SEED-IV", "SEED_IV.ini")])
+def test_cross_session_and_predict_end_to_end(tmp_path, dataset, base):
+    """Both datasets: cross_session trains 3 runs per subject, each tested on a held-out session;
+    --predict applies one to another session and writes its CSV; the three Python lines give the same."""
+    import Preprocess
+    import synthetic
+
+    write = synthetic.write_seed if dataset == "SEED" else synthetic.write_seed_iv
+    write(tmp_path / "data", subjects=(1,), sessions=(1, 2, 3), trial_fraction=0.05 if dataset == "SEED" else 0.1,
+          seed=0)
+    ini = write_ini(tmp_path / "x.ini", base,
+                    path={"dataset_root": tmp_path / "data", "preprocessed_root": tmp_path / "pre",
+                          "result_path": tmp_path / "res"},
+                    data={"input_width": 16}, model=TINY_MODEL,
+                    training={"nbEpoch": 1, "batch_size": 32, "num_threads": 1, "protocol": "cross_session"})
+    assert run_cli("Preprocess.py", "-c", str(ini), "--no-maps").returncode == 0
+    p = run_cli("run.py", "-c", str(ini))
+    assert p.returncode == 0, p.stderr
+    assert "honest: per subject, one session held out" in p.stdout
+    cfg = utils.load_config(ini)
+    sessions = {s.session: s for s in Preprocess.load_preprocessed(cfg)}
+    for k in (1, 2, 3):
+        record = json.loads((tmp_path / "res" / "runs" / f"sub01_ses{k}.json").read_text())
+        assert record["n_test"] == len(sessions[k].label)
+        assert record["n_train"] + record["n_val"] == sum(len(sessions[j].label) for j in (1, 2, 3) if j != k)
+    stats = torch.load(tmp_path / "res" / "checkpoints" / "sub01_ses1.pt", weights_only=False)["normalization"]
+    parts, _, split = training.run_split(cfg, training.RunSpec(1, 1), list(sessions.values()))
+    de = np.concatenate([np.asarray(s.de) for s in parts])
+    assert {s.session for s in parts} == {1, 2, 3} and set(split.train) <= set(range(len(sessions[1].label), len(de)))
+    np.testing.assert_allclose(stats["de_mean"][0], de[split.train].mean(0), rtol=1e-5)   # training windows only
+
+    p = run_cli("run.py", "-c", str(ini), "--predict", "sub01_ses1", "--subjects", "1", "--sessions", "2")
+    assert p.returncode == 0, p.stderr
+    path = tmp_path / "res" / "predictions" / "sub01_ses1_on_sub01_ses2.csv"
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    names = {"SEED": ["negative", "neutral", "positive"], "SEED-IV": ["neutral", "sad", "fear", "happy"]}[dataset]
+    assert rows[0] == ["trial", "window", "true_label", "predicted_label", *(f"p_{n}" for n in names)]
+    body = np.array(rows[1:], dtype=float)
+    assert len(body) == len(sessions[2].label) and np.allclose(body[:, 4:].sum(1), 1, atol=1e-5)
+    assert (body[:, 2] == sessions[2].label).all() and (body[:, 3] == body[:, 4:].argmax(1)).all()
+    assert body[0, 1] == 0 and (body[:, 1][body[:, 0] == 1] == np.arange((body[:, 0] == 1).sum())).all()
+    accuracy = 100 * (body[:, 2] == body[:, 3]).mean()
+    assert f"accuracy {accuracy:.2f}%" in p.stdout
+    net, trained, stats = results.load_trained(tmp_path / "res" / "checkpoints" / "sub01_ses1.pt")
+    probabilities = training.predict_probabilities(net, trained, stats, sessions[2])
+    assert np.allclose(probabilities, body[:, 4:], atol=1e-5)
+
+    bad = run_cli("run.py", "-c", str(ini), "--predict", "sub01_ses1")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: --predict sub01_ses1: give one subject and one session")
+    gone = run_cli("run.py", "-c", str(ini), "--predict", "sub09_ses1", "--subjects", "1", "--sessions", "2")
+    assert gone.returncode == 1 and "sub09_ses1.pt: checkpoint not found" in gone.stderr
+
+
+@pytest.mark.slow
+def test_shard_auto_in_a_slurm_array_job(tiny_seed, tmp_path):
+    """The README's SLURM example: --shard auto takes this task's share of the runs, writes no summary."""
+    root, ini = tiny_seed
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "2"}
+    p = subprocess.run([sys.executable, "run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"),
+                        "--set", "training.nbEpoch=1", "--shard", "auto"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert sorted(q.name for q in (tmp_path / "res" / "runs").glob("*.json")) == ["sub02_ses1.json"]
+    assert not (tmp_path / "res" / "summary.json").exists() and "shard auto done" in p.stdout

@@ -91,6 +91,7 @@ def test_damaged_run_record_is_set_aside(finished, tmp_path, capsys, damage):
     assert len(err) == 1 and err[0].startswith(f"warning: {path}: damaged (") and problem in err[0]
 
 
+@pytest.mark.slow
 def test_damaged_run_record_is_redone_through_the_command_line(finished, tmp_path):
     root, ini = copy_of(finished, tmp_path)
     (root / "res" / "runs" / "sub01_ses1.json").write_text("{not json")
@@ -135,6 +136,7 @@ def test_damaged_partial_state_is_refused_as_damaged(finished, tmp_path, damage)
         results.load_partial(path, partial_state(cfg)[1], state["config_key"])
 
 
+@pytest.mark.slow
 def test_damaged_partial_state_is_set_aside_and_the_run_redone(finished, tmp_path):
     root, ini = copy_of(finished, tmp_path)
     (root / "res" / "runs" / "sub01_ses1.json").unlink()
@@ -150,6 +152,7 @@ def test_damaged_partial_state_is_set_aside_and_the_run_redone(finished, tmp_pat
 # ----------------------------------------------------------------------------- manifests and best checkpoints
 
 
+@pytest.mark.slow
 def test_damaged_manifest_marks_its_session_not_preprocessed(finished, tmp_path):
     root, ini = copy_of(finished, tmp_path)
     manifest = root / "pre" / "sub01_ses1" / "manifest.json"
@@ -162,6 +165,7 @@ def test_damaged_manifest_marks_its_session_not_preprocessed(finished, tmp_path)
     assert len(Preprocess.load_preprocessed(utils.load_config(ini))) == 2
 
 
+@pytest.mark.slow
 def test_damaged_or_missing_best_checkpoint_is_named(finished, tmp_path):
     root, ini = copy_of(finished, tmp_path)
     best = root / "res" / "checkpoints" / "sub01_ses1.pt"
@@ -242,6 +246,7 @@ def dropped_root(command: list[str]) -> list[str]:
     return [*DROP_ROOT_OVERRIDE, *command]
 
 
+@pytest.mark.slow
 def test_unlistable_runs_folder_is_one_error(finished, tmp_path):
     root, ini = copy_of(finished, tmp_path)
     runs = root / "res" / "runs"
@@ -255,6 +260,7 @@ def test_unlistable_runs_folder_is_one_error(finished, tmp_path):
     assert p.stderr.splitlines() == [f"error: {ini}: [path] result_path: {runs}: cannot list the folder (Permission denied)"]
 
 
+@pytest.mark.slow
 def test_read_only_result_folder_for_explain(finished, tmp_path):
     root, ini = copy_of(finished, tmp_path)
     figures_dir = root / "res" / "figures"
@@ -292,6 +298,7 @@ def fill(disk: Path, leave: int) -> None:
             free -= chunk
 
 
+@pytest.mark.slow
 def test_a_full_disk_costs_no_finished_work(finished, small_disk):
     """A real full disk: Preprocess.py --force and run.py each stop with one line saying so; the finished
     session and the finished runs survive."""
