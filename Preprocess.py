@@ -55,9 +55,9 @@ from datasets import (BANDS, BANDS_HZ, CHANNELS, FEATURE_FOLDERS, GRID_SIZE, RAW
                       WINDOW_S, Recording, find_recordings, read_features, read_labels, read_raw)
 from inputs import (TemporalSpec, electrodes_to_maps, interpolation_matrix, resample_matrix, save_maps_npy,
                     temporal_samples, temporal_spec)
-from utils import (Config, ConfigError, DataError, add_set_argument, check_output_folder, cli_main, git_commit,
-                   int_list, list_folder, load_config, make_folder, publish, remove_stale_temporaries, staged_path,
-                   write_json)
+from utils import (Config, ConfigError, DataError, add_set_argument, check_output_folder, cli_main, data_override_root,
+                   git_commit, int_list, list_folder, load_config, make_folder, publish, remove_stale_temporaries,
+                   staged_path, write_json)
 
 MANIFEST = "manifest.json"
 ARRAYS = ("spectral", "temporal", "de", "eeg", "label", "trial")  # .npy files of a session, in write order
@@ -382,6 +382,7 @@ def preprocess(cfg: Config, force: bool = False, subjects=None, sessions=None, m
         folder = session_folder(cfg, rec.subject, rec.session)
         folders.append(folder)
         if not force and _is_current(folder, cfg, maps):
+            remove_stale_temporaries(folder)    # what a --force killed while staging left beside it
             skipped += 1
             continue
         if rec.session not in labels:
@@ -506,8 +507,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="write only the electrode-level arrays run.py trains from (de, eeg, label, trial: "
                              "about 25 MB a SEED session instead of 442 MB), not the stacked 3D maps")
     args = parser.parse_args(argv)
-    preprocess(load_config(args.config, args.set), force=args.force, subjects=args.subjects, sessions=args.sessions,
-               maps=not args.no_maps)
+    cfg = data_override_root(load_config(args.config, args.set))
+    if cfg.overrides:
+        print(f"overrides: {' '.join(cfg.overrides)}; sessions under {cfg.path.preprocessed_root}")
+    preprocess(cfg, force=args.force, subjects=args.subjects, sessions=args.sessions, maps=not args.no_maps)
     return 0
 
 

@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -84,8 +85,10 @@ class ResultDir:
         for path in utils.list_folder(self.root / "failed", "*.json", f"{self.source}: [path] result_path"):
             try:
                 record = json_load(path)
-            except ValueError:
+            except (ValueError, UnicodeDecodeError):
                 continue   # a damaged record only loses its message: the run is retried anyway
+            except OSError as e:
+                raise DataError(f"{path}: cannot read the failure record ({e.strerror or e})") from None
             if not isinstance(record, dict) or not isinstance(record.get("run"), str):
                 continue
             if record.get("config_key") == self.config_key and record["run"] not in done:
@@ -116,6 +119,8 @@ class ResultDir:
             except (ValueError, UnicodeDecodeError):
                 set_aside(path, "not readable JSON")
                 continue
+            except OSError as e:     # there, but not ours to read: not damage, and not to be redone blindly
+                raise DataError(f"{path}: cannot read the result file ({e.strerror or e})") from None
             if isinstance(result, dict) and isinstance(result.get("config_key"), str) \
                     and result["config_key"] != self.config_key:
                 raise ConfigError(f"{path}: made with a different configuration; choose another [path] result_path "
@@ -207,9 +212,10 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
     print the table and draw the figures. `subjects`, `sessions`: only those runs (the held-out
     subject under loso, the tested session under cross_session); `this_invocation`: the run names
     this command trained, for the table."""
-    done = {name: r for name, r in out.finished().items()
-            if (not subjects or r["subject"] in subjects) and (not sessions or r["session"] in sessions)}
-    failed = out.failures(done)
+    selected = lambda subject, session: (not subjects or subject in subjects) and (not sessions or session in sessions)  # noqa: E731
+    done = {name: r for name, r in out.finished().items() if selected(r["subject"], r["session"])}
+    failed = {run: error for run, error in out.failures(done).items()
+              if selected(*map(int, re.match(r"sub(\d+)_ses(\d+)", run).groups()))}
     missing = out.without_checkpoint(done)
     if missing:
         print(f"warning: {out.root / 'checkpoints'}: no checkpoint for finished run(s) {', '.join(missing)} "
@@ -226,8 +232,10 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
     for r in results:
         per_subject.setdefault(r["subject"], []).append(r["accuracy"] * 100)
     cm = np.sum([r["confusion_matrix"] for r in results], axis=0)
-    per_class = {k: np.mean([r["per_class"][k] for r in results if "per_class" in r], axis=0).tolist()
-                 for k in ("precision", "recall", "f1")} if any("per_class" in r for r in results) else {}
+    with_classes = [r["per_class"] for r in results if isinstance(r.get("per_class"), dict)
+                    and all(len(r["per_class"].get(k, ())) == cfg.model.nb_class for k in ("precision", "recall", "f1"))]
+    per_class = {k: np.mean([c[k] for c in with_classes], axis=0).tolist()
+                 for k in ("precision", "recall", "f1")} if with_classes else {}
     warnings = {r["run"]: r["warnings"] for r in results if r.get("warnings")}
     summary = {
         "dataset": cfg.data.dataset, "protocol": cfg.training.protocol,
@@ -249,6 +257,10 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
         "overrides": list(cfg.overrides),
         "config": cfg.to_dict(), "config_key": out.config_key, "git_commit": utils.git_commit(),
     }
+    if subjects or sessions:     # a part: printed, not written over the whole invocation's files
+        print(results_table(summary))
+        print(f"(subjects {subjects or 'all'}, sessions {sessions or 'all'} only: results.csv and summary.json not written)")
+        return summary
     columns = ["run", "subject", "session", "accuracy", "macro_f1", "kappa", "test_loss",
                "best_epoch", "epochs_run", "n_train", "n_val", "n_test", "seconds"]
     buf = io.StringIO()
@@ -313,7 +325,7 @@ def load_partial(path: Path, trainer: Trainer, config_key: str) -> None:
     """Continue `trainer` from a saved partial state. DamagedFile if it cannot be one (truncated, fields
     missing or of the wrong type); ValueError if it belongs to another configuration or subject pool."""
     try:
-        state = torch.load(path, map_location=trainer.device, weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False)   # RNG states must stay CPU tensors
     except Exception as e:      # a truncated or foreign file fails anywhere inside torch's unpickler
         raise DamagedFile(f"not a checkpoint ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:80]})") from None
     if isinstance(state, dict) and isinstance(state.get("config_key"), str) and state["config_key"] != config_key:
@@ -354,9 +366,13 @@ def load_trained(path: Path):
     import model as model_lib
 
     checkpoint = load_checkpoint(path)
-    cfg = Config.from_dict(checkpoint["config"])
-    net = model_lib.build_model(cfg)
-    net.load_state_dict(checkpoint["model"])
+    try:
+        cfg = Config.from_dict(checkpoint["config"])
+        net = model_lib.build_model(cfg)
+        net.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError, utils.UserError) as e:
+        raise DataError(f"{path}: damaged checkpoint (its config or weights do not make a network: "
+                        f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:80]})") from None
     return net.eval(), cfg, checkpoint["normalization"]
 
 

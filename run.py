@@ -201,8 +201,8 @@ def run_parallel(cfg: Config, todo: list[tuple[int, RunSpec]], n: int, jobs: int
     """
     devices = context.Queue()
     count = torch.cuda.device_count() if device.type == "cuda" else 0
-    for i in range(jobs):
-        devices.put(f"cuda:{(device.index or 0) + i % max(count, 1)}" if count else "cpu")
+    for i in range(jobs):     # cuda:N pins every worker to N; cuda or auto spreads them over the visible GPUs
+        devices.put("cpu" if not count else f"cuda:{device.index}" if device.index is not None else f"cuda:{i % count}")
     pool = context.Pool(jobs, initializer=_start_worker, initargs=(devices, threads, progress))
     try:
         yield from pool.imap_unordered(_run_in_worker, [(cfg, spec, k, n, tensorboard) for k, spec in todo])
@@ -311,7 +311,7 @@ def override_folder(cfg: Config) -> str | None:
                 and o.split("=", 1)[0] not in {f"training.{k}" for k in results.NON_RESULT_TRAINING_KEYS}]
     if not changing or any(o.startswith("path.result_path=") for o in cfg.overrides):
         return None
-    return re.sub(r"[^A-Za-z0-9_.=+,-]", "_", ",".join(changing))
+    return utils.folder_name(changing)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,11 +341,15 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = utils.load_config(args.config, overrides=args.set)
     if args.demo:
+        if args.set:
+            raise UserError("--demo fixes its own keys (run.py's DEMO_KEYS) and takes no --set; edit a copy of "
+                            "SEED.ini instead")
         cfg = demo_config(cfg, args.demo_dir)
     if args.result_path is not None:
         cfg = cfg.replace(path={"result_path": args.result_path.expanduser().resolve()})
     elif (folder := override_folder(cfg)) is not None:
         cfg = cfg.replace(path={"result_path": cfg.path.result_path / folder})
+    cfg = utils.data_override_root(cfg)
     if cfg.overrides:
         print(f"overrides: {' '.join(cfg.overrides)}; results under {cfg.path.result_path}")
     if args.tensorboard:
@@ -384,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         Preprocess.preprocess(cfg)
 
     device = utils.resolve_device(cfg.training.device, f"{cfg.source}: [training] device")
-    threads = cfg.training.num_threads or max(1, torch.get_num_threads() // args.jobs)
+    threads = None      # set below, once the runs to do are known
     all_sessions = Preprocess.load_preprocessed(cfg, *pooled(cfg, subjects, sessions))
     if cfg.model.streams != "spectral" and any(s.eeg is None for s in all_sessions):
         missing = next(s for s in all_sessions if s.eeg is None)
@@ -402,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     out.check_writable()
     out.tidy(runs, done)
     jobs = min(args.jobs, max(len(todo), 1))
+    threads = cfg.training.num_threads or max(1, torch.get_num_threads() // jobs)
     print(f"{cfg.data.dataset}, protocol {cfg.training.protocol}: {len(runs)} runs, {len(runs) - len(todo)} already "
           f"finished, device {device}" + (f", {jobs} worker processes of {threads} threads" if jobs > 1 else ""),
           flush=True)

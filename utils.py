@@ -35,12 +35,12 @@ import ctypes.util
 import dataclasses
 import errno
 import fnmatch
+import hashlib
 import difflib
 import json
 import os
 import random
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -572,6 +572,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     publish(tmp, path)
 
 
+def folder_name(overrides: list[str]) -> str:
+    """A folder name for a set of --set overrides: sorted (the order they were given does not matter),
+    unsafe characters replaced, and shortened with a digest when long."""
+    name = re.sub(r"[^A-Za-z0-9_.=+,-]", "_", ",".join(sorted(overrides)))
+    if len(name) > 100:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        name = f"{name[:80]}..{digest}"
+    return name
+
+
+def data_override_root(cfg: "Config") -> "Config":
+    """cfg with [path] preprocessed_root moved to a subfolder named after its --set data.* overrides,
+    so that trying a [data] setting never rebuilds the INI's own preprocessed sessions in place."""
+    data = [o for o in cfg.overrides if o.startswith("data.")]
+    if not data or any(o.startswith("path.preprocessed_root=") for o in cfg.overrides):
+        return cfg
+    return cfg.replace(path={"preprocessed_root": cfg.path.preprocessed_root / folder_name(data)})
+
+
 def list_folder(folder: str | os.PathLike, pattern: str, where: str = "") -> list[Path]:
     """The entries of `folder` whose names match `pattern` (fnmatch), sorted; none if it does not exist.
 
@@ -609,10 +628,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     for path in Path(folder).glob(".*.tmp") if Path(folder).is_dir() else ():
         match = _TEMPORARY.match(path.name)
         if match and match["host"] == _HOST and not _process_exists(int(match["pid"])):
-            if path.is_dir():       # a session Preprocess.py was building beside the old one
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
             removed += 1
     return removed
 

@@ -95,3 +95,23 @@ def test_run_py_trains_on_cuda(tmp_path):
     checkpoint = torch.load(tmp_path / "res" / "checkpoints" / "sub01_ses1.pt", map_location="cpu", weights_only=False)
     net = model.build_model(utils.Config.from_dict(checkpoint["config"]))
     net.load_state_dict(checkpoint["model"])
+
+
+def test_cuda_resume_keeps_the_partial_state(tmp_path):
+    """A partial state saved on CUDA resumes (its RNG states load as CPU tensors), not set aside as damaged."""
+    import results
+    import training
+
+    cfg = small().replace(training={"nbEpoch": 1})
+    spec = training.RunSpec(1, 1)
+    n = 40
+    g = torch.Generator().manual_seed(0)
+    data = training.RunData(torch.randn(n, 62, 5, generator=g), torch.randn(n, 62, 9, generator=g),
+                            torch.arange(n) % 3, training.Split(torch.arange(30).numpy(), torch.arange(30, 35).numpy(),
+                                                                torch.arange(35, 40).numpy()), {}, [1])
+    trainer = training.Trainer(cfg, spec, data, torch.device("cuda"))
+    trainer.fit()
+    results.save_partial(tmp_path / "p.pt", trainer, "key")
+    resumed = training.Trainer(cfg, spec, data, torch.device("cuda"))
+    results.load_partial(tmp_path / "p.pt", resumed, "key")
+    assert len(resumed.history) == 1

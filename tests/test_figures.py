@@ -166,7 +166,7 @@ def test_architecture_figure_of_the_seed_config(tmp_path):
     import utils
 
     stages = figures.model_stages(utils.load_config(ROOT / "SEED.ini"))
-    assert stages["total"] == 1_573_185  # SPEC.md: the paper order's trainable parameters
+    assert stages["total"] == 1_573_185  # docs/reference.md: the paper order's trainable parameters
     path = figures.architecture_figure(utils.load_config(ROOT / "SEED.ini"), tmp_path / "arch.png")
     assert_png(path, min_px=600)
 

@@ -121,7 +121,7 @@ def test_block_order_delta(cfg):
 
 
 def stream_params(size, depth, k, blocks, compression, temporal, order, attention="both"):
-    """Trainable parameters of one stream by arithmetic (SPEC.md section 2), and its feature size."""
+    """Trainable parameters of one stream by arithmetic (docs/reference.md, "Network"), and its feature size."""
     h, w, d = size
     c = 2 * k
     total = (5 * 5 * 3 if temporal else 3 * 3) * c + (2 * c if temporal else 0)    # stem conv [+ its BN]

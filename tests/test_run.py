@@ -3,6 +3,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -385,7 +386,7 @@ def test_set_overrides_get_their_own_result_folder_and_are_recorded(tiny_seed):
     p = run_cli("run.py", "-c", str(ini), "--subjects", "1", "--set", "training.nbEpoch=1",
                 "--set", "model.attention=spatial")
     assert p.returncode == 0, p.stderr
-    folder = root / "res" / "training.nbEpoch=1,model.attention=spatial"
+    folder = root / "res" / "model.attention=spatial,training.nbEpoch=1"     # sorted: the order given does not matter
     record = json.loads((folder / "runs" / "sub01_ses1.json").read_text())
     summary = json.loads((folder / "summary.json").read_text())
     assert record["epochs_run"] == 1 and summary["config"]["model"]["attention"] == "spatial"
@@ -503,9 +504,21 @@ def test_results_carry_per_class_metrics_warnings_and_who_trained_them(tiny_seed
     assert "  2 (1 of this invocation)" in p.stdout
     p = run_cli("run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"), "--summarize", "--subjects", "2")
     assert p.returncode == 0 and "  1 (none of this invocation)" in p.stdout
-    assert json.loads((tmp_path / "res" / "summary.json").read_text())["n_runs"] == 1
+    assert "results.csv and summary.json not written" in p.stdout          # a part does not replace the whole
+    assert json.loads((tmp_path / "res" / "summary.json").read_text())["n_runs"] == 2
     p = run_cli("run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"), "--summarize", "--shard", "0/2")
     assert p.returncode == 1 and p.stderr.startswith("error: --summarize merges finished runs; --shard selects work")
+
+
+def test_demo_takes_no_overrides():
+    with pytest.raises(utils.UserError, match="--demo fixes its own keys"):
+        run.main(["--demo", "--set", "training.nbEpoch=3"])
+
+
+def test_override_folders_are_order_free_and_short():
+    assert utils.folder_name(["training.lr=0.01", "model.attention=none"]) == "model.attention=none,training.lr=0.01"
+    long = utils.folder_name([f"model.key{i}=value{i}" for i in range(30)])
+    assert len(long) <= 100 and long == utils.folder_name([f"model.key{i}=value{i}" for i in reversed(range(30))])
 
 
 def test_a_collapsed_run_is_flagged():
@@ -593,3 +606,21 @@ def test_shard_auto_in_a_slurm_array_job(tiny_seed, tmp_path):
     assert p.returncode == 0, p.stderr
     assert sorted(q.name for q in (tmp_path / "res" / "runs").glob("*.json")) == ["sub02_ses1.json"]
     assert not (tmp_path / "res" / "summary.json").exists() and "shard auto done" in p.stdout
+
+
+@pytest.mark.slow
+def test_readme_try_it_commands_run_as_written(tmp_path):
+    """README "Try it on data shaped like yours": its three commands, exactly as written, in a copy of the
+    repository's scripts (the INI's relative paths then land in the temporary folder)."""
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("## Try it on data shaped like yours"):]
+    block = block[block.index("```bash\n") + 8:]
+    commands = [line.split("  #")[0].strip() for line in block[:block.index("```")].splitlines() if line.strip()]
+    assert len(commands) == 3
+    for path in [*ROOT.glob("*.py"), *ROOT.glob("*.ini")]:
+        shutil.copy(path, tmp_path / path.name)
+    for command in commands:
+        p = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, f"{command}\n{p.stderr}"
+    summary = json.loads((tmp_path / "results" / "SEED_IV" / "training.nbEpoch=3" / "summary.json").read_text())
+    assert summary["dataset"] == "SEED-IV" and summary["n_runs"] == 6 and summary["overrides"] == ["training.nbEpoch=3"]

@@ -186,6 +186,41 @@ def test_damaged_or_missing_best_checkpoint_is_named(finished, tmp_path):
     assert json.loads((root / "res" / "summary.json").read_text())["runs_without_checkpoint"] == ["sub01_ses1"]
 
 
+def test_a_checkpoint_whose_config_or_weights_do_not_make_a_network_is_named(finished, tmp_path):
+    root, _ = finished
+    checkpoint = torch.load(root / "res" / "checkpoints" / "sub01_ses1.pt", weights_only=False)
+    for damaged in ({**checkpoint, "config": {"model": {}}},
+                    {**checkpoint, "model": {k: torch.zeros(1) for k in checkpoint["model"]}}):
+        torch.save(damaged, tmp_path / "x.pt")
+        with pytest.raises(utils.DataError, match=r"x.pt: damaged checkpoint \(its config or weights do not make"):
+            results.load_trained(tmp_path / "x.pt")
+
+
+@pytest.mark.slow
+def test_unreadable_run_record_is_named_not_redone(finished, tmp_path):
+    root, ini = copy_of(finished, tmp_path)
+    record = root / "res" / "runs" / "sub01_ses1.json"
+    record.chmod(0o000)
+    try:
+        p = subprocess.run(dropped_root([sys.executable, "run.py", "-c", str(ini)]), cwd=Path(__file__).parents[1],
+                           capture_output=True, text=True, timeout=300)
+    finally:
+        record.chmod(0o644)
+    assert p.returncode == 1 and p.stderr.splitlines() == [
+        f"error: {record}: cannot read the result file (Permission denied)"], p.stderr
+    assert not (root / "res" / "runs" / "sub01_ses1.json.damaged").exists()
+
+
+@pytest.mark.slow
+def test_set_data_keys_preprocess_beside_the_ini_sessions(finished, tmp_path):
+    root, ini = copy_of(finished, tmp_path)
+    session = {p.name: p.stat().st_mtime_ns for p in (root / "pre" / "sub01_ses1").iterdir()}
+    p = run_cli("Preprocess.py", "-c", str(ini), "--set", "data.input_width=17", "--no-maps")
+    assert p.returncode == 0, p.stderr
+    assert (root / "pre" / "data.input_width=17" / "sub01_ses1" / "manifest.json").is_file()
+    assert {q.name: q.stat().st_mtime_ns for q in (root / "pre" / "sub01_ses1").iterdir()} == session
+
+
 def test_schemas_accept_what_the_tools_write(finished):
     root, _ = finished
     record = json.loads((root / "res" / "runs" / "sub01_ses1.json").read_text())
