@@ -336,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo-dir", type=Path, default=Path(__file__).resolve().parent / ".cache" / "demo",
                         help="where --demo writes its data and results (default .cache/demo)")
     args = parser.parse_args(argv)
+    actions = [flag for flag, given in (("--summarize", args.summarize), ("--explain", args.explain),
+                                        ("--predict", args.predict), ("--demo", args.demo)) if given]
+    if len(actions) > 1:
+        raise UserError(f"{' and '.join(actions)}: one at a time")
     if args.jobs < 1:
         raise UserError(f"--jobs: expected a positive number of worker processes, got {args.jobs}")
 

@@ -510,9 +510,11 @@ def test_results_carry_per_class_metrics_warnings_and_who_trained_them(tiny_seed
     assert p.returncode == 1 and p.stderr.startswith("error: --summarize merges finished runs; --shard selects work")
 
 
-def test_demo_takes_no_overrides():
+def test_demo_takes_no_overrides_and_actions_one_at_a_time():
     with pytest.raises(utils.UserError, match="--demo fixes its own keys"):
         run.main(["--demo", "--set", "training.nbEpoch=3"])
+    with pytest.raises(utils.UserError, match="^--summarize and --predict: one at a time$"):
+        run.main(["--summarize", "--predict", "sub01_ses1"])
 
 
 def test_override_folders_are_order_free_and_short():
