@@ -163,9 +163,17 @@ class ResultDir:
         --explain and --predict cannot use them."""
         return [run for run in sorted(done) if not (self.root / "checkpoints" / f"{run}.pt").is_file()]
 
-    def check_pools(self, done: dict[str, dict], pools: dict[int, list[int]]) -> None:
-        """Finished loso runs must have pooled the subjects preprocessed now (`pools`: session -> subjects)."""
+    def check_pools(self, done: dict[str, dict], pools: dict[int, list[int]],
+                    session_pools: dict[int, list[int]] | None = None) -> None:
+        """Finished loso runs must have pooled the subjects preprocessed now (`pools`: session -> subjects),
+        finished cross_session runs the sessions (`session_pools`: subject -> sessions)."""
         for result in done.values():
+            now = (session_pools or {}).get(result["subject"])
+            if result["protocol"] == "cross_session" and now is not None and result.get("session_pool") != now:
+                raise ConfigError(f"{self.run_json(RunSpec(result['subject'], result['session']))}: trained with "
+                                  f"sessions {result.get('session_pool')} of subject {result['subject']}, but the "
+                                  f"preprocessed sessions are now {now}; choose another [path] result_path or delete "
+                                  f"{self.root / 'runs'} to start over")
             now = pools.get(result["session"])
             if result["protocol"] == "loso" and now is not None and result["subject_pool"] != now:
                 raise ConfigError(f"{self.run_json(RunSpec(result['subject'], result['session']))}: trained with "

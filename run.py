@@ -149,7 +149,7 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
         "protocol": cfg.training.protocol, "dataset": cfg.data.dataset,
         **scores(cm), "test_loss": test_loss, "confusion_matrix": cm.tolist(),
         "n_train": len(data.split.train), "n_val": len(data.split.val), "n_test": len(data.split.test),
-        "subject_pool": data.subjects,
+        "subject_pool": data.subjects, "session_pool": data.sessions,
         "best_epoch": trainer.best["epoch"], "epochs_run": len(trainer.history),
         "history": trainer.history, "seconds": sum(r["seconds"] for r in trainer.history),
         "wall_seconds": time.perf_counter() - start, "device": str(device),
@@ -403,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         raise DataError(f"no preprocessed subject-session under {cfg.path.preprocessed_root} matches the selection")
     done = out.finished()
     out.check_pools(done, {k: subject_pool([s for s in all_sessions if s.session == k])
-                           for k in {s.session for s in all_sessions}})
+                           for k in {s.session for s in all_sessions}},
+                    {j: sorted(s.session for s in all_sessions if s.subject == j) for j in {s.subject for s in all_sessions}})
     todo = [(k, r) for k, r in enumerate(runs, start=1) if r.name not in done]
     for _, spec in todo:  # every split can be made (e.g. loso has enough subjects) before anything is written
         run_split(cfg, spec, all_sessions)

@@ -12,6 +12,7 @@ this module touches no file. See README.md for the protocols and what each may c
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -140,6 +141,7 @@ class RunData:
     split: Split
     stats: dict
     subjects: list[int]
+    sessions: list[int] = dataclasses.field(default_factory=list)    # cross_session: the subject's sessions pooled
 
 
 def run_split(cfg: Config, spec: RunSpec, sessions: list) -> tuple[list, np.ndarray, Split]:
@@ -185,7 +187,8 @@ def build_run_data(cfg: Config, spec: RunSpec, sessions: list) -> RunData:
         de, eeg, stats = inputs.normalise_run(de, eeg, split.train)
     return RunData(torch.from_numpy(np.ascontiguousarray(de, dtype=np.float32)),
                    None if eeg is None else torch.from_numpy(np.ascontiguousarray(eeg, dtype=np.float32)),
-                   torch.from_numpy(label.astype(np.int64)), split, stats, subject_pool(parts))
+                   torch.from_numpy(label.astype(np.int64)), split, stats, subject_pool(parts),
+                   sorted({int(s.session) for s in parts}))
 
 
 
@@ -323,7 +326,7 @@ class Trainer:
 
     def state(self) -> dict:
         """Everything needed to continue bit-identically after a kill (CPU)."""
-        return {"subject_pool": self.data.subjects, "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"subject_pool": self.data.subjects, "session_pool": self.data.sessions, "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "shuffle": self.shuffle.get_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "history": self.history, "best": self.best}
@@ -332,6 +335,8 @@ class Trainer:
         """Continue from `state()`; ValueError if it was saved for another pool of subjects (loso)."""
         if self.cfg.training.protocol == "loso" and state.get("subject_pool") != self.data.subjects:
             raise ValueError(f"saved when the run pooled subjects {state.get('subject_pool')}, now {self.data.subjects}")
+        if self.cfg.training.protocol == "cross_session" and state.get("session_pool") != self.data.sessions:
+            raise ValueError(f"saved when the run pooled sessions {state.get('session_pool')}, now {self.data.sessions}")
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
         # Adam's moments in their parameter's memory layout: a state saved with contiguous parameters

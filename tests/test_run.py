@@ -626,3 +626,26 @@ def test_readme_try_it_commands_run_as_written(tmp_path):
         assert p.returncode == 0, f"{command}\n{p.stderr}"
     summary = json.loads((tmp_path / "results" / "SEED_IV" / "training.nbEpoch=3" / "summary.json").read_text())
     assert summary["dataset"] == "SEED-IV" and summary["n_runs"] == 6 and summary["overrides"] == ["training.nbEpoch=3"]
+
+
+@pytest.mark.slow
+def test_cross_session_results_of_another_session_pool_are_refused(tmp_path):
+    """A session preprocessed later changes every cross_session run of its subject: the finished ones are
+    not reused or merged (as loso's subject pool)."""
+    import synthetic
+
+    synthetic.write_seed(tmp_path / "SEED", subjects=(1,), sessions=(1, 2, 3), trial_fraction=0.03, seed=0)
+    ini = str(write_ini(tmp_path / "x.ini",
+                        path={"dataset_root": tmp_path / "SEED", "preprocessed_root": tmp_path / "pre",
+                              "result_path": tmp_path / "res"},
+                        data={"input_width": 16}, model=TINY_MODEL,
+                        training={"nbEpoch": 1, "batch_size": 32, "num_threads": 1, "protocol": "cross_session"}))
+    assert run_cli("Preprocess.py", "-c", ini, "--sessions", "1,2", "--no-maps").returncode == 0
+    p = run_cli("run.py", "-c", ini)
+    assert p.returncode == 0, p.stderr
+    assert json.loads((tmp_path / "res" / "runs" / "sub01_ses1.json").read_text())["session_pool"] == [1, 2]
+    assert run_cli("Preprocess.py", "-c", ini, "--sessions", "3", "--no-maps").returncode == 0
+    again = run_cli("run.py", "-c", ini)
+    assert again.returncode == 1 and again.stderr.splitlines() == [
+        f"error: {tmp_path}/res/runs/sub01_ses1.json: trained with sessions [1, 2] of subject 1, but the preprocessed "
+        f"sessions are now [1, 2, 3]; choose another [path] result_path or delete {tmp_path}/res/runs to start over"]
