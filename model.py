@@ -275,7 +275,7 @@ class GlobalPool(nn.Module):
 
 @torch.no_grad()
 def trace(module: nn.Module, shape: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
-    """(output shape, multiply-adds) of one sample of `shape` (C, H, W, D) through `module`.
+    """(output shape, multiply-adds) of one sample of `shape` (e.g. (C, H, W, D)) through `module`.
 
     A forward of zeros in eval mode (the mode is restored), counting each convolution's output
     positions x kernel size x input channels and each Dense kernel: the Keras model's multiply-adds
@@ -558,18 +558,8 @@ class SSTEmotionNet(nn.Module):
         stream = getattr(self, name)
         if isinstance(stream, DenseStream3D):
             return stream.stages
-        was_training = stream.training
-        macs = []
-        hooks = [m.register_forward_hook(lambda m, i, out: macs.append(out[0].numel() * (m.weight.numel() // m.weight.shape[0])))
-                 for m in stream.modules() if isinstance(m, (nn.Conv3d, nn.Linear))]
-        try:
-            with torch.no_grad():
-                out = stream.eval()(torch.zeros(1, *stream.input_size, device=next(stream.parameters()).device))
-        finally:
-            stream.train(was_training)
-            for h in hooks:
-                h.remove()
-        return OrderedDict(stream={"shape": tuple(out.shape[1:]), "macs": sum(macs)})
+        shape, macs = trace(stream, stream.input_size)     # (N, H, W, D) maps in: the input size is one sample's shape
+        return OrderedDict(stream={"shape": shape, "macs": macs})
 
     def count_macs(self) -> int:
         """Forward multiply-adds per sample of the Keras model: convolution and Dense kernels only."""

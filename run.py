@@ -26,7 +26,6 @@ import io
 import math
 import multiprocessing
 import os
-import re
 import signal
 import sys
 import time
@@ -169,14 +168,22 @@ def result_line(r: dict) -> str:
 _WORKER: dict = {}      # per worker process: its device, thread count and the shared Progress
 
 
-def _start_worker(devices, threads: int, progress: Progress) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the parent's: it stops every worker
-    torch.set_num_threads(threads)
-    device = torch.device(devices.get())
+def prepare(device: torch.device, threads: int | None) -> None:
+    """This process's settings for training on `device`: CPU threads (None: torch's default), cuDNN's
+    autotuner on CUDA, and on the CPU freed memory kept (no page faults for each step's activations;
+    bench/README.md)."""
+    if threads:
+        torch.set_num_threads(threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     else:
         utils.keep_freed_memory()
+
+
+def _start_worker(devices, threads: int, progress: Progress) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the parent's: it stops every worker
+    device = torch.device(devices.get())
+    prepare(device, threads)
     _WORKER.update(device=device, progress=progress)
 
 
@@ -421,12 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     if jobs > 1:
         outcomes = run_parallel(cfg, todo, len(runs), jobs, device, threads, progress, args.tensorboard, context)
     else:
-        if cfg.training.num_threads:
-            torch.set_num_threads(threads)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        else:
-            utils.keep_freed_memory()   # no page faults for each step's activations (bench/README.md)
+        prepare(device, cfg.training.num_threads or None)
         outcomes = serial(cfg, todo, len(runs), all_sessions, device, out, progress, args.tensorboard)
     failed, specs = {}, {spec.name: spec for _, spec in todo}
     for status, run, value in outcomes:

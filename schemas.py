@@ -14,9 +14,13 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-import torch
-
 Check = Callable[[Any], bool]
+
+
+def _tensor(x) -> bool:
+    import torch    # here, not at the top: Preprocess.py reads manifests and must not pay torch's import (1 s)
+
+    return torch.is_tensor(x)
 
 
 def _number(x) -> bool:
@@ -74,10 +78,10 @@ RUN_RECORD: Schema = {
 
 PARTIAL_STATE: Schema = {
     "config_key": (lambda x: isinstance(x, str), "a configuration fingerprint"),
-    "net": (lambda x: isinstance(x, dict) and all(torch.is_tensor(v) for v in x.values()), "a state dict"),
+    "net": (lambda x: isinstance(x, dict) and all(_tensor(v) for v in x.values()), "a state dict"),
     "optimizer": (lambda x: isinstance(x, dict) and "state" in x and "param_groups" in x, "an optimizer state"),
-    "shuffle": (torch.is_tensor, "a generator state"),
-    "torch_rng": (torch.is_tensor, "a generator state"),
+    "shuffle": (_tensor, "a generator state"),
+    "torch_rng": (_tensor, "a generator state"),
     "history": (_list_of(_epoch_row), "a list of epoch rows"),
     "best": (lambda x: isinstance(x, dict) and _count(x.get("epoch")) and _count(x.get("wait"))
              and all(isinstance(x.get(k), (int, float)) for k in ("val_accuracy", "val_loss"))
@@ -86,7 +90,7 @@ PARTIAL_STATE: Schema = {
 }
 
 CHECKPOINT: Schema = {
-    "model": (lambda x: isinstance(x, dict) and all(torch.is_tensor(v) for v in x.values()), "a state dict"),
+    "model": (lambda x: isinstance(x, dict) and all(_tensor(v) for v in x.values()), "a state dict"),
     "config": (lambda x: isinstance(x, dict), "the resolved configuration"),
     "run": (lambda x: isinstance(x, str), "a run name"),
     "subject": (_int, "an integer"),

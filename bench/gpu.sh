@@ -64,25 +64,15 @@ done
 fi
 
 echo "== full-size synthetic SEED subject-session, $EPOCHS epochs, run.py on $DEVICE"
-python - "$DIR" "$EPOCHS" "$DEVICE" <<'EOF'
-import configparser, sys
-from pathlib import Path
-out, epochs, device = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-ini = configparser.ConfigParser(inline_comment_prefixes=(";",), interpolation=None)
-ini.optionxform = str
-ini.read("SEED.ini", encoding="utf-8")
-ini["path"] = {"dataset_root": str(out / "SEED"), "preprocessed_root": str(out / "pre"), "result_path": str(out / "res")}
-ini["training"]["nbEpoch"], ini["training"]["device"] = epochs, device
-with open(out / "gpu.ini", "w") as f:
-    ini.write(f)
-EOF
+SET=(--set "path.dataset_root=$DIR/SEED" --set "path.preprocessed_root=$DIR/pre" --set "path.result_path=$DIR/res")
 t0=$(date +%s)
 timeout "$(left 60)" python synthetic.py --dataset SEED --out "$DIR/SEED" --subjects 1 --sessions 1 > /dev/null \
-    && timeout "$(left 60)" python Preprocess.py -c "$DIR/gpu.ini" --no-maps > /dev/null
+    && timeout "$(left 60)" python Preprocess.py -c SEED.ini "${SET[@]}" --no-maps > /dev/null
 report "synthetic data and Preprocess.py" $?
 echo "synthetic data and Preprocess.py --no-maps (CPU): $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
-timeout "$(left 400)" python run.py -c "$DIR/gpu.ini" > "$DIR/run.log" 2>&1
+timeout "$(left 400)" python run.py -c SEED.ini "${SET[@]}" --set "training.nbEpoch=$EPOCHS" \
+    --set "training.device=$DEVICE" > "$DIR/run.log" 2>&1
 rc=$?
 wall=$(( $(date +%s) - t0 ))
 grep -E "^sub01_ses1|^error" "$DIR/run.log" | sed 's/^/run.py: /'

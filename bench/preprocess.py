@@ -22,7 +22,6 @@ and prints bytes read and written per session and the ratios.
 from __future__ import annotations
 
 import argparse
-import configparser
 import os
 import platform
 import statistics
@@ -63,22 +62,17 @@ def reference(de_samples: np.ndarray, segments: np.ndarray, spec, width: int) ->
             ndimage.zoom(grid, width / datasets.GRID_SIZE, order=3)
 
 
-def write_ini(folder: Path) -> Path:
-    ini = configparser.ConfigParser(inline_comment_prefixes=(";",), interpolation=None)
-    ini.optionxform = str
-    ini.read(ROOT / "SEED.ini", encoding="utf-8")
-    ini["path"] = {"dataset_root": str(folder / "SEED"), "preprocessed_root": str(folder / "pre"),
-                   "result_path": str(folder / "results")}
-    path = folder / "bench.ini"
-    with open(path, "w", encoding="utf-8") as f:
-        ini.write(f)
-    return path
+def paths(folder: Path) -> list[str]:
+    """--set overrides that point SEED.ini's [path] keys into `folder`."""
+    return [f"path.dataset_root={folder / 'SEED'}", f"path.preprocessed_root={folder / 'pre'}",
+            f"path.result_path={folder / 'results'}"]
 
 
-def command_seconds(ini: Path, *args: str) -> float:
+def command_seconds(overrides: list[str], *args: str) -> float:
+    sets = [arg for o in overrides for arg in ("--set", o)]
     start = time.perf_counter()
-    subprocess.run([sys.executable, str(ROOT / "Preprocess.py"), "-c", str(ini), "--force", *args], check=True,
-                   capture_output=True, cwd=ROOT)
+    subprocess.run([sys.executable, str(ROOT / "Preprocess.py"), "-c", str(ROOT / "SEED.ini"), *sets, "--force", *args],
+                   check=True, capture_output=True, cwd=ROOT)
     return time.perf_counter() - start
 
 
@@ -95,16 +89,16 @@ def main() -> None:
         folder = Path(tmp)
         sessions = tuple(range(1, args.sessions + 1))
         synthetic.write_seed(folder / "SEED", subjects=(1,), sessions=sessions)
-        ini = write_ini(folder)
-        cfg = load_config(ini)
+        overrides = paths(folder)
+        cfg = load_config(ROOT / "SEED.ini", overrides)
         recordings = datasets.find_recordings("SEED", folder / "SEED")
         read = sum(p.stat().st_size for r in recordings for p in (r.features, r.raw)) / len(recordings)
 
         timings: dict[str, float] = {}
         Preprocess.preprocess(cfg, force=True, timings=timings)        # also warms the page cache for the command
-        single = statistics.median(command_seconds(ini, "--sessions", "1") for _ in range(args.repeats))
-        command = statistics.median(command_seconds(ini) for _ in range(args.repeats)) / len(sessions)
-        no_maps = statistics.median(command_seconds(ini, "--no-maps") for _ in range(args.repeats)) / len(sessions)
+        single = statistics.median(command_seconds(overrides, "--sessions", "1") for _ in range(args.repeats))
+        command = statistics.median(command_seconds(overrides) for _ in range(args.repeats)) / len(sessions)
+        no_maps = statistics.median(command_seconds(overrides, "--no-maps") for _ in range(args.repeats)) / len(sessions)
         Preprocess.preprocess(cfg, force=True)                          # the maps back, for the byte count
         written = sum((folder / "pre" / f"sub01_ses{k}" / f"{name}.npy").stat().st_size
                       for k in sessions for name in Preprocess.ARRAYS) / len(sessions)

@@ -34,3 +34,20 @@ def write_ini(ini: Path, base: str = "SEED.ini", /, **sections: dict) -> Path:
 def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python <args>` from the repository root; returns the completed process (text output)."""
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def tiny_seed_tree(root: Path, preprocess: bool = True) -> tuple[Path, Path]:
+    """Two synthetic SEED subjects (one session, short trials) under `root` and an INI for them at 16 x 16,
+    2 epochs of the tiny model, one thread; preprocessed unless asked not to. Returns (root, ini)."""
+    import synthetic
+
+    if not (root / "SEED").exists():
+        synthetic.write_seed(root / "SEED", subjects=(1, 2), sessions=(1,), trial_fraction=0.05, seed=0)
+    ini = write_ini(root / "tiny.ini",
+                    path={"dataset_root": root / "SEED", "preprocessed_root": root / "pre", "result_path": root / "res"},
+                    data={"input_width": 16}, model=TINY_MODEL,
+                    training={"nbEpoch": 2, "batch_size": 32, "num_threads": 1})
+    if preprocess:
+        p = run_cli("Preprocess.py", "-c", str(ini))
+        assert p.returncode == 0, p.stderr
+    return root, ini

@@ -18,7 +18,7 @@ import results
 import run
 import training
 import utils
-from conftest import GLIBC, ROOT, TINY_MODEL, run_cli, write_ini
+from conftest import GLIBC, ROOT, TINY_MODEL, run_cli, tiny_seed_tree, write_ini
 
 # SEED's trial labels, 0-based (negative 0, neutral 1, positive 2), trials 1..15
 SEED_LABELS = np.array([1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1]) + 1
@@ -164,17 +164,7 @@ def test_early_stopping_and_checkpoint_follow_keras_semantics(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_seed(tmp_path_factory):
     """Two synthetic SEED subjects (one session, short trials), preprocessed at 16x16."""
-    import synthetic
-
-    root = tmp_path_factory.mktemp("seed")
-    synthetic.write_seed(root / "SEED", subjects=(1, 2), sessions=(1,), trial_fraction=0.05, seed=0)
-    ini = write_ini(root / "tiny.ini",
-                    path={"dataset_root": root / "SEED", "preprocessed_root": root / "pre", "result_path": root / "res"},
-                    data={"input_width": 16}, model=TINY_MODEL,
-                    training={"nbEpoch": 2, "batch_size": 32, "num_threads": 1})
-    p = run_cli("Preprocess.py", "-c", str(ini))
-    assert p.returncode == 0, p.stderr
-    return root, ini
+    return tiny_seed_tree(tmp_path_factory.mktemp("seed"))
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ import results
 import schemas
 import training
 import utils
-from conftest import TINY_MODEL, run_cli, write_ini
+from conftest import TINY_MODEL, run_cli, tiny_seed_tree, write_ini
 
 DROP_ROOT_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
@@ -35,15 +35,7 @@ DROP_ROOT_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """Two synthetic SEED subjects preprocessed at 16 x 16 and trained (2 epochs): a result folder to damage."""
-    import synthetic
-
-    root = tmp_path_factory.mktemp("state")
-    synthetic.write_seed(root / "SEED", subjects=(1, 2), sessions=(1,), trial_fraction=0.05, seed=0)
-    ini = write_ini(root / "tiny.ini",
-                    path={"dataset_root": root / "SEED", "preprocessed_root": root / "pre", "result_path": root / "res"},
-                    data={"input_width": 16}, model=TINY_MODEL,
-                    training={"nbEpoch": 2, "batch_size": 32, "num_threads": 1})
-    assert run_cli("Preprocess.py", "-c", str(ini)).returncode == 0
+    root, ini = tiny_seed_tree(tmp_path_factory.mktemp("state"))
     p = run_cli("run.py", "-c", str(ini))
     assert p.returncode == 0, p.stderr
     return root, ini
@@ -54,12 +46,7 @@ def copy_of(finished, tmp_path) -> tuple[Path, Path]:
     root, _ = finished
     for name in ("SEED", "pre", "res"):
         shutil.copytree(root / name, tmp_path / name)
-    ini = write_ini(tmp_path / "tiny.ini",
-                    path={"dataset_root": tmp_path / "SEED", "preprocessed_root": tmp_path / "pre",
-                          "result_path": tmp_path / "res"},
-                    data={"input_width": 16}, model=TINY_MODEL,
-                    training={"nbEpoch": 2, "batch_size": 32, "num_threads": 1})
-    return tmp_path, ini
+    return tiny_seed_tree(tmp_path, preprocess=False)
 
 
 # ----------------------------------------------------------------------------- run records
