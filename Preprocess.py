@@ -55,9 +55,9 @@ from datasets import (BANDS, BANDS_HZ, CHANNELS, FEATURE_FOLDERS, GRID_SIZE, RAW
                       WINDOW_S, Recording, find_recordings, read_features, read_labels, read_raw)
 from inputs import (TemporalSpec, electrodes_to_maps, interpolation_matrix, resample_matrix, save_maps_npy,
                     temporal_samples, temporal_spec)
-from utils import (Config, ConfigError, DataError, add_set_argument, check_output_folder, cli_main, data_override_root,
-                   git_commit, int_list, list_folder, load_config, make_folder, publish, remove_stale_temporaries,
-                   staged_path, write_json)
+from utils import (BLOCK, Config, ConfigError, DataError, add_set_argument, check_output_folder, cli_main,
+                   data_override_root, git_commit, int_list, list_folder, load_config, make_folder, publish,
+                   remove_stale_temporaries, staged_path, write_json)
 
 MANIFEST = "manifest.json"
 ARRAYS = ("spectral", "temporal", "de", "eeg", "label", "trial")  # .npy files of a session, in write order
@@ -281,7 +281,7 @@ def estimated_bytes(cfg: Config, maps: bool = True) -> int:
 
     The interpolation matrices (81 grid columns of W*W float64, held twice while they are stacked, the
     62-column float64 matrix and its float32 copy), one session's raw EEG in float64 (62 x 200 Hz x
-    its seconds), its float32 and float64 electrode-level arrays and, with maps, the buffer of 64
+    its seconds), its float32 and float64 electrode-level arrays and, with maps, the two buffers of 64
     samples' maps they are streamed through (inputs.save_maps_npy: the maps are never held whole).
     """
     data = cfg.data
@@ -290,7 +290,7 @@ def estimated_bytes(cfg: Config, maps: bool = True) -> int:
     matrices = width2 * (2 * GRID_SIZE ** 2 * 8 + len(CHANNELS) * (8 + 4))
     raw = len(CHANNELS) * SAMPLING_RATE * WINDOW_S[data.dataset] * windows * 8
     arrays = windows * len(CHANNELS) * (len(BANDS) + points) * (4 + 8)
-    buffer = 64 * width2 * max(len(BANDS), points) * 4 if maps else 0
+    buffer = 2 * (64 * width2 * max(len(BANDS), points) * 4 + BLOCK) if maps else 0
     return matrices + raw + arrays + buffer
 
 

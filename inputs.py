@@ -11,31 +11,64 @@ maps on disk (to float32 rounding; tests/test_preprocess.py checks it).
     de, eeg = apply_normalisation(de, eeg, stats)      # a checkpoint's statistics on other data
     spec = temporal_spec(cfg); eeg = temporal_samples(raw, n_windows, spec, resample_matrix(spec))
 
-Interpolation (decided here; the paper says "cubic"): scipy.interpolate.RectBivariateSpline with
-kx = ky = 3, s = 0 - the tensor-product cubic spline through the 81 grid cells of datasets.py's 9x9
-grid (empty cells 0) - evaluated on a W x W lattice spanning the grid corner to corner (pixel p at
-grid coordinate p * 8 / (W - 1)). It is linear in the cell values: one (W*W, 62) matrix.
+Interpolation (decided here; the paper says "cubic"): the spline of scipy.interpolate's
+RectBivariateSpline with kx = ky = 3, s = 0 (computed in NumPy) - the tensor-product cubic spline
+through the 81 grid cells of datasets.py's 9x9 grid (empty cells 0) - evaluated on a W x W lattice
+spanning the grid corner to corner (pixel p at grid coordinate p * 8 / (W - 1)). It is linear in
+the cell values: one (W*W, 62) matrix.
 Resampling: scipy.signal.resample_poly (Kaiser-windowed FIR, up/down = temInput_length / segment
 samples as a reduced fraction, e.g. 25/40 = 5/8), fed `context` raw samples either side of the
 segment (edge samples repeated at trial ends) so the filter sees real signal instead of padding;
 then cropped to the segment. Also linear: one matrix (`resample_matrix`).
 Normalisation (decided here; the paper says nothing): z-score per electrode and band (DE) and per
 electrode (raw EEG), with the mean and standard deviation of the training samples only.
-SciPy's interpolate module loads only when the interpolation matrix is built, and the resampling
-filter is written in NumPy (scipy.signal takes longer to import than a session takes to preprocess).
+The spline and the resampling filter are written in NumPy: importing scipy.interpolate and
+scipy.signal took longer than building a session's maps (tests check both against SciPy).
 """
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
 from datasets import CHANNELS, GRID_POSITIONS, GRID_SIZE, SAMPLING_RATE, WINDOW_S
-from utils import Config, ConfigError
+from utils import BLOCK, Config, ConfigError, aligned_empty, direct_writes, pwrite_all
 
 # ----------------------------------------------------------------------------- spatial maps
+
+
+def bspline_basis(x: np.ndarray, knots: np.ndarray, degree: int) -> np.ndarray:
+    """(len(x), len(knots) - degree - 1) float64: each B-spline of `degree` on `knots` at the points x.
+
+    Cox-de Boor's recursion; a point on the last knot belongs to the last non-empty interval (as in
+    FITPACK), and 0/0 terms of repeated knots are 0.
+    """
+    x = np.asarray(x, dtype=np.float64)[:, None]
+    t = np.asarray(knots, dtype=np.float64)
+    basis = ((t[:-1] <= x) & (x < t[1:])).astype(np.float64)      # degree 0: the knot interval holding x
+    basis[x[:, 0] == t[-1], np.flatnonzero(t[:-1] < t[1:])[-1]] = 1.0
+    for k in range(1, degree + 1):
+        rise, fall = t[k:-1] - t[:-k - 1], t[k + 1:] - t[1:-k]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            left = np.where(rise > 0, (x - t[:-k - 1]) / rise, 0.0)
+            right = np.where(fall > 0, (t[k + 1:] - x) / fall, 0.0)
+        basis = left * basis[:, :-1] + right * basis[:, 1:]
+    return basis
+
+
+def cubic_spline_matrix(n: int, coords: np.ndarray) -> np.ndarray:
+    """(len(coords), n) float64: values at 0..n-1 -> their interpolating cubic spline at `coords`.
+
+    The spline FITPACK fits with k = 3, s = 0 (scipy's RectBivariateSpline along each axis): knots at
+    the two ends (4 times each) and at the interior points 2..n-3, i.e. the not-a-knot spline.
+    """
+    points = np.arange(n, dtype=np.float64)
+    knots = np.concatenate([np.repeat(points[0], 4), points[2:-2], np.repeat(points[-1], 4)])
+    collocation = bspline_basis(points, knots, 3)        # (n, n): spline coefficients -> values at the points
+    return np.linalg.solve(collocation.T, bspline_basis(coords, knots, 3).T).T
 
 
 def grid_interpolation_matrix(width: int) -> np.ndarray:
@@ -43,17 +76,14 @@ def grid_interpolation_matrix(width: int) -> np.ndarray:
 
     Pixel (i, j) of the map is at grid coordinate (i, j) * 8 / (width - 1), so grid cell (r, c)
     falls exactly on pixel (r, c) * (width - 1) / 8 when 8 divides width - 1 (width 9, 17, 33, ...)
-    and between pixels otherwise (width 32).
+    and between pixels otherwise (width 32). The tensor-product spline of RectBivariateSpline(kx=3,
+    ky=3, s=0) is the 1-D spline along rows, then along columns: pixel (i, j) takes a[i, r] * a[j, c]
+    of cell (r, c), the Kronecker product (equal to SciPy's to 1e-15, tested).
     """
-    from scipy.interpolate import RectBivariateSpline
-
     if width < 2:
         raise ValueError(f"{width=} must be at least 2")
-    cells = np.arange(GRID_SIZE, dtype=np.float64)
-    coords = np.linspace(0, GRID_SIZE - 1, width)
-    units = np.eye(GRID_SIZE * GRID_SIZE).reshape(-1, GRID_SIZE, GRID_SIZE)
-    columns = [RectBivariateSpline(cells, cells, unit, kx=3, ky=3, s=0)(coords, coords).ravel() for unit in units]
-    return np.stack(columns, axis=1)
+    along = cubic_spline_matrix(GRID_SIZE, np.linspace(0, GRID_SIZE - 1, width))  # (width, 9)
+    return np.kron(along, along)
 
 
 def interpolation_matrix(width: int) -> np.ndarray:
@@ -79,25 +109,56 @@ def electrodes_to_maps(x: np.ndarray, matrix: np.ndarray, width: int) -> np.ndar
     return maps.reshape(n, width, width, c)  # pixel p = row * width + col
 
 
+def npy_header(shape: tuple, dtype, size: int = BLOCK) -> bytes:
+    """A .npy (version 1.0) header for a C-order array, padded with spaces to `size` bytes so that the
+    data starts on a block boundary (numpy pads to 64; readers take any length)."""
+    text = repr({"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+                 "shape": tuple(shape)})
+    length = size - 10                                   # after the magic (6), version (2) and length (2)
+    if len(text) >= length:
+        raise ValueError(f"a .npy header of {len(text)} characters does not fit in {size} bytes")
+    return b"\x93NUMPY\x01\x00" + length.to_bytes(2, "little") + text.ljust(length - 1).encode("latin1") + b"\n"
+
+
 def save_maps_npy(fh, x: np.ndarray, matrix: np.ndarray, width: int, samples: int = 64) -> int:
     """Write electrodes_to_maps(x, matrix, width) to the open binary file `fh` as a .npy; returns its bytes.
 
-    A few samples at a time through one reused buffer: the same values as the whole array (each
-    sample is its own product), without holding it in memory (442 MB for a SEED session's maps,
-    whose fresh pages cost as much as the products).
+    A few samples at a time through two reused buffers: the same values as the whole array (each
+    sample is its own product), without holding it in memory (442 MB for a SEED session's maps).
+    One thread writes a chunk while the next is computed (both release the GIL); a write error is
+    raised here. When a sample's maps fill whole blocks (W*W*C a multiple of 1024: W = 32, 64, ...)
+    the chunks go to the file with O_DIRECT, around the page cache (utils.direct_writes: fresh page
+    cache is what made these writes slow and erratic on the machine measured); otherwise, or where the
+    file system refuses O_DIRECT, through it.
     """
     n, _, c = x.shape
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
-              "shape": (n, width, width, c)}
     start = fh.tell()
-    np.lib.format.write_array_header_1_0(fh, header)
-    buffer = np.empty((min(samples, n), width * width, c), dtype=np.float32)
+    fh.write(npy_header((n, width, width, c), np.float32))
+    fh.flush()
+    fd, position = fh.fileno(), fh.tell()
+    chunk_shape = (min(samples, n), width * width, c)
+    direct = position % BLOCK == 0 and (width * width * c * 4) % BLOCK == 0 and direct_writes(fd, True)
+    buffers = [aligned_empty(chunk_shape, np.float32) for _ in range(2)]
+    writing = [None, None]     # the pending write of each buffer
     matrix32 = matrix.astype(np.float32, copy=False)
-    for first in range(0, n, samples):
-        part = buffer[:min(samples, n - first)]
-        np.matmul(matrix32, x[first:first + samples].astype(np.float32, copy=False), out=part)
-        fh.write(memoryview(part).cast("B"))
-    return fh.tell() - start
+    try:
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            for chunk, first in enumerate(range(0, n, samples)):
+                slot = chunk % 2
+                if writing[slot] is not None:
+                    writing[slot].result()           # its last chunk is in the file: reuse the buffer
+                part = buffers[slot][:min(samples, n - first)]
+                np.matmul(matrix32, x[first:first + samples].astype(np.float32, copy=False), out=part)
+                writing[slot] = writer.submit(pwrite_all, fd, memoryview(part).cast("B"), position)
+                position += part.nbytes
+            for pending in writing:
+                if pending is not None:
+                    pending.result()
+    finally:
+        if direct:
+            direct_writes(fd, False)
+    fh.seek(position)
+    return position - start
 
 
 class MapBuilder:

@@ -50,6 +50,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+try:
+    import fcntl
+except ImportError:  # Windows has no fcntl: writes there always go through the page cache
+    fcntl = None
+
 import numpy as np
 
 if TYPE_CHECKING:
@@ -570,6 +575,55 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     with staged_path(path) as tmp:
         yield tmp
     publish(tmp, path)
+
+
+# Writing around the page cache (O_DIRECT): on the VM this project is measured on, each fresh page of
+# page cache costs the host a memory fault, so writing a session's 442 MB of maps through it took
+# 0.1-1.2 s from run to run; O_DIRECT from reused buffers writes it at a steady 1.1-1.5 GB/s
+# (bench/README.md). The maps are not read back by training (run.py reads the electrode arrays).
+BLOCK = 4096  # bytes: O_DIRECT wants buffers, file offsets and lengths in multiples of the device's block
+
+
+def aligned_empty(shape: tuple, dtype) -> np.ndarray:
+    """np.empty whose data starts on a BLOCK boundary (as O_DIRECT writes need)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + BLOCK, dtype=np.uint8)
+    start = -raw.ctypes.data % BLOCK
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def direct_writes(fd: int, on: bool) -> bool:
+    """Turn O_DIRECT on or off for the open file descriptor; False where the system has no such flag
+    or the file system refuses it (then writes go through the page cache, as usual)."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag or fcntl is None:
+        return False
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | flag if on else flags & ~flag)
+    except OSError:
+        return False
+    return on
+
+
+def _seek_and_write(fd: int, data: memoryview, offset: int) -> int:
+    """os.pwrite where there is none (Windows); pwrite_all's writes come from one thread."""
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.write(fd, data)
+
+
+def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    """Write all of `data` at `offset` of the file (os.pwrite until done). A file system that takes
+    O_DIRECT but then refuses a write with EINVAL gets this and later writes through the page cache."""
+    while data:
+        try:
+            written = getattr(os, "pwrite", _seek_and_write)(fd, data, offset)
+        except OSError as e:
+            if e.errno != errno.EINVAL or fcntl is None or not fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0):
+                raise
+            direct_writes(fd, False)
+            continue
+        data, offset = data[written:], offset + written
 
 
 def folder_name(overrides: list[str]) -> str:

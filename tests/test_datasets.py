@@ -454,7 +454,11 @@ def test_read_v73_hdf5(seed_tree, tmp_path):
     source = seed_tree / "ExtractedFeatures" / "2_20140404.mat"
     original = D.read_features(source, "de_LDS")
     write_v73(tmp_path / "2_20140404.mat", {f"de_LDS{i}": a for i, a in original.items()})
-    assert h5py.is_hdf5(tmp_path / "2_20140404.mat")
+    assert h5py.is_hdf5(tmp_path / "2_20140404.mat") and D._is_hdf5(tmp_path / "2_20140404.mat")
+    assert not h5py.is_hdf5(source) and not D._is_hdf5(source)
+    with h5py.File(tmp_path / "plain.h5", "w") as f:        # no MATLAB header: the signature at byte 0
+        f["x"] = np.zeros(3)
+    assert D._is_hdf5(tmp_path / "plain.h5")
     copy = D.read_features(tmp_path / "2_20140404.mat", "de_LDS")
     assert list(copy) == list(original) and all(np.array_equal(copy[i], original[i]) for i in original)
     raw = D.read_raw(seed_tree / "Preprocessed_EEG" / "2_20140404.mat")

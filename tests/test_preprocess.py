@@ -8,7 +8,10 @@ end-to-end tests run `python Preprocess.py -c <tmp ini>` as a subprocess on tiny
 (trial_fraction 0.03) for both datasets, including resume, --force and no raw EEG. Bad inputs
 (exit code 1, one `error:` line, nothing written) are the corpus of tests/test_bad_inputs.py.
 """
+import errno
+import fcntl
 import json
+import os
 import re
 import subprocess
 import sys
@@ -17,11 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import signal, stats
+from scipy.interpolate import RectBivariateSpline
 
 import datasets as D
 import synthetic
+import inputs
 from inputs import (electrodes_to_maps, grid_interpolation_matrix, interpolation_matrix, resample_matrix,
-                    temporal_samples, temporal_spec)
+                    save_maps_npy, temporal_samples, temporal_spec)
 from Preprocess import differential_entropy, gaussian_de, load_preprocessed
 from utils import ConfigError, DataError, load_config
 
@@ -75,6 +80,16 @@ def test_each_electrode_lands_on_its_cell(width):
     np.testing.assert_allclose(matrix[pixels], np.eye(62), atol=1e-12)  # value e on its cell, 0 on the others'
 
 
+@pytest.mark.parametrize("width", [2, 5, 9, 32, 33, 100])
+def test_grid_interpolation_matrix_is_scipys_rect_bivariate_spline(width):
+    """The NumPy spline equals RectBivariateSpline(kx=3, ky=3, s=0) pushed through as unit grids."""
+    cells, coords = np.arange(9.0), np.linspace(0, 8, width)
+    units = np.eye(81).reshape(81, 9, 9)
+    scipys = np.stack([RectBivariateSpline(cells, cells, u, kx=3, ky=3, s=0)(coords, coords).ravel() for u in units],
+                      axis=1)
+    np.testing.assert_allclose(grid_interpolation_matrix(width), scipys, rtol=0, atol=1e-13)
+
+
 def test_width_9_is_the_grid_itself():
     np.testing.assert_allclose(grid_interpolation_matrix(9), np.eye(81), atol=1e-12)
 
@@ -102,6 +117,44 @@ def test_electrodes_to_maps_is_the_per_sample_product():
     onehot[0, D.CHANNELS.index("OZ")] = 1
     peak = np.unravel_index(np.argmax(electrodes_to_maps(onehot, matrix, 32)[0, :, :, 0]), (32, 32))
     assert np.allclose(np.array(peak) * 8 / 31, pos, atol=0.5)  # width 32: the peak is the pixel nearest the cell
+
+
+@pytest.mark.parametrize("width, channels, refused, direct", [
+    (32, 5, None, True),            # a sample's maps are whole 4096-byte blocks: written with O_DIRECT
+    (9, 25, None, False),           # 8100 bytes a sample: through the page cache
+    (32, 25, "flag", False),        # a system without O_DIRECT
+    (32, 5, "write", True),         # a file system that takes the flag, then refuses the first write
+])
+def test_save_maps_npy_writes_the_maps(tmp_path, monkeypatch, width, channels, refused, direct):
+    real_pwrite, seen = os.pwrite, []
+
+    def pwrite(fd, data, offset):
+        on = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+        seen.append(on)
+        if on and refused == "write":
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    if refused == "flag":
+        monkeypatch.setattr(inputs, "direct_writes", lambda fd, on: False)
+    x = np.random.default_rng(1).normal(size=(150, 62, channels))   # chunks of 64, 64 and 22 samples
+    matrix = interpolation_matrix(width)
+    with open(tmp_path / "maps.npy", "wb") as fh:
+        n_bytes = save_maps_npy(fh, x, matrix, width)
+        assert not fcntl.fcntl(fh.fileno(), fcntl.F_GETFL) & os.O_DIRECT      # left as it was found
+    assert n_bytes == (tmp_path / "maps.npy").stat().st_size == 4096 + x.size // 62 * width * width * 4
+    assert np.array_equal(np.load(tmp_path / "maps.npy", mmap_mode="r"), electrodes_to_maps(x, matrix, width))
+    assert seen[0] == direct and not any(seen[1:]) if refused else all(s == direct for s in seen)
+
+
+def test_save_maps_npy_without_pwrite(tmp_path, monkeypatch):
+    """Where os has no pwrite (Windows), the chunks are written after a seek, to the same file."""
+    monkeypatch.delattr(os, "pwrite")
+    x = np.random.default_rng(2).normal(size=(70, 62, 5))
+    with open(tmp_path / "maps.npy", "wb") as fh:
+        save_maps_npy(fh, x, interpolation_matrix(32), 32)
+    assert np.array_equal(np.load(tmp_path / "maps.npy"), electrodes_to_maps(x, interpolation_matrix(32), 32))
 
 
 # ----------------------------------------------------------------------------- DE and resampling
