@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -297,8 +298,9 @@ def estimated_bytes(cfg: Config, maps: bool = True) -> int:
 def _check_memory(cfg: Config, maps: bool) -> None:
     need, have = estimated_bytes(cfg, maps), _available_memory()
     if have is not None and need > have:
-        raise ConfigError(f"{cfg.source}: [data] input_width = {cfg.data.input_width} (with temInput_length = "
-                          f"{cfg.data.temInput_length}): preprocessing one {cfg.data.dataset} session needs about "
+        raise ConfigError(f"{cfg.origin('data', 'input_width', 'temInput_length')}: [data] input_width = "
+                          f"{cfg.data.input_width} (with temInput_length = {cfg.data.temInput_length}): "
+                          f"preprocessing one {cfg.data.dataset} session needs about "
                           f"{need / 2**30:,.1f} GiB of memory, {have / 2**30:,.1f} GiB are available")
 
 
@@ -357,12 +359,13 @@ def preprocess(cfg: Config, force: bool = False, subjects=None, sessions=None, m
 
     data, root = cfg.data, cfg.path.dataset_root
     if data.specInput_length != len(BANDS):
-        raise ConfigError(f"{cfg.source}: [data] specInput_length: expected {len(BANDS)} (DE bands), got {data.specInput_length}")
+        raise ConfigError(f"{cfg.where('data', 'specInput_length')}: expected {len(BANDS)} (DE bands), "
+                          f"got {data.specInput_length}")
     if data.input_width < 2:
-        raise ConfigError(f"{cfg.source}: [data] input_width: expected at least 2, got {data.input_width}")
+        raise ConfigError(f"{cfg.where('data', 'input_width')}: expected at least 2, got {data.input_width}")
     spec = temporal_spec(cfg)
     _check_memory(cfg, maps)
-    check_output_folder(cfg.path.preprocessed_root, f"{cfg.source}: [path] preprocessed_root")
+    check_output_folder(cfg.path.preprocessed_root, cfg.where("path", "preprocessed_root"))
     recordings = _select(find_recordings(data.dataset, root), subjects, sessions, root)
     has_raw = recordings[0].raw is not None  # find_recordings pairs the folders: all or none have raw EEG
     has_features = recordings[0].features is not None
@@ -434,6 +437,14 @@ class Session:
     path: Path  # the session folder (spectral.npy, temporal.npy, manifest.json)
 
 
+def preprocess_command(cfg: Config) -> str:
+    """The Preprocess.py command that builds cfg's sessions: its INI file and the --set values that
+    change what is built (data.*) or where (path.dataset_root, path.preprocessed_root)."""
+    sets = [o for o in cfg.overrides if o.startswith(("data.", "path.dataset_root=", "path.preprocessed_root="))]
+    ini = shlex.quote(str(cfg.source)) if cfg.source else "<ini file>"
+    return " ".join([f"python Preprocess.py -c {ini}", *(f"--set {shlex.quote(o)}" for o in sets)])
+
+
 def load_preprocessed(cfg: Config, subjects=None, sessions=None) -> list[Session]:
     """The preprocessed sessions (default: all on disk), sorted by (subject, session).
 
@@ -441,9 +452,9 @@ def load_preprocessed(cfg: Config, subjects=None, sessions=None) -> list[Session
     with a different [data] config.
     """
     root = cfg.path.preprocessed_root
-    command = f"python Preprocess.py -c {cfg.source or '<ini file>'}"
+    command = preprocess_command(cfg)
     on_disk = {}
-    for folder in list_folder(root, "sub*_ses*", f"{cfg.source}: [path] preprocessed_root"):
+    for folder in list_folder(root, "sub*_ses*", cfg.where("path", "preprocessed_root")):
         match = SESSION_FOLDER.match(folder.name)
         if match and (folder / MANIFEST).is_file():
             on_disk[int(match.group(1)), int(match.group(2))] = folder
@@ -477,7 +488,7 @@ def _open_session(folder: Path, cfg: Config, command: str) -> Session:
     if changed:
         k = changed[0]
         raise DataError(f"{folder}: preprocessed with [data] {k} = {manifest.get('data', {}).get(k)!r}, but "
-                        f"{cfg.source} has {expected[k]!r}; rerun `{command} --force`")
+                        f"{cfg.origin('data', k)} has {expected[k]!r}; rerun `{command} --force`")
     arrays = {}
     for name, meta in manifest["arrays"].items():
         path = folder / f"{name}.npy"

@@ -235,7 +235,7 @@ def _samples(cfg: Config, key: str) -> int:
     seconds = getattr(cfg.data, key)
     n = seconds * SAMPLING_RATE
     if abs(n - round(n)) > 1e-6:
-        raise ConfigError(f"{cfg.source}: [data] {key}: expected a multiple of 1/{SAMPLING_RATE} s, got {seconds}")
+        raise ConfigError(f"{cfg.where('data', key)}: expected a multiple of 1/{SAMPLING_RATE} s, got {seconds}")
     return round(n)
 
 
@@ -245,8 +245,9 @@ def temporal_spec(cfg: Config) -> TemporalSpec:
     window = WINDOW_S[data.dataset] * SAMPLING_RATE
     length, offset = _samples(cfg, "temporal_window_s"), _samples(cfg, "temporal_offset_s")
     if length < 1 or offset + length > window:
-        raise ConfigError(f"{cfg.source}: [data] temporal_offset_s + temporal_window_s: expected at most the "
-                          f"{WINDOW_S[data.dataset]} s DE window of {data.dataset}, got "
+        raise ConfigError(f"{cfg.origin('data', 'temporal_offset_s', 'temporal_window_s')}: [data] temporal_offset_s + "
+                          f"temporal_window_s: expected at most the {WINDOW_S[data.dataset]} s DE window of "
+                          f"{data.dataset}, got "
                           f"{data.temporal_offset_s} + {data.temporal_window_s} s")
     ratio = Fraction(data.temInput_length, length)
     up, down = ratio.numerator, ratio.denominator

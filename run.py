@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         Preprocess.preprocess(cfg)
 
-    device = utils.resolve_device(cfg.training.device, f"{cfg.source}: [training] device")
+    device = utils.resolve_device(cfg.training.device, cfg.where("training", "device"))
     threads = None      # set below, once the runs to do are known
     all_sessions = Preprocess.load_preprocessed(cfg, *pooled(cfg, subjects, sessions))
     if cfg.model.streams != "spectral" and any(s.eeg is None for s in all_sessions):

@@ -95,7 +95,7 @@ def make_split(cfg: Config, spec: RunSpec, subject: np.ndarray, trial: np.ndarra
     t = cfg.training
     if t.protocol == "cross_session":
         if len(np.unique(session)) < 2:
-            raise DataError(f"{cfg.source}: [training] protocol = cross_session needs at least 2 preprocessed sessions "
+            raise DataError(f"{cfg.where('training', 'protocol')} = cross_session needs at least 2 preprocessed sessions "
                             f"of subject {spec.subject}, found {len(np.unique(session))} under "
                             f"{cfg.path.preprocessed_root}")
         return cross_session_split(session, trial, label, spec.session, t.val_trials_per_class)
@@ -104,7 +104,7 @@ def make_split(cfg: Config, spec: RunSpec, subject: np.ndarray, trial: np.ndarra
         untrained = sorted(set(label[trial <= datasets.N_TRAIN_TRIALS[cfg.data.dataset]]) - set(label[split.train]))
         if untrained:   # e.g. SEED-IV: 2 training trials of class 3 in session 1, of class 0 in session 3
             name = datasets.CLASS_NAMES[cfg.data.dataset][untrained[0]]
-            raise ConfigError(f"{cfg.source}: [training] val_trials_per_class = {t.val_trials_per_class} takes every "
+            raise ConfigError(f"{cfg.where('training', 'val_trials_per_class')} = {t.val_trials_per_class} takes every "
                               f"training trial of class {untrained[0]} ({name}) of {spec.name} for validation; "
                               f"use a smaller value")
         return split
@@ -116,7 +116,7 @@ def make_split(cfg: Config, spec: RunSpec, subject: np.ndarray, trial: np.ndarra
     # loso: test = the held-out subject; validation = the next training subject (cyclically)
     others = np.unique(subject[subject != spec.subject])
     if len(others) < 2:
-        raise DataError(f"{cfg.source}: [training] protocol = loso needs at least 3 preprocessed subjects for "
+        raise DataError(f"{cfg.where('training', 'protocol')} = loso needs at least 3 preprocessed subjects for "
                         f"session {spec.session}, found {len(others) + 1} under {cfg.path.preprocessed_root}")
     val_subject = others[np.searchsorted(others, spec.subject) % len(others)]
     test = subject == spec.subject
@@ -326,7 +326,8 @@ class Trainer:
 
     def state(self) -> dict:
         """Everything needed to continue bit-identically after a kill (CPU)."""
-        return {"subject_pool": self.data.subjects, "session_pool": self.data.sessions, "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"subject_pool": self.data.subjects, "session_pool": self.data.sessions, "net": self.net.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
                 "shuffle": self.shuffle.get_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "history": self.history, "best": self.best}

@@ -230,14 +230,26 @@ class Config:
             sections[name] = section_cls(**values)
         return cls(**sections, source=source)
 
+    def _override(self, section: str, keys: tuple[str, ...]) -> tuple[str, str] | None:
+        """(the last --set text that set one of `keys` of `section`, the section it named), or None."""
+        for text in reversed(self.overrides):
+            name, _, rest = text.partition(".")
+            key = rest.partition("=")[0]
+            if key in keys and (name == section or key in INPUT_KEYS and name in ("data", "model")):
+                return text, name
+        return None
+
     def where(self, section: str, key: str) -> str:
         """Where a key's value came from, to start an error message: `--set SECTION.KEY=VALUE: [section] key`
         when an override set it (the last one), else `<INI file>: [section] key`."""
-        for text in reversed(self.overrides):
-            name, _, rest = text.partition(".")
-            if rest.partition("=")[0] == key and (name == section or key in INPUT_KEYS and name in ("data", "model")):
-                return f"--set {text}: [{name}] {key}"
-        return f"{self.source or '<config>'}: [{section}] {key}"
+        found = self._override(section, (key,))
+        return f"--set {found[0]}: [{found[1]}] {key}" if found else f"{self.source or '<config>'}: [{section}] {key}"
+
+    def origin(self, section: str, *keys: str) -> str:
+        """Where a check of several keys together should point: the last `--set ...` that set one of
+        them, else the INI file (the message then names the section and keys itself)."""
+        found = self._override(section, keys)
+        return f"--set {found[0]}" if found else str(self.source or "<config>")
 
     def replace(self, **sections: dict) -> "Config":
         """A copy with some keys changed, e.g. cfg.replace(training={"nbEpoch": 2}); values are checked."""

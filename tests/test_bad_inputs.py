@@ -662,6 +662,13 @@ def _(w):
     w.ini = {"data": {"input_width": 17}}
 
 
+@case("preprocessed-with-another-set-value", "run.py",
+      "{pre}/sub01_ses1: preprocessed with [data] input_width = 16, but --set data.input_width=17 has 17; rerun "
+      "`python Preprocess.py -c {ini} --set path.preprocessed_root={pre} --set data.input_width=17 --force`")
+def _(w):
+    w.args = ["--set", f"path.preprocessed_root={w.pre}", "--set", "data.input_width=17"]
+
+
 @case("preprocessed-npy-truncated", "run.py", "{pre}/sub02_ses1/de.npy: ")
 def _(w):
     path = w.pre / "sub02_ses1" / "de.npy"
@@ -802,6 +809,25 @@ def _(w):
       "--set path.result_path={tmp}/res #2: [path] result_path: expected no ';' or '#' at the start or after a space")
 def _(w):
     w.args = ["--set", f"path.result_path={w.tmp}/res #2"]
+
+
+@case("set-input-width-1", "Preprocess.py", "--set data.input_width=1: [data] input_width: expected at least 2, got 1")
+def _(w):
+    w.args = ["--set", "data.input_width=1"]
+
+
+@case("set-temporal-window-beyond-de-window", "Preprocess.py",
+      "--set data.temporal_offset_s=0.9: [data] temporal_offset_s + temporal_window_s: expected at most the 1 s DE "
+      "window of SEED, got 0.9 + 0.2 s")
+def _(w):
+    w.args = ["--set", "data.temporal_offset_s=0.9"]
+
+
+@case("set-data-not-preprocessed", "run.py",
+      "{pre}/data.temporal_window_s=0.1: no preprocessed sessions; run `python Preprocess.py -c {ini} --set "
+      "data.temporal_window_s=0.1`")
+def _(w):
+    w.args = ["--set", "data.temporal_window_s=0.1", "--set", "training.nbEpoch=2"]
 
 
 # ----------------------------------------------------------------------------- the test
