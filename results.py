@@ -55,6 +55,7 @@ class ResultDir:
         self.source = cfg.source
         self.config_key = result_key(cfg)
         self.nb_class = cfg.model.nb_class
+        self.damaged: list[tuple[Path, str]] = []   # found by finished(), set aside by tidy()
 
     def run_json(self, spec: RunSpec) -> Path:
         return self.root / "runs" / f"{spec.name}.json"
@@ -101,7 +102,10 @@ class ResultDir:
             utils.check_output_folder(folder, f"{self.source}: [path] result_path")
 
     def tidy(self, runs: list[RunSpec], done: dict) -> None:
-        """Remove what killed processes left: temporary files, partial states of runs that have finished."""
+        """Set aside the damaged result files finished() found, and remove what killed processes left:
+        temporary files, partial states of runs that have finished. Called once every check of the
+        command has passed, so that a command refused for a user error changes nothing on disk."""
+        self.set_aside_damaged()
         for folder in self.folders:
             utils.remove_stale_temporaries(folder)
         for spec in runs:
@@ -110,14 +114,15 @@ class ResultDir:
 
     def finished(self) -> dict[str, dict]:
         """Finished runs of this config, by run name. Results of another config are an error; a damaged
-        result file is set aside (renamed <run>.json.damaged, one warning line) and its run counts as not
-        finished, so it is redone."""
+        result file counts as not finished, so its run is redone, and is listed in self.damaged for
+        set_aside_damaged (renamed <run>.json.damaged, one warning line; tidy() does it)."""
         out, files = {}, {}
+        self.damaged = []
         for path in sorted(utils.list_folder(self.root / "runs", "*.json", f"{self.source}: [path] result_path")):
             try:
                 result = json_load(path)
             except (ValueError, UnicodeDecodeError):
-                set_aside(path, "not readable JSON")
+                self.damaged.append((path, "not readable JSON"))
                 continue
             except OSError as e:     # there, but not ours to read: not damage, and not to be redone blindly
                 raise DataError(f"{path}: cannot read the result file ({e.strerror or e})") from None
@@ -127,7 +132,7 @@ class ResultDir:
                                   f"or delete {self.root / 'runs'} to start over")
             problem = schemas.check(result, schemas.RUN_RECORD) or self._inconsistency(path, result)
             if problem:
-                set_aside(path, problem)
+                self.damaged.append((path, problem))
                 continue
             if result["protocol"] == "loso" and "subject_pool" not in result:
                 raise ConfigError(f"{path}: a loso result without its subject_pool (made by an older version); "
@@ -145,6 +150,12 @@ class ResultDir:
                                   f"({first[1]} and {result['subject_pool']}); choose another [path] result_path "
                                   f"or delete the runs made with the subjects that are no longer preprocessed")
         return out
+
+    def set_aside_damaged(self) -> None:
+        """Rename the damaged result files the last finished() found (see set_aside)."""
+        for path, problem in self.damaged:
+            set_aside(path, problem)
+        self.damaged = []
 
     def _inconsistency(self, path: Path, r: dict) -> str | None:
         """What a result record that passes its schema may still get wrong: its name, its sizes."""
@@ -222,6 +233,7 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
     this command trained, for the table."""
     selected = lambda subject, session: (not subjects or subject in subjects) and (not sessions or session in sessions)  # noqa: E731
     done = {name: r for name, r in out.finished().items() if selected(r["subject"], r["session"])}
+    out.set_aside_damaged()     # a summary comes after the command's checks: damage found now is set aside
     failed = {run: error for run, error in out.failures(done).items()
               if selected(*map(int, re.match(r"sub(\d+)_ses(\d+)", run).groups()))}
     missing = out.without_checkpoint(done)

@@ -71,8 +71,10 @@ def test_damaged_run_record_is_set_aside(finished, tmp_path, capsys, damage):
     path = root / "res" / "runs" / "sub01_ses1.json"
     edit, problem = RECORD_DAMAGE[damage]
     path.write_text(edit(json.loads(path.read_text())))
-    done = results.ResultDir(cfg).finished()
-    assert sorted(done) == ["sub02_ses1"]
+    out = results.ResultDir(cfg)
+    done = out.finished()
+    assert sorted(done) == ["sub02_ses1"] and path.is_file() and capsys.readouterr().err == ""  # found, not moved
+    out.tidy([], done)                                  # once the command's checks have passed
     assert not path.exists() and (root / "res" / "runs" / "sub01_ses1.json.damaged").is_file()
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(f"warning: {path}: damaged (") and problem in err[0]
@@ -88,6 +90,17 @@ def test_damaged_run_record_is_redone_through_the_command_line(finished, tmp_pat
     assert json.loads((root / "res" / "runs" / "sub01_ses1.json").read_text())["epochs_run"] == 2
     again = run_cli("run.py", "-c", str(ini))          # nothing trips the next invocation
     assert again.returncode == 0 and again.stderr == "" and "2 already finished" in again.stdout
+
+
+def test_a_refused_command_sets_nothing_aside(finished, tmp_path):
+    """A command that fails on a user error after finding a damaged record leaves it where it was."""
+    root, ini = copy_of(finished, tmp_path)
+    damaged = root / "res" / "runs" / "sub01_ses1.json"
+    damaged.write_text("{not json")
+    ini.write_text(ini.read_text().replace("protocol = trial", "protocol = loso"))   # 2 subjects: loso needs 3
+    p = run_cli("run.py", "-c", str(ini))
+    assert p.returncode == 1 and p.stderr.startswith("error: ") and "warning" not in p.stderr, p.stderr
+    assert damaged.read_text() == "{not json" and not list(damaged.parent.glob("*.damaged*"))
 
 
 # ----------------------------------------------------------------------------- partial states
