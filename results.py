@@ -26,7 +26,7 @@ import torch
 import figures
 import schemas
 import utils
-from training import RunSpec, Trainer
+from training import RunSpec, Trainer, scores
 from utils import Config, ConfigError, DataError
 
 # The paper's table 1 (mean +- std accuracy %, subject-dependent), for the printed comparison (loso is
@@ -257,6 +257,7 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
     per_class = {k: np.mean([c[k] for c in with_classes], axis=0).tolist()
                  for k in ("precision", "recall", "f1")} if with_classes else {}
     warnings = {r["run"]: r["warnings"] for r in results if r.get("warnings")}
+    majority = [scores(majority_confusion(r["confusion_matrix"])) for r in results]
     summary = {
         "dataset": cfg.data.dataset, "protocol": cfg.training.protocol,
         "protocol_note": PROTOCOL_NOTES[cfg.training.protocol],
@@ -265,6 +266,9 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
         "mean_macro_f1": float(np.mean([r["macro_f1"] for r in results])),
         "mean_kappa": float(np.mean([r["kappa"] for r in results])),
         "chance_accuracy": 100 / cfg.model.nb_class,
+        # always answering each run's most frequent test class: the bar a collapsed model reaches
+        "majority_accuracy": float(np.mean([m["accuracy"] for m in majority]) * 100),
+        "majority_macro_f1": float(np.mean([m["macro_f1"] for m in majority])),
         "per_class": per_class,   # precision, recall, F1 per class, means over the runs
         "warnings": warnings,
         "runs_of_this_invocation": sum(r["run"] in this_invocation for r in results),
@@ -295,9 +299,19 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
     return summary
 
 
+def majority_confusion(cm) -> np.ndarray:
+    """The confusion matrix (rows true, columns predicted) of always predicting the most frequent true
+    class of `cm` (the first of equals)."""
+    support = np.asarray(cm).sum(axis=1)
+    out = np.zeros((len(support), len(support)), dtype=np.int64)
+    out[:, int(np.argmax(support))] = support
+    return out
+
+
 def results_table(summary: dict) -> str:
-    """The printed comparison: chance level, the paper's number, this project's runs with macro-F1 and
-    kappa, how many runs the row covers and how many of them this invocation trained."""
+    """The printed comparison: chance level, the majority class of each run's test windows, the paper's
+    number, this project's runs with macro-F1 and kappa, how many runs the row covers and how many of
+    them this invocation trained."""
     paper, n = summary["paper_accuracy"], summary["n_runs"]
     ours = summary.get("runs_of_this_invocation", 0)
     which = "all of this invocation" if ours == n else "none of this invocation" if ours == 0 else \
@@ -305,7 +319,9 @@ def results_table(summary: dict) -> str:
     rows = [
         f"{summary['dataset']}, protocol {summary['protocol']} ({summary['protocol_note']})",
         f"{'':24s}{'accuracy %':>16s}{'macro-F1':>10s}{'kappa':>8s}  runs",
-        f"{'chance level':24s}{summary['chance_accuracy']:>10.2f}{'':6s}{'':>10s}{0.0:>8.3f}",
+        f"{'chance level':24s}{summary['chance_accuracy']:>10.2f}{'':17s}{0.0:>8.3f}",
+        f"{'majority class':24s}{summary['majority_accuracy']:>10.2f}{'':8s}{summary['majority_macro_f1']:>9.3f}"
+        f"{0.0:>8.3f}",
         f"{'SST-EmotionNet, paper':24s}{paper['mean']:>10.2f} +- {paper['std']:<3.2f}{'-':>9s}{'-':>8s}  45",
         f"{'this project':24s}{summary['mean_accuracy']:>10.2f} +- {summary['std_accuracy']:<3.2f}"
         f"{summary['mean_macro_f1']:>9.3f}{summary['mean_kappa']:>8.3f}  {n} ({which})",
