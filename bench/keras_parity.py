@@ -12,6 +12,11 @@ training-mode stream features (batch statistics in every BN; the head's dropout 
         h5py numpy torch==2.13.0 scipy
     /tmp/tfenv/bin/python bench/keras_parity.py            # SEED.ini sizes
     /tmp/tfenv/bin/python bench/keras_parity.py --small    # a reduced network, faster
+    /tmp/tfenv/bin/python bench/keras_parity.py --layer-list tests/keras_official_seed_layers.json
+
+--layer-list writes the Keras model's layers that hold weights, with their weight shapes, in creation
+order (Keras's name counters) for the given config: tests/test_model.py holds model.py's module order
+to that list without TensorFlow (the committed file is SEED.ini's, written so by tf-keras 2.21).
 
 TensorFlow and tf-keras are optional, benchmark-only dependencies, not in requirements.txt; nothing
 is downloaded at run time (the .h5 files go to a temporary folder and are deleted).
@@ -19,6 +24,7 @@ is downloaded at run time (the .h5 files go to a temporary folder and are delete
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -99,6 +105,20 @@ def keras_model(cfg: utils.Config) -> tuple[keras.Model, keras.Model]:
     return keras.Model([spec, tem], y), keras.Model([spec, tem], features)
 
 
+def layer_list(net: keras.Model) -> list[dict]:
+    """[{"name": ..., "weights": {weight: shape}}] of the layers with weights, in creation order per
+    layer type (the counter in Keras's automatic names: conv3d, conv3d_1, ...)."""
+    import re
+
+    def creation(layer) -> tuple[str, int]:
+        match = re.fullmatch(r"(.+?)(?:_(\d+))?", layer.name)
+        return match[1], int(match[2] or 0)
+
+    return [{"name": layer.name,
+             "weights": {w.name.split("/")[-1].split(":")[0]: list(w.shape) for w in layer.weights}}
+            for layer in sorted((x for x in net.layers if x.weights), key=creation)]
+
+
 def randomise(net: keras.Model, rng: np.random.Generator) -> int:
     """Seeded random values for every weight; BN variances (and gammas) positive. Returns the count."""
     count = 0
@@ -140,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--layer-list", type=Path, help="write the layers with their weight shapes as JSON and stop")
     args = parser.parse_args(argv)
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -158,6 +179,14 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = np.random.default_rng(args.seed)
     full, features = keras_model(cfg)
+    if args.layer_list:
+        layers = layer_list(full)
+        head = {"config": Path(args.config).name + (" --small" if args.small else ""),
+                "written_by": f"tf-keras {keras.__version__}"}
+        args.layer_list.write_text(json.dumps(head)[:-1] + ', "layers": [\n'           # one layer a line
+                                   + ",\n".join(json.dumps(layer) for layer in layers) + "\n]}\n")
+        print(f"{args.layer_list}: {len(layers)} layers with weights")
+        return 0
     print(f"keras weights randomised: {randomise(full, rng)}, keras parameters: {full.count_params()}")
     spec = rng.normal(size=(args.batch, d.input_width, d.input_width, d.specInput_length, 1)).astype(np.float32)
     tem = rng.normal(size=(args.batch, d.input_width, d.input_width, d.temInput_length, 1)).astype(np.float32)

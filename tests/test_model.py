@@ -6,10 +6,12 @@ from keyword arguments and from the INI file, extension, importing Keras weights
     python -m pytest tests/test_model.py -q
 """
 import hashlib
+import json
 import math
 import re
 import subprocess
 import sys
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -547,6 +549,31 @@ def test_load_keras_weights(cfg, tmp_path, full_model, first_counter):
     x = inputs(c, 2)
     with torch.no_grad():
         torch.testing.assert_close(target(*x), source(*x), rtol=0, atol=0)
+
+
+def test_module_order_is_the_authors_keras_creation_order(cfg, tmp_path):
+    """model.py's official-order network at SEED.ini sizes against the authors' model as tf-keras 2.21
+    builds it (tests/keras_official_seed_layers.json: written by bench/keras_parity.py --layer-list from
+    its tf-keras re-statement of their model/model.py, not from model.py): the same Keras names, in the
+    same creation order, with the same weight shapes; and a file laid out so loads every tensor.
+    keras_layers(net) alone, as the tests above use it, follows model.py's own order."""
+    listed = json.loads((ROOT / "tests" / "keras_official_seed_layers.json").read_text())
+    assert listed["config"] == "SEED.ini"
+    net = model.build_model(cfg.replace(model={"block_order": "official"}))
+
+    def creation(name: str) -> tuple[str, int]:
+        match = re.fullmatch(r"(.+?)(?:_(\d+))?", name)
+        return match[1], int(match[2] or 0)
+
+    ours = sorted(((name, {w: list(v.shape) for w, v in weights}) for name, weights in keras_layers(net, 0)),
+                  key=lambda layer: creation(layer[0]))
+    assert ours == [(layer["name"], layer["weights"]) for layer in listed["layers"]]
+    rng = np.random.default_rng(0)
+    layers = [(layer["name"], [(w, rng.uniform(0.5, 1.5, shape).astype(np.float32))
+                               for w, shape in layer["weights"].items()]) for layer in listed["layers"]]
+    write_keras_h5(tmp_path / "authors.h5", layers, full_model=True)
+    assert model.load_keras_weights(model.build_model(cfg.replace(model={"block_order": "official"})),
+                                    tmp_path / "authors.h5") == 219
 
 
 def test_keras_weights_mismatch_names_the_layer(cfg, tmp_path):
