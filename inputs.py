@@ -136,12 +136,12 @@ def save_maps_npy(fh, x: np.ndarray, matrix: np.ndarray, width: int, samples: in
     fh.write(npy_header((n, width, width, c), np.float32))
     fh.flush()
     fd, position = fh.fileno(), fh.tell()
-    chunk_shape = (min(samples, n), width * width, c)
-    direct = position % BLOCK == 0 and (width * width * c * 4) % BLOCK == 0 and direct_writes(fd, True)
-    buffers = [aligned_empty(chunk_shape, np.float32) for _ in range(2)]
+    buffers = [aligned_empty((min(samples, n), width * width, c), np.float32) for _ in range(2)]
     writing = [None, None]     # the pending write of each buffer
     matrix32 = matrix.astype(np.float32, copy=False)
+    direct = False
     try:
+        direct = position % BLOCK == 0 and (width * width * c * 4) % BLOCK == 0 and direct_writes(fd, True)
         with ThreadPoolExecutor(max_workers=1) as writer:
             for chunk, first in enumerate(range(0, n, samples)):
                 slot = chunk % 2

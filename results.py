@@ -55,7 +55,7 @@ class ResultDir:
         self.source = cfg.source
         self.config_key = result_key(cfg)
         self.nb_class = cfg.model.nb_class
-        self.damaged: list[tuple[Path, str]] = []   # found by finished(), set aside by tidy()
+        self.damaged: list[tuple[Path, str, tuple]] = []   # found by finished(), set aside by tidy()
 
     def run_json(self, spec: RunSpec) -> Path:
         return self.root / "runs" / f"{spec.name}.json"
@@ -122,7 +122,7 @@ class ResultDir:
             try:
                 result = json_load(path)
             except (ValueError, UnicodeDecodeError):
-                self.damaged.append((path, "not readable JSON"))
+                self.damaged.append((path, "not readable JSON", file_identity(path)))
                 continue
             except OSError as e:     # there, but not ours to read: not damage, and not to be redone blindly
                 raise DataError(f"{path}: cannot read the result file ({e.strerror or e})") from None
@@ -132,7 +132,7 @@ class ResultDir:
                                   f"or delete {self.root / 'runs'} to start over")
             problem = schemas.check(result, schemas.RUN_RECORD) or self._inconsistency(path, result)
             if problem:
-                self.damaged.append((path, problem))
+                self.damaged.append((path, problem, file_identity(path)))
                 continue
             if result["protocol"] == "loso" and "subject_pool" not in result:
                 raise ConfigError(f"{path}: a loso result without its subject_pool (made by an older version); "
@@ -152,9 +152,11 @@ class ResultDir:
         return out
 
     def set_aside_damaged(self) -> None:
-        """Rename the damaged result files the last finished() found (see set_aside)."""
-        for path, problem in self.damaged:
-            set_aside(path, problem)
+        """Rename the damaged result files the last finished() found (see set_aside), unless another
+        process (a concurrent --shard) has set one aside or rewritten it since: then it is not ours."""
+        for path, problem, identity in self.damaged:
+            if file_identity(path) == identity:
+                set_aside(path, problem)
         self.damaged = []
 
     def _inconsistency(self, path: Path, r: dict) -> str | None:
@@ -201,6 +203,15 @@ class DamagedFile(Exception):
     """A state file that cannot be what it claims (truncated, not a checkpoint, fields missing or of the wrong type)."""
 
 
+def file_identity(path: Path) -> tuple | None:
+    """(inode, modification time, size) of a file, None if it is gone: whether it is still the file read."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def set_aside(path: Path, problem: str) -> Path:
     """Rename a damaged file to <name>.damaged (or .damaged.1, ...) so that its work is redone; one warning line."""
     target = path.with_name(path.name + ".damaged")
@@ -233,7 +244,6 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
     this command trained, for the table."""
     selected = lambda subject, session: (not subjects or subject in subjects) and (not sessions or session in sessions)  # noqa: E731
     done = {name: r for name, r in out.finished().items() if selected(r["subject"], r["session"])}
-    out.set_aside_damaged()     # a summary comes after the command's checks: damage found now is set aside
     failed = {run: error for run, error in out.failures(done).items()
               if selected(*map(int, re.match(r"sub(\d+)_ses(\d+)", run).groups()))}
     missing = out.without_checkpoint(done)
@@ -247,6 +257,7 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
         for run, error in failed.items():
             print(f"failed: {run}: {error}")
         return None
+    out.set_aside_damaged()     # a summary comes after the command's checks: damage found now is set aside
     acc = np.array([r["accuracy"] for r in results]) * 100
     per_subject = {}
     for r in results:
@@ -269,6 +280,7 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
         # always answering each run's most frequent test class: the bar a collapsed model reaches
         "majority_accuracy": float(np.mean([m["accuracy"] for m in majority]) * 100),
         "majority_macro_f1": float(np.mean([m["macro_f1"] for m in majority])),
+        "majority_kappa": float(np.mean([m["kappa"] for m in majority])),   # 0, or 1 for a one-class test set
         "per_class": per_class,   # precision, recall, F1 per class, means over the runs
         "warnings": warnings,
         "runs_of_this_invocation": sum(r["run"] in this_invocation for r in results),
@@ -318,10 +330,10 @@ def results_table(summary: dict) -> str:
         f"{ours} of this invocation"
     rows = [
         f"{summary['dataset']}, protocol {summary['protocol']} ({summary['protocol_note']})",
-        f"{'':24s}{'accuracy %':>16s}{'macro-F1':>10s}{'kappa':>8s}  runs",
+        f"{'':24s}{'accuracy %':>16s}{'macro-F1':>11s}{'kappa':>8s}  runs",
         f"{'chance level':24s}{summary['chance_accuracy']:>10.2f}{'':17s}{0.0:>8.3f}",
         f"{'majority class':24s}{summary['majority_accuracy']:>10.2f}{'':8s}{summary['majority_macro_f1']:>9.3f}"
-        f"{0.0:>8.3f}",
+        f"{summary['majority_kappa']:>8.3f}",
         f"{'SST-EmotionNet, paper':24s}{paper['mean']:>10.2f} +- {paper['std']:<3.2f}{'-':>9s}{'-':>8s}  45",
         f"{'this project':24s}{summary['mean_accuracy']:>10.2f} +- {summary['std_accuracy']:<3.2f}"
         f"{summary['mean_macro_f1']:>9.3f}{summary['mean_kappa']:>8.3f}  {n} ({which})",

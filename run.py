@@ -381,10 +381,10 @@ def main(argv: list[str] | None = None) -> int:
         if not done:
             raise DataError(f"{out.root / 'runs'}: no finished runs to summarize; run `python run.py -c {args.config}` first")
         out.check_writable()
-        out.tidy([], done)
-        if results.summarize(cfg, out, subjects, sessions) is None:
+        if results.summarize(cfg, out, subjects, sessions) is None:    # sets damaged records aside when it is not
             raise DataError(f"{out.root / 'runs'}: no finished run of subjects {subjects or 'all'}, sessions "
                             f"{sessions or 'all'} to summarize")
+        out.tidy([], done)
         return 0
     if args.predict:
         return predict(cfg, out, args.predict, subjects, sessions)

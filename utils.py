@@ -631,11 +631,19 @@ def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         try:
             written = getattr(os, "pwrite", _seek_and_write)(fd, data, offset)
         except OSError as e:
-            if e.errno != errno.EINVAL or fcntl is None or not fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0):
+            if e.errno != errno.EINVAL or not _is_direct(fd):
                 raise
             direct_writes(fd, False)
+            if _is_direct(fd):      # the flag will not go: the same write would fail again
+                raise
             continue
+        if written == 0:
+            raise OSError(errno.EIO, f"a write of {len(data)} bytes at offset {offset} wrote nothing")
         data, offset = data[written:], offset + written
+
+
+def _is_direct(fd: int) -> bool:
+    return fcntl is not None and bool(fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0))
 
 
 def folder_name(overrides: list[str]) -> str:
@@ -648,10 +656,18 @@ def folder_name(overrides: list[str]) -> str:
     return name
 
 
+def data_overrides(cfg: "Config") -> list[str]:
+    """The --set values that change what Preprocess.py builds: data.*, and the input sizes given as
+    model.* (which the authors' INI keeps in [model])."""
+    return [o for o in cfg.overrides
+            if o.startswith("data.") or o.startswith("model.") and o[len("model."):].partition("=")[0] in INPUT_KEYS]
+
+
 def data_override_root(cfg: "Config") -> "Config":
-    """cfg with [path] preprocessed_root moved to a subfolder named after its --set data.* overrides,
-    so that trying a [data] setting never rebuilds the INI's own preprocessed sessions in place."""
-    data = [o for o in cfg.overrides if o.startswith("data.")]
+    """cfg with [path] preprocessed_root moved to a subfolder named after its --set data.* overrides
+    (data_overrides), so that trying a [data] setting never rebuilds the INI's own preprocessed sessions
+    in place."""
+    data = data_overrides(cfg)
     if not data or any(o.startswith("path.preprocessed_root=") for o in cfg.overrides):
         return cfg
     return cfg.replace(path={"preprocessed_root": cfg.path.preprocessed_root / folder_name(data)})

@@ -669,6 +669,13 @@ def _(w):
     w.args = ["--set", f"path.preprocessed_root={w.pre}", "--set", "data.input_width=17"]
 
 
+@case("set-model-input-size-not-preprocessed", "run.py",
+      "{pre}/model.input_width=17: no preprocessed sessions; run `python Preprocess.py -c {ini} --set "
+      "model.input_width=17`")
+def _(w):
+    w.args = ["--set", "model.input_width=17"]      # an input size where the authors' INI keeps it
+
+
 @case("preprocessed-npy-truncated", "run.py", "{pre}/sub02_ses1/de.npy: ")
 def _(w):
     path = w.pre / "sub02_ses1" / "de.npy"

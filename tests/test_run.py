@@ -491,6 +491,7 @@ def test_results_carry_per_class_metrics_warnings_and_who_trained_them(tiny_seed
     major = max(cm.sum(1)) / cm.sum()                    # always the most frequent test class: F1 2p/(1+p) on it
     assert summary["majority_accuracy"] == pytest.approx(100 * major)
     assert summary["majority_macro_f1"] == pytest.approx(2 * major / (1 + major) / np.count_nonzero(cm.sum(1)))
+    assert summary["majority_kappa"] == 0.0
     assert re.search(rf"^majority class +{100 * major:.2f} +{summary['majority_macro_f1']:.3f} +0\.000$", table, re.M)
     assert re.search(r"^this project +[\d.]+ \+- [\d.]+ +[\d.]+ +-?[\d.]+  1 \(all of this invocation\)$", table, re.M)
 

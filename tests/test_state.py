@@ -92,11 +92,32 @@ def test_damaged_run_record_is_redone_through_the_command_line(finished, tmp_pat
     assert again.returncode == 0 and again.stderr == "" and "2 already finished" in again.stdout
 
 
+def test_concurrent_shards_set_a_damaged_record_aside_once(finished, tmp_path, capsys):
+    """Two --shard processes both find the same damaged record; the first sets it aside and redoes the
+    run; the second neither fails on the vanished file nor sets the redone record aside."""
+    root, ini = copy_of(finished, tmp_path)
+    cfg = utils.load_config(ini)
+    path = root / "res" / "runs" / "sub01_ses1.json"
+    good = path.read_text()
+    path.write_text("{not json")
+    first, second = results.ResultDir(cfg), results.ResultDir(cfg)
+    done = first.finished()
+    second.finished()
+    first.tidy([], done)
+    assert (path.parent / "sub01_ses1.json.damaged").is_file() and not path.exists()
+    path.write_text(good)                                   # the first shard's redo
+    second.tidy([], done)
+    assert path.read_text() == good and not (path.parent / "sub01_ses1.json.damaged.1").exists()
+    assert len(capsys.readouterr().err.splitlines()) == 1  # one warning, from the first
+
+
 def test_a_refused_command_sets_nothing_aside(finished, tmp_path):
     """A command that fails on a user error after finding a damaged record leaves it where it was."""
     root, ini = copy_of(finished, tmp_path)
     damaged = root / "res" / "runs" / "sub01_ses1.json"
     damaged.write_text("{not json")
+    p = run_cli("run.py", "-c", str(ini), "--summarize", "--subjects", "9")          # no such subject
+    assert p.returncode == 1 and p.stderr.startswith("error: ") and "warning" not in p.stderr, p.stderr
     ini.write_text(ini.read_text().replace("protocol = trial", "protocol = loso"))   # 2 subjects: loso needs 3
     p = run_cli("run.py", "-c", str(ini))
     assert p.returncode == 1 and p.stderr.startswith("error: ") and "warning" not in p.stderr, p.stderr
