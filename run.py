@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         if not done:
             raise DataError(f"{out.root / 'runs'}: no finished runs to summarize; run `python run.py -c {args.config}` first")
         out.check_writable()
-        if results.summarize(cfg, out, subjects, sessions) is None:    # sets damaged records aside when it is not
+        if results.summarize(cfg, out, subjects, sessions) is None:    # sets damaged records aside only if not None
             raise DataError(f"{out.root / 'runs'}: no finished run of subjects {subjects or 'all'}, sessions "
                             f"{sessions or 'all'} to summarize")
         out.tidy([], done)
