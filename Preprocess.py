@@ -52,13 +52,14 @@ from pathlib import Path
 import numpy as np
 
 import schemas
+from config import Config, add_set_argument, data_override_root, data_overrides, load_config
 from datasets import (BANDS, BANDS_HZ, CHANNELS, FEATURE_FOLDERS, GRID_SIZE, RAW_FOLDER, SAMPLING_RATE, TRIAL_WINDOWS,
                       WINDOW_S, Recording, find_recordings, read_features, read_labels, read_raw)
+from fileio import (BLOCK, check_output_folder, list_folder, make_folder, publish, remove_stale_temporaries,
+                    staged_path, write_json)
 from inputs import (TemporalSpec, electrodes_to_maps, interpolation_matrix, resample_matrix, save_maps_npy,
                     temporal_samples, temporal_spec)
-from utils import (BLOCK, Config, ConfigError, DataError, add_set_argument, check_output_folder, cli_main,
-                   data_override_root, data_overrides, git_commit, int_list, list_folder, load_config, make_folder,
-                   publish, remove_stale_temporaries, staged_path, write_json)
+from utils import ConfigError, DataError, cli_main, git_commit, int_list
 
 MANIFEST = "manifest.json"
 ARRAYS = ("spectral", "temporal", "de", "eeg", "label", "trial")  # .npy files of a session, in write order
@@ -439,7 +440,7 @@ class Session:
 
 def preprocess_command(cfg: Config) -> str:
     """The Preprocess.py command that builds cfg's sessions: its INI file and the --set values that
-    change what is built (utils.data_overrides) or where (path.dataset_root, path.preprocessed_root)."""
+    change what is built (config.data_overrides) or where (path.dataset_root, path.preprocessed_root)."""
     data = data_overrides(cfg)
     sets = [o for o in cfg.overrides if o in data or o.startswith(("path.dataset_root=", "path.preprocessed_root="))]
     ini = shlex.quote(str(cfg.source)) if cfg.source else "<ini file>"

@@ -34,7 +34,8 @@ from typing import Callable
 import numpy as np
 import scipy.io
 
-from utils import DataError, list_folder
+from fileio import list_folder
+from utils import DataError
 
 # ----------------------------------------------------------------------------- facts
 

@@ -45,11 +45,14 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyBboxPatch, Patch
 from PIL import Image
 
+import config
+from config import Config
 import datasets
+import fileio
 import inputs
 import Preprocess
 import utils
-from utils import Config, DataError, UserError
+from utils import DataError, UserError
 
 ROOT = Path(__file__).resolve().parent
 DPI = 110
@@ -85,7 +88,7 @@ def _save(fig: Figure, path: Path) -> Path:
     buf.seek(0)
     image = Image.open(buf).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     path = Path(path)
-    with utils.atomic_path(path) as tmp:
+    with fileio.atomic_path(path) as tmp:
         image.save(tmp, format="PNG", optimize=True)
     return path
 
@@ -100,7 +103,7 @@ def run_figures(results: list[dict], summary: dict, out_dir: Path) -> list[Path]
     Works for any number of runs, with or without validation history, any protocol (LOSO included).
     """
     out_dir = Path(out_dir)
-    utils.make_folder(out_dir)
+    fileio.make_folder(out_dir)
     results = sorted(results, key=lambda r: (r["subject"], r["session"]))
     with _style():
         return [_curves_figure(results, summary, out_dir / "curves.png"),
@@ -336,7 +339,7 @@ def input_figures(session, cfg: Config, out_dir: Path) -> list[Path]:
     strip). The temporal figure is skipped when the session has no raw EEG.
     """
     out_dir = Path(out_dir)
-    utils.make_folder(out_dir)
+    fileio.make_folder(out_dir)
     width, dataset, window_ms = cfg.data.input_width, cfg.data.dataset, 1000 * cfg.data.temporal_window_s
     names = datasets.CLASS_NAMES[dataset]
     picks = _one_per_class(np.asarray(session.label), np.asarray(session.trial))
@@ -461,7 +464,7 @@ def attention_figures(checkpoint_path: Path, sessions: list, out_dir: Path, *, p
     """
     cfg, label, weights = attention_weights(checkpoint_path, sessions, per_class=per_class)
     out_dir = Path(out_dir)
-    utils.make_folder(out_dir)
+    fileio.make_folder(out_dir)
     names = datasets.CLASS_NAMES[cfg.data.dataset]
     classes = [c for c in range(cfg.model.nb_class) if (label == c).any()]
     run = Path(checkpoint_path).stem
@@ -644,7 +647,7 @@ def architecture_figure(cfg: Config, out_path: Path) -> Path:
                      f"shape H x W x D x C = map height, width, depth (DE bands or EEG time points), feature channels",
                      fontsize=10.5, y=1 - 0.1 / H, va="top", linespacing=1.5)
         out_path = Path(out_path)
-        utils.make_folder(out_path.parent)
+        fileio.make_folder(out_path.parent)
         return _save(fig, out_path)
 
 
@@ -749,7 +752,7 @@ def demo_figures(demo_dir: Path, out_dir: Path) -> list[Path]:
     if not results:
         raise UserError(f"{results_dir}: no finished demo runs; run `python run.py --demo` first")
     out_dir = Path(out_dir)
-    utils.make_folder(out_dir)
+    fileio.make_folder(out_dir)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".demo-") as tmp:
         made = run_figures(results, summary, Path(tmp)) + explain_run(results_dir / "checkpoints" / f"{results[0]['run']}.pt",
                                                                    preprocessed, Path(tmp))
@@ -779,14 +782,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "architecture":
-        paths = [architecture_figure(utils.load_config(args.config), args.out)]
+        paths = [architecture_figure(config.load_config(args.config), args.out)]
     elif args.command == "demo":
         if args.readme and args.out_dir is not None:
             raise UserError("--readme writes figure/demo_*.png; it does not take --out-dir")
         out_dir = ROOT / "figure" if args.readme else args.out_dir or args.demo_dir / "results" / "figures" / "demo"
         paths = demo_figures(args.demo_dir, out_dir)
     else:
-        cfg = utils.load_config(args.config)
+        cfg = config.load_config(args.config)
         root = cfg.path.result_path
         paths = explain_run(root / "checkpoints" / f"{args.run}.pt", cfg.path.preprocessed_root,
                             args.out_dir or root / "figures" / args.run)

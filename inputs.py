@@ -34,8 +34,10 @@ from fractions import Fraction
 
 import numpy as np
 
+from config import Config
 from datasets import CHANNELS, GRID_POSITIONS, GRID_SIZE, SAMPLING_RATE, WINDOW_S
-from utils import BLOCK, Config, ConfigError, aligned_empty, direct_writes, pwrite_all
+from fileio import BLOCK, aligned_empty, direct_writes, pwrite_all
+from utils import ConfigError
 
 # ----------------------------------------------------------------------------- spatial maps
 
@@ -127,7 +129,7 @@ def save_maps_npy(fh, x: np.ndarray, matrix: np.ndarray, width: int, samples: in
     sample is its own product), without holding it in memory (442 MB for a SEED session's maps).
     One thread writes a chunk while the next is computed (both release the GIL); a write error is
     raised here. When a sample's maps fill whole blocks (W*W*C a multiple of 1024: W = 32, 64, ...)
-    the chunks go to the file with O_DIRECT, around the page cache (utils.direct_writes: fresh page
+    the chunks go to the file with O_DIRECT, around the page cache (fileio.direct_writes: fresh page
     cache is what made these writes slow and erratic on the machine measured); otherwise, or where the
     file system refuses O_DIRECT, through it.
     """

@@ -4,7 +4,7 @@
     python model.py -c SEED.ini --keras-weights best.h5 --save sst.pt     # import the authors' Keras weights
 
     net = SSTEmotionNet(nb_class=3)                        # the paper's SEED network (keyword arguments)
-    net = build_model(utils.load_config("SEED.ini"))       # the same network from an INI file
+    net = build_model(config.load_config("SEED.ini"))       # the same network from an INI file
     logits = net(spectral, temporal)   # (N, W, W, bands), (N, W, W, time points) maps -> (N, nb_class) logits
     optimizer = adam(net, l2=1e-4, lr=1e-4)                # the authors' Adam, L2 on their kernels only
     net.attention_weights(spectral, temporal)              # A3DB weights, for figures
@@ -57,6 +57,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import config
+import fileio
 import utils
 
 BN_EPSILON = 1.1e-5     # Keras BatchNormalization(epsilon=1.1e-5) in the authors' code
@@ -572,7 +574,7 @@ class SSTEmotionNet(nn.Module):
 INPUT_KEYS = ("input_width", "specInput_length", "temInput_length")     # SSTEmotionNet arguments kept in [data]
 
 
-def build_model(cfg: utils.Config) -> SSTEmotionNet:
+def build_model(cfg: config.Config) -> SSTEmotionNet:
     """The network for a config: the one place that knows INI key names. A config it cannot build
     raises one ConfigError naming the file, section and key."""
     arguments = {f.name: getattr(cfg.model, f.name) for f in fields(cfg.model)}
@@ -743,14 +745,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-c", "--config", default="SEED.ini",
                         help="INI file (default: SEED.ini); only [model] and the input sizes are read, so the "
                              "authors' config/SEED.ini works too")
-    utils.add_set_argument(parser)
+    config.add_set_argument(parser)
     parser.add_argument("--keras-weights", type=Path, metavar="FILE.h5",
                         help="load the authors' Keras weights (.h5) into the official-order network")
     parser.add_argument("--save", type=Path, metavar="FILE.pt", help="with --keras-weights: save the state dict")
     args = parser.parse_args(argv)
     if args.save and not args.keras_weights:
         raise utils.UserError("--save goes with --keras-weights")
-    cfg = utils.load_config(args.config, args.set, sections=("model",))  # the network needs no paths or training keys
+    cfg = config.load_config(args.config, args.set, sections=("model",))  # the network needs no paths or training keys
     if args.keras_weights:
         if cfg.model.block_order != "official":
             print(f"block order: official (the authors' code; {args.config} says {cfg.model.block_order})")
@@ -760,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.keras_weights:
         print(f"tensors loaded from {args.keras_weights}: {load_keras_weights(net, args.keras_weights)}")
         if args.save:
-            with utils.atomic_path(args.save) as tmp:
+            with fileio.atomic_path(args.save) as tmp:
                 torch.save(net.state_dict(), tmp)
             print(f"state dict saved: {args.save}")
     return 0

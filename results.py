@@ -23,11 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from config import Config
 import figures
+import fileio
 import schemas
-import utils
 from training import RunSpec, Trainer, scores
-from utils import Config, ConfigError, DataError
+import utils
+from utils import ConfigError, DataError
 
 # The paper's table 1 (mean +- std accuracy %, subject-dependent), for the printed comparison (loso is
 # cross-subject: the table says the two are not comparable).
@@ -78,12 +80,12 @@ class ResultDir:
         return self.root, self.root / "runs", self.root / "checkpoints", self.root / "figures", self.root / "failed"
 
     def record_failure(self, spec: RunSpec, error: str) -> None:
-        utils.write_json(self.failure(spec), {"run": spec.name, "error": error, "config_key": self.config_key})
+        fileio.write_json(self.failure(spec), {"run": spec.name, "error": error, "config_key": self.config_key})
 
     def failures(self, done: dict[str, dict]) -> dict[str, str]:
         """run name -> error of the failed runs of this config that have not finished since."""
         out = {}
-        for path in utils.list_folder(self.root / "failed", "*.json", f"{self.source}: [path] result_path"):
+        for path in fileio.list_folder(self.root / "failed", "*.json", f"{self.source}: [path] result_path"):
             try:
                 record = json_load(path)
             except (ValueError, UnicodeDecodeError):
@@ -99,7 +101,7 @@ class ResultDir:
     def check_writable(self) -> None:
         """Fail before any work if result_path or its folders cannot be created or written; creates nothing."""
         for folder in self.folders:
-            utils.check_output_folder(folder, f"{self.source}: [path] result_path")
+            fileio.check_output_folder(folder, f"{self.source}: [path] result_path")
 
     def tidy(self, runs: list[RunSpec], done: dict) -> None:
         """Set aside the damaged result files finished() found, and remove what killed processes left:
@@ -107,7 +109,7 @@ class ResultDir:
         command has passed, so that a command refused for a user error changes nothing on disk."""
         self.set_aside_damaged()
         for folder in self.folders:
-            utils.remove_stale_temporaries(folder)
+            fileio.remove_stale_temporaries(folder)
         for spec in runs:
             if spec.name in done:  # killed between writing the result and deleting the partial state
                 self.partial(spec).unlink(missing_ok=True)
@@ -118,7 +120,7 @@ class ResultDir:
         set_aside_damaged (renamed <run>.json.damaged, one warning line; tidy() does it)."""
         out, files = {}, {}
         self.damaged = []
-        for path in sorted(utils.list_folder(self.root / "runs", "*.json", f"{self.source}: [path] result_path")):
+        for path in sorted(fileio.list_folder(self.root / "runs", "*.json", f"{self.source}: [path] result_path")):
             try:
                 result = json_load(path)
             except (ValueError, UnicodeDecodeError):
@@ -303,9 +305,9 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(results)
-    with utils.atomic_path(out.root / "results.csv") as tmp:
+    with fileio.atomic_path(out.root / "results.csv") as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
-    utils.write_json(out.root / "summary.json", summary)
+    fileio.write_json(out.root / "summary.json", summary)
     print(results_table(summary))
     figures.run_figures(results, summary, out.root / "figures")
     return summary
@@ -359,13 +361,13 @@ def write_epochs_csv(path: Path, history: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=EPOCH_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
-    with utils.atomic_path(path) as tmp:
+    with fileio.atomic_path(path) as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
 
 
 def save_partial(path: Path, trainer: Trainer, config_key: str) -> None:
     """The resumable state after an epoch, tagged with the configuration it belongs to."""
-    with utils.atomic_path(path) as tmp:
+    with fileio.atomic_path(path) as tmp:
         torch.save({"config_key": config_key, **trainer.state()}, tmp)
 
 
@@ -428,9 +430,9 @@ def write_result(out: "ResultDir", cfg: Config, trainer: Trainer, result: dict) 
     """The run's best checkpoint, then its JSON (last: it marks the run finished); its partial state
     and failure record go."""
     spec = trainer.spec
-    with utils.atomic_path(out.checkpoint(spec)) as tmp:
+    with fileio.atomic_path(out.checkpoint(spec)) as tmp:
         torch.save({"model": trainer.best["state"], "config": cfg.to_dict(), "run": spec.name, "subject": spec.subject,
                     "session": spec.session, "epoch": trainer.best["epoch"], "normalization": trainer.data.stats}, tmp)
-    utils.write_json(out.run_json(spec), result)
+    fileio.write_json(out.run_json(spec), result)
     out.partial(spec).unlink(missing_ok=True)
     out.failure(spec).unlink(missing_ok=True)

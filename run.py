@@ -34,15 +34,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import config
 import datasets
+import fileio
 import model as model_lib
 import Preprocess
 import results
-import utils
 from results import ResultDir
+import utils
 from training import (Diverged, RunSpec, Trainer, build_run_data, confusion_matrix, predict_probabilities,
                       result_warnings, run_split, scores, subject_pool)
-from utils import Config, DataError, UserError
+from config import Config
+from utils import DataError, UserError
 
 # --demo: synthetic SEED data of this size, and these keys changed from the INI file's values.
 DEMO_DATA = {"subjects": (1, 2), "sessions": (1,), "trial_fraction": 0.15, "seed": 0}
@@ -279,7 +282,7 @@ def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions) -> int:
     for row in zip(trial, window, truth, predicted, *probabilities.T):
         writer.writerow([int(row[0]), int(row[1]), int(row[2]), int(row[3]), *(f"{p:.6f}" for p in row[4:])])
     path = out.root / "predictions" / f"{run}_on_sub{subject:02d}_ses{session_number}.csv"
-    with utils.atomic_path(path) as tmp:
+    with fileio.atomic_path(path) as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
     s = scores(confusion_matrix(truth, predicted, trained.model.nb_class))
     print(f"{run} on sub{subject:02d}_ses{session_number}: {len(truth)} windows, accuracy {100 * s['accuracy']:.2f}%  "
@@ -318,13 +321,13 @@ def override_folder(cfg: Config) -> str | None:
                 and o.split("=", 1)[0] not in {f"training.{k}" for k in results.NON_RESULT_TRAINING_KEYS}]
     if not changing or any(o.startswith("path.result_path=") for o in cfg.overrides):
         return None
-    return utils.folder_name(changing)
+    return config.folder_name(changing)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-c", "--config", default="SEED.ini", help="INI file (default SEED.ini)")
-    utils.add_set_argument(parser)
+    config.add_set_argument(parser)
     parser.add_argument("--result-path", type=Path, help="write results here instead of [path] result_path (by "
                         "default, --set values that change results get their own subfolder of it)")
     parser.add_argument("--subjects", type=utils.int_list, help="comma-separated subject numbers (default: all preprocessed)")
@@ -350,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         raise UserError(f"--jobs: expected a positive number of worker processes, got {args.jobs}")
 
-    cfg = utils.load_config(args.config, overrides=args.set)
+    cfg = config.load_config(args.config, overrides=args.set)
     if args.demo:
         if args.set:
             raise UserError("--demo fixes its own keys (run.py's DEMO_KEYS) and takes no --set; edit a copy of "
@@ -360,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cfg.replace(path={"result_path": args.result_path.expanduser().resolve()})
     elif (folder := override_folder(cfg)) is not None:
         cfg = cfg.replace(path={"result_path": cfg.path.result_path / folder})
-    cfg = utils.data_override_root(cfg)
+    cfg = config.data_override_root(cfg)
     if cfg.overrides:
         print(f"overrides: {' '.join(cfg.overrides)}; results under {cfg.path.result_path}")
     if args.tensorboard:

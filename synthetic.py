@@ -47,7 +47,8 @@ from scipy import fft, ndimage
 from datasets import (BANDS, BANDS_HZ, CHANNELS, CLASS_NAMES, DATASETS, FEATURE_FAMILIES, FEATURE_FOLDERS,
                       GRID_POSITIONS, GRID_SIZE, RAW_FOLDER, SAMPLING_RATE, SEED_LABEL_VALUES, SESSIONS,
                       SMOOTHINGS, SUBJECTS, TRIAL_LABELS, TRIAL_WINDOWS, WINDOW_S)
-from utils import atomic_path, cli_main, int_list
+from fileio import atomic_path
+from utils import cli_main, int_list
 
 MIN_WINDOWS = 3  # DE windows per trial at the smallest trial_fraction
 RAW_STD_UV = 20.0  # typical raw EEG amplitude (the real data: tens of uV)

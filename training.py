@@ -22,12 +22,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from config import Config
 import datasets
 import fastcpu
 import inputs
 import model as model_lib
 import utils
-from utils import Config, ConfigError, DataError
+from utils import ConfigError, DataError
 
 # ----------------------------------------------------------------------------- runs and splits
 

@@ -40,8 +40,8 @@ import torch  # noqa: E402
 from tf_keras import layers as L  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import model  # noqa: E402  (the project is a flat set of scripts)
-import utils  # noqa: E402
+import config  # noqa: E402  (the project is a flat set of scripts)
+import model  # noqa: E402
 
 EPS = 1.1e-5
 SMALL = {"data": {"input_width": 16, "specInput_length": 5, "temInput_length": 9},
@@ -93,7 +93,7 @@ def stream(inp, depth, growth, blocks, compression, temporal):
     return L.GlobalAveragePooling3D()(bn_relu(x))
 
 
-def keras_model(cfg: utils.Config) -> tuple[keras.Model, keras.Model]:
+def keras_model(cfg: config.Config) -> tuple[keras.Model, keras.Model]:
     """(full model, model of the concatenated stream features)."""
     d, m = cfg.data, cfg.model
     spec = keras.Input((d.input_width, d.input_width, d.specInput_length, 1))
@@ -142,7 +142,7 @@ def randomise(net: keras.Model, rng: np.random.Generator) -> int:
 
 # ----------------------------------------------------------------------------- comparison
 
-def torch_net(cfg: utils.Config, path: Path) -> tuple[model.SSTEmotionNet, int, int]:
+def torch_net(cfg: config.Config, path: Path) -> tuple[model.SSTEmotionNet, int, int]:
     """(official-order network loaded from `path`, tensors loaded, tensors it has). Starts from NaNs, so
     a tensor the loader misses shows up as a NaN difference."""
     net = model.build_model(cfg.replace(model={"block_order": "official"}))
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     torch.set_num_threads(args.threads)
     keras.utils.set_random_seed(args.seed)
-    cfg = utils.load_config(args.config)
+    cfg = config.load_config(args.config)
     if args.small:
         cfg = cfg.replace(**SMALL)
     print(f"tensorflow {tf.__version__}, tf-keras {keras.__version__}, torch {torch.__version__}, h5py "

@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import config
 import fastcpu  # noqa: E402  (the project is a flat set of scripts)
 import model  # noqa: E402
 import utils  # noqa: E402
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep_freed_memory and not utils.keep_freed_memory():
         raise utils.UserError("--keep-freed-memory needs glibc's mallopt, which this system's C library lacks")
 
-    cfg = utils.load_config(args.config)
+    cfg = config.load_config(args.config)
     device = utils.resolve_device(args.device, where="--device")
     if args.threads:
         torch.set_num_threads(args.threads)

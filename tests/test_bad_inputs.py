@@ -33,8 +33,8 @@ import pytest
 import scipy.io
 import torch
 
-import synthetic
 from conftest import ROOT, TINY_MODEL, write_ini
+import synthetic
 
 FEATURES, RAW = "ExtractedFeatures/1_20131027.mat", "Preprocessed_EEG/1_20131027.mat"  # SEED subject 1, session 1
 IV_FEATURES = "eeg_feature_smooth/1/1_20160518.mat"  # SEED-IV subject 1, session 1
@@ -53,8 +53,8 @@ class Trees:
 
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory) -> Trees:
+    from config import load_config
     import Preprocess
-    from utils import load_config
 
     base = tmp_path_factory.mktemp("trees")
     seed = synthetic.write_seed(base / "SEED", subjects=(1,), sessions=(1,), trial_fraction=0.03)

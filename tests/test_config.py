@@ -1,4 +1,4 @@
-"""utils.load_config: the INI files parse, and every kind of bad INI fails naming section and key; --set
+"""config.load_config: the INI files parse, and every kind of bad INI fails naming section and key; --set
 overrides are checked like the file; the authors' INI; the file's syntax (comments, BOM, unreadable)."""
 import argparse
 import re
@@ -6,26 +6,27 @@ from pathlib import Path
 
 import pytest
 
-import utils
+import config
 from conftest import ROOT, write_ini
+import utils
 
 
 @pytest.mark.parametrize("name, dataset, classes", [("SEED.ini", "SEED", 3), ("SEED_IV.ini", "SEED-IV", 4)])
 def test_shipped_ini_files_parse(name, dataset, classes):
-    cfg = utils.load_config(ROOT / name)
+    cfg = config.load_config(ROOT / name)
     assert cfg.data.dataset == dataset and cfg.model.nb_class == classes
     assert (cfg.training.nbEpoch, cfg.training.batch_size, cfg.training.lr) == (50, 64, 1e-4)
     assert cfg.path.result_path.parent.resolve() == (ROOT / "results").resolve()
 
 
 def test_relative_paths_are_relative_to_the_ini_file(tmp_path):
-    cfg = utils.load_config(write_ini(tmp_path / "sub" / "a.ini", path={"result_path": "out"}))
+    cfg = config.load_config(write_ini(tmp_path / "sub" / "a.ini", path={"result_path": "out"}))
     assert cfg.path.result_path == tmp_path / "sub" / "out"
 
 
 def test_a_tilde_in_a_path_is_the_home_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    cfg = utils.load_config(write_ini(tmp_path / "a.ini", path={"result_path": "~/results"}))
+    cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": "~/results"}))
     assert cfg.path.result_path == tmp_path / "home" / "results"
 
 
@@ -33,12 +34,12 @@ def test_a_tilde_that_cannot_be_expanded_is_named(tmp_path):
     ini = write_ini(tmp_path / "a.ini", path={"result_path": "~no_such_user_sst/results"})
     with pytest.raises(utils.ConfigError, match=re.escape(f"{ini}: [path] result_path: cannot expand "
                                                           f"'~no_such_user_sst/results' (unknown user")):
-        utils.load_config(ini)
+        config.load_config(ini)
 
 
 def test_round_trip_through_a_dict():
-    cfg = utils.load_config(ROOT / "SEED.ini")
-    assert utils.Config.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
+    cfg = config.load_config(ROOT / "SEED.ini")
+    assert config.Config.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
 
 
 # Bad values that tests/test_bad_inputs.py does not already drive through the command lines
@@ -55,12 +56,12 @@ def test_round_trip_through_a_dict():
 ])
 def test_bad_values_name_section_and_key(tmp_path, edit, expected):
     with pytest.raises(utils.ConfigError) as e:
-        utils.load_config(write_ini(tmp_path / "bad.ini", **edit))
+        config.load_config(write_ini(tmp_path / "bad.ini", **edit))
     assert expected in str(e.value) and "bad.ini" in str(e.value)
 
 
 def test_replace_checks_values(tmp_path):
-    cfg = utils.load_config(ROOT / "SEED.ini")
+    cfg = config.load_config(ROOT / "SEED.ini")
     assert cfg.replace(training={"nbEpoch": 3}).training.nbEpoch == 3
     with pytest.raises(utils.ConfigError, match="nbEpoch"):
         cfg.replace(training={"nbEpoch": 0})
@@ -71,29 +72,29 @@ def test_replace_checks_values(tmp_path):
 # ----------------------------------------------------------------------------- --set overrides
 
 def test_overrides_are_applied_and_remembered():
-    cfg = utils.load_config(ROOT / "SEED.ini", ["training.nbEpoch=5", " model.block_order = official ", "training.lr=1e-3"])
+    cfg = config.load_config(ROOT / "SEED.ini", ["training.nbEpoch=5", " model.block_order = official ", "training.lr=1e-3"])
     assert (cfg.training.nbEpoch, cfg.model.block_order, cfg.training.lr) == (5, "official", 1e-3)
     assert cfg.overrides == ("training.nbEpoch=5", "model.block_order=official", "training.lr=1e-3")
     assert cfg.replace(training={"batch_size": 8}).overrides == cfg.overrides
-    assert utils.load_config(ROOT / "SEED.ini").overrides == ()
+    assert config.load_config(ROOT / "SEED.ini").overrides == ()
 
 
 def test_a_later_override_wins_and_an_override_may_supply_a_missing_key(tmp_path):
     ini = write_ini(tmp_path / "a.ini")
-    assert utils.load_config(ini, ["training.nbEpoch=3", "training.nbEpoch=4"]).training.nbEpoch == 4
+    assert config.load_config(ini, ["training.nbEpoch=3", "training.nbEpoch=4"]).training.nbEpoch == 4
     text = ini.read_text().replace("nbEpoch = 50\n", "")
     (tmp_path / "b.ini").write_text(text)
     with pytest.raises(utils.ConfigError, match=re.escape("[training] nbEpoch: missing required key")):
-        utils.load_config(tmp_path / "b.ini")
-    assert utils.load_config(tmp_path / "b.ini", ["training.nbEpoch=7"]).training.nbEpoch == 7
+        config.load_config(tmp_path / "b.ini")
+    assert config.load_config(tmp_path / "b.ini", ["training.nbEpoch=7"]).training.nbEpoch == 7
 
 
 def test_resolved_values_do_not_depend_on_where_they_came_from(tmp_path):
     """to_dict() (and so run.py's result fingerprint) is the same for a value from the file or from --set."""
-    in_file = utils.load_config(write_ini(tmp_path / "a.ini", training={"nbEpoch": 5}, model={"dropout": 0.25}))
-    from_set = utils.load_config(write_ini(tmp_path / "b.ini"), ["training.nbEpoch=5", "model.dropout=0.25"])
+    in_file = config.load_config(write_ini(tmp_path / "a.ini", training={"nbEpoch": 5}, model={"dropout": 0.25}))
+    from_set = config.load_config(write_ini(tmp_path / "b.ini"), ["training.nbEpoch=5", "model.dropout=0.25"])
     assert in_file.to_dict() == from_set.to_dict() and "overrides" not in from_set.to_dict()
-    assert utils.Config.from_dict(from_set.to_dict()).to_dict() == from_set.to_dict()
+    assert config.Config.from_dict(from_set.to_dict()).to_dict() == from_set.to_dict()
 
 
 # A bad value fails the same way in the file and after --set; only the start of the message differs.
@@ -106,17 +107,17 @@ def test_resolved_values_do_not_depend_on_where_they_came_from(tmp_path):
 def test_an_override_is_checked_like_the_file(tmp_path, section, key, value):
     ini = write_ini(tmp_path / "a.ini", **{section: {key: value}})
     with pytest.raises(utils.ConfigError) as in_file:
-        utils.load_config(ini)
+        config.load_config(ini)
     override = f"{section}.{key}={value}"
     with pytest.raises(utils.ConfigError) as from_set:
-        utils.load_config(write_ini(tmp_path / "b.ini"), [override])
+        config.load_config(write_ini(tmp_path / "b.ini"), [override])
     assert str(in_file.value).startswith(f"{ini}: [{section}] {key}: ")
     assert str(from_set.value) == f"--set {override}: " + str(in_file.value).removeprefix(f"{ini}: ")
 
 
 def test_the_override_message_of_the_brief():
     with pytest.raises(utils.ConfigError) as e:
-        utils.load_config(ROOT / "SEED.ini", ["training.nbEpoch=0"])
+        config.load_config(ROOT / "SEED.ini", ["training.nbEpoch=0"])
     assert str(e.value) == "--set training.nbEpoch=0: [training] nbEpoch: expected a positive integer, got 0"
 
 
@@ -136,21 +137,21 @@ def test_the_override_message_of_the_brief():
 ])
 def test_a_malformed_override_is_named(override, expected):
     with pytest.raises(utils.ConfigError) as e:
-        utils.load_config(ROOT / "SEED.ini", [override])
+        config.load_config(ROOT / "SEED.ini", [override])
     assert str(e.value).startswith(expected), str(e.value)
 
 
 def test_a_relative_path_given_with_set_starts_at_the_current_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     ini = write_ini(tmp_path / "sub" / "a.ini")
-    cfg = utils.load_config(ini, ["path.result_path=out", "path.dataset_root=~/SEED", "path.preprocessed_root=/x/pre#2"])
+    cfg = config.load_config(ini, ["path.result_path=out", "path.dataset_root=~/SEED", "path.preprocessed_root=/x/pre#2"])
     assert cfg.path.result_path == Path("out")   # relative to the current folder, as typed
     assert cfg.path.dataset_root == tmp_path / "home" / "SEED"
     assert cfg.path.preprocessed_root == Path("/x/pre#2")
 
 
 def test_where_names_the_override_that_set_a_value():
-    cfg = utils.load_config(ROOT / "SEED.ini", ["model.input_width=16", "training.lr=0.01"])
+    cfg = config.load_config(ROOT / "SEED.ini", ["model.input_width=16", "training.lr=0.01"])
     assert cfg.where("training", "lr") == "--set training.lr=0.01: [training] lr"
     assert cfg.where("data", "input_width") == "--set model.input_width=16: [model] input_width"
     assert cfg.where("model", "depth_spec") == f"{ROOT / 'SEED.ini'}: [model] depth_spec"
@@ -158,7 +159,7 @@ def test_where_names_the_override_that_set_a_value():
 
 def test_add_set_argument():
     parser = argparse.ArgumentParser()
-    utils.add_set_argument(parser)
+    config.add_set_argument(parser)
     assert parser.parse_args([]).set is None
     assert parser.parse_args(["--set", "a.b=1", "--set", "c.d=2"]).set == ["a.b=1", "c.d=2"]
     assert "SECTION.KEY=VALUE" in parser.format_help()
@@ -204,11 +205,11 @@ lr = 0.0001
 
 def test_the_authors_ini_builds_the_same_network(tmp_path):
     (tmp_path / "authors.ini").write_text(AUTHORS_INI)
-    theirs = utils.load_config(tmp_path / "authors.ini", sections=("model",))
-    ours = utils.load_config(ROOT / "SEED.ini")
+    theirs = config.load_config(tmp_path / "authors.ini", sections=("model",))
+    ours = config.load_config(ROOT / "SEED.ini")
     assert theirs.model == ours.model
     assert (theirs.data.input_width, theirs.data.specInput_length, theirs.data.temInput_length) == (32, 5, 25)
-    assert theirs.path is None and theirs.training is None and type(theirs.data) is utils.InputSizes
+    assert theirs.path is None and theirs.training is None and type(theirs.data) is config.InputSizes
     assert set(theirs.to_dict()) == {"data", "model"}
     assert theirs.replace(model={"block_order": "official"}).model.block_order == "official"
 
@@ -217,7 +218,7 @@ def test_the_authors_ini_loaded_whole_names_every_problem_at_once(tmp_path):
     ini = tmp_path / "authors.ini"
     ini.write_text(AUTHORS_INI)
     with pytest.raises(utils.ConfigError) as e:
-        utils.load_config(ini)
+        config.load_config(ini)
     message = str(e.value)
     assert message.startswith(f"{ini}: 4 problems: [path] train_specInput_root_path, train_tempInput_root_path, "
                               "train_label_root_path, test_specInput_root_path, test_tempInput_root_path, "
@@ -233,15 +234,15 @@ def test_the_authors_ini_loaded_whole_names_every_problem_at_once(tmp_path):
 def test_the_input_sizes_may_stand_in_model(tmp_path):
     """As in the authors' INI; given in both sections they must agree."""
     ini = write_ini(tmp_path / "a.ini", model={"input_width": 32, "temInput_length": 9}, data={"temInput_length": 9})
-    assert (utils.load_config(ini).data.input_width, utils.load_config(ini).data.temInput_length) == (32, 9)
+    assert (config.load_config(ini).data.input_width, config.load_config(ini).data.temInput_length) == (32, 9)
     ini = write_ini(tmp_path / "b.ini", model={"input_width": 16})
     with pytest.raises(utils.ConfigError) as e:
-        utils.load_config(ini)
+        config.load_config(ini)
     assert str(e.value) == (f"{ini}: [data] input_width = 32 and [model] input_width = 16: "
                             "given in both sections with different values (keep one)")
-    assert utils.load_config(ini, ["data.input_width=8"]).data.input_width == 8   # an override replaces both
+    assert config.load_config(ini, ["data.input_width=8"]).data.input_width == 8   # an override replaces both
     with pytest.raises(utils.ConfigError, match=re.escape(r"[model] input_width: expected an integer, got 'x'")):
-        utils.load_config(write_ini(tmp_path / "c.ini", model={"input_width": "x"}))
+        config.load_config(write_ini(tmp_path / "c.ini", model={"input_width": "x"}))
 
 
 def test_all_layout_problems_of_this_projects_ini_at_once(tmp_path):
@@ -252,7 +253,7 @@ def test_all_layout_problems_of_this_projects_ini_at_once(tmp_path):
         text = text.replace(old, new)
     (tmp_path / "a.ini").write_text(text)
     with pytest.raises(utils.ConfigError) as e:
-        utils.load_config(tmp_path / "a.ini")
+        config.load_config(tmp_path / "a.ini")
     assert str(e.value) == (
         f"{tmp_path / 'a.ini'}: 7 problems: unknown section [optimizer] (expected [path], [data], [model], [training]); "
         "[data] Input_Width: unknown key (did you mean input_width?); "
@@ -263,15 +264,15 @@ def test_all_layout_problems_of_this_projects_ini_at_once(tmp_path):
 
 def test_model_sections_only_reads_model_and_the_input_sizes(tmp_path):
     ini = write_ini(tmp_path / "a.ini", training={"nbEpoch": 0, "epochs": 3}, path={"x": 1}, model={"nb_class": 4})
-    cfg = utils.load_config(ini, sections=("model",))   # [training] and [path] are not read; no dataset to check nb_class
-    assert cfg.model.nb_class == 4 and cfg.data == utils.InputSizes(input_width=32, specInput_length=5, temInput_length=25)
-    assert utils.load_config(ini, ["data.input_width=16"], sections=("model",)).data.input_width == 16
+    cfg = config.load_config(ini, sections=("model",))   # [training] and [path] are not read; no dataset to check nb_class
+    assert cfg.model.nb_class == 4 and cfg.data == config.InputSizes(input_width=32, specInput_length=5, temInput_length=25)
+    assert config.load_config(ini, ["data.input_width=16"], sections=("model",)).data.input_width == 16
     with pytest.raises(utils.ConfigError, match=re.escape("--set training.nbEpoch=5: not used here: this command reads "
                                                           "only [model] and the input sizes")):
-        utils.load_config(ini, ["training.nbEpoch=5"], sections=("model",))
+        config.load_config(ini, ["training.nbEpoch=5"], sections=("model",))
     (tmp_path / "b.ini").write_text("[model]\ndepth_spec = 16\n")
     with pytest.raises(utils.ConfigError) as e:
-        utils.load_config(tmp_path / "b.ini", sections=("model",))
+        config.load_config(tmp_path / "b.ini", sections=("model",))
     assert str(e.value) == (f"{tmp_path / 'b.ini'}: 2 problems: [model] depth_tem, nb_dense_block, gr_spec, gr_tem, "
                             "nb_class: missing required keys; [data] input_width, specInput_length, temInput_length: "
                             "missing required keys (in [data], or in [model] as in the authors' INI)")
@@ -281,13 +282,13 @@ def test_model_sections_only_reads_model_and_the_input_sizes(tmp_path):
 
 def test_a_byte_order_mark_is_accepted(tmp_path):
     (tmp_path / "a.ini").write_bytes(b"\xef\xbb\xbf" + (ROOT / "SEED.ini").read_bytes())
-    with_bom, without = utils.load_config(tmp_path / "a.ini"), utils.load_config(ROOT / "SEED.ini")
+    with_bom, without = config.load_config(tmp_path / "a.ini"), config.load_config(ROOT / "SEED.ini")
     assert with_bom.to_dict()["data"] == without.to_dict()["data"] and with_bom.model == without.model
 
 
 def test_a_folder_given_as_the_ini_file_is_named(tmp_path):
     with pytest.raises(utils.ConfigError) as e:
-        utils.load_config(tmp_path)
+        config.load_config(tmp_path)
     assert str(e.value) == f"{tmp_path}: cannot read the config file (Is a directory)"
 
 
@@ -300,7 +301,7 @@ def test_a_folder_given_as_the_ini_file_is_named(tmp_path):
 def test_text_that_is_not_this_ini_syntax(tmp_path, text, expected):
     (tmp_path / "a.ini").write_text(text)
     with pytest.raises(utils.ConfigError) as e:
-        utils.load_config(tmp_path / "a.ini")
+        config.load_config(tmp_path / "a.ini")
     assert expected in str(e.value) and "\n" not in str(e.value)
 
 
@@ -308,7 +309,7 @@ def test_text_that_is_not_utf8(tmp_path):
     (tmp_path / "a.ini").write_bytes((ROOT / "SEED.ini").read_text().replace("; SST", "; \u00e9 SST").encode("latin-1"))
     expected = "a.ini: not a readable INI file (not UTF-8 text: byte 0xe9 at offset 2)"
     with pytest.raises(utils.ConfigError, match=re.escape(expected)):
-        utils.load_config(tmp_path / "a.ini")
+        config.load_config(tmp_path / "a.ini")
 
 
 # The comment rule (utils.py's docstring): `;` or `#` at the start of a line or after whitespace.
@@ -324,7 +325,7 @@ def test_text_that_is_not_utf8(tmp_path):
 def test_comments(tmp_path, line, value):
     text = (ROOT / "SEED.ini").read_text().replace("result_path = results/SEED", line + "\n  ; an indented comment line")
     (tmp_path / "a.ini").write_text(text)
-    assert utils.load_config(tmp_path / "a.ini").path.result_path == Path(value)
+    assert config.load_config(tmp_path / "a.ini").path.result_path == Path(value)
 
 
 @pytest.mark.parametrize("line, expected", [
@@ -336,5 +337,5 @@ def test_comments(tmp_path, line, value):
 def test_no_value_loses_text_silently(tmp_path, line, expected):
     (tmp_path / "a.ini").write_text((ROOT / "SEED.ini").read_text().replace("result_path = results/SEED", line))
     with pytest.raises(utils.ConfigError) as e:
-        utils.load_config(tmp_path / "a.ini")
+        config.load_config(tmp_path / "a.ini")
     assert str(e.value).startswith(f"{tmp_path / 'a.ini'}: {expected}"), str(e.value)

@@ -10,20 +10,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import model
-import utils
+import config
 from conftest import ROOT, TINY_MODEL, run_cli, write_ini
+import model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 
-def small() -> utils.Config:
-    cfg = utils.load_config(ROOT / "SEED.ini")
+def small() -> config.Config:
+    cfg = config.load_config(ROOT / "SEED.ini")
     return cfg.replace(data={"input_width": 16, "temInput_length": 9},
                        model={"depth_spec": 10, "depth_tem": 10, "gr_spec": 4, "gr_tem": 6})
 
 
-def batch(c: utils.Config, n: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def batch(c: config.Config, n: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     w = c.data.input_width
     return (torch.randn(n, w, w, c.data.specInput_length, generator=g),
@@ -93,7 +93,7 @@ def test_run_py_trains_on_cuda(tmp_path):
     record = json.loads((tmp_path / "res" / "runs" / "sub01_ses1.json").read_text())
     assert 0 <= record["accuracy"] <= 1
     checkpoint = torch.load(tmp_path / "res" / "checkpoints" / "sub01_ses1.pt", map_location="cpu", weights_only=False)
-    net = model.build_model(utils.Config.from_dict(checkpoint["config"]))
+    net = model.build_model(config.Config.from_dict(checkpoint["config"]))
     net.load_state_dict(checkpoint["model"])
 
 

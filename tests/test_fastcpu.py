@@ -10,32 +10,32 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import config
+from conftest import ROOT
 import fastcpu
 import model
-import utils
-from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def cfg() -> utils.Config:
-    return utils.load_config(ROOT / "SEED.ini")
+def cfg() -> config.Config:
+    return config.load_config(ROOT / "SEED.ini")
 
 
-def small(cfg: utils.Config, **model_keys) -> utils.Config:
+def small(cfg: config.Config, **model_keys) -> config.Config:
     """A fast variant of SEED.ini: 16x16 maps, 5 bands, 9 time points, small depths and growth rates."""
     keys = dict(depth_spec=10, depth_tem=10, gr_spec=4, gr_tem=6)
     keys.update(model_keys)
     return cfg.replace(data={"input_width": 16, "temInput_length": 9}, model=keys)
 
 
-def inputs(cfg: utils.Config, n: int, seed: int = 0, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def inputs(cfg: config.Config, n: int, seed: int = 0, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     w = cfg.data.input_width
     return (torch.randn(n, w, w, cfg.data.specInput_length, generator=g, dtype=dtype),
             torch.randn(n, w, w, cfg.data.temInput_length, generator=g, dtype=dtype))
 
 
-def twins(c: utils.Config, memory_format=torch.contiguous_format) -> tuple[nn.Module, nn.Module]:
+def twins(c: config.Config, memory_format=torch.contiguous_format) -> tuple[nn.Module, nn.Module]:
     """A float64 network with BN scales of both signs (every branch, e.g. min-pooling for s < 0) and its copy."""
     torch.manual_seed(0)
     net = model.build_model(c).double().to(memory_format=memory_format)

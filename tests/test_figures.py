@@ -6,8 +6,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-import figures
 from conftest import ROOT, TINY_MODEL, run_cli, write_ini
+import figures
 
 
 def assert_png(path: Path, min_px: int = 200) -> None:
@@ -86,6 +86,7 @@ def tiny(tmp_path_factory):
     freshly built tiny network in run.py's format (statistics of the session as normalisation)."""
     import torch
 
+    import config
     import model
     import Preprocess
     import synthetic
@@ -95,7 +96,7 @@ def tiny(tmp_path_factory):
     ini = write_ini(root / "tiny.ini", path={"dataset_root": root / "SEED", "preprocessed_root": root / "pre",
                                              "result_path": root / "results"},
                     data={"input_width": 16}, model=TINY_MODEL)
-    cfg = utils.load_config(ini)
+    cfg = config.load_config(ini)
     synthetic.write_seed(root / "SEED", subjects=(1,), sessions=(1,), trial_fraction=0.05, seed=0)
     Preprocess.preprocess(cfg)
     sessions = Preprocess.load_preprocessed(cfg)
@@ -163,11 +164,11 @@ def test_architecture_stages_add_up_to_the_model(tiny):
 
 
 def test_architecture_figure_of_the_seed_config(tmp_path):
-    import utils
+    import config
 
-    stages = figures.model_stages(utils.load_config(ROOT / "SEED.ini"))
+    stages = figures.model_stages(config.load_config(ROOT / "SEED.ini"))
     assert stages["total"] == 1_573_185  # docs/reference.md: the paper order's trainable parameters
-    path = figures.architecture_figure(utils.load_config(ROOT / "SEED.ini"), tmp_path / "arch.png")
+    path = figures.architecture_figure(config.load_config(ROOT / "SEED.ini"), tmp_path / "arch.png")
     assert_png(path, min_px=600)
 
 
@@ -201,10 +202,10 @@ def test_demo_figures_from_a_demo_folder(tiny, tmp_path):
     (demo / "results" / "checkpoints").mkdir(parents=True)
     shutil.copy(tiny["checkpoint"], demo / "results" / "checkpoints" / "sub01_ses1.pt")
     results = [fake_run(1, 1)]
-    import utils
+    import fileio
 
-    utils.write_json(demo / "results" / "runs" / "sub01_ses1.json", results[0])
-    utils.write_json(demo / "results" / "summary.json", fake_summary(results))
+    fileio.write_json(demo / "results" / "runs" / "sub01_ses1.json", results[0])
+    fileio.write_json(demo / "results" / "summary.json", fake_summary(results))
     paths = figures.demo_figures(demo, tmp_path / "figure")
     assert sorted(p.name for p in paths) == sorted(f"demo_{n}.png" for n in (
         "curves", "confusion", "per_subject", "attention_spatial", "attention_depth", "inputs_spectral", "inputs_temporal"))

@@ -17,31 +17,32 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import config
+from conftest import ROOT, run_cli, write_ini
 import model
 import utils
-from conftest import ROOT, run_cli, write_ini
 
 SEED_INI = ROOT / "SEED.ini"
 SEED_IV_INI = ROOT / "SEED_IV.ini"
 
 
 @pytest.fixture(scope="module")
-def cfg() -> utils.Config:
-    return utils.load_config(SEED_INI)
+def cfg() -> config.Config:
+    return config.load_config(SEED_INI)
 
 
 def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def small(cfg: utils.Config, **model_keys) -> utils.Config:
+def small(cfg: config.Config, **model_keys) -> config.Config:
     """A fast variant of SEED.ini: 16x16 maps, 5 bands, 9 time points, small depths and growth rates."""
     keys = dict(depth_spec=10, depth_tem=10, gr_spec=4, gr_tem=6)
     keys.update(model_keys)
     return cfg.replace(data={"input_width": 16, "temInput_length": 9}, model=keys)
 
 
-def inputs(cfg: utils.Config, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def inputs(cfg: config.Config, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     w = cfg.data.input_width
     return (torch.randn(n, w, w, cfg.data.specInput_length, generator=g),
@@ -258,7 +259,7 @@ def test_adam_weight_decay_equals_keras_l2(cfg):
 
 @pytest.mark.parametrize("ini, nb_class", [(SEED_INI, 3), (SEED_IV_INI, 4)])
 def test_forward_shape(ini, nb_class):
-    c = utils.load_config(ini)
+    c = config.load_config(ini)
     net = model.build_model(c)
     assert net(*inputs(c, 2)).shape == (2, nb_class)
 
@@ -600,7 +601,7 @@ def test_command_line_keras_import(cfg, tmp_path):
     """model.py --keras-weights FILE --save FILE.pt: summary, tensors loaded, a state dict run.py can load."""
     ini = write_ini(tmp_path / "small.ini", data={"input_width": 16, "temInput_length": 9},
                     model={"depth_spec": 10, "depth_tem": 10, "gr_spec": 4, "gr_tem": 6})
-    c = utils.load_config(ini).replace(model={"block_order": "official"})
+    c = config.load_config(ini).replace(model={"block_order": "official"})
     torch.manual_seed(0)
     source = randomised(model.build_model(c))
     write_keras_h5(tmp_path / "best.h5", keras_layers(source), full_model=True)

@@ -22,12 +22,13 @@ from scipy import signal, stats
 from scipy.interpolate import RectBivariateSpline
 
 import datasets as D
-import synthetic
 import inputs
+import synthetic
 from inputs import (electrodes_to_maps, grid_interpolation_matrix, interpolation_matrix, resample_matrix,
                     save_maps_npy, temporal_samples, temporal_spec)
+from config import load_config
 from Preprocess import differential_entropy, gaussian_de, load_preprocessed
-from utils import ConfigError, DataError, load_config
+from utils import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 FRACTION = 0.03
@@ -152,20 +153,20 @@ def test_save_maps_npy_writes_the_maps(tmp_path, monkeypatch, width, channels, r
 def test_pwrite_all_raises_instead_of_looping(tmp_path, monkeypatch):
     """A write that makes no progress, or an EINVAL under an O_DIRECT flag that will not clear, is an
     error rather than an endless retry."""
-    import utils
+    import fileio
 
     with open(tmp_path / "f", "wb") as fh:
         monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: 0)
         with pytest.raises(OSError, match="wrote nothing"):
-            utils.pwrite_all(fh.fileno(), memoryview(b"abc"), 0)
-        if utils.direct_writes(fh.fileno(), True):
+            fileio.pwrite_all(fh.fileno(), memoryview(b"abc"), 0)
+        if fileio.direct_writes(fh.fileno(), True):
             def refuse(fd, data, offset):
                 raise OSError(errno.EINVAL, "Invalid argument")
 
             monkeypatch.setattr(os, "pwrite", refuse)
-            monkeypatch.setattr(utils, "direct_writes", lambda fd, on: on)     # clearing the flag fails silently
+            monkeypatch.setattr(fileio, "direct_writes", lambda fd, on: on)     # clearing the flag fails silently
             with pytest.raises(OSError, match="Invalid argument"):
-                utils.pwrite_all(fh.fileno(), memoryview(bytes(4096)), 0)
+                fileio.pwrite_all(fh.fileno(), memoryview(bytes(4096)), 0)
 
 
 def test_save_maps_npy_without_pwrite(tmp_path, monkeypatch):
@@ -392,8 +393,8 @@ def test_estimated_memory_covers_a_session_and_refuses_the_impossible(tmp_path):
 def test_written_values_are_checked(tmp_path, capsys):
     """Resampling overshoot beyond float32's range is an error naming the raw file; float64 values
     that float32 flushes to zero are a warning naming the file."""
-    import Preprocess
     from datasets import Recording
+    import Preprocess
 
     cfg = load_config(ROOT / "SEED.ini")
     rec = Recording(subject=1, session=1, features=tmp_path / "f.mat", raw=tmp_path / "r.mat", prefix=None)

@@ -34,8 +34,8 @@ import pytest
 import scipy.io
 import torch
 
-import synthetic
 from conftest import ROOT, TINY_MODEL, run_cli, write_ini
+import synthetic
 
 RUNS = ("sub01_ses1", "sub02_ses1")
 TRAINING = {"nbEpoch": 3, "batch_size": 32, "num_threads": 1, "seed": 42}
@@ -177,16 +177,16 @@ def test_preprocess_killed_mid_session_redoes_that_session_only(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_only_temporaries_of_dead_processes_are_removed(tmp_path):
-    import utils
+    import fileio
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # reaped: its pid no longer exists
-    with utils.atomic_path(tmp_path / "result.json") as tmp:
+    with fileio.atomic_path(tmp_path / "result.json") as tmp:
         name = tmp.name  # .result.json~<our pid>-<host>~<random>.tmp
     for pid in (dead.pid, os.getpid(), os.getppid()):  # as if `pid` had been killed while writing
         (tmp_path / name.replace(f"~{os.getpid()}-", f"~{pid}-")).write_text("half a file")
     (tmp_path / ".notes.tmp").write_text("not ours")
-    assert utils.remove_stale_temporaries(tmp_path) == 1
+    assert fileio.remove_stale_temporaries(tmp_path) == 1
     left = sorted(p.name.split("~")[1].split("-")[0] for p in tmp_path.glob(".*~*.tmp"))
     assert left == sorted([str(os.getpid()), str(os.getppid())]) and (tmp_path / ".notes.tmp").exists()
 
@@ -207,10 +207,10 @@ def test_same_seed_same_run_other_seed_other_run(tiny, reference, tmp_path):
 
 def test_resumed_trainer_keeps_early_stopping_and_refuses_other_configs(tiny, tmp_path):
     """In-process: a partial state saved at an early stop trains no further; one of another config is refused."""
+    from config import load_config
     import Preprocess
     import results
     import training
-    from utils import load_config
 
     cfg = load_config(make_ini(tmp_path / "a.ini", tiny / "SEED", tiny / "pre", tmp_path / "res", patience=1))
     spec = training.RunSpec(1, 1)
@@ -329,9 +329,9 @@ def test_resume_from_a_contiguous_optimizer_state_trains_as_uninterrupted(tiny, 
     3D) resumes with Adam's moments in the parameters' layout: the next step equals the uninterrupted one."""
     import copy
 
+    from config import load_config
     import Preprocess
     import training
-    from utils import load_config
 
     cfg = load_config(make_ini(tmp_path / "a.ini", tiny / "SEED", tiny / "pre", tmp_path / "res"))
     spec = training.RunSpec(1, 1)

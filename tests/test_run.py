@@ -16,9 +16,10 @@ import torch
 import inputs
 import results
 import run
+import config
+from conftest import GLIBC, ROOT, TINY_MODEL, run_cli, tiny_seed_tree, write_ini
 import training
 import utils
-from conftest import GLIBC, ROOT, TINY_MODEL, run_cli, tiny_seed_tree, write_ini
 
 # SEED's trial labels, 0-based (negative 0, neutral 1, positive 2), trials 1..15
 SEED_LABELS = np.array([1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1]) + 1
@@ -55,7 +56,7 @@ def test_trial_split_holds_out_whole_trials():
 def test_trial_split_that_would_leave_a_class_untrained_is_refused(tmp_path):
     import datasets
 
-    cfg = utils.load_config(write_ini(tmp_path / "iv.ini", "SEED_IV.ini", training={"val_trials_per_class": 2}))
+    cfg = config.load_config(write_ini(tmp_path / "iv.ini", "SEED_IV.ini", training={"val_trials_per_class": 2}))
     labels = np.array(datasets.TRIAL_LABELS["SEED-IV"][1])   # session 1: trials 1-16 hold class 3 twice
     trial = np.repeat(np.arange(1, 25), 3)
     with pytest.raises(utils.ConfigError, match=r"iv.ini: \[training\] val_trials_per_class = 2 takes every training "
@@ -67,7 +68,7 @@ def test_trial_split_that_would_leave_a_class_untrained_is_refused(tmp_path):
 
 
 def test_failure_records_outlive_the_invocation_until_the_run_finishes(tmp_path):
-    cfg = utils.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
+    cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
     out = results.ResultDir(cfg)
     out.record_failure(training.RunSpec(2, 1), "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan")
     out.record_failure(training.RunSpec(3, 1), "another")
@@ -83,7 +84,7 @@ def test_failure_records_outlive_the_invocation_until_the_run_finishes(tmp_path)
 
 
 def test_summary_of_failed_runs_only_prints_them(tmp_path, capsys):
-    cfg = utils.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
+    cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
     out = results.ResultDir(cfg)
     out.record_failure(training.RunSpec(2, 1), "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan")
     assert results.summarize(cfg, out) is None and not (tmp_path / "res" / "summary.json").exists()
@@ -103,7 +104,7 @@ def test_random_split_is_a_seeded_partition():
 
 
 def test_loso_split_tests_one_subject_and_validates_on_another(tmp_path):
-    cfg = utils.load_config(write_ini(tmp_path / "a.ini", training={"protocol": "loso"}))
+    cfg = config.load_config(write_ini(tmp_path / "a.ini", training={"protocol": "loso"}))
     subject = np.repeat([1, 2, 3, 4], 5)
     s = training.make_split(cfg, training.RunSpec(2, 1), subject, np.ones(20, int), np.zeros(20, int))
     assert set(subject[s.test]) == {2}
@@ -135,7 +136,7 @@ def test_shards_partition_the_runs():
 
 
 def test_result_key_tracks_settings_that_change_results(tmp_path):
-    cfg = utils.load_config(write_ini(tmp_path / "a.ini"))
+    cfg = config.load_config(write_ini(tmp_path / "a.ini"))
     key = results.result_key(cfg)
     assert results.result_key(cfg.replace(training={"device": "cpu"})) == key
     assert results.result_key(cfg.replace(path={"result_path": tmp_path})) == key
@@ -145,7 +146,7 @@ def test_result_key_tracks_settings_that_change_results(tmp_path):
 
 def test_early_stopping_and_checkpoint_follow_keras_semantics(tmp_path):
     """Best checkpoint: strictly higher val accuracy. Stop: `patience` epochs without lower val loss."""
-    cfg = utils.load_config(write_ini(tmp_path / "a.ini", training={"patience": 2}))
+    cfg = config.load_config(write_ini(tmp_path / "a.ini", training={"patience": 2}))
     trainer = training.Trainer.__new__(training.Trainer)
     trainer.cfg = cfg
     trainer.net = type("Net", (), {"state_dict": lambda self: {"epoch": len(rows)}})()
@@ -278,7 +279,7 @@ def test_batch_maps_equal_the_stored_maps(tiny_seed):
     import Preprocess
 
     root, ini = tiny_seed
-    cfg = utils.load_config(ini)
+    cfg = config.load_config(ini)
     session = Preprocess.load_preprocessed(cfg, subjects=[1], sessions=[1])[0]
     build = inputs.MapBuilder(cfg.data.input_width, torch.device("cpu"))
     for arrays, stored in ((session.de, "spectral.npy"), (session.eeg, "temporal.npy")):
@@ -291,6 +292,7 @@ def test_batch_maps_equal_the_stored_maps(tiny_seed):
 FAULTS_SCRIPT = """
 import resource
 import torch
+import config
 import utils
 
 def faults():  # minor page faults while a 64 MiB tensor is allocated, written and freed
@@ -513,13 +515,13 @@ def test_demo_takes_no_overrides_and_actions_one_at_a_time():
 
 
 def test_override_folders_are_order_free_and_short():
-    assert utils.folder_name(["training.lr=0.01", "model.attention=none"]) == "model.attention=none,training.lr=0.01"
-    long = utils.folder_name([f"model.key{i}=value{i}" for i in range(30)])
-    assert len(long) <= 100 and long == utils.folder_name([f"model.key{i}=value{i}" for i in reversed(range(30))])
+    assert config.folder_name(["training.lr=0.01", "model.attention=none"]) == "model.attention=none,training.lr=0.01"
+    long = config.folder_name([f"model.key{i}=value{i}" for i in range(30)])
+    assert len(long) <= 100 and long == config.folder_name([f"model.key{i}=value{i}" for i in reversed(range(30))])
 
 
 def test_a_collapsed_run_is_flagged():
-    cfg = utils.load_config(ROOT / "SEED.ini")
+    cfg = config.load_config(ROOT / "SEED.ini")
     assert training.result_warnings(cfg, np.array([2, 2, 2]), 500) == [
         "every test window predicted as class 2 (positive): the model collapsed to one class"]
     assert training.result_warnings(cfg, np.array([0, 2, 1]), 500) == []
@@ -558,7 +560,7 @@ def test_cross_session_and_predict_end_to_end(tmp_path, dataset, base):
     p = run_cli("run.py", "-c", str(ini))
     assert p.returncode == 0, p.stderr
     assert "honest: per subject, one session held out" in p.stdout
-    cfg = utils.load_config(ini)
+    cfg = config.load_config(ini)
     sessions = {s.session: s for s in Preprocess.load_preprocessed(cfg)}
     for k in (1, 2, 3):
         record = json.loads((tmp_path / "res" / "runs" / f"sub01_ses{k}.json").read_text())

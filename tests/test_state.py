@@ -22,12 +22,14 @@ import numpy as np
 import pytest
 import torch
 
+import config
+from conftest import TINY_MODEL, run_cli, tiny_seed_tree, write_ini
+import fileio
 import Preprocess
 import results
 import schemas
 import training
 import utils
-from conftest import TINY_MODEL, run_cli, tiny_seed_tree, write_ini
 
 DROP_ROOT_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
@@ -67,7 +69,7 @@ RECORD_DAMAGE = {
 @pytest.mark.parametrize("damage", RECORD_DAMAGE)
 def test_damaged_run_record_is_set_aside(finished, tmp_path, capsys, damage):
     root, ini = copy_of(finished, tmp_path)
-    cfg = utils.load_config(ini)
+    cfg = config.load_config(ini)
     path = root / "res" / "runs" / "sub01_ses1.json"
     edit, problem = RECORD_DAMAGE[damage]
     path.write_text(edit(json.loads(path.read_text())))
@@ -96,7 +98,7 @@ def test_concurrent_shards_set_a_damaged_record_aside_once(finished, tmp_path, c
     """Two --shard processes both find the same damaged record; the first sets it aside and redoes the
     run; the second neither fails on the vanished file nor sets the redone record aside."""
     root, ini = copy_of(finished, tmp_path)
-    cfg = utils.load_config(ini)
+    cfg = config.load_config(ini)
     path = root / "res" / "runs" / "sub01_ses1.json"
     good = path.read_text()
     path.write_text("{not json")
@@ -147,7 +149,7 @@ PARTIAL_DAMAGE = {
 @pytest.mark.parametrize("damage", PARTIAL_DAMAGE)
 def test_damaged_partial_state_is_refused_as_damaged(finished, tmp_path, damage):
     root, ini = copy_of(finished, tmp_path)
-    cfg = utils.load_config(ini)
+    cfg = config.load_config(ini)
     state, trainer = partial_state(cfg)
     path = tmp_path / "x.partial.pt"
     torch.save(state, path)
@@ -180,10 +182,10 @@ def test_damaged_manifest_marks_its_session_not_preprocessed(finished, tmp_path)
     manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items() if k != "arrays"}))
     with pytest.raises(utils.DataError, match=r"manifest.json: arrays: missing, so sub01_ses1 counts as not "
                                               r"preprocessed; run `python Preprocess.py -c .* --subjects 1 --sessions 1`"):
-        Preprocess.load_preprocessed(utils.load_config(ini))
+        Preprocess.load_preprocessed(config.load_config(ini))
     p = run_cli("Preprocess.py", "-c", str(ini))            # rebuilt without --force
     assert p.returncode == 0 and p.stdout.startswith("sub01_ses1:"), p.stderr
-    assert len(Preprocess.load_preprocessed(utils.load_config(ini))) == 2
+    assert len(Preprocess.load_preprocessed(config.load_config(ini))) == 2
 
 
 @pytest.mark.slow
@@ -259,7 +261,7 @@ def test_full_disk_during_force_keeps_the_old_session(finished, tmp_path, monkey
     """In-process: the disk fills while the new session's arrays are written; the old session stays
     complete and loadable, and the error names the file and says why."""
     root, ini = copy_of(finished, tmp_path)
-    cfg = utils.load_config(ini)
+    cfg = config.load_config(ini)
     folder = root / "pre" / "sub01_ses1"
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     calls = []
@@ -285,11 +287,11 @@ def test_torch_save_failure_is_one_line_naming_the_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", failing)
     with pytest.raises(utils.OutputError, match=rf"{tmp_path}/x.pt: cannot write \(\[enforce fail"):
-        with utils.atomic_path(tmp_path / "x.pt") as tmp:
+        with fileio.atomic_path(tmp_path / "x.pt") as tmp:
             torch.save({}, tmp)
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(RuntimeError, match="a bug"):        # any other RuntimeError keeps its traceback
-        with utils.atomic_path(tmp_path / "y.pt"):
+        with fileio.atomic_path(tmp_path / "y.pt"):
             raise RuntimeError("a bug")
 
 
