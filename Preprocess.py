@@ -41,29 +41,23 @@ config (others are rebuilt) unless --force.
 from __future__ import annotations
 
 import argparse
-import json
-import re
-import shlex
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-import schemas
-from config import Config, add_set_argument, data_override_root, data_overrides, load_config
+from config import Config, add_set_argument, data_override_root, load_config
 from datasets import (BANDS, BANDS_HZ, CHANNELS, FEATURE_FOLDERS, GRID_SIZE, RAW_FOLDER, SAMPLING_RATE, TRIAL_WINDOWS,
                       WINDOW_S, Recording, find_recordings, read_features, read_labels, read_raw)
-from fileio import (BLOCK, check_output_folder, list_folder, make_folder, publish, remove_stale_temporaries,
-                    staged_path, write_json)
+from fileio import (BLOCK, check_output_folder, make_folder, publish, remove_stale_temporaries, staged_path,
+                    write_json)
 from inputs import (TemporalSpec, electrodes_to_maps, interpolation_matrix, resample_matrix, save_maps_npy,
                     temporal_samples, temporal_spec)
+# Session and load_preprocessed stay importable from here (Preprocess.load_preprocessed, as earlier versions)
+from preprocessed import (ARRAYS, MANIFEST, SESSION_FOLDER, Session, load_preprocessed,  # noqa: F401
+                      manifest_matches_folder, read_manifest, session_folder)
 from utils import ConfigError, DataError, cli_main, git_commit, int_list
-
-MANIFEST = "manifest.json"
-ARRAYS = ("spectral", "temporal", "de", "eeg", "label", "trial")  # .npy files of a session, in write order
-SESSION_FOLDER = re.compile(r"^sub(\d+)_ses(\d+)$")
 
 # ----------------------------------------------------------------------------- DE from raw EEG
 
@@ -157,41 +151,11 @@ def _load_session(rec: Recording, cfg: Config, labels: np.ndarray, spec: Tempora
     return de, raw
 
 
-def session_folder(cfg: Config, subject: int, session: int) -> Path:
-    """<preprocessed_root>/sub01_ses1: where one subject-session's arrays and manifest live."""
-    return cfg.path.preprocessed_root / f"sub{subject:02d}_ses{session}"
-
-
-def manifest_problem(folder: Path) -> tuple[dict | None, str | None]:
-    """(the session's manifest, None) or (None, what is wrong with it: missing, unreadable, a field
-    missing or of the wrong type; schemas.MANIFEST). A damaged manifest marks its session as not
-    preprocessed: Preprocess.py rebuilds it."""
-    path = folder / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None, "missing"
-    except (OSError, ValueError) as e:
-        return None, f"unreadable ({getattr(e, 'strerror', None) or type(e).__name__})"
-    problem = schemas.check(manifest, schemas.MANIFEST)
-    return (None, problem) if problem else (manifest, None)
-
-
-def _read_manifest(folder: Path) -> dict | None:
-    return manifest_problem(folder)[0]
-
-
-def _manifest_matches_folder(folder: Path, manifest: dict) -> bool:
-    """The manifest's subject and session are those its folder's name says (sub01_ses2: 1, 2)."""
-    match = SESSION_FOLDER.match(folder.name)
-    return bool(match) and (manifest.get("subject"), manifest.get("session")) == (int(match[1]), int(match[2]))
-
-
 def _is_current(folder: Path, cfg: Config, maps: bool = False) -> bool:
     """Complete, built with cfg's [data] section, its manifest about this folder, and with maps if asked."""
-    manifest = _read_manifest(folder)
+    manifest = read_manifest(folder)
     return (manifest is not None and manifest.get("data") == cfg.to_dict()["data"]
-            and _manifest_matches_folder(folder, manifest)
+            and manifest_matches_folder(folder, manifest)
             and (not maps or "spectral" in manifest.get("arrays", {}))
             and all((folder / f"{name}.npy").is_file() for name in manifest.get("arrays", {})))
 
@@ -240,8 +204,8 @@ def _write_index(cfg: Config) -> None:
     remove_stale_temporaries(root)
     sessions = []
     for folder in sorted(root.glob("sub*_ses*")):
-        manifest = _read_manifest(folder) if SESSION_FOLDER.match(folder.name) else None
-        if manifest is not None and not _manifest_matches_folder(folder, manifest):
+        manifest = read_manifest(folder) if SESSION_FOLDER.match(folder.name) else None
+        if manifest is not None and not manifest_matches_folder(folder, manifest):
             raise DataError(f"{folder / MANIFEST}: says subject {manifest.get('subject')}, session "
                             f"{manifest.get('session')}, but its folder is {folder.name}; rerun Preprocess.py "
                             f"--force for that subject and session, or remove the folder")
@@ -423,86 +387,6 @@ def preprocess(cfg: Config, force: bool = False, subjects=None, sessions=None, m
     if skipped:
         print(f"{skipped} session(s) already preprocessed with this config, skipped (--force redoes them)")
     return folders
-
-
-@dataclass(frozen=True, eq=False)
-class Session:
-    """One preprocessed subject-session; arrays are memory-mapped read-only."""
-
-    subject: int
-    session: int
-    de: np.ndarray  # (N, 62, specInput_length) float32, DE per electrode and band, unnormalised
-    eeg: np.ndarray | None  # (N, 62, temInput_length) float32, resampled raw segment, uV; None without raw EEG
-    label: np.ndarray  # (N,) int64, 0-based class (datasets.CLASS_NAMES)
-    trial: np.ndarray  # (N,) int64, 1-based trial number
-    path: Path  # the session folder (spectral.npy, temporal.npy, manifest.json)
-
-
-def preprocess_command(cfg: Config) -> str:
-    """The Preprocess.py command that builds cfg's sessions: its INI file and the --set values that
-    change what is built (config.data_overrides) or where (path.dataset_root, path.preprocessed_root)."""
-    data = data_overrides(cfg)
-    sets = [o for o in cfg.overrides if o in data or o.startswith(("path.dataset_root=", "path.preprocessed_root="))]
-    ini = shlex.quote(str(cfg.source)) if cfg.source else "<ini file>"
-    return " ".join([f"python Preprocess.py -c {ini}", *(f"--set {shlex.quote(o)}" for o in sets)])
-
-
-def load_preprocessed(cfg: Config, subjects=None, sessions=None) -> list[Session]:
-    """The preprocessed sessions (default: all on disk), sorted by (subject, session).
-
-    DataError, naming the Preprocess.py command to run, if a requested one is missing or was built
-    with a different [data] config.
-    """
-    root = cfg.path.preprocessed_root
-    command = preprocess_command(cfg)
-    on_disk = {}
-    for folder in list_folder(root, "sub*_ses*", cfg.where("path", "preprocessed_root")):
-        match = SESSION_FOLDER.match(folder.name)
-        if match and (folder / MANIFEST).is_file():
-            on_disk[int(match.group(1)), int(match.group(2))] = folder
-    subjects = subjects or sorted({s for s, _ in on_disk})
-    if not subjects:
-        raise DataError(f"{root}: no preprocessed sessions; run `{command}`")
-    out = []
-    for subject in subjects:
-        wanted = sessions or sorted(k for s, k in on_disk if s == subject)
-        if not wanted:
-            raise DataError(f"{root}: subject {subject} not preprocessed; run `{command} --subjects {subject}`")
-        for session in wanted:
-            if (subject, session) not in on_disk:
-                raise DataError(f"{root}: sub{subject:02d}_ses{session} not preprocessed; "
-                                f"run `{command} --subjects {subject} --sessions {session}`")
-            out.append(_open_session(on_disk[subject, session], cfg, command))
-    return out
-
-
-def _open_session(folder: Path, cfg: Config, command: str) -> Session:
-    manifest, problem = manifest_problem(folder)
-    if manifest is None:
-        subject, session = (int(n) for n in SESSION_FOLDER.match(folder.name).groups())
-        raise DataError(f"{folder / MANIFEST}: {problem}, so {folder.name} counts as not preprocessed; run "
-                        f"`{command} --subjects {subject} --sessions {session}`")
-    if not _manifest_matches_folder(folder, manifest):
-        raise DataError(f"{folder / MANIFEST}: says subject {manifest.get('subject')}, session {manifest.get('session')}, "
-                        f"but its folder is {folder.name}; rerun `{command} --force` for that subject and session")
-    expected = cfg.to_dict()["data"]
-    changed = [k for k in expected if manifest.get("data", {}).get(k) != expected[k]]
-    if changed:
-        k = changed[0]
-        raise DataError(f"{folder}: preprocessed with [data] {k} = {manifest.get('data', {}).get(k)!r}, but "
-                        f"{cfg.origin('data', k)} has {expected[k]!r}; rerun `{command} --force`")
-    arrays = {}
-    for name, meta in manifest["arrays"].items():
-        path = folder / f"{name}.npy"
-        try:
-            arrays[name] = np.load(path, mmap_mode="r")
-        except (OSError, ValueError) as e:
-            raise DataError(f"{path}: unreadable ({e}); rerun `{command} --force`") from None
-        if list(arrays[name].shape) != meta["shape"] or str(arrays[name].dtype) != meta["dtype"]:
-            raise DataError(f"{path}: shape {arrays[name].shape} {arrays[name].dtype}, manifest says "
-                            f"{tuple(meta['shape'])} {meta['dtype']}; rerun `{command} --force`")
-    return Session(subject=manifest["subject"], session=manifest["session"], de=arrays["de"], eeg=arrays.get("eeg"),
-                   label=arrays["label"], trial=arrays["trial"], path=folder)
 
 
 # ----------------------------------------------------------------------------- command line

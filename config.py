@@ -88,21 +88,27 @@ class DataConfig(InputSizes):
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    depth_spec: int = _key(check=_positive, expect="a positive integer of the form 3N+4")
-    depth_tem: int = _key(check=_positive, expect="a positive integer of the form 3N+4")
-    nb_dense_block: int = _key(check=_positive, expect="a positive integer")
-    gr_spec: int = _key(check=_positive, expect="a positive integer")
-    gr_tem: int = _key(check=_positive, expect="a positive integer")
-    nb_class: int = _key(check=_positive, expect="a positive integer")
-    block_order: str = _key("paper", choices=("paper", "official"))
-    attention: str = _key("both", choices=("both", "spatial", "spectral_temporal", "none"))
-    attention_activation: str = _key("sigmoid", choices=("sigmoid", "softmax"))
-    streams: str = _key("both", choices=("both", "spectral", "temporal"))
-    dropout: float = _key(0.5, check=lambda x: 0 <= x < 1, expect="a number in [0, 1)")
-    compression_spec: float = _key(0.5, check=lambda x: 0 < x <= 1, expect="a number in (0, 1]")
-    compression_tem: float = _key(1.0, check=lambda x: 0 < x <= 1, expect="a number in (0, 1]")
-    bn_momentum: float = _key(0.01, check=lambda x: 0 < x <= 1, expect="a number in (0, 1]",
-                              doc="PyTorch convention: Keras momentum 0.99 (authors' code) is 0.01")
+    """SSTEmotionNet's keyword arguments (model.build_model passes them on) and the plugins that register
+    variants. Only types are checked here: the network checks its own arguments (model.ModelArgumentError,
+    reported by build_model with the file, section and key). Defaults are the network's (a test holds
+    them equal)."""
+    depth_spec: int = _key(doc="of the form 3N+4: (depth - 4) / 3 / 2 layers per dense block")
+    depth_tem: int = _key()
+    nb_dense_block: int = _key()
+    gr_spec: int = _key(doc="growth rate k of the spatial-spectral stream")
+    gr_tem: int = _key()
+    nb_class: int = _key()
+    block_order: str = _key("paper", doc="paper (figure 3) | official (the authors' code)")
+    attention: str = _key("both", doc="both | spatial | spectral_temporal | none: the A3DB parts kept")
+    attention_activation: str = _key("sigmoid", doc="sigmoid (authors' code) | softmax (paper's figure 5)")
+    attention_block: str = _key("a3db", doc="a registered attention class (model.register_attention)")
+    streams: str = _key("both", doc="both | spectral | temporal, or a comma list of registered stream names")
+    dropout: float = _key(0.5)
+    compression_spec: float = _key(0.5)
+    compression_tem: float = _key(1.0)
+    bn_momentum: float = _key(0.01, doc="PyTorch convention: Keras momentum 0.99 (authors' code) is 0.01")
+    plugins: tuple = _key((), doc="Python files imported before the network is built (comma list; relative "
+                                  "to the INI file's folder and inside it, or to the current folder with --set)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +131,8 @@ class TrainingConfig:
     val_fraction: float = _key(0.1, check=lambda x: 0 <= x < 1, expect="a number in [0, 1)",
                                doc="protocol random: share of training windows used for validation")
     amp: bool = _key(True, doc="bf16 autocast on CUDA (ignored on CPU)")
+    accelerator: str = _key("auto", choices=("auto", "off"),
+                            doc="auto: CPU training through fastcpu.py while it matches model.py; off: the definition")
     num_threads: int = _key(0, check=_non_negative, expect="an integer >= 0 (0: torch's default)")
 
 
@@ -160,7 +168,7 @@ class Config:
         out = {}
         for name in SECTIONS:
             if (section := getattr(self, name)) is not None:
-                out[name] = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(section).items()}
+                out[name] = {k: _plain(v) for k, v in dataclasses.asdict(section).items()}
         return out
 
     @classmethod
@@ -171,6 +179,8 @@ class Config:
             values = dict(d[name])
             if name == "path":
                 values = {k: Path(v) for k, v in values.items()}
+            if "plugins" in values:
+                values["plugins"] = tuple(Path(p) for p in values["plugins"])
             sections[name] = section_cls(**values)
         return cls(**sections, source=source)
 
@@ -216,6 +226,31 @@ class Config:
         return Config(**new, source=self.source, overrides=self.overrides)
 
 
+def _plain(value: Any) -> Any:
+    """A config value as JSON-able data: paths as strings, tuples of paths as lists of strings."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _plugin_paths(value: tuple, ini: Path, from_file: bool, where: str) -> tuple:
+    """[model] plugins as absolute paths. From the INI file: relative to its folder and inside it (an INI
+    file received from someone names no code elsewhere); from --set: relative to the current folder."""
+    out = []
+    for p in value:
+        p = p.expanduser() if not from_file else p
+        absolute = (ini.parent / p if from_file else Path.cwd() / p).resolve()
+        if from_file and not absolute.is_relative_to(ini.parent.resolve()):
+            raise ConfigError(f"{where}: {p} is outside the INI file's folder {ini.parent}; keep plugins beside "
+                              f"the INI file, or name this one with --set model.plugins=...")
+        if absolute.suffix != ".py":
+            raise ConfigError(f"{where}: expected Python files (.py), got {p}")
+        out.append(absolute)
+    return tuple(out)
+
+
 # Where a comment starts in a line of the INI file: at `;` or `#` that begins the line or follows
 # whitespace. Elsewhere the two characters belong to the value (results#2, a;b).
 COMMENT = re.compile(r"(?:^|\s)[;#]")
@@ -245,9 +280,15 @@ def _parse_value(f: dataclasses.Field, raw: str, where: str) -> Any:
             if not raw:
                 raise ValueError(raw)
             return Path(raw)
+        if typ == "tuple":      # a comma list of paths (plugins); empty: none
+            parts = [p.strip() for p in raw.split(",")]
+            if raw and not all(parts):
+                raise ValueError(raw)
+            return tuple(Path(p) for p in parts if p)
         return raw
     except ValueError:
-        kind = {"int": "an integer", "float": "a number", "bool": "true or false", "Path": "a path"}.get(typ, typ)
+        kind = {"int": "an integer", "float": "a number", "bool": "true or false", "Path": "a path",
+                "tuple": "a comma list of paths"}.get(typ, typ)
         raise ConfigError(f"{where}: expected {kind}, got {raw!r}") from None
 
 
@@ -429,6 +470,8 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
                                       f"(unknown user or no home directory)") from None
                 if from_file and not value.is_absolute():
                     value = path.parent / value
+            if name == "model" and f.name == "plugins":
+                value = _plugin_paths(value, path, from_file, where)
             _check_value(f, value, where)
             values[f.name], wheres[f"{name}.{f.name}"] = value, where
         built[name] = cls(**values)

@@ -50,7 +50,7 @@ from config import Config
 import datasets
 import fileio
 import inputs
-import Preprocess
+import preprocessed
 import utils
 from utils import DataError, UserError
 
@@ -331,7 +331,7 @@ def _one_per_class(label: np.ndarray, trial: np.ndarray) -> dict[int, int]:
 def input_figures(session, cfg: Config, out_dir: Path) -> list[Path]:
     """inputs_spectral.png and inputs_temporal.png: the network's two input maps for one window per class.
 
-    `session`: a Preprocess.Session (de (N, 62, 5), eeg (N, 62, T) or None, label (N,), trial (N,)).
+    `session`: a preprocessed.Session (de (N, 62, 5), eeg (N, 62, T) or None, label (N,), trial (N,)).
     Maps are built as training builds them: electrode values times inputs.interpolation_matrix(width).
     DE is z-scored per electrode and band over the session (bands differ by several log units, so
     raw DE would show only the band offsets); raw EEG is shown in microvolts. `cfg` gives the map
@@ -457,7 +457,7 @@ def attention_weights(checkpoint_path: Path, sessions: list, *, per_class: int =
 def attention_figures(checkpoint_path: Path, sessions: list, out_dir: Path, *, per_class: int = 400) -> list[Path]:
     """attention_spatial.png and attention_depth.png of one trained checkpoint, averaged per class.
 
-    `sessions`: Preprocess.Session objects whose windows are fed through the network (e.g. the
+    `sessions`: preprocessed.Session objects whose windows are fed through the network (e.g. the
     run's own subject-session; pass only test windows' sessions to explain test behaviour).
     Spatial: each A3DB block's (H, W) weights drawn over the input square with the electrodes
     (see draw_scalp). Depth: the block's weights per band (spectral) / time step (temporal).
@@ -736,7 +736,7 @@ def explain_run(checkpoint_path: Path, preprocessed_root: Path, out_dir: Path) -
     (every window; for LOSO runs the held-out subject's session)."""
     ckpt = load_checkpoint(checkpoint_path)
     cfg = Config.from_dict(ckpt["config"]).replace(path={"preprocessed_root": Path(preprocessed_root)})
-    sessions = Preprocess.load_preprocessed(cfg, subjects=[ckpt["subject"]], sessions=[ckpt["session"]])
+    sessions = preprocessed.load_preprocessed(cfg, subjects=[ckpt["subject"]], sessions=[ckpt["session"]])
     paths = attention_figures(checkpoint_path, sessions, out_dir)
     paths += input_figures(sessions[0], cfg, out_dir)
     return paths

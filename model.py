@@ -47,7 +47,11 @@ selectable with `attention_block="name"`. Examples: docs/model.md.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
+import re
+import sys
+import traceback
 from collections import OrderedDict
 from dataclasses import fields
 from pathlib import Path
@@ -379,13 +383,23 @@ class DenseStream3D(nn.Module):
 
 
 STREAMS: dict[str, Callable[[dict], nn.Module]] = {}
+SOURCES = ("de", "eeg")     # the session arrays a stream's maps are built from (preprocessed.Session)
+STREAM_SOURCES: dict[str, str] = {}
 
 
-def register_stream(name: str) -> Callable:
+def register_stream(name: str, source: str | None = None) -> Callable:
     """Decorator: `builder(arguments) -> stream module`, where `arguments` holds SSTEmotionNet's keyword
-    arguments, makes a stream buildable by name (SSTEmotionNet(streams=(..., name)))."""
+    arguments, makes a stream buildable by name (SSTEmotionNet(streams=(..., name)), `[model] streams`).
+
+    `source`: the session array its (N, W, W, D) maps are built from: "de" (DE features, D =
+    specInput_length) or "eeg" (raw segments, D = temInput_length); training and prediction read it.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"register_stream({name!r}): expected source='de' or source='eeg' (the session array "
+                         f"its maps are built from), got {source!r}")
+
     def register(builder):
-        STREAMS[name] = builder
+        STREAMS[name], STREAM_SOURCES[name] = builder, source
         return builder
     return register
 
@@ -398,7 +412,7 @@ def _stream_options(a: dict) -> dict:
 class SpatialSpectralStream(DenseStream3D):
     """Spatial-spectral stream on (N, W, W, bands) DE maps; stem Conv(3x3x1), stride 1, no BN."""
 
-    name = "spectral"
+    name, source = "spectral", "de"
     arguments = {"depth": "depth_spec", "length": "specInput_length", "compression": "compression_spec"}
 
     def make_stem(self, channels: int, bn_momentum: float):
@@ -411,7 +425,7 @@ class SpatialTemporalStream(DenseStream3D):
     Stem Conv(5x5x3), stride (2, 2, 1), 'same'; then BN-ReLU-MaxPool(2x2x2, 'same') ('pool').
     """
 
-    name = "temporal"
+    name, source = "temporal", "eeg"
     arguments = {"depth": "depth_tem", "length": "temInput_length", "compression": "compression_tem"}
 
     def make_stem(self, channels: int, bn_momentum: float):
@@ -419,13 +433,13 @@ class SpatialTemporalStream(DenseStream3D):
         yield "pool", StemPool(channels, bn_momentum)
 
 
-@register_stream("spectral")
+@register_stream("spectral", source="de")
 def _spectral(a: dict) -> SpatialSpectralStream:
     return SpatialSpectralStream((a["input_width"], a["input_width"], a["specInput_length"]), a["depth_spec"],
                                  a["gr_spec"], a["compression_spec"], **_stream_options(a))
 
 
-@register_stream("temporal")
+@register_stream("temporal", source="eeg")
 def _temporal(a: dict) -> SpatialTemporalStream:
     return SpatialTemporalStream((a["input_width"], a["input_width"], a["temInput_length"]), a["depth_tem"],
                                  a["gr_tem"], a["compression_tem"], **_stream_options(a))
@@ -461,18 +475,21 @@ class SSTEmotionNet(nn.Module):
         _choice("attention", attention, ("both", "spatial", "spectral_temporal", "none"))
         _choice("attention_activation", attention_activation, ("sigmoid", "softmax"))
         _choice("attention_block", attention_block, tuple(ATTENTION_BLOCKS))
-        if not 0 <= dropout < 1:
-            raise ModelArgumentError("dropout", f"expected a number in [0, 1), got {dropout}")
-        if not 0 < bn_momentum <= 1:
-            raise ModelArgumentError("bn_momentum", f"expected a number in (0, 1], got {bn_momentum}")
+        for name, low, high, closed in (("dropout", 0, 1, "[0, 1)"), ("bn_momentum", 0, 1, "(0, 1]"),
+                                        ("compression_spec", 0, 1, "(0, 1]"), ("compression_tem", 0, 1, "(0, 1]")):
+            value = arguments[name]
+            inside = (low <= value < high) if closed == "[0, 1)" else (low < value <= high)
+            if not isinstance(value, (int, float)) or not inside:
+                raise ModelArgumentError(name, f"expected a number in {closed}, got {value!r}")
         if isinstance(streams, str):
-            _choice("streams", streams, ("both", "spectral", "temporal"))
             streams = BUILT_IN_STREAMS if streams == "both" else (streams,)
         self.stream_names: list[str] = []
         for stream in streams:
             if isinstance(stream, str):
                 _choice("streams", stream, tuple(STREAMS))
+                source = STREAM_SOURCES[stream]
                 stream = STREAMS[stream](arguments)
+                stream.source = getattr(stream, "source", None) or source
             if not stream.name or stream.name in self.stream_names:
                 raise ModelArgumentError("streams", f"expected streams with distinct names, got {stream.name!r} twice "
                                          "or unnamed")
@@ -496,6 +513,11 @@ class SSTEmotionNet(nn.Module):
 
     def named_streams(self) -> OrderedDict[str, nn.Module]:
         return OrderedDict((name, getattr(self, name)) for name in self.stream_names)
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """{stream name: the session array its maps are built from ("de" or "eeg")}, in concatenation order."""
+        return {name: getattr(stream, "source", None) for name, stream in self.named_streams().items()}
 
     def stream_inputs(self, *maps, **named_maps) -> list[tuple[nn.Module, torch.Tensor]]:
         """(stream, its maps) pairs in concatenation order, each checked against the stream's input size."""
@@ -571,19 +593,74 @@ class SSTEmotionNet(nn.Module):
 
 # ----------------------------------------------------------------------------- from the INI file
 
-INPUT_KEYS = ("input_width", "specInput_length", "temInput_length")     # SSTEmotionNet arguments kept in [data]
+SOURCE_LENGTH = {"de": "specInput_length", "eeg": "temInput_length"}    # the depth of a source's maps
+_PLUGINS: dict[Path, object] = {}       # imported plugin files (one import per process)
 
 
-def build_model(cfg: config.Config) -> SSTEmotionNet:
-    """The network for a config: the one place that knows INI key names. A config it cannot build
-    raises one ConfigError naming the file, section and key."""
-    arguments = {f.name: getattr(cfg.model, f.name) for f in fields(cfg.model)}
-    arguments.update({key: getattr(cfg.data, key) for key in INPUT_KEYS})
+def load_plugins(paths, where: str = "[model] plugins") -> None:
+    """Import Python files ([model] plugins) so that the variants they register can be built by name.
+
+    Each file is imported once per process, as a module named after its path. A file that is missing or
+    fails on import is one ConfigError naming `where`, the file and, for an error inside it, the line.
+    """
+    for path in map(Path, paths):
+        if path in _PLUGINS:
+            continue
+        if not path.is_file():
+            raise utils.ConfigError(f"{where}: {path}: no such file")
+        name = "sst_plugin_" + re.sub(r"\W", "_", str(path))
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module      # as for any import: dataclasses and pickling inside it find it
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            del sys.modules[name]
+            line = getattr(e, "lineno", None) if isinstance(e, SyntaxError) else next(
+                (tb.lineno for tb in traceback.extract_tb(e.__traceback__) if Path(tb.filename) == path), None)
+            at = f", line {line}" if line else ""
+            raise utils.ConfigError(f"{where}: {path}{at}: the plugin failed on import ({type(e).__name__}: "
+                                    f"{(str(e).splitlines() or [''])[0][:200]})") from None
+        _PLUGINS[path] = module
+
+
+def stream_names(streams: str) -> tuple[str, ...]:
+    """[model] streams -> the stream names: both -> spectral, temporal; else one name or a comma list."""
+    return BUILT_IN_STREAMS if streams.strip() == "both" else tuple(n.strip() for n in streams.split(","))
+
+
+def stream_sources(cfg: config.Config) -> dict[str, str]:
+    """{stream name: source array} of the network `cfg` builds, without building it (registered names)."""
+    return {name: STREAM_SOURCES.get(name) for name in stream_names(cfg.model.streams)}
+
+
+def build_model(cfg: config.Config, plugins: bool = True) -> SSTEmotionNet:
+    """The network for a config: the one place that knows INI key names. Imports [model] plugins first
+    (plugins=False: not, e.g. for a checkpoint's config, whose variants must be registered already). A
+    config it cannot build raises one ConfigError naming the file, section and key."""
+    if plugins:
+        load_plugins(cfg.model.plugins, cfg.where("model", "plugins"))
+    arguments = {f.name: getattr(cfg.model, f.name) for f in fields(cfg.model) if f.name != "plugins"}
+    arguments.update({key: getattr(cfg.data, key) for key in config.INPUT_KEYS})
+    if "," in cfg.model.streams:
+        arguments["streams"] = stream_names(cfg.model.streams)
     try:
-        return SSTEmotionNet(**arguments)
+        net = SSTEmotionNet(**arguments)
     except ModelArgumentError as e:
-        section = "data" if e.argument in INPUT_KEYS else "model"
-        raise utils.ConfigError(f"{cfg.where(section, e.argument)}: {e.detail}") from None
+        section = "data" if e.argument in config.INPUT_KEYS else "model"
+        hint = " (registered by a [model] plugins file?)" if e.argument in ("streams", "attention_block") else ""
+        raise utils.ConfigError(f"{cfg.where(section, e.argument)}: {e.detail}{hint}") from None
+    for name, stream in net.named_streams().items():    # its maps are built from its source array
+        source = getattr(stream, "source", None)
+        if source not in SOURCE_LENGTH:
+            raise utils.ConfigError(f"{cfg.where('model', 'streams')}: stream {name} says no source ('de' or 'eeg'; "
+                                    f"model.register_stream(name, source=...))")
+        W, D = cfg.data.input_width, getattr(cfg.data, SOURCE_LENGTH[source])
+        if tuple(stream.input_size) != (W, W, D):
+            raise utils.ConfigError(f"{cfg.where('model', 'streams')}: stream {name} takes {tuple(stream.input_size)} "
+                                    f"maps, but its source {source} gives ({W}, {W}, {D}) (input_width, "
+                                    f"{SOURCE_LENGTH[source]})")
+    return net
 
 
 def param_groups(net: nn.Module, l2: float) -> list[dict]:
@@ -613,98 +690,13 @@ def adam(net: nn.Module, l2: float, lr: float) -> torch.optim.Adam:
 
 # ----------------------------------------------------------------------------- the authors' Keras weights
 
-KERAS_LAYER_TYPES = {"conv3d": nn.Conv3d, "batch_normalization": nn.BatchNorm3d, "dense": nn.Linear}
-
-
-def _keras_layers(path: Path) -> dict[str, list[tuple[str, dict]]]:
-    """{Keras layer type: [(layer name, {weight name: array}), ...] in creation order} of an .h5 file."""
-    import re
-
-    import h5py
-    import numpy as np
-
-    def text(values) -> list[str]:
-        return [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(values)]
-
-    if not path.is_file():
-        raise utils.DataError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise utils.DataError(f"{path}: not a readable HDF5 (.h5) file ({e})") from None
-    with f:
-        root = f["model_weights"] if "model_weights" in f else f     # full model (ModelCheckpoint) or save_weights
-        if "layer_names" not in root.attrs:
-            raise utils.DataError(f"{path}: no Keras 'layer_names' attribute; expected a file written by Keras's "
-                                  "model.save / ModelCheckpoint or model.save_weights")
-        layers: dict[str, list[tuple[int, str, dict]]] = {}
-        for name in text(root.attrs["layer_names"]):
-            group = root.get(name)
-            if not isinstance(group, h5py.Group):
-                raise utils.DataError(f"{path}: Keras layer {name} is listed in layer_names but has no group")
-            weight_names = text(group.attrs.get("weight_names", []))
-            if not weight_names:
-                continue
-            match = re.fullmatch(r"(.+?)(?:_(\d+))?", name)
-            kind, counter = match[1], int(match[2] or 0)        # tf.keras names the first 'conv3d', Keras 2.3 'conv3d_1'
-            if kind not in KERAS_LAYER_TYPES:
-                raise utils.DataError(f"{path}: Keras layer {name} holds weights but is not a Conv3D, "
-                                      "BatchNormalization or Dense layer named by Keras (e.g. conv3d_7)")
-            missing = next((w for w in weight_names if not isinstance(group.get(w), h5py.Dataset)), None)
-            if missing is not None:
-                raise utils.DataError(f"{path}: Keras layer {name} lists weight {missing} but holds no such dataset")
-            weights = {w.split("/")[-1].split(":")[0]: np.asarray(group[w]) for w in weight_names}
-            layers.setdefault(kind, []).append((counter, name, weights))
-    return {kind: [(name, w) for _, name, w in sorted(entries)] for kind, entries in layers.items()}
-
 
 def load_keras_weights(net: SSTEmotionNet, path: str | Path) -> int:
-    """Load an .h5 written by the authors' Keras code into an official-order `net`, in place.
+    """Load an .h5 written by the authors' Keras code into an official-order `net`, in place; returns the
+    number of tensors loaded. The reader lives in keras_weights.py (h5py, no TensorFlow)."""
+    import keras_weights
 
-    Reads, with h5py (no TensorFlow), a full-model file as their ModelCheckpoint(save_best_only=True)
-    writes it (weights under /model_weights) or a model.save_weights file. Layers are matched by
-    creation order, which Keras's automatic names encode as a per-type counter (conv3d_7): the
-    network's Conv3d, BatchNorm3d and Linear modules, in registration order, are the authors'
-    creation order (spectral stream, temporal stream, head). The first of the stem convolutions
-    the authors build twice is not in their model or file, so it needs no skipping. Conv kernels
-    (kH, kW, kD, in, out) become (out, in, kH, kW, kD), Dense kernels (in, out) become (out, in);
-    BN gamma, beta, moving mean and variance are copied. Optimizer state is not read. Returns the
-    number of tensors loaded; any mismatch is one DataError naming the Keras layer.
-    """
-    path = Path(path)
-    if net.block_order != "official":
-        raise utils.ConfigError(f"{path}: the authors' Keras model has the official block order; build the "
-                                f"network with block_order = official (got {net.block_order})")
-    layers = _keras_layers(path)
-    loaded = 0
-    with torch.no_grad():
-        for kind, module_type in KERAS_LAYER_TYPES.items():
-            modules = [m for m in net.modules() if isinstance(m, module_type)]
-            entries = layers.get(kind, [])
-            if len(entries) != len(modules):
-                raise utils.DataError(f"{path}: {len(entries)} Keras {kind} layers with weights, the network has "
-                                      f"{len(modules)}; was the file written for this configuration?")
-            for (name, weights), m in zip(entries, modules):
-                if kind == "batch_normalization":
-                    targets = {"gamma": (m.weight, None), "beta": (m.bias, None),
-                               "moving_mean": (m.running_mean, None), "moving_variance": (m.running_var, None)}
-                elif kind == "dense":
-                    targets = {"kernel": (m.weight, (1, 0)), "bias": (m.bias, None)}
-                else:
-                    targets = {"kernel": (m.weight, (4, 3, 0, 1, 2))}
-                if set(weights) != set(targets):
-                    raise utils.DataError(f"{path}: Keras layer {name} holds {sorted(weights)}, expected "
-                                          f"{sorted(targets)}")
-                for key, (tensor, order) in targets.items():
-                    keras_shape = tuple(tensor.shape) if order is None else \
-                        tuple(tensor.shape[order.index(i)] for i in range(tensor.dim()))
-                    value = torch.from_numpy(weights[key])
-                    if tuple(value.shape) != keras_shape:
-                        raise utils.DataError(f"{path}: Keras layer {name} {key} has shape {tuple(value.shape)}, "
-                                              f"expected {keras_shape}")
-                    tensor.copy_(value.permute(order) if order is not None else value)
-                    loaded += 1
-    return loaded
+    return keras_weights.load_keras_weights(net, path)
 
 
 # ----------------------------------------------------------------------------- summary

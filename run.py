@@ -39,6 +39,7 @@ import datasets
 import fileio
 import model as model_lib
 import Preprocess
+import preprocessed
 import results
 from results import ResultDir
 import utils
@@ -193,7 +194,7 @@ def _start_worker(devices, threads: int, progress: Progress) -> None:
 def _run_in_worker(task: tuple) -> tuple[str, str, object]:
     """One run in a worker: its own sessions (memory-mapped), then train_run. ('done' | 'failed', run, result | error)."""
     cfg, spec, k, n, tensorboard = task
-    sessions = Preprocess.load_preprocessed(cfg, *pooled(cfg, [spec.subject], [spec.session]))
+    sessions = preprocessed.load_preprocessed(cfg, *pooled(cfg, [spec.subject], [spec.session]))
     try:
         return "done", spec.name, train_run(cfg, spec, sessions, _WORKER["device"], ResultDir(cfg),
                                             _WORKER["progress"], k, n, tensorboard)
@@ -268,7 +269,7 @@ def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions) -> int:
     if changed:
         raise utils.ConfigError(f"{cfg.where('data', changed[0])}: {cfg.to_dict()['data'][changed[0]]!r}, but {run} was "
                                 f"trained with {trained.to_dict()['data'][changed[0]]!r}; preprocess with the run's [data]")
-    session = Preprocess.load_preprocessed(cfg, [subject], [session_number])[0]
+    session = preprocessed.load_preprocessed(cfg, [subject], [session_number])[0]
     if trained.model.streams != "spectral" and session.eeg is None:
         raise DataError(f"{session.path}: no raw EEG maps, which {run} needs (streams = {trained.model.streams})")
     probabilities = predict_probabilities(net, trained, stats, session)
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
 
     device = utils.resolve_device(cfg.training.device, cfg.where("training", "device"))
     threads = None      # set below, once the runs to do are known
-    all_sessions = Preprocess.load_preprocessed(cfg, *pooled(cfg, subjects, sessions))
+    all_sessions = preprocessed.load_preprocessed(cfg, *pooled(cfg, subjects, sessions))
     if cfg.model.streams != "spectral" and any(s.eeg is None for s in all_sessions):
         missing = next(s for s in all_sessions if s.eeg is None)
         raise DataError(f"{missing.path}: no spatial-temporal maps (no raw EEG was found); "

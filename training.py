@@ -236,7 +236,7 @@ def result_warnings(cfg: Config, predicted: np.ndarray, steps: int) -> list[str]
 def predict_probabilities(net: torch.nn.Module, cfg: Config, stats: dict, session, batch_size: int = 256,
                           device: str | torch.device = "cpu") -> np.ndarray:
     """(N, nb_class) class probabilities of a trained network for a preprocessed session's windows
-    (Preprocess.Session), its inputs normalised with the training statistics `stats` (a checkpoint's
+    (preprocessed.Session), its inputs normalised with the training statistics `stats` (a checkpoint's
     "normalization") and mapped as in training."""
     de = np.asarray(session.de, dtype=np.float32)
     eeg = np.asarray(session.eeg, dtype=np.float32) if cfg.model.streams != "spectral" else None

@@ -47,8 +47,9 @@ sys.path.insert(0, str(ROOT))
 
 import datasets  # noqa: E402
 import Preprocess  # noqa: E402
+import preprocessed  # noqa: E402
 import synthetic  # noqa: E402
-from utils import load_config  # noqa: E402
+from config import load_config  # noqa: E402
 
 from common import cpu_model  # noqa: E402  (bench/common.py)
 
@@ -97,7 +98,7 @@ def main() -> None:
 
         timings: dict[str, float] = {}
         Preprocess.preprocess(cfg, force=True, timings=timings)        # also warms the page cache for the command
-        session = Preprocess.load_preprocessed(cfg, sessions=[1])[0]
+        session = preprocessed.load_preprocessed(cfg, sessions=[1])[0]
         spec = Preprocess.temporal_spec(cfg)
         raw = datasets.read_raw(recordings[0].raw)[1]
         starts = np.arange(args.ref_samples) * spec.window + spec.offset
@@ -119,7 +120,7 @@ def main() -> None:
         no_maps = statistics.median(command_seconds(overrides, "--no-maps") for _ in range(args.repeats)) / len(sessions)
         Preprocess.preprocess(cfg, force=True)                          # the maps back, for the byte count
         written = sum((folder / "pre" / f"sub01_ses{k}" / f"{name}.npy").stat().st_size
-                      for k in sessions for name in Preprocess.ARRAYS) / len(sessions)
+                      for k in sessions for name in preprocessed.ARRAYS) / len(sessions)
         references.append(per_sample_reference())
         per_session_ref = min(references) * len(session.label)
 

@@ -89,6 +89,7 @@ def tiny(tmp_path_factory):
     import config
     import model
     import Preprocess
+    import preprocessed
     import synthetic
     import utils
 
@@ -99,7 +100,7 @@ def tiny(tmp_path_factory):
     cfg = config.load_config(ini)
     synthetic.write_seed(root / "SEED", subjects=(1,), sessions=(1,), trial_fraction=0.05, seed=0)
     Preprocess.preprocess(cfg)
-    sessions = Preprocess.load_preprocessed(cfg)
+    sessions = preprocessed.load_preprocessed(cfg)
     de, eeg = np.asarray(sessions[0].de), np.asarray(sessions[0].eeg)
     utils.set_seed(0)
     net = model.build_model(cfg)

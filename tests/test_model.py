@@ -438,7 +438,7 @@ def test_extra_stream_and_attention_variant_through_the_public_api(cfg):
     one training step (through the CPU accelerator too, which runs unknown parts as defined)."""
     import fastcpu
 
-    model.register_stream("toy")(lambda arguments: ToyStream())
+    model.register_stream("toy", source="de")(lambda arguments: ToyStream())
     model.register_attention("gate")(GateAttention)
     try:
         c = small(cfg)
@@ -466,7 +466,7 @@ def test_extra_stream_and_attention_variant_through_the_public_api(cfg):
         with pytest.raises(ValueError, match="toy: expected"):
             net(spectral, temporal)
     finally:
-        model.STREAMS.pop("toy")
+        model.STREAMS.pop("toy"), model.STREAM_SOURCES.pop("toy")
         model.ATTENTION_BLOCKS.pop("gate")
 
 

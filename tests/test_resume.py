@@ -207,14 +207,14 @@ def test_same_seed_same_run_other_seed_other_run(tiny, reference, tmp_path):
 
 def test_resumed_trainer_keeps_early_stopping_and_refuses_other_configs(tiny, tmp_path):
     """In-process: a partial state saved at an early stop trains no further; one of another config is refused."""
+    import preprocessed
     from config import load_config
-    import Preprocess
     import results
     import training
 
     cfg = load_config(make_ini(tmp_path / "a.ini", tiny / "SEED", tiny / "pre", tmp_path / "res", patience=1))
     spec = training.RunSpec(1, 1)
-    data = training.build_run_data(cfg, spec, Preprocess.load_preprocessed(cfg, subjects=[1]))
+    data = training.build_run_data(cfg, spec, preprocessed.load_preprocessed(cfg, subjects=[1]))
     trainer = training.Trainer(cfg, spec, data, torch.device("cpu"))
     trainer.history = [{"epoch": 1}, {"epoch": 2}]
     trainer.best["wait"] = 1  # the state saved when epoch 2 stopped training (patience 1)
@@ -330,12 +330,12 @@ def test_resume_from_a_contiguous_optimizer_state_trains_as_uninterrupted(tiny, 
     import copy
 
     from config import load_config
-    import Preprocess
+    import preprocessed
     import training
 
     cfg = load_config(make_ini(tmp_path / "a.ini", tiny / "SEED", tiny / "pre", tmp_path / "res"))
     spec = training.RunSpec(1, 1)
-    data = training.build_run_data(cfg, spec, Preprocess.load_preprocessed(cfg, subjects=[1]))
+    data = training.build_run_data(cfg, spec, preprocessed.load_preprocessed(cfg, subjects=[1]))
     first = training.Trainer(cfg, spec, data, torch.device("cpu"))
     first.train_epoch(1)
     state = copy.deepcopy(first.state())        # state() holds live tensors, which the next steps change

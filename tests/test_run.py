@@ -276,11 +276,11 @@ def test_batch_maps_equal_the_stored_maps(tiny_seed):
     """run.py builds each batch's maps from electrode values; they must be Preprocess.py's maps."""
     import torch
 
-    import Preprocess
+    import preprocessed
 
     root, ini = tiny_seed
     cfg = config.load_config(ini)
-    session = Preprocess.load_preprocessed(cfg, subjects=[1], sessions=[1])[0]
+    session = preprocessed.load_preprocessed(cfg, subjects=[1], sessions=[1])[0]
     build = inputs.MapBuilder(cfg.data.input_width, torch.device("cpu"))
     for arrays, stored in ((session.de, "spectral.npy"), (session.eeg, "temporal.npy")):
         maps = build(torch.tensor(np.asarray(arrays[3:40]))).numpy()  # a copy: the memmap is read-only
@@ -545,7 +545,7 @@ def test_cross_session_split_holds_out_a_session():
 def test_cross_session_and_predict_end_to_end(tmp_path, dataset, base):
     """Both datasets: cross_session trains 3 runs per subject, each tested on a held-out session;
     --predict applies one to another session and writes its CSV; the three Python lines give the same."""
-    import Preprocess
+    import preprocessed
     import synthetic
 
     write = synthetic.write_seed if dataset == "SEED" else synthetic.write_seed_iv
@@ -561,7 +561,7 @@ def test_cross_session_and_predict_end_to_end(tmp_path, dataset, base):
     assert p.returncode == 0, p.stderr
     assert "honest: per subject, one session held out" in p.stdout
     cfg = config.load_config(ini)
-    sessions = {s.session: s for s in Preprocess.load_preprocessed(cfg)}
+    sessions = {s.session: s for s in preprocessed.load_preprocessed(cfg)}
     for k in (1, 2, 3):
         record = json.loads((tmp_path / "res" / "runs" / f"sub01_ses{k}.json").read_text())
         assert record["n_test"] == len(sessions[k].label)

@@ -26,6 +26,7 @@ import config
 from conftest import TINY_MODEL, run_cli, tiny_seed_tree, write_ini
 import fileio
 import Preprocess
+import preprocessed
 import results
 import schemas
 import training
@@ -131,7 +132,7 @@ def test_a_refused_command_sets_nothing_aside(finished, tmp_path):
 
 def partial_state(cfg) -> dict:
     spec = training.RunSpec(1, 1)
-    data = training.build_run_data(cfg, spec, Preprocess.load_preprocessed(cfg, subjects=[1]))
+    data = training.build_run_data(cfg, spec, preprocessed.load_preprocessed(cfg, subjects=[1]))
     trainer = training.Trainer(cfg, spec, data, torch.device("cpu"))
     return {"config_key": results.result_key(cfg), **trainer.state()}, trainer
 
@@ -182,10 +183,10 @@ def test_damaged_manifest_marks_its_session_not_preprocessed(finished, tmp_path)
     manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items() if k != "arrays"}))
     with pytest.raises(utils.DataError, match=r"manifest.json: arrays: missing, so sub01_ses1 counts as not "
                                               r"preprocessed; run `python Preprocess.py -c .* --subjects 1 --sessions 1`"):
-        Preprocess.load_preprocessed(config.load_config(ini))
+        preprocessed.load_preprocessed(config.load_config(ini))
     p = run_cli("Preprocess.py", "-c", str(ini))            # rebuilt without --force
     assert p.returncode == 0 and p.stdout.startswith("sub01_ses1:"), p.stderr
-    assert len(Preprocess.load_preprocessed(config.load_config(ini))) == 2
+    assert len(preprocessed.load_preprocessed(config.load_config(ini))) == 2
 
 
 @pytest.mark.slow
@@ -276,7 +277,7 @@ def test_full_disk_during_force_keeps_the_old_session(finished, tmp_path, monkey
     with pytest.raises(utils.OutputError, match=rf"{folder}/\w+\.npy: cannot write \(no space left on device\)"):
         Preprocess.preprocess(cfg, force=True, subjects=[1])
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before        # nothing added, nothing changed
-    assert len(Preprocess.load_preprocessed(cfg, subjects=[1])) == 1
+    assert len(preprocessed.load_preprocessed(cfg, subjects=[1])) == 1
 
 
 def test_torch_save_failure_is_one_line_naming_the_file(tmp_path, monkeypatch):
