@@ -306,22 +306,12 @@ def _check_values(rec: Recording, de: dict[int, np.ndarray], raw: dict | None, a
                   f"({tiny:.3g}): written as 0 or with fewer digits", file=sys.stderr)
 
 
-def preprocess(cfg: Config, force: bool = False, subjects=None, sessions=None, maps: bool = True,
-               timings: dict[str, float] | None = None) -> list[Path]:
+def preprocess(cfg: Config, force: bool = False, subjects=None, sessions=None, maps: bool = True) -> list[Path]:
     """Write every selected subject-session (default: all) under preprocessed_root; returns their folders.
 
     maps=False (--no-maps) writes only what run.py reads: de, eeg, label, trial (about 25 MB a SEED
     session instead of 442 MB); a session written so is rebuilt when maps are asked for later.
-    timings, if given, accumulates seconds per phase: read, compute, check, write (bench/preprocess.py).
     """
-    timings = {} if timings is None else timings
-    clock = time.perf_counter
-
-    def lap(phase: str, since: float) -> float:
-        now = clock()
-        timings[phase] = timings.get(phase, 0.0) + now - since
-        return now
-
     data, root = cfg.data, cfg.path.dataset_root
     if data.specInput_length != len(BANDS):
         raise ConfigError(f"{cfg.where('data', 'specInput_length')}: expected {len(BANDS)} (DE bands), "
@@ -355,17 +345,14 @@ def preprocess(cfg: Config, force: bool = False, subjects=None, sessions=None, m
             continue
         if rec.session not in labels:
             raise DataError(f"{root}: no labels for session {rec.session} (sessions {', '.join(map(str, sorted(labels)))})")
-        start = clock()
+        start = time.perf_counter()
         de, raw = _load_session(rec, cfg, labels[rec.session], spec)
-        mark = lap("read", start)
         with np.errstate(over="ignore", invalid="ignore"):     # overflow is what _check_values reports
             arrays = session_arrays(de, raw, labels[rec.session], spec, interpolation, resampling, data.input_width,
                                     maps=False)
         # the maps are streamed into their files (inputs.save_maps_npy), not held: 442 MB a SEED session
         to_map = {m: arrays[e] for m, e in (("spectral", "de"), ("temporal", "eeg")) if maps and e in arrays}
-        mark = lap("compute", mark)
         _check_values(rec, de, raw, arrays, data.feature, to_map, interpolation, data.input_width)
-        mark = lap("check", mark)
         del de, raw
         shapes = {name: a.shape for name, a in arrays.items()}
         shapes |= {m: (len(v), data.input_width, data.input_width, v.shape[2]) for m, v in to_map.items()}
@@ -381,8 +368,7 @@ def preprocess(cfg: Config, force: bool = False, subjects=None, sessions=None, m
             "code": code,
         }
         n_bytes = _write_session(folder, arrays, manifest, to_map, interpolation, data.input_width)
-        lap("write", mark)
-        print(f"{folder.name}: {len(arrays['label'])} samples, {n_bytes / 1e6:.1f} MB, {clock() - start:.1f} s")
+        print(f"{folder.name}: {len(arrays['label'])} samples, {n_bytes / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s")
     _write_index(cfg)
     if skipped:
         print(f"{skipped} session(s) already preprocessed with this config, skipped (--force redoes them)")

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from datasets import N_CLASSES
-from utils import ConfigError, DEVICE_NAME
+from errors import ConfigError
 
 if TYPE_CHECKING:
     import argparse
@@ -56,6 +56,9 @@ def _positive(x) -> bool:
 
 def _non_negative(x) -> bool:
     return x >= 0
+
+
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")   # [training] device, bench --device
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -518,3 +521,27 @@ def data_override_root(cfg: "Config") -> "Config":
         return cfg
     return cfg.replace(path={"preprocessed_root": cfg.path.preprocessed_root / folder_name(data)})
 
+
+# ----------------------------------------------------------------------------- the network's arguments
+
+
+def stream_names(streams: str) -> tuple[str, ...]:
+    """[model] streams -> the stream names: both -> spectral, temporal; else one name or a comma list."""
+    return ("spectral", "temporal") if streams.strip() == "both" else tuple(n.strip() for n in streams.split(","))
+
+
+def model_arguments(cfg: Config) -> dict:
+    """SSTEmotionNet's keyword arguments from [model] (plugins aside) and the input sizes: the one mapping
+    from INI keys to the network (model.build_model)."""
+    arguments = {f.name: getattr(cfg.model, f.name) for f in fields(cfg.model) if f.name != "plugins"}
+    arguments.update({key: getattr(cfg.data, key) for key in INPUT_KEYS})
+    if "," in cfg.model.streams:
+        arguments["streams"] = stream_names(cfg.model.streams)
+    return arguments
+
+
+def model_error(cfg: Config, argument: str, detail: str) -> ConfigError:
+    """The ConfigError for an impossible network argument, naming where its key came from."""
+    section = "data" if argument in INPUT_KEYS else "model"
+    hint = " (registered by a [model] plugins file?)" if argument in ("streams", "attention_block") else ""
+    return ConfigError(f"{cfg.where(section, argument)}: {detail}{hint}")

@@ -17,7 +17,7 @@ Folder layout (the real one, which synthetic.py also writes):
     SEED_IV/ReadMe.txt                                    sessionK_label = [...];
 
 Subject, session and trial numbers are parsed from file names, dates and key names, never taken
-from positions or lexicographic order. Every problem with the files raises `utils.DataError`
+from positions or lexicographic order. Every problem with the files raises `errors.DataError`
 with one line naming the file, the key and what was expected; an oddity that leaves the data
 usable (a label line given twice, a file whose date the tables do not know) prints one line
 starting `warning: ` on stderr naming the files. Nothing is changed silently.
@@ -34,8 +34,8 @@ from typing import Callable
 import numpy as np
 import scipy.io
 
+from errors import DataError
 from fileio import list_folder
-from utils import DataError
 
 # ----------------------------------------------------------------------------- facts
 

@@ -52,7 +52,7 @@ import fileio
 import inputs
 import preprocessed
 import utils
-from utils import DataError, UserError
+from utils import UserError
 
 ROOT = Path(__file__).resolve().parent
 DPI = 110
@@ -396,62 +396,17 @@ def _map_sheet(maps: np.ndarray, width: int, row_names: Sequence[str], col_names
 # ----------------------------------------------------------------------------- attention
 
 
-def _pool_sessions(sessions: list, with_eeg: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    de = np.concatenate([np.asarray(s.de, dtype=np.float32) for s in sessions])
-    eeg = None
-    if with_eeg:
-        missing = next((s for s in sessions if s.eeg is None), None)
-        if missing is not None:
-            raise DataError(f"{getattr(missing, 'path', 'a session')}: no raw EEG maps, but the checkpoint's model "
-                            f"has a spatial-temporal stream")
-        eeg = np.concatenate([np.asarray(s.eeg, dtype=np.float32) for s in sessions])
-    return de, eeg, np.concatenate([np.asarray(s.label) for s in sessions]).astype(np.int64)
-
-
-def _subsample(label: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
-    """Sorted indices of at most `per_class` samples of each class (seeded: the same every call)."""
-    rng = np.random.default_rng(seed)
-    keep = [rng.choice(idx, per_class, replace=False) if len(idx) > per_class else idx
-            for idx in (np.flatnonzero(label == c) for c in np.unique(label))]
-    return np.sort(np.concatenate(keep))
-
-
 def attention_weights(checkpoint_path: Path, sessions: list, *, per_class: int = 400, batch_size: int = 128
                       ) -> tuple[Config, np.ndarray, dict[str, dict[str, np.ndarray]]]:
-    """Run a checkpoint's network over sessions' windows and collect its attention weights.
+    """A checkpoint's attention weights over sessions' windows (checkpoints.TrainedModel.attention_weights:
+    inputs normalised with the run's training statistics and mapped as in training, at most `per_class`
+    windows per class). Returns (config, labels (n,), {block: {"spatial": (n, H, W), "spectral_temporal":
+    (n, D)}}) with only the parts the model has."""
+    import checkpoints     # torch: imported when needed, not by every figure
 
-    The electrode arrays are z-scored with the checkpoint's training statistics and mapped with
-    inputs.interpolation_matrix, as in training. At most `per_class` windows per class are
-    used (seeded choice). Returns (config, labels (n,), {block: {"spatial": (n, H, W),
-    "spectral_temporal": (n, D)}}) with only the parts the model has (model.SSTEmotionNet.attention_weights).
-    """
-    import torch
-
-    import model as model_lib
-
-    ckpt = load_checkpoint(checkpoint_path)
-    cfg = Config.from_dict(ckpt["config"])
-    net = model_lib.build_model(cfg)
-    net.load_state_dict(ckpt["model"])
-    net.eval()
-    use_spectral, use_temporal = cfg.model.streams != "temporal", cfg.model.streams != "spectral"
-    de, eeg, label = _pool_sessions(sessions, use_temporal)
-    keep = _subsample(label, per_class)
-    de, label = de[keep], label[keep]
-    eeg = eeg[keep] if eeg is not None else None
-    de, eeg = inputs.apply_normalisation(de, eeg, ckpt.get("normalization") or {})
-    width = cfg.data.input_width
-    matrix = inputs.interpolation_matrix(width).astype(np.float32)
-    parts: dict[str, dict[str, list]] = {}
-    with torch.no_grad():
-        for start in range(0, len(label), batch_size):
-            sl = slice(start, start + batch_size)
-            spectral = torch.from_numpy(inputs.electrodes_to_maps(de[sl], matrix, width)) if use_spectral else None
-            temporal = torch.from_numpy(inputs.electrodes_to_maps(eeg[sl], matrix, width)) if use_temporal else None
-            for block, weights in net.attention_weights(spectral, temporal).items():
-                for kind, w in weights.items():
-                    parts.setdefault(block, {}).setdefault(kind, []).append(w.float().cpu().numpy())
-    return cfg, label, {b: {k: np.concatenate(v) for k, v in d.items()} for b, d in parts.items()}
+    trained = checkpoints.TrainedModel.load(checkpoint_path)
+    label, weights = trained.attention_weights(sessions, per_class=per_class, batch_size=batch_size)
+    return trained.cfg, label, weights
 
 
 def attention_figures(checkpoint_path: Path, sessions: list, out_dir: Path, *, per_class: int = 400) -> list[Path]:
@@ -724,17 +679,12 @@ def _draw_architecture(ax, cfg: Config, order: str, table: dict, n_rows: int) ->
 
 # ----------------------------------------------------------------------------- command line
 
-def load_checkpoint(checkpoint_path: Path) -> dict:
-    """A run.py checkpoint, checked (results.load_checkpoint)."""
-    import results
-
-    return results.load_checkpoint(checkpoint_path)
-
-
 def explain_run(checkpoint_path: Path, preprocessed_root: Path, out_dir: Path) -> list[Path]:
     """Attention and input figures of one run: its checkpoint fed with its own subject-session
     (every window; for LOSO runs the held-out subject's session)."""
-    ckpt = load_checkpoint(checkpoint_path)
+    import checkpoints
+
+    ckpt = checkpoints.load_checkpoint(checkpoint_path)
     cfg = Config.from_dict(ckpt["config"]).replace(path={"preprocessed_root": Path(preprocessed_root)})
     sessions = preprocessed.load_preprocessed(cfg, subjects=[ckpt["subject"]], sessions=[ckpt["session"]])
     paths = attention_figures(checkpoint_path, sessions, out_dir)

@@ -29,7 +29,7 @@ except ImportError:  # Windows has no fcntl: writes there always go through the 
 
 import numpy as np
 
-from utils import DataError, OutputError
+from errors import DataError, OutputError
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once, restored at once

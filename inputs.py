@@ -7,8 +7,8 @@ maps on disk (to float32 rounding; tests/test_preprocess.py checks it).
     matrix = interpolation_matrix(32)                  # (1024, 62) float64, built once
     maps = electrodes_to_maps(de, matrix, 32)          # (N, 62, 5) -> (N, 32, 32, 5) float32, contiguous
     to_maps = MapBuilder(32, device); to_maps(x)       # the same product in torch, per batch
-    de, eeg, stats = normalise_run(de, eeg, train)     # z-score with training-split statistics
-    de, eeg = apply_normalisation(de, eeg, stats)      # a checkpoint's statistics on other data
+    arrays, stats = normalise_run({"de": de, "eeg": eeg}, train)   # z-score with training-split statistics
+    arrays = apply_normalisation(arrays, stats)        # a checkpoint's statistics on other data
     spec = temporal_spec(cfg); eeg = temporal_samples(raw, n_windows, spec, resample_matrix(spec))
 
 Interpolation (decided here; the paper says "cubic"): the spline of scipy.interpolate's
@@ -36,8 +36,8 @@ import numpy as np
 
 from config import Config
 from datasets import CHANNELS, GRID_POSITIONS, GRID_SIZE, SAMPLING_RATE, WINDOW_S
+from errors import ConfigError
 from fileio import BLOCK, aligned_empty, direct_writes, pwrite_all
-from utils import ConfigError
 
 # ----------------------------------------------------------------------------- spatial maps
 
@@ -194,27 +194,26 @@ def zscore(x: np.ndarray, train: np.ndarray, axes: tuple) -> tuple[np.ndarray, n
     return ((x - mean) / std).astype(np.float32), mean.astype(np.float32), std.astype(np.float32)
 
 
-def normalise_run(de: np.ndarray, eeg: np.ndarray | None, train: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
-    """z-score DE (N, 62, bands) and raw EEG (N, 62, T) or None with the statistics of the `train` rows.
+def normalise_run(arrays: dict[str, np.ndarray], train: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """z-score a run's source arrays ({"de": (N, 62, bands), "eeg": (N, 62, T)}, either or both) with the
+    statistics of the `train` rows.
 
-    Returns (de, eeg, stats) with stats {"de_mean", "de_std"[, "eeg_mean", "eeg_std"]}, as saved in
+    Returns (arrays, stats) with stats {"de_mean", "de_std"[, "eeg_mean", "eeg_std"]}, as saved in
     checkpoints for `apply_normalisation`.
     """
-    stats = {}
-    de, stats["de_mean"], stats["de_std"] = zscore(de, train, NORMALISATION_AXES["de"])
-    if eeg is not None:
-        eeg, stats["eeg_mean"], stats["eeg_std"] = zscore(eeg, train, NORMALISATION_AXES["eeg"])
-    return de, eeg, stats
+    out, stats = {}, {}
+    for source, x in arrays.items():
+        out[source], stats[f"{source}_mean"], stats[f"{source}_std"] = zscore(x, train, NORMALISATION_AXES[source])
+    return out, stats
 
 
-def apply_normalisation(de: np.ndarray, eeg: np.ndarray | None, stats: dict) -> tuple[np.ndarray, np.ndarray | None]:
-    """DE and raw EEG normalised with saved statistics (normalise_run's); arrays without statistics pass."""
-    if "de_mean" in stats:
-        de = ((de - np.asarray(stats["de_mean"])) / np.asarray(stats["de_std"])).astype(np.float32)
-    if eeg is not None and "eeg_mean" in stats:
-        eeg = ((eeg - np.asarray(stats["eeg_mean"])) / np.asarray(stats["eeg_std"])).astype(np.float32)
-    return de, eeg
+def apply_normalisation(arrays: dict[str, np.ndarray], stats: dict) -> dict[str, np.ndarray]:
+    """Source arrays normalised with saved statistics (normalise_run's); arrays without statistics pass."""
+    out = {}
+    for source, x in arrays.items():
+        mean, std = stats.get(f"{source}_mean"), stats.get(f"{source}_std")
+        out[source] = x if mean is None else ((x - np.asarray(mean)) / np.asarray(std)).astype(np.float32)
+    return out
 
 
 # ----------------------------------------------------------------------------- temporal samples

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from model import SSTEmotionNet
-from utils import ConfigError, DataError
+from errors import ConfigError, DataError
 
 KERAS_LAYER_TYPES = {"conv3d": nn.Conv3d, "batch_normalization": nn.BatchNorm3d, "dense": nn.Linear}
 
@@ -59,7 +58,7 @@ def _keras_layers(path: Path) -> dict[str, list[tuple[str, dict]]]:
     return {kind: [(name, w) for _, name, w in sorted(entries)] for kind, entries in layers.items()}
 
 
-def load_keras_weights(net: SSTEmotionNet, path: str | Path) -> int:
+def load_keras_weights(net: nn.Module, path: str | Path) -> int:
     """Load an .h5 written by the authors' Keras code into an official-order `net`, in place.
 
     Reads, with h5py (no TensorFlow), a full-model file as their ModelCheckpoint(save_best_only=True)

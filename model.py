@@ -6,54 +6,30 @@
     net = SSTEmotionNet(nb_class=3)                        # the paper's SEED network (keyword arguments)
     net = build_model(config.load_config("SEED.ini"))       # the same network from an INI file
     logits = net(spectral, temporal)   # (N, W, W, bands), (N, W, W, time points) maps -> (N, nb_class) logits
-    optimizer = adam(net, l2=1e-4, lr=1e-4)                # the authors' Adam, L2 on their kernels only
     net.attention_weights(spectral, temporal)              # A3DB weights, for figures
 
-This file is the definition: what a reader reads and changes. CPU training runs it through
-`fastcpu.py`, an accelerator with the same parameters and state dict, held to this file by a
-parity test; CUDA training, evaluation and the tests run this file itself.
+This file is the definition, read top to bottom: Keras conventions, the parts named as in the paper,
+the streams, the network, `build_model` and the summary. CPU training runs it through `fastcpu.py`
+(same parameters and state dict, held to this file by a parity test, and only while this file's
+methods are the ones it was written for); CUDA training, evaluation and the tests run it as written.
 
-The network is the authors' Keras model (docs/reference.md, "Network"): per stream a stem, dense
-blocks of pseudo-3D dense layers, transitions and A3DB attention blocks, then BN-ReLU-global average
-pool; the head concatenates the streams -> Dense(50) -> Dropout -> Dense(nb_class). `block_order`
-picks the paper's figure-3 order (attention before every dense block, default) or the authors'
-released order (attention after each transition); `attention` and `streams` switch parts off for the
-paper's ablations.
+The network is the authors' Keras model (docs/reference.md): per stream a stem, dense blocks of
+pseudo-3D dense layers, transitions and A3DB attention blocks (`block_order`: the paper's figure 3, or
+the authors' released order), BN-ReLU-global average pool; the head concatenates the streams ->
+Dense(50) -> Dropout -> Dense(nb_class). Maps arrive as stored on disk, (N, H, W, D); a stream works
+on (N, C, H, W, D), so a Keras kernel (kH, kW, kD, in, out) is a weight (out, in, kH, kW, kD), and
+shapes in comments and the summary are Keras's channels-last (H, W, D, C). Keras details kept: 'same'
+padding, he_normal kernels, glorot_uniform Dense, BN epsilon 1.1e-5 and momentum 0.99, L2 1e-4 on the
+stem, bottleneck and transition kernels only; each deviation is written where it happens.
 
-Layout: maps arrive as stored on disk, (N, H, W, D) with H = W = input_width and D the bands or time
-points; a stream adds a channel axis and works on (N, C, H, W, D) tensors, so a Keras kernel
-(kH, kW, kD, in, out) is this file's (out, in, kH, kW, kD) weight, and shapes in comments and in the
-summary are Keras's channels-last (H, W, D, C).
-
-Keras details kept: 'same' padding (at stride 2 the extra padding goes at the end); he_normal
-convolution kernels (Keras 2.3: a normal truncated at 2 standard deviations, rescaled so that the
-standard deviation after truncation is sqrt(2 / fan_in)); glorot_uniform Dense kernels, zero biases,
-no convolution bias; BN epsilon 1.1e-5 and momentum 0.99 (0.01 in PyTorch's convention); L2 1e-4 on
-the stem, bottleneck and transition kernels only (`param_groups`).
-
-Deviations from the authors' code, on purpose: the head returns logits (Keras: softmax, or sigmoid
-for 2 classes, in the last Dense; here the softmax lives in the loss); the running variance uses
-PyTorch's n/(n-1) correction (Keras: n/(n-1-eps)); the authors build the stem convolution twice and
-use the second (the first is in neither their model nor its parameter count): once here; `attention`
-switches the A3DB parts of both streams (their `sst_emotionnet` passes the part switches to the
-spectral stream only).
-
-Extending: a stream is any module with `name`, `input_size` (H, W, D) and `feature_size` whose
-forward maps (N, H, W, D) -> (N, feature_size); `register_stream` makes it buildable by name
-(`SSTEmotionNet(streams=("spectral", "temporal", "mine"))`). An attention variant is a module built
-as `cls((H, W, D), attention=..., activation=...)` on (N, C, H, W, D); `register_attention` makes it
-selectable with `attention_block="name"`. Examples: docs/model.md.
+Extending (docs/model.md): `register_stream(name, source=...)`, `register_attention(name)`; by name from
+Python or the INI file ([model] streams, attention_block; [model] plugins imports the files).
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
-import re
-import sys
-import traceback
 from collections import OrderedDict
-from dataclasses import fields
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -64,6 +40,7 @@ import torch.nn.functional as F
 import config
 import fileio
 import utils
+from optim import adam, param_groups  # noqa: F401  (model.adam, model.param_groups: the authors' optimizer)
 
 BN_EPSILON = 1.1e-5     # Keras BatchNormalization(epsilon=1.1e-5) in the authors' code
 BN_MOMENTUM = 0.01      # Keras momentum 0.99 weighs the old running value; PyTorch's weighs the new one
@@ -98,12 +75,8 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
 
 
 def he_normal_(weight: torch.Tensor) -> None:
-    """Keras 2.3 he_normal: truncated normal (cut at +-2 std), std sqrt(2 / fan_in) after truncation.
-
-    Keras draws from a normal of std sqrt(2 / fan_in) / 0.8796... (the standard deviation of a unit
-    normal truncated at +-2) and rejects values beyond two of those standard deviations.
-    fan_in = in_channels * kH * kW * kD, as for PyTorch's (out, in, *kernel) weights.
-    """
+    """Keras 2.3 he_normal: a normal of std sqrt(2 / fan_in) / 0.8796... (0.8796: the std of a unit normal
+    truncated at +-2) cut at two of its stds; fan_in = in_channels * kH * kW * kD."""
     fan_in = weight[0].numel()
     std = math.sqrt(2.0 / fan_in) / 0.87962566103423978
     nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
@@ -125,10 +98,8 @@ def batch_norm(num_features: int, momentum: float = BN_MOMENTUM) -> nn.BatchNorm
 class Conv3DSame(nn.Conv3d):
     """Keras Conv3D(padding='same', use_bias=False, kernel_initializer='he_normal') on (N, C, H, W, D).
 
-    kernel and stride in Keras axis order (H, W, D); the weight is (out, in, kH, kW, kD).
-    `regularized` marks the kernels that carry the authors' L2 penalty (see `param_groups`).
-    At stride 1 with odd kernels 'same' padding is symmetric and the convolution pads itself;
-    otherwise the input is padded first, with the extra position at the end as Keras does.
+    kernel and stride in Keras axis order (H, W, D); `regularized`: the authors' L2 (param_groups).
+    Symmetric 'same' padding is the convolution's own; otherwise the extra position goes at the end (Keras).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: tuple[int, int, int],
@@ -281,12 +252,9 @@ class GlobalPool(nn.Module):
 
 @torch.no_grad()
 def trace(module: nn.Module, shape: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
-    """(output shape, multiply-adds) of one sample of `shape` (e.g. (C, H, W, D)) through `module`.
-
-    A forward of zeros in eval mode (the mode is restored), counting each convolution's output
-    positions x kernel size x input channels and each Dense kernel: the Keras model's multiply-adds
-    (no BN, activation, pooling or bias terms). Shapes and multiply-adds come only from here.
-    """
+    """(output shape, multiply-adds) of one sample of `shape` (e.g. (C, H, W, D)) through `module`: a forward
+    of zeros in eval mode (restored), counting convolution and Dense kernels only, as the Keras model's
+    multiply-adds (no BN, activation, pooling or bias). Shapes and multiply-adds come only from here."""
     macs = []
 
     def count(m, _inputs, out):
@@ -308,12 +276,9 @@ def trace(module: nn.Module, shape: tuple[int, ...]) -> tuple[tuple[int, ...], i
 
 
 class DenseStream3D(nn.Module):
-    """One stream: stem -> A3DB attention, dense blocks and transitions in `block_order` -> BN-ReLU-pool.
-
-    Each stage is traced as it is built (`trace`): `self.stages[name]` holds its output shape
-    (H, W, D, C) and multiply-adds per sample. forward: (N, H, W, D) maps -> (N, feature_size).
-    Subclasses build the stem and name their keyword arguments (`arguments`, used in errors).
-    """
+    """One stream: stem -> A3DB attention, dense blocks and transitions in `block_order` -> BN-ReLU-pool;
+    (N, H, W, D) maps -> (N, feature_size). Stages are traced as built: `stages[name]` = output shape
+    (H, W, D, C) and multiply-adds per sample. Subclasses build the stem and name their arguments."""
 
     name = ""           # prefix of its stages in the summary and in attention_weights; its forward's keyword
     arguments = {"depth": "depth", "length": "length", "compression": "compression"}
@@ -373,6 +338,14 @@ class DenseStream3D(nn.Module):
         raise ModelArgumentError(argument, f"{value} is too small for {nb_dense_block} dense blocks of the "
                                  f"{self.name} stream (the (H, W, D) map is {(H, W, D)} at {stage}, which halves it)")
 
+    @classmethod
+    def from_arguments(cls, a: dict) -> "DenseStream3D":
+        """The stream from SSTEmotionNet's keyword arguments `a`, read through the names in `arguments`."""
+        n, keys = cls.arguments, ("nb_dense_block", "block_order", "attention", "attention_activation",
+                                  "attention_block", "bn_momentum")
+        return cls((a["input_width"], a["input_width"], a[n["length"]]), a[n["depth"]], a[n["growth_rate"]],
+                   a[n["compression"]], **{k: a[k] for k in keys})
+
     def make_stem(self, channels: int, bn_momentum: float) -> Iterator[tuple[str, nn.Module]]:
         """Yields (name, module) for the stem's stages."""
         raise NotImplementedError
@@ -383,17 +356,15 @@ class DenseStream3D(nn.Module):
 
 
 STREAMS: dict[str, Callable[[dict], nn.Module]] = {}
-SOURCES = ("de", "eeg")     # the session arrays a stream's maps are built from (preprocessed.Session)
 STREAM_SOURCES: dict[str, str] = {}
+# The session arrays a stream's maps are built from (preprocessed.Session), and the size that is their depth.
+SOURCES = {"de": "specInput_length", "eeg": "temInput_length"}
 
 
 def register_stream(name: str, source: str | None = None) -> Callable:
-    """Decorator: `builder(arguments) -> stream module`, where `arguments` holds SSTEmotionNet's keyword
-    arguments, makes a stream buildable by name (SSTEmotionNet(streams=(..., name)), `[model] streams`).
-
-    `source`: the session array its (N, W, W, D) maps are built from: "de" (DE features, D =
-    specInput_length) or "eeg" (raw segments, D = temInput_length); training and prediction read it.
-    """
+    """Decorator: `builder(arguments) -> stream module` (arguments: SSTEmotionNet's keyword arguments) makes a
+    stream buildable by name (SSTEmotionNet(streams=(..., name)), `[model] streams`). `source`: the session
+    array its (N, W, W, D) maps are built from, "de" (D = specInput_length) or "eeg" (D = temInput_length)."""
     if source not in SOURCES:
         raise ValueError(f"register_stream({name!r}): expected source='de' or source='eeg' (the session array "
                          f"its maps are built from), got {source!r}")
@@ -404,16 +375,12 @@ def register_stream(name: str, source: str | None = None) -> Callable:
     return register
 
 
-def _stream_options(a: dict) -> dict:
-    keys = ("nb_dense_block", "block_order", "attention", "attention_activation", "attention_block", "bn_momentum")
-    return {k: a[k] for k in keys}
-
-
 class SpatialSpectralStream(DenseStream3D):
     """Spatial-spectral stream on (N, W, W, bands) DE maps; stem Conv(3x3x1), stride 1, no BN."""
 
     name, source = "spectral", "de"
-    arguments = {"depth": "depth_spec", "length": "specInput_length", "compression": "compression_spec"}
+    arguments = {"depth": "depth_spec", "length": "specInput_length", "compression": "compression_spec",
+                 "growth_rate": "gr_spec"}
 
     def make_stem(self, channels: int, bn_momentum: float):
         yield "stem", Conv3DSame(1, channels, (3, 3, 1), regularized=True)
@@ -426,23 +393,16 @@ class SpatialTemporalStream(DenseStream3D):
     """
 
     name, source = "temporal", "eeg"
-    arguments = {"depth": "depth_tem", "length": "temInput_length", "compression": "compression_tem"}
+    arguments = {"depth": "depth_tem", "length": "temInput_length", "compression": "compression_tem",
+                 "growth_rate": "gr_tem"}
 
     def make_stem(self, channels: int, bn_momentum: float):
         yield "stem", Conv3DSame(1, channels, (5, 5, 3), (2, 2, 1), regularized=True)
         yield "pool", StemPool(channels, bn_momentum)
 
 
-@register_stream("spectral", source="de")
-def _spectral(a: dict) -> SpatialSpectralStream:
-    return SpatialSpectralStream((a["input_width"], a["input_width"], a["specInput_length"]), a["depth_spec"],
-                                 a["gr_spec"], a["compression_spec"], **_stream_options(a))
-
-
-@register_stream("temporal", source="eeg")
-def _temporal(a: dict) -> SpatialTemporalStream:
-    return SpatialTemporalStream((a["input_width"], a["input_width"], a["temInput_length"]), a["depth_tem"],
-                                 a["gr_tem"], a["compression_tem"], **_stream_options(a))
+register_stream("spectral", source="de")(SpatialSpectralStream.from_arguments)
+register_stream("temporal", source="eeg")(SpatialTemporalStream.from_arguments)
 
 
 # ----------------------------------------------------------------------------- the network
@@ -475,12 +435,11 @@ class SSTEmotionNet(nn.Module):
         _choice("attention", attention, ("both", "spatial", "spectral_temporal", "none"))
         _choice("attention_activation", attention_activation, ("sigmoid", "softmax"))
         _choice("attention_block", attention_block, tuple(ATTENTION_BLOCKS))
-        for name, low, high, closed in (("dropout", 0, 1, "[0, 1)"), ("bn_momentum", 0, 1, "(0, 1]"),
-                                        ("compression_spec", 0, 1, "(0, 1]"), ("compression_tem", 0, 1, "(0, 1]")):
-            value = arguments[name]
-            inside = (low <= value < high) if closed == "[0, 1)" else (low < value <= high)
-            if not isinstance(value, (int, float)) or not inside:
-                raise ModelArgumentError(name, f"expected a number in {closed}, got {value!r}")
+        if not 0 <= dropout < 1:
+            raise ModelArgumentError("dropout", f"expected a number in [0, 1), got {dropout!r}")
+        for name in ("bn_momentum", "compression_spec", "compression_tem"):
+            if not 0 < arguments[name] <= 1:
+                raise ModelArgumentError(name, f"expected a number in (0, 1], got {arguments[name]!r}")
         if isinstance(streams, str):
             streams = BUILT_IN_STREAMS if streams == "both" else (streams,)
         self.stream_names: list[str] = []
@@ -593,110 +552,38 @@ class SSTEmotionNet(nn.Module):
 
 # ----------------------------------------------------------------------------- from the INI file
 
-SOURCE_LENGTH = {"de": "specInput_length", "eeg": "temInput_length"}    # the depth of a source's maps
-_PLUGINS: dict[Path, object] = {}       # imported plugin files (one import per process)
-
-
-def load_plugins(paths, where: str = "[model] plugins") -> None:
-    """Import Python files ([model] plugins) so that the variants they register can be built by name.
-
-    Each file is imported once per process, as a module named after its path. A file that is missing or
-    fails on import is one ConfigError naming `where`, the file and, for an error inside it, the line.
-    """
-    for path in map(Path, paths):
-        if path in _PLUGINS:
-            continue
-        if not path.is_file():
-            raise utils.ConfigError(f"{where}: {path}: no such file")
-        name = "sst_plugin_" + re.sub(r"\W", "_", str(path))
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module      # as for any import: dataclasses and pickling inside it find it
-        try:
-            spec.loader.exec_module(module)
-        except Exception as e:
-            del sys.modules[name]
-            line = getattr(e, "lineno", None) if isinstance(e, SyntaxError) else next(
-                (tb.lineno for tb in traceback.extract_tb(e.__traceback__) if Path(tb.filename) == path), None)
-            at = f", line {line}" if line else ""
-            raise utils.ConfigError(f"{where}: {path}{at}: the plugin failed on import ({type(e).__name__}: "
-                                    f"{(str(e).splitlines() or [''])[0][:200]})") from None
-        _PLUGINS[path] = module
-
-
-def stream_names(streams: str) -> tuple[str, ...]:
-    """[model] streams -> the stream names: both -> spectral, temporal; else one name or a comma list."""
-    return BUILT_IN_STREAMS if streams.strip() == "both" else tuple(n.strip() for n in streams.split(","))
-
-
 def stream_sources(cfg: config.Config) -> dict[str, str]:
-    """{stream name: source array} of the network `cfg` builds, without building it (registered names)."""
-    return {name: STREAM_SOURCES.get(name) for name in stream_names(cfg.model.streams)}
+    """{stream name: source array} of the network `cfg` builds, without building it (plugins imported)."""
+    utils.import_plugins(cfg.model.plugins, cfg.where("model", "plugins"))
+    return {name: STREAM_SOURCES.get(name) for name in config.stream_names(cfg.model.streams)}
 
 
 def build_model(cfg: config.Config, plugins: bool = True) -> SSTEmotionNet:
-    """The network for a config: the one place that knows INI key names. Imports [model] plugins first
+    """The network for a config (config.model_arguments maps the INI keys), [model] plugins imported first
     (plugins=False: not, e.g. for a checkpoint's config, whose variants must be registered already). A
     config it cannot build raises one ConfigError naming the file, section and key."""
     if plugins:
-        load_plugins(cfg.model.plugins, cfg.where("model", "plugins"))
-    arguments = {f.name: getattr(cfg.model, f.name) for f in fields(cfg.model) if f.name != "plugins"}
-    arguments.update({key: getattr(cfg.data, key) for key in config.INPUT_KEYS})
-    if "," in cfg.model.streams:
-        arguments["streams"] = stream_names(cfg.model.streams)
+        utils.import_plugins(cfg.model.plugins, cfg.where("model", "plugins"))
     try:
-        net = SSTEmotionNet(**arguments)
+        net = SSTEmotionNet(**config.model_arguments(cfg))
     except ModelArgumentError as e:
-        section = "data" if e.argument in config.INPUT_KEYS else "model"
-        hint = " (registered by a [model] plugins file?)" if e.argument in ("streams", "attention_block") else ""
-        raise utils.ConfigError(f"{cfg.where(section, e.argument)}: {e.detail}{hint}") from None
+        raise config.model_error(cfg, e.argument, e.detail) from None
     for name, stream in net.named_streams().items():    # its maps are built from its source array
         source = getattr(stream, "source", None)
-        if source not in SOURCE_LENGTH:
-            raise utils.ConfigError(f"{cfg.where('model', 'streams')}: stream {name} says no source ('de' or 'eeg'; "
-                                    f"model.register_stream(name, source=...))")
-        W, D = cfg.data.input_width, getattr(cfg.data, SOURCE_LENGTH[source])
-        if tuple(stream.input_size) != (W, W, D):
-            raise utils.ConfigError(f"{cfg.where('model', 'streams')}: stream {name} takes {tuple(stream.input_size)} "
-                                    f"maps, but its source {source} gives ({W}, {W}, {D}) (input_width, "
-                                    f"{SOURCE_LENGTH[source]})")
+        size = (cfg.data.input_width, cfg.data.input_width, getattr(cfg.data, SOURCES.get(source, ""), None))
+        if tuple(stream.input_size) != size:
+            raise config.model_error(cfg, "streams", f"stream {name} takes {tuple(stream.input_size)} maps, but its "
+                                     f"source {source!r} ('de' or 'eeg', register_stream) gives {size}")
     return net
-
-
-def param_groups(net: nn.Module, l2: float) -> list[dict]:
-    """Parameter groups for torch.optim.Adam reproducing Keras's kernel_regularizer=l2(l2).
-
-    Keras adds l2 * sum(w ** 2) to the loss for the stem, bottleneck (1x1x1) and transition kernels
-    only, i.e. a gradient 2 * l2 * w; Adam's (coupled, not AdamW) weight_decay adds weight_decay * w
-    to the gradient, so those kernels get weight_decay = 2 * l2 and every other parameter 0.
-    """
-    decay = {id(m.weight) for m in net.modules() if isinstance(m, Conv3DSame) and m.regularized}
-    params = list(net.parameters())
-    return [
-        {"params": [p for p in params if id(p) in decay], "weight_decay": 2 * l2},
-        {"params": [p for p in params if id(p) not in decay], "weight_decay": 0.0},
-    ]
-
-
-def adam(net: nn.Module, l2: float, lr: float) -> torch.optim.Adam:
-    """The training optimizer: Adam (betas 0.9, 0.999, eps 1e-8) over `param_groups(net, l2)`.
-
-    PyTorch's fused implementation (one kernel over all parameters): the same update rule, about
-    5x faster than the per-parameter loop on the CPU (1.3 vs 6.9 ms a step for SEED.ini's 1.57 M
-    parameters), which matters because the attention Dense(1024, 1024) is large.
-    """
-    return torch.optim.Adam(param_groups(net, l2), lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
 
 
 # ----------------------------------------------------------------------------- the authors' Keras weights
 
 
 def load_keras_weights(net: SSTEmotionNet, path: str | Path) -> int:
-    """Load an .h5 written by the authors' Keras code into an official-order `net`, in place; returns the
-    number of tensors loaded. The reader lives in keras_weights.py (h5py, no TensorFlow)."""
-    import keras_weights
-
-    return keras_weights.load_keras_weights(net, path)
+    """The authors' Keras .h5 into an official-order `net`, in place (keras_weights.py); tensors loaded."""
+    from keras_weights import load_keras_weights as load     # h5py: imported when needed
+    return load(net, path)
 
 
 # ----------------------------------------------------------------------------- summary
@@ -734,29 +621,27 @@ def summary(net: SSTEmotionNet) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-c", "--config", default="SEED.ini",
-                        help="INI file (default: SEED.ini); only [model] and the input sizes are read, so the "
-                             "authors' config/SEED.ini works too")
+    parser.add_argument("-c", "--config", default="SEED.ini", help="INI file (default: SEED.ini); only [model] and "
+                        "the input sizes are read, so the authors' config/SEED.ini works too")
     config.add_set_argument(parser)
     parser.add_argument("--keras-weights", type=Path, metavar="FILE.h5",
                         help="load the authors' Keras weights (.h5) into the official-order network")
     parser.add_argument("--save", type=Path, metavar="FILE.pt", help="with --keras-weights: save the state dict")
     args = parser.parse_args(argv)
+    cfg = config.load_config(args.config, args.set, sections=("model",))  # the network needs no paths or training keys
     if args.save and not args.keras_weights:
         raise utils.UserError("--save goes with --keras-weights")
-    cfg = config.load_config(args.config, args.set, sections=("model",))  # the network needs no paths or training keys
-    if args.keras_weights:
-        if cfg.model.block_order != "official":
-            print(f"block order: official (the authors' code; {args.config} says {cfg.model.block_order})")
+    if args.keras_weights and cfg.model.block_order != "official":
+        print(f"block order: official (the authors' code; {args.config} says {cfg.model.block_order})")
         cfg = cfg.replace(model={"block_order": "official"})
     net = build_model(cfg)
     print(summary(net))
     if args.keras_weights:
         print(f"tensors loaded from {args.keras_weights}: {load_keras_weights(net, args.keras_weights)}")
-        if args.save:
-            with fileio.atomic_path(args.save) as tmp:
-                torch.save(net.state_dict(), tmp)
-            print(f"state dict saved: {args.save}")
+    if args.save:
+        with fileio.atomic_path(args.save) as tmp:
+            torch.save(net.state_dict(), tmp)
+        print(f"state dict saved: {args.save}")
     return 0
 
 

@@ -19,8 +19,8 @@ import numpy as np
 
 import schemas
 from config import Config, data_overrides
+from errors import DataError
 from fileio import list_folder
-from utils import DataError
 
 MANIFEST = "manifest.json"
 ARRAYS = ("spectral", "temporal", "de", "eeg", "label", "trial")  # .npy files of a session, in write order
@@ -73,6 +73,12 @@ class Session:
     label: np.ndarray  # (N,) int64, 0-based class (datasets.CLASS_NAMES)
     trial: np.ndarray  # (N,) int64, 1-based trial number
     path: Path  # the session folder (spectral.npy, temporal.npy, manifest.json)
+
+    def source(self, name: str) -> np.ndarray | None:
+        """A stream's source array by name (model.register_stream's source): "de" or "eeg"."""
+        if name not in ("de", "eeg"):
+            raise ValueError(f"{name!r}: expected a source array name, de or eeg")
+        return getattr(self, name)
 
 
 def preprocess_command(cfg: Config) -> str:

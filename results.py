@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from config import Config
+import checkpoints
 import figures
 import fileio
 import schemas
@@ -390,40 +391,11 @@ def load_partial(path: Path, trainer: Trainer, config_key: str) -> None:
             from None
 
 
-def load_checkpoint(path: Path) -> dict:
-    """A run's best checkpoint (model, config, run, subject, session, epoch, normalization), checked;
-    UserError naming the file if it is missing, unreadable or damaged."""
-    path = Path(path)
-    if not path.is_file():
-        record = path.parent.parent / "runs" / f"{path.stem}.json"
-        if record.is_file():
-            raise utils.UserError(f"{path}: checkpoint not found, although the run finished ({record}); it was "
-                                  f"deleted: delete {record.name} too and rerun run.py to redo the run")
-        raise utils.UserError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # our own file: config and arrays
-    except Exception as e:      # truncated or not a checkpoint: fails anywhere inside torch's unpickler
-        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: "
-                        f"{(str(e).splitlines() or [''])[0][:80]}); delete it and its runs/*.json to redo the run") from None
-    problem = schemas.check(checkpoint, schemas.CHECKPOINT)
-    if problem:
-        raise DataError(f"{path}: damaged checkpoint ({problem}); delete it and its runs/*.json to redo the run")
-    return checkpoint
-
-
 def load_trained(path: Path):
-    """(network in eval mode, its Config, its input statistics) from a run's best checkpoint."""
-    import model as model_lib
-
-    checkpoint = load_checkpoint(path)
-    try:
-        cfg = Config.from_dict(checkpoint["config"])
-        net = model_lib.build_model(cfg)
-        net.load_state_dict(checkpoint["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError, utils.UserError) as e:
-        raise DataError(f"{path}: damaged checkpoint (its config or weights do not make a network: "
-                        f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:80]})") from None
-    return net.eval(), cfg, checkpoint["normalization"]
+    """(network in eval mode, its Config, its input statistics) from a run's best checkpoint
+    (checkpoints.TrainedModel.load)."""
+    trained = checkpoints.TrainedModel.load(path)
+    return trained.net, trained.cfg, trained.stats
 
 
 def write_result(out: "ResultDir", cfg: Config, trainer: Trainer, result: dict) -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import checkpoints
 import config
 import datasets
 import fileio
@@ -41,12 +42,12 @@ import model as model_lib
 import Preprocess
 import preprocessed
 import results
-from results import ResultDir
 import utils
-from training import (Diverged, RunSpec, Trainer, build_run_data, confusion_matrix, predict_probabilities,
-                      result_warnings, run_split, scores, subject_pool)
 from config import Config
-from utils import DataError, UserError
+from results import ResultDir
+from training import (Diverged, RunSpec, Trainer, build_run_data, check_run_data, confusion_matrix, result_warnings,
+                      scores, subject_pool)
+from utils import ConfigError, DataError, UserError
 
 # --demo: synthetic SEED data of this size, and these keys changed from the INI file's values.
 DEMO_DATA = {"subjects": (1, 2), "sessions": (1,), "trial_fraction": 0.15, "seed": 0}
@@ -264,19 +265,18 @@ def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions) -> int:
     if not subjects or not sessions or len(subjects) != 1 or len(sessions) != 1:
         raise UserError(f"--predict {run}: give one subject and one session, e.g. --subjects 3 --sessions 2")
     subject, session_number = subjects[0], sessions[0]
-    net, trained, stats = results.load_trained(out.root / "checkpoints" / f"{run}.pt")
-    changed = [k for k, v in cfg.to_dict()["data"].items() if trained.to_dict()["data"].get(k) != v]
+    trained = checkpoints.TrainedModel.load(out.root / "checkpoints" / f"{run}.pt")
+    theirs = trained.cfg.to_dict()["data"]
+    changed = [k for k, v in cfg.to_dict()["data"].items() if theirs.get(k) != v]
     if changed:
-        raise utils.ConfigError(f"{cfg.where('data', changed[0])}: {cfg.to_dict()['data'][changed[0]]!r}, but {run} was "
-                                f"trained with {trained.to_dict()['data'][changed[0]]!r}; preprocess with the run's [data]")
+        raise ConfigError(f"{cfg.where('data', changed[0])}: {cfg.to_dict()['data'][changed[0]]!r}, but {run} was "
+                          f"trained with {theirs[changed[0]]!r}; preprocess with the run's [data]")
     session = preprocessed.load_preprocessed(cfg, [subject], [session_number])[0]
-    if trained.model.streams != "spectral" and session.eeg is None:
-        raise DataError(f"{session.path}: no raw EEG maps, which {run} needs (streams = {trained.model.streams})")
-    probabilities = predict_probabilities(net, trained, stats, session)
+    probabilities = trained.probabilities(session)
     truth, predicted = np.asarray(session.label), probabilities.argmax(1)
     trial = np.asarray(session.trial)
     window = np.arange(len(trial)) - np.searchsorted(trial, trial)    # 0-based window within its trial
-    names = datasets.CLASS_NAMES[trained.data.dataset]
+    names = datasets.CLASS_NAMES[trained.cfg.data.dataset]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["trial", "window", "true_label", "predicted_label", *(f"p_{name}" for name in names)])
@@ -285,7 +285,7 @@ def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions) -> int:
     path = out.root / "predictions" / f"{run}_on_sub{subject:02d}_ses{session_number}.csv"
     with fileio.atomic_path(path) as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
-    s = scores(confusion_matrix(truth, predicted, trained.model.nb_class))
+    s = scores(confusion_matrix(truth, predicted, trained.cfg.model.nb_class))
     print(f"{run} on sub{subject:02d}_ses{session_number}: {len(truth)} windows, accuracy {100 * s['accuracy']:.2f}%  "
           f"macro-F1 {s['macro_f1']:.3f}  kappa {s['kappa']:.3f}")
     print(path)
@@ -325,7 +325,7 @@ def override_folder(cfg: Config) -> str | None:
     return config.folder_name(changing)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-c", "--config", default="SEED.ini", help="INI file (default SEED.ini)")
     config.add_set_argument(parser)
@@ -353,7 +353,17 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{' and '.join(actions)}: one at a time")
     if args.jobs < 1:
         raise UserError(f"--jobs: expected a positive number of worker processes, got {args.jobs}")
+    if args.tensorboard:
+        try:
+            importlib.import_module("torch.utils.tensorboard")
+        except ImportError:
+            raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+    return args
 
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    """The INI file with --set applied, the demo's keys, and the result and preprocessed folders: --result-path,
+    or a subfolder named after the --set values that change results (and data.* ones for the maps)."""
     cfg = config.load_config(args.config, overrides=args.set)
     if args.demo:
         if args.set:
@@ -367,48 +377,47 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.data_override_root(cfg)
     if cfg.overrides:
         print(f"overrides: {' '.join(cfg.overrides)}; results under {cfg.path.result_path}")
-    if args.tensorboard:
-        try:
-            importlib.import_module("torch.utils.tensorboard")
-        except ImportError:
-            raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+    model_lib.build_model(cfg)  # a config the network cannot be built from fails before any output; imports plugins
+    return cfg
+
+
+def summarize_results(cfg: Config, args: argparse.Namespace) -> int:
+    """--summarize: merge the finished runs (all, or --subjects/--sessions of them) and print the table."""
+    if args.shard:
+        raise UserError("--summarize merges finished runs; --shard selects work to run, not results to merge "
+                        "(use --subjects / --sessions to summarize a part)")
+    out = ResultDir(cfg)
+    done = out.finished()
+    if not done:
+        raise DataError(f"{out.root / 'runs'}: no finished runs to summarize; run `python run.py -c {args.config}` first")
+    out.check_writable()
+    if results.summarize(cfg, out, args.subjects, args.sessions) is None:    # sets damaged records aside only if not None
+        raise DataError(f"{out.root / 'runs'}: no finished run of subjects {args.subjects or 'all'}, sessions "
+                        f"{args.sessions or 'all'} to summarize")
+    out.tidy([], done)
+    return 0
+
+
+def explain(cfg: Config, run: str) -> int:
+    """--explain RUN: attention and input figures of a finished run, under figures/RUN."""
+    import figures
+
+    root = cfg.path.result_path
+    for path in figures.explain_run(root / "checkpoints" / f"{run}.pt", cfg.path.preprocessed_root,
+                                    root / "figures" / run):
+        print(path)
+    return 0
+
+
+def train(cfg: Config, args: argparse.Namespace) -> int:
+    """Train every selected run not finished yet (resuming partial ones), then summarize (not with --shard)."""
     subjects, sessions = args.subjects, args.sessions
     shard = parse_shard(args.shard) if args.shard else None
-
-    model_lib.build_model(cfg)  # a config the network cannot be built from fails before any output
     out = ResultDir(cfg)
-    if args.summarize:
-        if shard is not None:
-            raise UserError("--summarize merges finished runs; --shard selects work to run, not results to merge "
-                            "(use --subjects / --sessions to summarize a part)")
-        done = out.finished()
-        if not done:
-            raise DataError(f"{out.root / 'runs'}: no finished runs to summarize; run `python run.py -c {args.config}` first")
-        out.check_writable()
-        if results.summarize(cfg, out, subjects, sessions) is None:    # sets damaged records aside only if not None
-            raise DataError(f"{out.root / 'runs'}: no finished run of subjects {subjects or 'all'}, sessions "
-                            f"{sessions or 'all'} to summarize")
-        out.tidy([], done)
-        return 0
-    if args.predict:
-        return predict(cfg, out, args.predict, subjects, sessions)
-    if args.explain:
-        import figures
-
-        for path in figures.explain_run(out.root / "checkpoints" / f"{args.explain}.pt", cfg.path.preprocessed_root,
-                                        out.root / "figures" / args.explain):
-            print(path)
-        return 0
     if args.demo:
         Preprocess.preprocess(cfg)
-
     device = utils.resolve_device(cfg.training.device, cfg.where("training", "device"))
-    threads = None      # set below, once the runs to do are known
     all_sessions = preprocessed.load_preprocessed(cfg, *pooled(cfg, subjects, sessions))
-    if cfg.model.streams != "spectral" and any(s.eeg is None for s in all_sessions):
-        missing = next(s for s in all_sessions if s.eeg is None)
-        raise DataError(f"{missing.path}: no spatial-temporal maps (no raw EEG was found); "
-                        f"set [model] streams = spectral to train the spatial-spectral stream only")
     runs = plan_runs(cfg, [(s.subject, s.session) for s in all_sessions], subjects, sessions, shard)
     if not runs:
         raise DataError(f"no preprocessed subject-session under {cfg.path.preprocessed_root} matches the selection")
@@ -417,8 +426,8 @@ def main(argv: list[str] | None = None) -> int:
                            for k in {s.session for s in all_sessions}},
                     {j: sorted(s.session for s in all_sessions if s.subject == j) for j in {s.subject for s in all_sessions}})
     todo = [(k, r) for k, r in enumerate(runs, start=1) if r.name not in done]
-    for _, spec in todo:  # every split can be made (e.g. loso has enough subjects) before anything is written
-        run_split(cfg, spec, all_sessions)
+    for _, spec in todo:  # every run's split and inputs can be made before anything is written
+        check_run_data(cfg, spec, all_sessions)
     out.check_writable()
     out.tidy(runs, done)
     jobs = min(args.jobs, max(len(todo), 1))
@@ -447,6 +456,18 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"shard {args.shard} done; after every shard has finished: python run.py -c {args.config} --summarize")
     return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    cfg = resolve_config(args)
+    if args.summarize:
+        return summarize_results(cfg, args)
+    if args.predict:
+        return predict(cfg, ResultDir(cfg), args.predict, args.subjects, args.sessions)
+    if args.explain:
+        return explain(cfg, args.explain)
+    return train(cfg, args)
 
 
 def serial(cfg: Config, todo: list[tuple[int, RunSpec]], n: int, sessions: list, device: torch.device, out: ResultDir,

@@ -23,10 +23,12 @@ import torch
 import torch.nn.functional as F
 
 from config import Config
+import checkpoints
 import datasets
 import fastcpu
 import inputs
 import model as model_lib
+import optim
 import utils
 from utils import ConfigError, DataError
 
@@ -133,11 +135,11 @@ def make_split(cfg: Config, spec: RunSpec, subject: np.ndarray, trial: np.ndarra
 class RunData:
     """One run's samples at electrode level, z-scored with training-split statistics.
 
-    de: (N, 62, specInput_length) float32; eeg: (N, 62, temInput_length) float32 or None.
+    inputs: {stream name: its source array}, (N, 62, specInput_length) float32 DE for a "de" stream,
+    (N, 62, temInput_length) float32 raw segments for an "eeg" stream (streams of one source share it).
     `subjects`: the subjects pooled (loso: every preprocessed subject of the session).
     """
-    de: torch.Tensor
-    eeg: torch.Tensor | None
+    inputs: dict[str, torch.Tensor]
     label: torch.Tensor
     split: Split
     stats: dict
@@ -178,16 +180,29 @@ def subject_pool(parts: list) -> list[int]:
     return sorted(int(s.subject) for s in parts)
 
 
+def check_run_data(cfg: Config, spec: RunSpec, sessions: list) -> tuple[list, np.ndarray, Split]:
+    """run_split, and every session pooled holds the source array of every stream (no raw EEG: no
+    spatial-temporal stream); DataError naming the session folder otherwise. Cheap: run.py calls it
+    for every run before anything is written."""
+    parts, label, split = run_split(cfg, spec, sessions)
+    for name, source in model_lib.stream_sources(cfg).items():
+        missing = next((s for s in parts if s.source(source) is None), None)
+        if missing is not None:
+            raise DataError(f"{missing.path}: no {source}.npy (no raw EEG was preprocessed), which stream {name} needs; "
+                            f"set [model] streams = spectral to train the spatial-spectral stream only")
+    return parts, label, split
+
+
 def build_run_data(cfg: Config, spec: RunSpec, sessions: list) -> RunData:
     """Pool the sessions a run needs, split them by protocol, normalise with training statistics."""
-    parts, label, split = run_split(cfg, spec, sessions)
-    de = np.concatenate([np.asarray(s.de) for s in parts])
-    eeg = np.concatenate([np.asarray(s.eeg) for s in parts]) if cfg.model.streams != "spectral" else None
+    parts, label, split = check_run_data(cfg, spec, sessions)
+    streams = model_lib.stream_sources(cfg)
+    arrays = {source: np.concatenate([np.asarray(s.source(source)) for s in parts]) for source in set(streams.values())}
     stats = {}
     if cfg.training.normalization == "electrode":
-        de, eeg, stats = inputs.normalise_run(de, eeg, split.train)
-    return RunData(torch.from_numpy(np.ascontiguousarray(de, dtype=np.float32)),
-                   None if eeg is None else torch.from_numpy(np.ascontiguousarray(eeg, dtype=np.float32)),
+        arrays, stats = inputs.normalise_run(arrays, split.train)
+    tensors = {source: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for source, x in arrays.items()}
+    return RunData({name: tensors[source] for name, source in streams.items()},
                    torch.from_numpy(label.astype(np.int64)), split, stats, subject_pool(parts),
                    sorted({int(s.session) for s in parts}))
 
@@ -237,20 +252,8 @@ def predict_probabilities(net: torch.nn.Module, cfg: Config, stats: dict, sessio
                           device: str | torch.device = "cpu") -> np.ndarray:
     """(N, nb_class) class probabilities of a trained network for a preprocessed session's windows
     (preprocessed.Session), its inputs normalised with the training statistics `stats` (a checkpoint's
-    "normalization") and mapped as in training."""
-    de = np.asarray(session.de, dtype=np.float32)
-    eeg = np.asarray(session.eeg, dtype=np.float32) if cfg.model.streams != "spectral" else None
-    if stats:
-        de, eeg = inputs.apply_normalisation(de, eeg, stats)
-    to_maps = inputs.MapBuilder(cfg.data.input_width, device)
-    net.eval().to(device)
-    out = []
-    for start in range(0, len(de), batch_size):
-        rows = slice(start, start + batch_size)
-        spectral = to_maps(torch.from_numpy(de[rows]).to(device)) if cfg.model.streams != "temporal" else None
-        temporal = to_maps(torch.from_numpy(eeg[rows]).to(device)) if eeg is not None else None
-        out.append(torch.softmax(net(spectral, temporal).float(), dim=1).cpu().numpy())
-    return np.concatenate(out)
+    "normalization") and mapped as in training (checkpoints.TrainedModel.probabilities)."""
+    return checkpoints.TrainedModel(net, cfg, stats).probabilities(session, batch_size, device)
 
 
 
@@ -274,21 +277,22 @@ class Trainer:
         # CPU training runs the definition through its accelerator (same parameters, same state dict);
         # CUDA training and every evaluation run the definition itself
         self.train_net = fastcpu.accelerate(self.net) if device.type == "cpu" else self.net
-        self.optimizer = model_lib.adam(self.net, cfg.training.l2, cfg.training.lr)
+        self.optimizer = optim.adam(self.net, cfg.training.l2, cfg.training.lr)
         self.shuffle = torch.Generator().manual_seed(cfg.training.seed)
         self.maps = inputs.MapBuilder(cfg.data.input_width, device)
         self.autocast = device.type == "cuda" and cfg.training.amp
-        self.use_temporal = cfg.model.streams != "spectral"
-        self.use_spectral = cfg.model.streams != "temporal"
         self.history: list[dict] = []
         self.best = {"val_accuracy": -math.inf, "val_loss": math.inf, "epoch": 0, "state": None, "wait": 0}
 
     def _forward(self, idx: torch.Tensor, net=None) -> torch.Tensor:
-        d, net = self.data, net or self.net
-        spectral = self.maps(d.de[idx].to(self.device, non_blocking=True)) if self.use_spectral else None
-        temporal = self.maps(d.eeg[idx].to(self.device, non_blocking=True)) if self.use_temporal else None
+        """Logits of the samples `idx`: each stream's maps built from its source array, by stream name."""
+        net, maps, built = net or self.net, {}, {}
+        for name, x in self.data.inputs.items():    # streams of one source share its maps
+            if id(x) not in built:
+                built[id(x)] = self.maps(x[idx].to(self.device, non_blocking=True))
+            maps[name] = built[id(x)]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            return net(spectral, temporal).float()
+            return net(**maps).float()
 
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         self.net.train()

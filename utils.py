@@ -1,46 +1,32 @@
-"""Shared plumbing: user-facing errors and the command-line wrapper, seeding, devices, small helpers.
+"""Shared plumbing: the command-line wrapper, seeding, devices, plugin files, small helpers.
 
-The INI file is config.py's; writing files is fileio.py's.
-
-Errors a user can cause (bad path, bad file, bad INI value) are `UserError`s: the command-line
-entry points catch them with `cli_main` and print one line, exit code 1, no traceback.
+The INI file is config.py's, the user-facing errors are errors.py's (also importable from here, as
+before), writing files is fileio.py's. Errors a user can cause (bad path, bad file, bad INI value) are
+`UserError`s: the command-line entry points catch them with `cli_main` and print one line, exit code 1,
+no traceback.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.util
 import random
 import re
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from config import DEVICE_NAME, Config, add_set_argument, load_config  # noqa: F401  (utils.load_config, as before)
+from errors import ConfigError, DataError, OutputError, UserError  # noqa: F401  (utils.UserError and kin, as before)
+
 if TYPE_CHECKING:
     import torch
 
-DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")   # [training] device, bench --device
-
-# ----------------------------------------------------------------------------- errors
-
-
-class UserError(Exception):
-    """An error the user can fix (bad path, file or value); printed as one line, exit 1."""
-
-
-class ConfigError(UserError):
-    """A bad INI file, section, key or value."""
-
-
-class DataError(UserError):
-    """A dataset or preprocessed file that is missing or not what was expected."""
-
-
-class OutputError(UserError):
-    """An output folder or file that cannot be written (a file in the way, read-only, disk full)."""
-
+_PLUGINS: dict[Path, object] = {}       # imported plugin files (one import per process)
 
 def cli_main(main: Callable[[list[str] | None], Any]) -> None:
     """Run a command-line `main(argv)`; turn a UserError into one stderr line and exit 1."""
@@ -125,3 +111,30 @@ def git_commit() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return sha + ("+dirty" if dirty else "")
+
+
+def import_plugins(paths, where: str = "[model] plugins") -> None:
+    """Import Python files ([model] plugins) so that the variants they register can be built by name.
+
+    Each file is imported once per process, as a module named after its path. A file that is missing or
+    fails on import is one ConfigError naming `where`, the file and, for an error inside it, the line.
+    """
+    for path in map(Path, paths):
+        if path in _PLUGINS:
+            continue
+        if not path.is_file():
+            raise ConfigError(f"{where}: {path}: no such file")
+        name = "sst_plugin_" + re.sub(r"\W", "_", str(path))
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module      # as for any import: dataclasses and pickling inside it find it
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            del sys.modules[name]
+            line = getattr(e, "lineno", None) if isinstance(e, SyntaxError) else next(
+                (tb.lineno for tb in traceback.extract_tb(e.__traceback__) if Path(tb.filename) == path), None)
+            at = f", line {line}" if line else ""
+            raise ConfigError(f"{where}: {path}{at}: the plugin failed on import ({type(e).__name__}: "
+                                    f"{(str(e).splitlines() or [''])[0][:200]})") from None
+        _PLUGINS[path] = module

@@ -704,7 +704,7 @@ def _(w):
     np.save(w.pre / "sub01_ses1" / "label.npy", label)
 
 
-@case("preprocessed-without-raw-eeg", "run.py", "{pre}/sub01_ses1: no spatial-temporal maps (no raw EEG was found); set [model] streams = spectral")
+@case("preprocessed-without-raw-eeg", "run.py", "{pre}/sub01_ses1: no eeg.npy (no raw EEG was preprocessed), which stream temporal needs; set [model] streams = spectral")
 def _(w):
     manifest = json.loads((w.pre / "sub01_ses1" / "manifest.json").read_text())
     for name in ("temporal", "eeg"):
