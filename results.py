@@ -11,7 +11,9 @@ Every file is written atomically; the run JSON is written last, so its presence 
 """
 from __future__ import annotations
 
+import ast
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -25,6 +27,7 @@ import torch
 
 from config import Config
 import checkpoints
+import config
 import figures
 import fileio
 import schemas
@@ -43,22 +46,56 @@ PROTOCOL_NOTES = {
     "cross_session": "honest: per subject, one session held out, trained on the others, validation from those",
 }
 # [training] keys that do not change what a run computes (nor does [path]): results made under
-# other values are reused.
-NON_RESULT_TRAINING_KEYS = ("device", "num_threads")
+# other values are reused. (The accelerator computes the definition's maths, to float32 rounding, as a
+# CUDA float32 run does.)
+NON_RESULT_TRAINING_KEYS = ("device", "num_threads", "accelerator")
+# Keys added after result folders existed: left out of the key while they hold their default, so that
+# results made before them keep their key.
+ADDED_KEYS = {("model", "attention_block")}
+# The code that computes a run (what it trains, how, on which inputs): its fingerprint is checked beside
+# the key, with the [model] plugins files.
+CODE_FILES = ("model.py", "optim.py", "fastcpu.py", "training.py", "inputs.py")
+PRECISIONS = ("float32", "bf16")
 
 
 # ----------------------------------------------------------------------------- results
 
 
 class ResultDir:
-    """The layout under [path] result_path, and which runs in it are finished for this config."""
+    """The layout under [path] result_path, and which runs in it are finished for this config.
 
-    def __init__(self, cfg: Config):
+    A run belongs to this configuration when its key (result_key: the settings and the precision) is
+    this one's and, for training (`precision` given), when it was made by this code (code_fingerprint).
+    `precision` None (summarize, predict) accepts the runs of either precision, but not a mix.
+    """
+
+    def __init__(self, cfg: Config, precision: str | None = None):
         self.root = cfg.path.result_path
         self.source = cfg.source
-        self.config_key = result_key(cfg)
+        self.precision = precision
+        self.keys = {p: result_key(cfg, p) for p in ((precision,) if precision else PRECISIONS)}
+        self.config_key = self.keys[precision or "float32"]     # summarize: the key the runs have (finished())
+        self.code = code_fingerprint(cfg) if precision else None
+        self.precision_found: str | None = None     # the precision of the runs finished() read
         self.nb_class = cfg.model.nb_class
         self.damaged: list[tuple[Path, str, tuple]] = []   # found by finished(), set aside by tidy()
+
+    def other_code(self, path: Path, record: dict) -> str | None:
+        """Why a record's run was made with other code than this (None if not, or if not training)."""
+        if self.code is None:
+            return None
+        made = record.get("code")
+        if not isinstance(made, dict):
+            return (f"{path}: made by an earlier version that did not record its code, so it may come from other "
+                    f"code: another configuration")
+        changed = sorted(set(made) ^ set(self.code) | {f for f in made if f in self.code and made[f] != self.code[f]})
+        if not changed:
+            return None
+        return (f"{path}: made with other code ({', '.join(changed)} changed since): another configuration")
+
+    def refuse(self, problem: str) -> ConfigError:
+        return ConfigError(f"{problem}; keep both with --result-path DIR (or another [path] result_path), or delete "
+                           f"{self.root / 'runs'} and {self.root / 'checkpoints'} to redo the runs with this code")
 
     def run_json(self, spec: RunSpec) -> Path:
         return self.root / "runs" / f"{spec.name}.json"
@@ -81,7 +118,8 @@ class ResultDir:
         return self.root, self.root / "runs", self.root / "checkpoints", self.root / "figures", self.root / "failed"
 
     def record_failure(self, spec: RunSpec, error: str) -> None:
-        fileio.write_json(self.failure(spec), {"run": spec.name, "error": error, "config_key": self.config_key})
+        fileio.write_json(self.failure(spec), {"run": spec.name, "error": error, "config_key": self.config_key,
+                                               "code": self.code})
 
     def failures(self, done: dict[str, dict]) -> dict[str, str]:
         """run name -> error of the failed runs of this config that have not finished since."""
@@ -95,7 +133,8 @@ class ResultDir:
                 raise DataError(f"{path}: cannot read the failure record ({e.strerror or e})") from None
             if not isinstance(record, dict) or not isinstance(record.get("run"), str):
                 continue
-            if record.get("config_key") == self.config_key and record["run"] not in done:
+            if record.get("config_key") == self.config_key and record["run"] not in done \
+                    and (self.code is None or record.get("code") == self.code):
                 out[record["run"]] = str(record.get("error", ""))
         return out
 
@@ -120,7 +159,7 @@ class ResultDir:
         result file counts as not finished, so its run is redone, and is listed in self.damaged for
         set_aside_damaged (renamed <run>.json.damaged, one warning line; tidy() does it)."""
         out, files = {}, {}
-        self.damaged = []
+        self.damaged, self.precision_found = [], None
         for path in sorted(fileio.list_folder(self.root / "runs", "*.json", f"{self.source}: [path] result_path")):
             try:
                 result = json_load(path)
@@ -129,10 +168,17 @@ class ResultDir:
                 continue
             except OSError as e:     # there, but not ours to read: not damage, and not to be redone blindly
                 raise DataError(f"{path}: cannot read the result file ({e.strerror or e})") from None
-            if isinstance(result, dict) and isinstance(result.get("config_key"), str) \
-                    and result["config_key"] != self.config_key:
-                raise ConfigError(f"{path}: made with a different configuration; choose another [path] result_path "
-                                  f"or delete {self.root / 'runs'} to start over")
+            if isinstance(result, dict) and isinstance(result.get("config_key"), str):
+                if result["config_key"] not in self.keys.values():
+                    raise ConfigError(f"{path}: made with a different configuration; choose another [path] "
+                                      f"result_path or delete {self.root / 'runs'} to start over")
+                found = next(p for p, k in self.keys.items() if k == result["config_key"])
+                if self.precision_found not in (None, found):     # summarize: the runs' precision, one only
+                    raise ConfigError(f"{path}: {found} results beside {self.precision_found} ones in "
+                                      f"{self.root / 'runs'}; results of one precision never mix with the other")
+                self.precision_found = found
+                if (problem := self.other_code(path, result)) is not None:
+                    raise self.refuse(problem)
             problem = schemas.check(result, schemas.RUN_RECORD) or self._inconsistency(path, result)
             if problem:
                 self.damaged.append((path, problem, file_identity(path)))
@@ -152,6 +198,8 @@ class ResultDir:
                 raise ConfigError(f"{paths}: loso runs of session {result['session']} that pooled different subjects "
                                   f"({first[1]} and {result['subject_pool']}); choose another [path] result_path "
                                   f"or delete the runs made with the subjects that are no longer preprocessed")
+        if self.precision_found is not None:
+            self.config_key = self.keys[self.precision_found]
         return out
 
     def set_aside_damaged(self) -> None:
@@ -231,13 +279,57 @@ def set_aside(path: Path, problem: str) -> Path:
     return target
 
 
-def result_key(cfg: Config) -> str:
-    """A short fingerprint of every setting that changes results (not paths, device or threads)."""
+def result_key(cfg: Config, precision: str = "float32") -> str:
+    """A short fingerprint of every setting that changes results (not paths, device, threads or the
+    accelerator) and of the effective precision: "float32", or "bf16" (CUDA autocast, [training] amp).
+    Float32 keys are those of earlier versions (keys added since count only when set)."""
     d = cfg.to_dict()
     del d["path"]
     for k in NON_RESULT_TRAINING_KEYS:
         del d["training"][k]
+    del d["model"]["plugins"]       # paths of this machine; their code is in code_fingerprint
+    for section, key in ADDED_KEYS:
+        if d[section][key] == _default(section, key):
+            del d[section][key]
+    if precision != "float32":
+        d["precision"] = precision
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _default(section: str, key: str):
+    return next(f.default for f in dataclasses.fields(config.SECTIONS[section]) if f.name == key)
+
+
+def precision(device, cfg: Config) -> str:
+    """The effective precision of training on `device`: bf16 under CUDA autocast ([training] amp), else float32."""
+    return "bf16" if getattr(device, "type", device) == "cuda" and cfg.training.amp else "float32"
+
+
+def _normalised_source(path: Path) -> str:
+    """A Python file's code without comments, docstrings or layout (ast): edits of words do not count."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
+
+
+def code_fingerprint(cfg: Config) -> dict[str, str]:
+    """{file: short hash} of the code that computes a run: CODE_FILES and the [model] plugins (plugin:<name>),
+    each normalised so that comments, docstrings and layout do not count."""
+    here = Path(__file__).resolve().parent
+    files = {name: here / name for name in CODE_FILES}
+    files |= {f"plugin:{p.name}": p for p in cfg.model.plugins}
+    out = {}
+    for name, path in files.items():
+        try:
+            text = _normalised_source(path)
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            text = f"unreadable {path}"     # a plugin that cannot be read fails to import anyway
+        out[name] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return out
 
 
 def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_invocation=()) -> dict | None:
@@ -366,21 +458,28 @@ def write_epochs_csv(path: Path, history: list[dict]) -> None:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
 
 
-def save_partial(path: Path, trainer: Trainer, config_key: str) -> None:
-    """The resumable state after an epoch, tagged with the configuration it belongs to."""
+def save_partial(path: Path, trainer: Trainer, config_key: str, code: dict | None = None) -> None:
+    """The resumable state after an epoch, tagged with the configuration and the code it belongs to."""
     with fileio.atomic_path(path) as tmp:
-        torch.save({"config_key": config_key, **trainer.state()}, tmp)
+        torch.save({"config_key": config_key, "code": code, **trainer.state()}, tmp)
 
 
-def load_partial(path: Path, trainer: Trainer, config_key: str) -> None:
+class OtherCode(Exception):
+    """A partial state made with other code than this (ResultDir.other_code says how)."""
+
+
+def load_partial(path: Path, trainer: Trainer, config_key: str, out: "ResultDir | None" = None) -> None:
     """Continue `trainer` from a saved partial state. DamagedFile if it cannot be one (truncated, fields
-    missing or of the wrong type); ValueError if it belongs to another configuration or subject pool."""
+    missing or of the wrong type); ValueError if it belongs to another configuration or subject pool;
+    OtherCode if `out` is given and the state was made with other code."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)   # RNG states must stay CPU tensors
     except Exception as e:      # a truncated or foreign file fails anywhere inside torch's unpickler
         raise DamagedFile(f"not a checkpoint ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:80]})") from None
     if isinstance(state, dict) and isinstance(state.get("config_key"), str) and state["config_key"] != config_key:
         raise ValueError("saved under another configuration")
+    if out is not None and isinstance(state, dict) and (problem := out.other_code(path, state)) is not None:
+        raise OtherCode(problem)
     problem = schemas.check(state, schemas.PARTIAL_STATE)
     if problem:
         raise DamagedFile(problem)
@@ -404,7 +503,8 @@ def write_result(out: "ResultDir", cfg: Config, trainer: Trainer, result: dict) 
     spec = trainer.spec
     with fileio.atomic_path(out.checkpoint(spec)) as tmp:
         torch.save({"model": trainer.best["state"], "config": cfg.to_dict(), "run": spec.name, "subject": spec.subject,
-                    "session": spec.session, "epoch": trainer.best["epoch"], "normalization": trainer.data.stats}, tmp)
+                    "session": spec.session, "epoch": trainer.best["epoch"], "normalization": trainer.data.stats,
+                    "code": out.code, "precision": out.precision}, tmp)
     fileio.write_json(out.run_json(spec), result)
     out.partial(spec).unlink(missing_ok=True)
     out.failure(spec).unlink(missing_ok=True)

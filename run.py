@@ -111,11 +111,13 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
     partial = out.partial(spec)
     if partial.exists():
         try:
-            results.load_partial(partial, trainer, out.config_key)
+            results.load_partial(partial, trainer, out.config_key, out)
             print(f"{spec.name}: resuming after epoch {len(trainer.history)} of {cfg.training.nbEpoch}", flush=True)
         except results.DamagedFile as e:     # set aside, so that no rerun trips over it again
             results.set_aside(partial, str(e))
             trainer = Trainer(cfg, spec, data, device)
+        except results.OtherCode as e:     # another configuration: never resumed, never overwritten
+            raise out.refuse(str(e)) from None
         except ValueError as e:     # another configuration's or subject pool's: overwritten after the first epoch
             print(f"{spec.name}: ignoring {partial.name} ({e}); starting over", file=sys.stderr)
             trainer = Trainer(cfg, spec, data, device)
@@ -127,7 +129,7 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
         writer = SummaryWriter(log_dir=str(out.root / "tensorboard" / spec.name))
 
     def on_epoch(row: dict) -> None:
-        results.save_partial(partial, trainer, out.config_key)
+        results.save_partial(partial, trainer, out.config_key, out.code)
         results.write_epochs_csv(out.epochs_csv(spec), trainer.history)
         if writer is not None:
             for key, value in row.items():
@@ -157,7 +159,7 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
         "best_epoch": trainer.best["epoch"], "epochs_run": len(trainer.history),
         "history": trainer.history, "seconds": sum(r["seconds"] for r in trainer.history),
         "wall_seconds": time.perf_counter() - start, "device": str(device),
-        "config_key": out.config_key, "warnings": warnings,
+        "config_key": out.config_key, "code": out.code, "precision": out.precision, "warnings": warnings,
     }
     results.write_result(out, cfg, trainer, result)
     return result
@@ -197,7 +199,8 @@ def _run_in_worker(task: tuple) -> tuple[str, str, object]:
     cfg, spec, k, n, tensorboard = task
     sessions = preprocessed.load_preprocessed(cfg, *pooled(cfg, [spec.subject], [spec.session]))
     try:
-        return "done", spec.name, train_run(cfg, spec, sessions, _WORKER["device"], ResultDir(cfg),
+        device = _WORKER["device"]
+        return "done", spec.name, train_run(cfg, spec, sessions, device, ResultDir(cfg, results.precision(device, cfg)),
                                             _WORKER["progress"], k, n, tensorboard)
     except Diverged as e:
         return "failed", spec.name, str(e)
@@ -413,10 +416,10 @@ def train(cfg: Config, args: argparse.Namespace) -> int:
     """Train every selected run not finished yet (resuming partial ones), then summarize (not with --shard)."""
     subjects, sessions = args.subjects, args.sessions
     shard = parse_shard(args.shard) if args.shard else None
-    out = ResultDir(cfg)
+    device = utils.resolve_device(cfg.training.device, cfg.where("training", "device"))
+    out = ResultDir(cfg, results.precision(device, cfg))
     if args.demo:
         Preprocess.preprocess(cfg)
-    device = utils.resolve_device(cfg.training.device, cfg.where("training", "device"))
     all_sessions = preprocessed.load_preprocessed(cfg, *pooled(cfg, subjects, sessions))
     runs = plan_runs(cfg, [(s.subject, s.session) for s in all_sessions], subjects, sessions, shard)
     if not runs:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -35,15 +36,27 @@ from utils import ConfigError, DataError
 # ----------------------------------------------------------------------------- runs and splits
 
 
+# The names of runs: sub01_ses1, and sub01_ses1_rep2 for the third seed of [training] repeats.
+RUN_NAME = re.compile(r"sub(\d+)_ses(\d+)(?:_rep([1-9]\d*))?")
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    """One unit of work: a model trained and tested. For loso, `subject` is the held-out subject."""
+    """One unit of work: a model trained and tested. For loso, `subject` is the held-out subject;
+    `repeat` r > 0 is the same run with seed [training] seed + r."""
     subject: int
     session: int
+    repeat: int = 0
 
     @property
     def name(self) -> str:
-        return f"sub{self.subject:02d}_ses{self.session}"
+        return f"sub{self.subject:02d}_ses{self.session}" + (f"_rep{self.repeat}" if self.repeat else "")
+
+    @classmethod
+    def parse(cls, name: str) -> "RunSpec | None":
+        """The RunSpec a run name stands for (RUN_NAME), or None for anything else."""
+        match = RUN_NAME.fullmatch(name) if isinstance(name, str) else None
+        return cls(int(match[1]), int(match[2]), int(match[3] or 0)) if match else None
 
 
 @dataclass(frozen=True)
