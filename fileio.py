@@ -60,10 +60,15 @@ def write_failure(path: Path, error: BaseException) -> str | None:
 
 
 @contextmanager
-def staged_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path` to write; on success it is fsynced and left for `publish`,
-    on failure deleted. A write that fails (a file where a folder should be, permissions, disk full;
-    OSError, or torch.save's RuntimeError) raises OutputError naming `path` and the reason.
+def staged_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to `path` to write; on success it is fsynced (unless not `durable`) and
+    left for `publish`, on failure deleted. A write that fails (a file where a folder should be,
+    permissions, disk full; OSError, or torch.save's RuntimeError) raises OutputError naming `path` and
+    the reason.
+
+    Without fsync a file survives the death of the process that wrote it (the page cache is the kernel's),
+    not a power loss or a crash of the machine: right for files rewritten often and cheap to lose, such as a
+    run's state after each epoch (docs/guarantees.md).
 
     The temporary file is named `.<name>~<pid>-<host>~<random>.tmp`; one left behind by a killed
     process is removed by `remove_stale_temporaries`.
@@ -79,8 +84,9 @@ def staged_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes owner-only files; outputs get the usual permissions
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if durable:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         reason = write_failure(path, e) if isinstance(e, (OSError, RuntimeError)) else None
@@ -99,13 +105,13 @@ def publish(tmp: Path, path: str | os.PathLike) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success rename it onto `path`, else delete it.
 
     A reader never sees a half-written file: either the old one, or the complete new one. Failures
-    are OutputErrors naming `path` and the reason (see `staged_path`).
+    are OutputErrors naming `path` and the reason; `durable` False skips the fsync (see `staged_path`).
     """
-    with staged_path(path) as tmp:
+    with staged_path(path, durable) as tmp:
         yield tmp
     publish(tmp, path)
 

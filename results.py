@@ -31,6 +31,7 @@ import config
 import figures
 import fileio
 import schemas
+import training
 from training import RunSpec, Trainer, scores
 import utils
 from utils import ConfigError, DataError
@@ -448,19 +449,23 @@ def results_table(summary: dict) -> str:
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
 
 
-def write_epochs_csv(path: Path, history: list[dict]) -> None:
-    """runs/<run>.epochs.csv: one row per epoch so far (rewritten whole, atomically, after each epoch)."""
+def write_epochs_csv(path: Path, history: list[dict], durable: bool = False) -> None:
+    """runs/<run>.epochs.csv: one row per epoch so far (rewritten whole, atomically, after each epoch; not
+    fsynced, as the partial state, unless `durable`: write_result writes the last one durably)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=EPOCH_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
-    with fileio.atomic_path(path) as tmp:
+    with fileio.atomic_path(path, durable) as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
 
 
 def save_partial(path: Path, trainer: Trainer, config_key: str, code: dict | None = None) -> None:
-    """The resumable state after an epoch, tagged with the configuration and the code it belongs to."""
-    with fileio.atomic_path(path) as tmp:
+    """The resumable state after an epoch, tagged with the configuration and the code it belongs to.
+
+    Atomic, not fsynced: a killed process loses at most the epoch it was in; a power loss may lose the
+    state (then the run starts over), never a finished run (docs/guarantees.md; measured in bench/README.md)."""
+    with fileio.atomic_path(path, durable=False) as tmp:
         torch.save({"config_key": config_key, "code": code, **trainer.state()}, tmp)
 
 
@@ -498,13 +503,14 @@ def load_trained(path: Path):
 
 
 def write_result(out: "ResultDir", cfg: Config, trainer: Trainer, result: dict) -> None:
-    """The run's best checkpoint, then its JSON (last: it marks the run finished); its partial state
-    and failure record go."""
+    """The run's best checkpoint, its epochs CSV, then its JSON (last: it marks the run finished), each
+    fsynced; its partial state and failure record go."""
     spec = trainer.spec
     with fileio.atomic_path(out.checkpoint(spec)) as tmp:
-        torch.save({"model": trainer.best["state"], "config": cfg.to_dict(), "run": spec.name, "subject": spec.subject,
+        torch.save({"model": training.host_copy(trainer.best["state"]), "config": cfg.to_dict(), "run": spec.name, "subject": spec.subject,
                     "session": spec.session, "epoch": trainer.best["epoch"], "normalization": trainer.data.stats,
                     "code": out.code, "precision": out.precision}, tmp)
+    write_epochs_csv(out.epochs_csv(spec), trainer.history, durable=True)
     fileio.write_json(out.run_json(spec), result)
     out.partial(spec).unlink(missing_ok=True)
     out.failure(spec).unlink(missing_ok=True)

@@ -270,6 +270,69 @@ def predict_probabilities(net: torch.nn.Module, cfg: Config, stats: dict, sessio
 
 
 
+# ----------------------------------------------------------------------------- device and host
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`x` on `device`: through pinned memory on CUDA (an asynchronous copy), `x` itself on the CPU."""
+    if device.type == "cuda":
+        x = x.pin_memory()
+    return x.to(device, non_blocking=True)
+
+
+def to_host(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors on the host after one wait for the device: every copy is queued first (into pinned
+    memory from CUDA), then the host waits once."""
+    out = [t.to("cpu", non_blocking=True) for t in tensors]
+    for device in {t.device for t in tensors if t.device.type == "cuda"}:
+        torch.cuda.synchronize(device)
+    return out
+
+
+def host_copy(tree, snapshot: bool = False):
+    """`tree` (dicts, lists and tuples of tensors and plain values) with its tensors on the host: those on a
+    device come over in one copy per dtype, as contiguous views of one buffer (a state dict and Adam's moments
+    are about a thousand tensors: one copy and one wait each, otherwise); torch.save writes each buffer once.
+    Tensors already on the host are kept as they are (torch.save reads them at once: a copy would only cost
+    time), or copied the same way with `snapshot` (a copy that later steps do not change)."""
+    copied = lambda t: snapshot or t.device.type != "cpu"  # noqa: E731
+    tensors: list[torch.Tensor] = []
+
+    def collect(x):
+        if torch.is_tensor(x):
+            if copied(x):
+                tensors.append(x)
+        elif isinstance(x, dict):
+            for value in x.values():
+                collect(value)
+        elif isinstance(x, (list, tuple)):
+            for value in x:
+                collect(value)
+
+    collect(tree)
+    kinds = list(dict.fromkeys((t.device, t.dtype) for t in tensors))    # in practice one device
+    flat = [torch.cat([t.detach().reshape(-1) for t in tensors if (t.device, t.dtype) == kind]) for kind in kinds]
+    buffers = dict(zip(kinds, to_host(*flat)))
+    offsets = dict.fromkeys(kinds, 0)
+
+    def rebuild(x):
+        if torch.is_tensor(x) and copied(x):
+            key = (x.device, x.dtype)
+            start = offsets[key]
+            offsets[key] += x.numel()
+            return buffers[key][start:start + x.numel()].view(x.shape)
+        if isinstance(x, dict):
+            out = type(x)((k, rebuild(v)) for k, v in x.items())
+            if hasattr(x, "_metadata"):     # a state dict's module versions
+                out._metadata = x._metadata
+            return out
+        if isinstance(x, (list, tuple)):
+            return type(x)(rebuild(v) for v in x)
+        return x
+
+    return rebuild(tree)
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -287,43 +350,65 @@ class Trainer:
         # channels-last 3D parameters: oneDNN runs the definition's convolutions 1.65x faster on them
         # (evaluation, batch 256, 2-core CPU; bench/README.md), and cuDNN prefers them for bf16
         self.net = model_lib.build_model(cfg).to(device, memory_format=torch.channels_last_3d)
-        # CPU training runs the definition through its accelerator (same parameters, same state dict);
-        # CUDA training and every evaluation run the definition itself
-        self.train_net = fastcpu.accelerate(self.net) if device.type == "cpu" else self.net
+        # CPU training runs the definition through its accelerator (same parameters, same state dict) unless
+        # [training] accelerator = off; CUDA training and every evaluation run the definition itself, and so
+        # does CPU training with the accelerator off: the CUDA path's loop, checked on the CPU by the tests
+        accelerated = device.type == "cpu" and cfg.training.accelerator == "auto"
+        self.train_net = fastcpu.accelerate(self.net) if accelerated else self.net
         self.optimizer = optim.adam(self.net, cfg.training.l2, cfg.training.lr)
-        self.shuffle = torch.Generator().manual_seed(cfg.training.seed)
+        self.shuffle = torch.Generator().manual_seed(cfg.training.seed)   # on the host: the batch order of any device
         self.maps = inputs.MapBuilder(cfg.data.input_width, device)
         self.autocast = device.type == "cuda" and cfg.training.amp
+        # the run's arrays on the device for the whole run (streams of one source share one copy): a batch is
+        # a gather there, with no copy or wait per step
+        moved: dict[int, torch.Tensor] = {}
+        for x in data.inputs.values():
+            if id(x) not in moved:
+                moved[id(x)] = to_device(x, device)
+        self.inputs = {name: moved[id(x)] for name, x in data.inputs.items()}
+        self.labels = to_device(data.label, device)
         self.history: list[dict] = []
         self.best = {"val_accuracy": -math.inf, "val_loss": math.inf, "epoch": 0, "state": None, "wait": 0}
 
     def _forward(self, idx: torch.Tensor, net=None) -> torch.Tensor:
-        """Logits of the samples `idx`: each stream's maps built from its source array, by stream name."""
+        """Logits of the samples `idx` (on the device): each stream's maps built from its source array."""
         net, maps, built = net or self.net, {}, {}
-        for name, x in self.data.inputs.items():    # streams of one source share its maps
+        for name, x in self.inputs.items():    # streams of one source share its maps
             if id(x) not in built:
-                built[id(x)] = self.maps(x[idx].to(self.device, non_blocking=True))
+                built[id(x)] = self.maps(x.index_select(0, idx))
             maps[name] = built[id(x)]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             return net(**maps).float()
 
     def train_epoch(self, epoch: int) -> tuple[float, float]:
+        """One pass over the training split in shuffled order: (mean loss, accuracy).
+
+        The device never waits for the host inside the epoch: each step's loss and correct count stay
+        on the device and come over once at its end, where a non-finite loss raises Diverged (naming
+        the first one) before anything of the epoch is kept (history, best checkpoint, partial state).
+        """
         self.net.train()
         train = torch.from_numpy(self.data.split.train)
-        order = train[torch.randperm(len(train), generator=self.shuffle)]
-        total_loss, correct = 0.0, 0
+        order = to_device(train[torch.randperm(len(train), generator=self.shuffle)], self.device)
+        losses, correct = [], []
         for batch in order.split(self.cfg.training.batch_size):
-            y = self.data.label[batch].to(self.device)
+            y = self.labels.index_select(0, batch)
             logits = self._forward(batch, self.train_net)
             loss = F.cross_entropy(logits, y)
-            if not torch.isfinite(loss):
-                raise Diverged(f"{self.where(epoch)}: training loss became {loss.item()}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            total_loss += loss.item() * len(batch)
-            correct += (logits.argmax(1) == y).sum().item()
-        return total_loss / len(train), correct / len(train)
+            losses.append(loss.detach())
+            correct.append((logits.argmax(1) == y).sum())
+        losses, correct = (t.tolist() for t in to_host(torch.stack(losses), torch.stack(correct)))
+        bad = next((x for x in losses if not math.isfinite(x)), None)
+        if bad is not None:
+            raise Diverged(f"{self.where(epoch)}: training loss became {bad}")
+        size = self.cfg.training.batch_size
+        total_loss = 0.0
+        for k, loss in enumerate(losses):    # in float64, batch by batch, as the loss was always summed
+            total_loss += loss * min(size, len(train) - k * size)
+        return total_loss / len(train), sum(correct) / len(train)
 
     def where(self, epoch: int) -> str:
         s = self.spec
@@ -331,24 +416,28 @@ class Trainer:
 
     @torch.no_grad()
     def predict(self, indices: np.ndarray) -> tuple[float, np.ndarray]:
-        """Mean cross-entropy and predicted classes of the given samples (eval mode, then back)."""
+        """Mean cross-entropy and predicted classes of the given samples (eval mode, then back); one wait
+        for the device per call."""
         was_training = self.net.training
         self.net.eval()
         losses, preds = [], []
-        for batch in torch.from_numpy(indices).split(max(self.cfg.training.batch_size, 256)):
+        for batch in to_device(torch.from_numpy(indices), self.device).split(max(self.cfg.training.batch_size, 256)):
             logits = self._forward(batch)
-            losses.append(F.cross_entropy(logits, self.data.label[batch].to(self.device), reduction="sum").item())
-            preds.append(logits.argmax(1).cpu())
+            losses.append(F.cross_entropy(logits, self.labels.index_select(0, batch), reduction="sum"))
+            preds.append(logits.argmax(1))
         self.net.train(was_training)
-        return sum(losses) / len(indices), torch.cat(preds).numpy()
+        losses, preds = to_host(torch.stack(losses), torch.cat(preds))
+        return sum(losses.tolist()) / len(indices), preds.numpy()
 
     def state(self) -> dict:
-        """Everything needed to continue bit-identically after a kill (CPU)."""
-        return {"subject_pool": self.data.subjects, "session_pool": self.data.sessions, "net": self.net.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
+        """Everything needed to continue bit-identically after a kill (CPU), on the host: the tensors of the
+        network, the optimizer and the best checkpoint come from a device in one copy per dtype (host_copy);
+        on the CPU they are the live tensors, which the next steps change (save them at once)."""
+        tensors = host_copy({"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(), "best": self.best})
+        return {"subject_pool": self.data.subjects, "session_pool": self.data.sessions, **tensors,
                 "shuffle": self.shuffle.get_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "history": self.history, "best": self.best}
+                "history": self.history}
 
     def load_state(self, state: dict) -> None:
         """Continue from `state()`; ValueError if it was saved for another pool of subjects (loso)."""
@@ -359,16 +448,27 @@ class Trainer:
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
         # Adam's moments in their parameter's memory layout: a state saved with contiguous parameters
-        # (before run.py kept them channels-last 3D) would otherwise feed the fused step mismatched strides
+        # (before run.py kept them channels-last 3D, and every state since host_copy) would otherwise feed
+        # the fused step mismatched strides
         for p, saved in self.optimizer.state.items():
             for key, value in saved.items():
                 if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
                     saved[key] = torch.empty_like(p).copy_(value)
         self.shuffle.set_state(state["shuffle"])
         torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self._load_cuda_rng(state["cuda_rng"])
         self.history, self.best = state["history"], state["best"]
+
+    def _load_cuda_rng(self, saved: list | None) -> None:
+        """The saved CUDA generator states of the devices this machine has (one line if some do not fit)."""
+        if not saved or not torch.cuda.is_available():
+            return
+        count = torch.cuda.device_count()
+        for index, rng in enumerate(saved[:count]):
+            torch.cuda.set_rng_state(rng, index)
+        if len(saved) > count:
+            print(f"{self.spec.name}: the partial state holds the CUDA generator states of {len(saved)} devices, "
+                  f"this machine has {count}: restored those of cuda:0..{count - 1} only", flush=True)
 
     def fit(self, on_epoch: Callable[[dict], None] = lambda row: None) -> None:
         """Train up to nbEpoch epochs (from where a loaded state left off); `on_epoch(row)` after each

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -51,3 +53,24 @@ def tiny_seed_tree(root: Path, preprocess: bool = True) -> tuple[Path, Path]:
         p = run_cli("Preprocess.py", "-c", str(ini))
         assert p.returncode == 0, p.stderr
     return root, ini
+
+
+def tiny_run(n: int = 96, **training):
+    """(cfg, spec, data): a run held in memory for Trainer tests, no files: TINY_MODEL on 16 x 16 maps,
+    n windows of random electrode values (9 raw time points) with a class offset, split 60/20/20 in order;
+    batch 16, 3 epochs unless `training` says otherwise."""
+    import torch
+
+    import config
+    import training as training_lib
+
+    cfg = config.load_config(ROOT / "SEED.ini").replace(
+        data={"input_width": 16, "temInput_length": 9}, model={k: int(v) for k, v in TINY_MODEL.items()},
+        training={"nbEpoch": 3, "batch_size": 16, "patience": 20} | training)
+    g = torch.Generator().manual_seed(0)
+    label = torch.arange(n) % cfg.model.nb_class
+    de = torch.randn(n, 62, cfg.data.specInput_length, generator=g) + 0.5 * label[:, None, None]
+    eeg = torch.randn(n, 62, cfg.data.temInput_length, generator=g)
+    rows = np.arange(n)
+    split = training_lib.Split(rows[:int(0.6 * n)], rows[int(0.6 * n):int(0.8 * n)], rows[int(0.8 * n):])
+    return cfg, training_lib.RunSpec(1, 1), training_lib.RunData({"spectral": de, "temporal": eeg}, label, split, {}, [1])

@@ -1,0 +1,141 @@
+"""What saving a run's resumable state costs after each epoch, with and without fsync.
+
+    python bench/state_save.py                       # SEED.ini's network, 15 saves of each kind
+    python bench/state_save.py --repeats 30 --dir /scratch/tmp   # on the file system the results go to
+
+A Trainer of the INI file's network on the CPU after one training step (Adam's moments exist) with a
+best checkpoint, as after any epoch. Each kind of save is timed `--repeats` times, taking turns:
+  former layout   torch.save of the live tensors (one storage per tensor, about a thousand), as before
+  host_copy       Trainer.state(): the tensors copied into one buffer per dtype, then torch.save
+both through fileio.atomic_path, with and without its fsync, plus the per-epoch CSV. Prints medians
+and ranges in ms, and what each would add over the SEED protocol (45 runs x 50 epochs, an upper bound).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import config  # noqa: E402
+import fileio  # noqa: E402
+import model as model_lib  # noqa: E402
+import results  # noqa: E402
+import training  # noqa: E402
+import utils  # noqa: E402
+from common import cpu_model  # noqa: E402
+
+EPOCHS = 45 * 50
+
+
+def trainer_after_a_step(cfg: config.Config) -> training.Trainer:
+    """A CPU Trainer of `cfg`'s network on random inputs, one step of 8 windows trained, its best set."""
+    n = 16
+    g = torch.Generator().manual_seed(0)
+    sources = set(model_lib.stream_sources(cfg).values())
+    width = {"de": cfg.data.specInput_length, "eeg": cfg.data.temInput_length}
+    arrays = {s: torch.randn(n, 62, width[s], generator=g) for s in sources}
+    rows = np.arange(n)
+    data = training.RunData({name: arrays[s] for name, s in model_lib.stream_sources(cfg).items()},
+                            torch.arange(n) % cfg.model.nb_class, training.Split(rows[:8], rows[8:12], rows[12:]),
+                            {}, [1])
+    trainer = training.Trainer(cfg.replace(training={"batch_size": 8}), training.RunSpec(1, 1), data,
+                               torch.device("cpu"))
+    loss, accuracy = trainer.train_epoch(1)
+    trainer.history.append({"epoch": 1, "train_loss": loss, "train_accuracy": accuracy, "seconds": 1.0})
+    trainer._update_best({"epoch": 1, "val_accuracy": 0.5, "val_loss": 1.0})
+    return trainer
+
+
+def former_state(trainer: training.Trainer) -> dict:
+    """Trainer.state() as it was before host_copy: the live tensors themselves."""
+    return {"subject_pool": trainer.data.subjects, "session_pool": trainer.data.sessions,
+            "net": trainer.net.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+            "shuffle": trainer.shuffle.get_state(), "torch_rng": torch.get_rng_state(), "cuda_rng": None,
+            "history": trainer.history, "best": trainer.best}
+
+
+def timed_save(path: Path, make_state, durable: bool) -> float:
+    start = time.perf_counter()
+    with fileio.atomic_path(path, durable=durable) as tmp:
+        torch.save({"config_key": "bench", "code": None, **make_state()}, tmp)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-c", "--config", default=str(Path(__file__).resolve().parents[1] / "SEED.ini"))
+    parser.add_argument("--repeats", type=int, default=15, help="saves of each kind (default 15)")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="where to write (default: a temporary folder under .cache/, the repository's file system)")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        raise utils.UserError("--repeats must be >= 1")
+    cfg = config.load_config(args.config)
+    utils.keep_freed_memory()       # as run.py on the CPU
+    trainer = trainer_after_a_step(cfg)
+    state = trainer.state()
+    tensors = [t for part in ("net", "optimizer", "best") for t in _tensors(former_state(trainer)[part])]
+    mib = sum(t.numel() * t.element_size() for t in tensors) / 2**20
+    root = args.dir or Path(__file__).resolve().parents[1] / ".cache"
+    fileio.make_folder(root)
+    with tempfile.TemporaryDirectory(dir=root) as folder:
+        folder = Path(folder)
+        kinds = {
+            "former layout, fsync": lambda: timed_save(folder / "a.pt", lambda: former_state(trainer), True),
+            "former layout, no fsync": lambda: timed_save(folder / "b.pt", lambda: former_state(trainer), False),
+            "host_copy, fsync": lambda: timed_save(folder / "c.pt", trainer.state, True),
+            "host_copy, no fsync": lambda: timed_save(folder / "d.pt", trainer.state, False),
+            "Trainer.state() alone": lambda: _timed(trainer.state),
+            "epochs CSV, fsync": lambda: _timed(lambda: _csv(folder / "e.csv", trainer.history * 25, True)),
+            "epochs CSV, no fsync": lambda: _timed(lambda: _csv(folder / "f.csv", trainer.history * 25, False)),
+        }
+        times = {name: [] for name in kinds}
+        for name, fn in kinds.items():     # one untimed round: first writes create the files
+            fn()
+        for _ in range(args.repeats):
+            for name, fn in kinds.items():
+                times[name].append(fn())
+        size = (folder / "c.pt").stat().st_size / 2**20
+        former_size = (folder / "a.pt").stat().st_size / 2**20
+    print(f"torch {torch.__version__}, CPU: {cpu_model()}, {torch.get_num_threads()} threads; writing under {root}")
+    print(f"state of {Path(args.config).name}'s network: {len(tensors)} tensors of network, Adam and best checkpoint, "
+          f"{mib:.1f} MiB; file {size:.1f} MiB (former layout {former_size:.1f} MiB); "
+          f"{len(training.host_copy(state)['net'])} state-dict entries")
+    print(f"median (min-max) of {args.repeats} saves each, taking turns; over the protocol = median x {EPOCHS} epochs:")
+    for name, t in times.items():
+        ms = [1000 * x for x in t]
+        print(f"  {name:<26}{statistics.median(ms):8.1f} ms  ({min(ms):.1f}-{max(ms):.1f})   "
+              f"protocol {statistics.median(t) * EPOCHS:6.1f} s")
+    return 0
+
+
+def _tensors(tree) -> list[torch.Tensor]:
+    if torch.is_tensor(tree):
+        return [tree]
+    if isinstance(tree, dict):
+        return [t for v in tree.values() for t in _tensors(v)]
+    if isinstance(tree, (list, tuple)):
+        return [t for v in tree for t in _tensors(v)]
+    return []
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _csv(path: Path, history: list[dict], durable: bool) -> None:
+    results.write_epochs_csv(path, [{**row, "epoch": k + 1} for k, row in enumerate(history)], durable)
+
+
+if __name__ == "__main__":
+    utils.cli_main(main)

@@ -1,0 +1,428 @@
+"""The CUDA path, checked on the CPU where a stand-in is faithful: the training loop keeps its results
+bit-identical to the loop that synchronised every step, waits for the device once per epoch and once per
+evaluation pass, and the resumable state comes over in one copy per dtype.
+
+    python -m pytest tests/test_cuda_path.py -q
+
+The CUDA branch of the Trainer is the CPU Trainer with the accelerator off ([training] accelerator = off):
+the definition, device-resident arrays, no per-step waits, one check per epoch. It runs here in float32
+only (bf16 backward of 3D convolutions on this CPU gives NaN gradients now and then: no stand-in).
+tests/test_cuda.py runs the same on a GPU.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from conftest import ROOT, tiny_run
+import results
+import training
+
+
+class PerStepSyncTrainer(training.Trainer):
+    """The training loop as it was before the CUDA path lost its per-step waits (commit 1c9fefe), for the
+    bit-identity tests: host arrays copied per batch, the loss checked and read every step."""
+
+    def _forward(self, idx, net=None):
+        net, maps, built = net or self.net, {}, {}
+        for name, x in self.data.inputs.items():
+            if id(x) not in built:
+                built[id(x)] = self.maps(x[idx].to(self.device, non_blocking=True))
+            maps[name] = built[id(x)]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            return net(**maps).float()
+
+    def train_epoch(self, epoch):
+        self.net.train()
+        train = torch.from_numpy(self.data.split.train)
+        order = train[torch.randperm(len(train), generator=self.shuffle)]
+        total_loss, correct = 0.0, 0
+        for batch in order.split(self.cfg.training.batch_size):
+            y = self.data.label[batch].to(self.device)
+            logits = self._forward(batch, self.train_net)
+            loss = F.cross_entropy(logits, y)
+            if not torch.isfinite(loss):
+                raise training.Diverged(f"{self.where(epoch)}: training loss became {loss.item()}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total_loss += loss.item() * len(batch)
+            correct += (logits.argmax(1) == y).sum().item()
+        return total_loss / len(train), correct / len(train)
+
+    @torch.no_grad()
+    def predict(self, indices):
+        was_training = self.net.training
+        self.net.eval()
+        losses, preds = [], []
+        for batch in torch.from_numpy(indices).split(max(self.cfg.training.batch_size, 256)):
+            logits = self._forward(batch)
+            losses.append(F.cross_entropy(logits, self.data.label[batch].to(self.device), reduction="sum").item())
+            preds.append(logits.argmax(1).cpu())
+        self.net.train(was_training)
+        return sum(losses) / len(indices), torch.cat(preds).numpy()
+
+
+def old_state(trainer: training.Trainer) -> dict:
+    """Trainer.state() as it was (commit 1c9fefe): the live tensors, one storage each, in their layouts."""
+    return {"subject_pool": trainer.data.subjects, "session_pool": trainer.data.sessions,
+            "net": trainer.net.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+            "shuffle": trainer.shuffle.get_state(), "torch_rng": torch.get_rng_state(), "cuda_rng": None,
+            "history": trainer.history, "best": trainer.best}
+
+
+def without_seconds(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+def assert_same_tensors(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread: these tiny steps gain nothing from two, and lose much when other processes share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- bit-identity
+
+
+@pytest.mark.parametrize("accelerator", ["auto", "off"])    # off: the CUDA branch, on the CPU
+def test_results_are_bit_identical_to_the_per_step_sync_loop(accelerator):
+    """History, best checkpoint, final weights and test predictions, bit for bit, for the same seed."""
+    cfg, spec, data = tiny_run(accelerator=accelerator)
+    trainers, outcomes = [], []
+    for cls in (PerStepSyncTrainer, training.Trainer):     # one after the other: a Trainer seeds torch's generator
+        trainers.append(cls(cfg, spec, data, CPU))
+        trainers[-1].fit()
+        outcomes.append(trainers[-1].evaluate())
+    old, new = trainers
+    assert len(new.history) == cfg.training.nbEpoch
+    assert without_seconds(new.history) == without_seconds(old.history)
+    assert {k: v for k, v in new.best.items() if k != "state"} == {k: v for k, v in old.best.items() if k != "state"}
+    assert_same_tensors(new.best["state"], old.best["state"])
+    assert_same_tensors(new.net.state_dict(), old.net.state_dict())
+    (old_loss, old_truth, old_pred), (new_loss, new_truth, new_pred) = outcomes
+    assert new_loss == old_loss and np.array_equal(new_truth, old_truth) and np.array_equal(new_pred, old_pred)
+
+
+def poison(trainer: training.Trainer, row: int) -> None:
+    """Make one training window's values NaN in the trainer's device arrays (and its host arrays)."""
+    for x in (*trainer.inputs.values(), *trainer.data.inputs.values()):
+        x[row] = math.nan
+
+
+def test_a_diverging_epoch_fails_as_before_and_is_not_kept():
+    """A NaN loss in epoch 1: the same Diverged message as the per-step check; nothing of the epoch kept."""
+    cfg, spec, data = tiny_run()
+    messages = []
+    for cls in (PerStepSyncTrainer, training.Trainer):
+        run = copy.deepcopy(data)
+        trainer = cls(cfg, spec, run, CPU)
+        poison(trainer, int(run.split.train[-1]))
+        kept = []
+        with pytest.raises(training.Diverged) as e:
+            trainer.fit(kept.append)
+        messages.append(str(e.value))
+        assert kept == [] and trainer.history == [] and trainer.best["state"] is None
+    assert messages[0] == messages[1] == "sub01_ses1 (subject 1, session 1), epoch 1: training loss became nan"
+
+
+def test_an_epoch_that_turned_non_finite_leaves_the_last_finished_one():
+    """Divergence in epoch 2: epoch 1's row, best checkpoint and saved state are what remains."""
+    cfg, spec, data = tiny_run()
+    trainer = training.Trainer(cfg, spec, copy.deepcopy(data), CPU)
+    saved = []
+
+    def on_epoch(row):
+        saved.append(copy.deepcopy(trainer.state()))
+        poison(trainer, int(data.split.train[0]))    # epoch 2 sees a NaN window
+
+    with pytest.raises(training.Diverged, match=r"epoch 2: training loss became nan"):
+        trainer.fit(on_epoch)
+    assert len(saved) == 1 and [r["epoch"] for r in trainer.history] == [1] and trainer.best["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in trainer.best["state"].values() if t.is_floating_point())
+    assert all(torch.isfinite(t).all() for t in saved[0]["net"].values() if t.is_floating_point())
+
+
+# ----------------------------------------------------------------------------- waits for the device
+
+
+# Tensor operations that make the host wait for a CUDA device (its values read, or copied to the host).
+WAITS = {"item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__", "__format__", "nonzero"}
+
+
+class CountWaits(TorchFunctionMode):
+    """Counts the operations of WAITS, and .to() towards the host: on CUDA, each is a wait for the device."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        to_host = name == "to" and any(str(a) == "cpu" for a in (*args[1:], kwargs.get("device")))
+        self.count += name in WAITS or to_host
+        return func(*args, **kwargs)
+
+
+def waits(fn) -> int:
+    with CountWaits() as counter:
+        fn()
+    return counter.count
+
+
+@pytest.mark.parametrize("cls, per_step", [(training.Trainer, False), (PerStepSyncTrainer, True)])
+def test_the_cuda_branch_waits_once_per_epoch_and_once_per_evaluation(cls, per_step):
+    """The CUDA branch (definition, arrays on the device) on the CPU: the number of operations that would make
+    the host wait for a CUDA device does not grow with the steps of an epoch or the batches of an evaluation
+    (tests/test_cuda.py counts the real waits on a GPU). The old loop, counted the same way, does."""
+    counts = {}
+    for batch_size in (8, 32):     # 8 steps an epoch and 2 evaluation batches, or 1 and 1
+        cfg, spec, data = tiny_run(n=40 if batch_size == 32 else 100, batch_size=batch_size, accelerator="off")
+        trainer = cls(cfg, spec, data, CPU)
+        trainer.predict(data.split.val)     # warm: first calls may initialise things
+        counts[batch_size] = (waits(lambda: trainer.train_epoch(1)),
+                              waits(lambda: trainer.predict(np.arange(300 if batch_size == 8 else 100) % 40)))
+    train_small, eval_small = counts[32]
+    train_large, eval_large = counts[8]
+    if per_step:
+        assert train_large > train_small and eval_large > eval_small
+    else:
+        assert train_large == train_small and eval_large == eval_small
+
+
+def test_the_run_arrays_are_moved_once_and_shared():
+    cfg, spec, data = tiny_run()
+    data.inputs["spectral_again"] = data.inputs["spectral"]
+    trainer = training.Trainer(cfg, spec, data, CPU)
+    assert trainer.inputs["spectral_again"] is trainer.inputs["spectral"]
+    assert trainer.inputs["spectral"] is data.inputs["spectral"]    # on the CPU: no copy at all
+
+
+# ----------------------------------------------------------------------------- the resumable state
+
+
+def storages(tree) -> set:
+    found = set()
+
+    def walk(x):
+        if torch.is_tensor(x):
+            found.add(x.untyped_storage().data_ptr())
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+
+    walk(tree)
+    return found
+
+
+def test_partial_state_is_one_buffer_per_dtype_loads_safely_and_resumes_bit_identically(tmp_path):
+    """The state as a CUDA Trainer saves it (host_copy: one host buffer per dtype; on the CPU the live tensors are
+    saved, so snapshot=True stands in): torch.load(weights_only=True) reads it, and it resumes bit-identically."""
+    cfg, spec, data = tiny_run(nbEpoch=2)
+    uninterrupted = training.Trainer(cfg, spec, data, CPU)
+    uninterrupted.fit()
+    first = training.Trainer(cfg, spec, data, CPU)
+
+    def save_after_epoch_1(row):
+        if row["epoch"] == 1:
+            state = first.state()
+            state |= training.host_copy({k: state[k] for k in ("net", "optimizer", "best")}, snapshot=True)
+            torch.save({"config_key": "key", "code": None, **state}, tmp_path / "p.pt")
+
+    first.fit(save_after_epoch_1)
+    saved = torch.load(tmp_path / "p.pt", map_location="cpu", weights_only=True)     # plain types only
+    parts = {k: saved[k] for k in ("net", "optimizer", "best")}
+    dtypes = {t.dtype for t in saved["net"].values()}
+    assert len(storages(parts)) == len(dtypes) == 2    # float32 and int64 (BN batch counts)
+    assert saved["best"]["epoch"] == 1 and len(saved["history"]) == 1
+
+    resumed = training.Trainer(cfg, spec, data, CPU)
+    results.load_partial(tmp_path / "p.pt", resumed, "key")
+    resumed.fit()
+    assert without_seconds(resumed.history) == without_seconds(uninterrupted.history)
+    assert_same_tensors(resumed.net.state_dict(), uninterrupted.net.state_dict())
+    assert_same_tensors(resumed.best["state"], uninterrupted.best["state"])
+
+
+def test_the_saved_partial_state_loads_with_weights_only(tmp_path):
+    cfg, spec, data = tiny_run(nbEpoch=1)
+    trainer = training.Trainer(cfg, spec, data, CPU)
+    trainer.fit()
+    results.save_partial(tmp_path / "p.pt", trainer, "key", {"training.py": "abc"})
+    saved = torch.load(tmp_path / "p.pt", map_location="cpu", weights_only=True)
+    assert saved["config_key"] == "key" and saved["code"] == {"training.py": "abc"} and saved["best"]["epoch"] == 1
+
+
+def test_a_partial_state_of_the_former_layout_resumes_bit_identically(tmp_path):
+    """A state saved as before (live tensors, channels-last Adam moments, one storage each) still resumes."""
+    cfg, spec, data = tiny_run(nbEpoch=2)
+    uninterrupted = training.Trainer(cfg, spec, data, CPU)
+    uninterrupted.fit()
+    first = training.Trainer(cfg, spec, data, CPU)
+    first.fit(lambda row: torch.save({"config_key": "key", "code": None, **old_state(first)}, tmp_path / "old.pt")
+              if row["epoch"] == 1 else None)
+    resumed = training.Trainer(cfg, spec, data, CPU)
+    results.load_partial(tmp_path / "old.pt", resumed, "key")
+    resumed.fit()
+    assert without_seconds(resumed.history) == without_seconds(uninterrupted.history)
+    assert_same_tensors(resumed.net.state_dict(), uninterrupted.net.state_dict())
+
+
+def test_host_copy_keeps_values_shapes_types_and_state_dict_versions():
+    net = torch.nn.Sequential(torch.nn.Conv3d(2, 3, 1), torch.nn.BatchNorm3d(3)).to(memory_format=torch.channels_last_3d)
+    tree = {"net": net.state_dict(), "pair": (torch.ones(2, dtype=torch.int64), 3), "list": [torch.zeros(()), "x"]}
+    assert training.host_copy(tree)["net"]["0.weight"] is tree["net"]["0.weight"]   # host tensors: as they are
+    copied = training.host_copy(tree, snapshot=True)
+    assert type(copied["net"]) is type(tree["net"]) and copied["net"]._metadata == tree["net"]._metadata
+    assert_same_tensors(copied["net"], tree["net"])
+    assert isinstance(copied["pair"], tuple) and copied["pair"][1] == 3 and copied["list"][1] == "x"
+    assert copied["list"][0].shape == () and torch.equal(copied["pair"][0], tree["pair"][0])
+    tree["net"]["0.weight"].add_(1)                       # a copy, not the live tensors
+    assert not torch.equal(copied["net"]["0.weight"], tree["net"]["0.weight"])
+
+
+def test_the_partial_state_is_not_fsynced_the_result_is(tmp_path, monkeypatch):
+    """docs/guarantees.md: a process kill loses at most one epoch without fsync; finished work is fsynced."""
+    import os
+
+    cfg, spec, data = tiny_run(nbEpoch=1)
+    trainer = training.Trainer(cfg, spec, data, CPU)
+    trainer.fit()
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    results.save_partial(tmp_path / "p.pt", trainer, "key")
+    results.write_epochs_csv(tmp_path / "p.epochs.csv", trainer.history)
+    assert synced == []
+    out = results.ResultDir(cfg.replace(path={"result_path": tmp_path}), "float32")
+    results.write_result(out, cfg, trainer, {"run": spec.name})
+    assert len(synced) == 3        # the best checkpoint, the epochs CSV and the run record
+
+
+# ----------------------------------------------------------------------------- CUDA details on the CPU
+
+
+def test_resume_restores_the_cuda_generator_states_that_fit(monkeypatch, capsys):
+    """A state saved with more CUDA generators than this machine has devices: those that fit, and one line."""
+    cfg, spec, data = tiny_run()
+    trainer = training.Trainer(cfg, spec, data, CPU)
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((int(state[0]), device)))
+    states = [torch.full((4,), i, dtype=torch.uint8) for i in range(3)]
+    trainer._load_cuda_rng(states)
+    assert restored == [(0, 0), (1, 1)]
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["sub01_ses1: the partial state holds the CUDA generator states of 3 devices, this machine has 2: "
+                   "restored those of cuda:0..1 only"]
+    restored.clear()
+    trainer._load_cuda_rng(states[:1])       # fewer than the devices: all fit, nothing to say
+    assert restored == [(0, 0)] and capsys.readouterr().out == ""
+
+
+def requirement(name: str) -> str:
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        match = re.match(rf"{name}>=([\d.]+)", line)
+        if match:
+            return match[1]
+    raise AssertionError(f"no lower bound for {name} in requirements.txt")
+
+
+def version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.match(r"[\d.]+", text)[0].rstrip(".").split("."))
+
+
+# The newest torch API the code relies on, where: fastcpu's autocast decorators take device_type from 2.4
+# (torch.amp.custom_fwd), optim.adam's fused Adam runs on the CPU from 2.4. An older torch is not installable
+# here, so the bound is checked against this list and the installed torch, not run.
+NEWEST_APIS = {("fastcpu.py", "torch.amp.custom_fwd(forward, device_type="): "2.4",
+               ("optim.py", "fused=True"): "2.4"}
+
+
+def test_the_torch_lower_bound_covers_the_apis_the_code_uses():
+    bound = version(requirement("torch"))
+    for (file, api), since in NEWEST_APIS.items():
+        assert api in (ROOT / file).read_text(), f"{file} no longer uses {api}: update NEWEST_APIS"
+        assert bound >= version(since), f"{file} uses {api} (torch {since}), requirements.txt says torch>={bound}"
+    assert version(torch.__version__) >= bound
+
+
+# ----------------------------------------------------------------------------- precision in the result key
+
+
+def finished_run(out: results.ResultDir, cfg, spec, trainer: training.Trainer) -> None:
+    """The files of a finished run, as run.train_run writes them."""
+    loss, truth, predicted = trainer.evaluate()
+    cm = training.confusion_matrix(truth, predicted, cfg.model.nb_class)
+    split = trainer.data.split
+    results.write_result(out, cfg, trainer, {
+        "run": spec.name, "subject": spec.subject, "session": spec.session, "protocol": cfg.training.protocol,
+        "dataset": cfg.data.dataset, **training.scores(cm), "test_loss": loss, "confusion_matrix": cm.tolist(),
+        "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
+        "subject_pool": trainer.data.subjects, "best_epoch": trainer.best["epoch"],
+        "epochs_run": len(trainer.history), "history": trainer.history, "seconds": 1.0,
+        "config_key": out.config_key, "code": out.code, "precision": out.precision})
+
+
+def test_bf16_and_float32_keys_differ_and_float32_keys_are_as_before():
+    cfg, _, _ = tiny_run()
+    assert results.result_key(cfg, "float32") == results.result_key(cfg)
+    assert results.result_key(cfg, "bf16") != results.result_key(cfg)
+    assert results.ResultDir(cfg, "bf16").config_key != results.ResultDir(cfg, "float32").config_key
+    assert results.precision(torch.device("cuda"), cfg) == "bf16"
+    assert results.precision(torch.device("cuda"), cfg.replace(training={"amp": False})) == "float32"
+    assert results.precision(CPU, cfg) == "float32"
+
+
+@pytest.mark.parametrize("saved, resumed", [("bf16", "float32"), ("float32", "bf16")])
+def test_a_partial_state_of_one_precision_is_never_resumed_by_the_other(tmp_path, saved, resumed):
+    cfg, spec, data = tiny_run(nbEpoch=1)
+    cfg = cfg.replace(path={"result_path": tmp_path})
+    trainer = training.Trainer(cfg, spec, data, CPU)
+    trainer.fit()
+    mine, theirs = results.ResultDir(cfg, saved), results.ResultDir(cfg, resumed)
+    results.save_partial(mine.partial(spec), trainer, mine.config_key, mine.code)
+    with pytest.raises(ValueError, match="another configuration"):
+        results.load_partial(theirs.partial(spec), training.Trainer(cfg, spec, data, CPU), theirs.config_key, theirs)
+    again = training.Trainer(cfg, spec, data, CPU)
+    results.load_partial(mine.partial(spec), again, mine.config_key, mine)     # its own precision resumes
+    assert len(again.history) == 1
+
+
+@pytest.mark.parametrize("saved, other", [("bf16", "float32"), ("float32", "bf16")])
+def test_a_finished_run_of_one_precision_is_never_reused_by_the_other(tmp_path, saved, other):
+    from utils import ConfigError
+
+    cfg, spec, data = tiny_run(nbEpoch=1)
+    cfg = cfg.replace(path={"result_path": tmp_path})
+    trainer = training.Trainer(cfg, spec, data, CPU)
+    trainer.fit()
+    finished_run(results.ResultDir(cfg, saved), cfg, spec, trainer)
+    assert list(results.ResultDir(cfg, saved).finished()) == [spec.name]
+    with pytest.raises(ConfigError, match="made with a different configuration"):
+        results.ResultDir(cfg, other).finished()
+    summary = results.ResultDir(cfg)            # --summarize, --predict: either precision, never a mix
+    assert list(summary.finished()) == [spec.name] and summary.precision_found == saved
