@@ -289,6 +289,17 @@ def to_host(*tensors: torch.Tensor) -> list[torch.Tensor]:
     return out
 
 
+def tensors_in(tree) -> list[torch.Tensor]:
+    """The tensors in `tree` (dicts, lists and tuples of tensors and plain values), depth first, in order."""
+    if torch.is_tensor(tree):
+        return [tree]
+    if isinstance(tree, dict):
+        return [t for value in tree.values() for t in tensors_in(value)]
+    if isinstance(tree, (list, tuple)):
+        return [t for value in tree for t in tensors_in(value)]
+    return []
+
+
 def host_copy(tree, snapshot: bool = False):
     """`tree` (dicts, lists and tuples of tensors and plain values) with its tensors on the host: those on a
     device come over in one copy per dtype, as contiguous views of one buffer (a state dict and Adam's moments
@@ -296,20 +307,7 @@ def host_copy(tree, snapshot: bool = False):
     Tensors already on the host are kept as they are (torch.save reads them at once: a copy would only cost
     time), or copied the same way with `snapshot` (a copy that later steps do not change)."""
     copied = lambda t: snapshot or t.device.type != "cpu"  # noqa: E731
-    tensors: list[torch.Tensor] = []
-
-    def collect(x):
-        if torch.is_tensor(x):
-            if copied(x):
-                tensors.append(x)
-        elif isinstance(x, dict):
-            for value in x.values():
-                collect(value)
-        elif isinstance(x, (list, tuple)):
-            for value in x:
-                collect(value)
-
-    collect(tree)
+    tensors = [t for t in tensors_in(tree) if copied(t)]
     kinds = list(dict.fromkeys((t.device, t.dtype) for t in tensors))    # in practice one device
     flat = [torch.cat([t.detach().reshape(-1) for t in tensors if (t.device, t.dtype) == kind]) for kind in kinds]
     buffers = dict(zip(kinds, to_host(*flat)))

@@ -1,94 +1,87 @@
 #!/usr/bin/env bash
-# GPU figures in one prepared run: under 8 minutes on one H100/H200, every figure on one line.
+# GPU figures in one prepared run: under 8 minutes on one H100/H200; the last line is the protocol estimate.
 #
-#     bash bench/gpu.sh                          # on a machine with a CUDA GPU, torch (CUDA build) and requirements.txt
-#     GPU_BENCH_DIR=/tmp/gpu bash bench/gpu.sh   # keep the synthetic data and results there (default: a temp folder)
-#     GPU_BENCH_DEVICE=cpu bash bench/gpu.sh     # step 3 on the CPU (how the README's CPU epoch time was taken)
+#     bash bench/gpu.sh                          # a machine with a CUDA GPU, torch (CUDA build) and requirements.txt
+#     GPU_BENCH_DEVICE=cpu bash bench/gpu.sh     # the dry run: the same lines on the CPU, reduced sizes, 2-4 min
+#     GPU_BENCH_STEPS="runs jobs" bash bench/gpu.sh   # some steps again (data is written when missing)
+#     GPU_BENCH_DIR=/tmp/gpu PYTHON=python3.11 DEADLINE_S=420 bash bench/gpu.sh
 #
-# 1. the CUDA tests (tests/test_cuda.py: training step against the CPU, bf16 autocast, run.py end to end);
-# 2. bench/train.py --device cuda in float32 and bf16 autocast, batch 64 and 256: samples/s and peak GPU
-#    memory of the definition in both block orders, TorchEEG beside it where it is installed;
-# 3. one full-size synthetic SEED subject-session (3394 windows, SEED.ini) trained for 5 epochs by
-#    run.py, and its time extrapolated to the protocol: 45 runs x 50 epochs (an upper bound: early
-#    stopping ends runs sooner).
-# Nothing is downloaded. The steps share one deadline (DEADLINE_S after the start), so a step that
-# hangs cannot take the others' time; a step that fails prints its exit code.
+# Steps (bench/gpu_steps.py, one process each, each with its own cap inside one deadline; the caps add up
+# to less than the deadline, checked below):
+#   info        torch, CUDA, cuDNN, the GPU
+#   data        synthetic SEED, 4 full-size subject-sessions (3394 windows each), Preprocess.py --no-maps
+#   check       correctness: bf16 autocast against float32 on the device, training mode, dropout off
+#   runs        two runs of sub01_ses1 (3 epochs each) in one process, as run.py trains them: losses and
+#               gradients finite; one-off cost; fixed cost per run; the median epoch from epoch 2 split
+#               into training, evaluation and state save; the first run's checkpoint predicted on the CPU
+#   tests       tests/test_cuda.py (training step against the CPU, waits per epoch, bf16, run.py on CUDA)
+#   resume      run.py killed after its first epoch, then run again: it resumes
+#   jobs        run.py --jobs 1, 2, 4 on the one GPU (1, 2, 4 runs): epochs/min; --jobs 2 finishes both
+#   throughput  training steps at batch 64 and 256, float32 and bf16: samples/s and peak memory
+#   estimate    protocol estimate: T (one-off A s + 45 x (fixed B s + 50 x median epoch C s))
+# Nothing is downloaded. Logs go to $OUT/gpu-bench when OUT is set (the device tool brings $OUT back), else
+# to the bench folder; the data (1.6 GB) stays in the bench folder (default: a temporary one, removed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DIR=${GPU_BENCH_DIR:-$(mktemp -d)}
+PY=${PYTHON:-python3}
 DEVICE=${GPU_BENCH_DEVICE:-cuda}
-EPOCHS=5
-DEADLINE_S=${DEADLINE_S:-470}
-mkdir -p "$DIR"
+DEADLINE_S=${DEADLINE_S:-450}
+STEPS=${GPU_BENCH_STEPS:-info data check runs tests resume jobs throughput estimate}
+if [ -n "${GPU_BENCH_DIR:-}" ]; then DIR=$GPU_BENCH_DIR; else DIR=$(mktemp -d); trap 'rm -rf "$DIR"' EXIT; fi
+LOGS=${OUT:+$OUT/gpu-bench}
+LOGS=${LOGS:-$DIR/logs}
+mkdir -p "$DIR" "$LOGS"
 start=$(date +%s)
 
-left() {  # seconds a step may take: its own cap, or what is left before the deadline
-    local rest=$(( start + DEADLINE_S - $(date +%s) ))
-    (( rest < $1 )) && echo $(( rest > 1 ? rest : 1 )) || echo "$1"
-}
-
-report() {  # report LABEL RC: one line when a step failed or ran out of time
-    [ "$2" -eq 0 ] || echo "$1: exit $2$( [ "$2" -eq 124 ] && echo ' (time limit)')"
-}
-
-python - "$DEVICE" <<'EOF'
-import sys, torch
-print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}")
-if sys.argv[1] == "cuda":
-    if not torch.cuda.is_available():
-        raise SystemExit("gpu.sh: no CUDA device visible to torch")
-    p = torch.cuda.get_device_properties(0)
-    print(f"GPU: {p.name}, {p.total_memory / 2**30:.0f} GiB, {torch.cuda.device_count()} visible")
-EOF
-[ $? -eq 0 ] || exit 1
-
-if [ "$DEVICE" = cuda ]; then
-echo "== tests on CUDA"
-timeout "$(left 150)" python -m pytest -q -p no:cacheprovider tests/test_cuda.py > "$DIR/tests.log" 2>&1
-rc=$?
-tail -n 3 "$DIR/tests.log" | sed 's/^/tests: /'
-report tests $rc
-
-echo "== training benchmark (the definition on CUDA, channels-last 3D, cudnn.benchmark, as run.py)"
-for amp in "" "--amp"; do
-    for batch in 64 256; do
-        if [ -n "$amp" ]; then label="batch $batch, bf16"; else label="batch $batch, float32"; fi
-        timeout "$(left 90)" python bench/train.py --device cuda --batch "$batch" --warmup 3 --iters 20 \
-            --latency-runs 20 $amp > "$DIR/train.log" 2>&1
-        rc=$?
-        grep -E "samples/s|peak GPU|ms$|skipping" "$DIR/train.log" | sed "s/^ */$label: /"
-        report "$label" $rc
-        [ $rc -eq 0 ] || tail -n 2 "$DIR/train.log" | sed "s/^/$label: /"
-    done
-done
+[ -d "$DIR/pre" ] || case " $STEPS " in *" data "*) ;; *) STEPS="data $STEPS" ;; esac    # every step but info needs it
+declare -A CAP=([info]=15 [data]=40 [check]=30 [runs]=80 [tests]=70 [resume]=45 [jobs]=100 [throughput]=40 [estimate]=10)
+total=0
+for step in $STEPS; do total=$(( total + ${CAP[$step]:?unknown step $step} )); done
+if (( total >= DEADLINE_S )); then
+    echo "gpu.sh: the caps of the steps add up to $total s, not under the deadline of $DEADLINE_S s"; exit 2
 fi
+echo "gpu.sh: device $DEVICE, steps: $STEPS; caps $total s within a deadline of $DEADLINE_S s; logs in $LOGS"
 
-echo "== full-size synthetic SEED subject-session, $EPOCHS epochs, run.py on $DEVICE"
-SET=(--set "path.dataset_root=$DIR/SEED" --set "path.preprocessed_root=$DIR/pre" --set "path.result_path=$DIR/res")
-t0=$(date +%s)
-timeout "$(left 60)" python synthetic.py --dataset SEED --out "$DIR/SEED" --subjects 1 --sessions 1 > /dev/null \
-    && timeout "$(left 60)" python Preprocess.py -c SEED.ini "${SET[@]}" --no-maps > /dev/null
-report "synthetic data and Preprocess.py" $?
-echo "synthetic data and Preprocess.py --no-maps (CPU): $(( $(date +%s) - t0 )) s"
-t0=$(date +%s)
-timeout "$(left 400)" python run.py -c SEED.ini "${SET[@]}" --set "training.nbEpoch=$EPOCHS" \
-    --set "training.device=$DEVICE" > "$DIR/run.log" 2>&1
-rc=$?
-wall=$(( $(date +%s) - t0 ))
-grep -E "^sub01_ses1|^error" "$DIR/run.log" | sed 's/^/run.py: /'
-report run.py $rc
-python - "$DIR" "$wall" "$rc" <<'EOF'
-import json, sys
-from pathlib import Path
-out, wall, rc = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-record = out / "res" / "runs" / "sub01_ses1.json"
-if rc != 0 or not record.is_file():
-    print(f"run.py: no result (see {out / 'run.log'})")
-    raise SystemExit
-r = json.loads(record.read_text())
-per_epoch = r["wall_seconds"] / r["epochs_run"]
-print(f"run.py: {r['epochs_run']} epochs in {r['wall_seconds']:.1f} s ({per_epoch:.2f} s/epoch), command {wall:.0f} s")
-print(f"extrapolated protocol, 45 runs x 50 epochs: {45 * 50 * per_epoch / 3600:.2f} h "
-      f"(one run of 50 epochs {50 * per_epoch / 60:.1f} min)")
-EOF
+left() {  # seconds step $1 may take: its cap, or what is left before the deadline
+    local rest=$(( start + DEADLINE_S - $(date +%s) ))
+    (( rest < ${CAP[$1]} )) && echo $(( rest > 1 ? rest : 1 )) || echo "${CAP[$1]}"
+}
+
+step() {  # step NAME: run bench/gpu_steps.py NAME within its cap; its output on the screen and in its log
+    local name=$1 t0 rc
+    t0=$(date +%s.%N)
+    timeout "$(left "$name")" "$PY" bench/gpu_steps.py "$name" --dir "$DIR" --logs "$LOGS" --device "$DEVICE" \
+        --t0 "$t0" > "$LOGS/$name.log" 2>&1
+    rc=$?
+    grep -v -E "^(Traceback|  |warning: .*UserWarning)" "$LOGS/$name.log" | grep -E "^[a-zA-Z-]" | head -n 20
+    if [ "$rc" -ne 0 ]; then
+        echo "$name: exit $rc$( [ "$rc" -eq 124 ] && echo " (its cap of ${CAP[$name]} s or the deadline)") after" \
+             "$(( $(date +%s) - ${t0%.*} )) s; see $LOGS/$name.log"
+        [ "$rc" -eq 124 ] || tail -n 2 "$LOGS/$name.log" | sed "s/^/$name: /"
+    fi
+    return "$rc"
+}
+
+for name in $STEPS; do
+    case $name in
+    estimate) ;;     # last, after the total
+    tests)
+        t0=$(date +%s)
+        timeout "$(left tests)" "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py > "$LOGS/tests.log" 2>&1
+        rc=$?
+        echo "tests/test_cuda.py: $(tail -n 1 "$LOGS/tests.log") ($(( $(date +%s) - t0 )) s)"
+        [ "$rc" -eq 0 ] || grep -E "^(FAILED|ERROR)" "$LOGS/tests.log" | head -n 5
+        ;;
+    data)
+        if [ -d "$DIR/pre" ]; then echo "data: already in $DIR"; else step data; fi
+        ;;
+    info)
+        step info || { [ "$DEVICE" = cpu ] || exit 1; }
+        ;;
+    *)
+        step "$name"
+        ;;
+    esac
+done
 echo "gpu.sh: $(( $(date +%s) - start )) s in all"
+case " $STEPS " in *" estimate "*) step estimate ;; esac

@@ -5,10 +5,11 @@
 
 A Trainer of the INI file's network on the CPU after one training step (Adam's moments exist) with a
 best checkpoint, as after any epoch. Each kind of save is timed `--repeats` times, taking turns:
-  former layout   torch.save of the live tensors (one storage per tensor, about a thousand), as before
-  host_copy       Trainer.state(): the tensors copied into one buffer per dtype, then torch.save
-both through fileio.atomic_path, with and without its fsync, plus the per-epoch CSV. Prints medians
-and ranges in ms, and what each would add over the SEED protocol (45 runs x 50 epochs, an upper bound).
+  Trainer.state()   on the CPU the live tensors (one storage each, about a thousand), as results.save_partial
+  one buffer/dtype  the layout a GPU's state arrives in (training.host_copy: one copy per dtype), here
+                    with the copy on the CPU, which a GPU's state does not pay (its copy is the transfer)
+both through fileio.atomic_path with and without its fsync, the copy alone, and the per-epoch CSV. Prints
+medians and ranges in ms, and what each adds over the SEED protocol (45 runs x 50 epochs, an upper bound).
 """
 from __future__ import annotations
 
@@ -54,12 +55,10 @@ def trainer_after_a_step(cfg: config.Config) -> training.Trainer:
     return trainer
 
 
-def former_state(trainer: training.Trainer) -> dict:
-    """Trainer.state() as it was before host_copy: the live tensors themselves."""
-    return {"subject_pool": trainer.data.subjects, "session_pool": trainer.data.sessions,
-            "net": trainer.net.state_dict(), "optimizer": trainer.optimizer.state_dict(),
-            "shuffle": trainer.shuffle.get_state(), "torch_rng": torch.get_rng_state(), "cuda_rng": None,
-            "history": trainer.history, "best": trainer.best}
+def gpu_layout(trainer: training.Trainer) -> dict:
+    """Trainer.state() with its network, optimizer and best checkpoint in one host buffer per dtype."""
+    state = trainer.state()
+    return state | training.host_copy({k: state[k] for k in ("net", "optimizer", "best")}, snapshot=True)
 
 
 def timed_save(path: Path, make_state, durable: bool) -> float:
@@ -82,18 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     utils.keep_freed_memory()       # as run.py on the CPU
     trainer = trainer_after_a_step(cfg)
     state = trainer.state()
-    tensors = [t for part in ("net", "optimizer", "best") for t in _tensors(former_state(trainer)[part])]
+    tensors = [t for part in ("net", "optimizer", "best") for t in training.tensors_in(state[part])]
     mib = sum(t.numel() * t.element_size() for t in tensors) / 2**20
     root = args.dir or Path(__file__).resolve().parents[1] / ".cache"
     fileio.make_folder(root)
     with tempfile.TemporaryDirectory(dir=root) as folder:
         folder = Path(folder)
         kinds = {
-            "former layout, fsync": lambda: timed_save(folder / "a.pt", lambda: former_state(trainer), True),
-            "former layout, no fsync": lambda: timed_save(folder / "b.pt", lambda: former_state(trainer), False),
-            "host_copy, fsync": lambda: timed_save(folder / "c.pt", trainer.state, True),
-            "host_copy, no fsync": lambda: timed_save(folder / "d.pt", trainer.state, False),
-            "Trainer.state() alone": lambda: _timed(trainer.state),
+            "Trainer.state(), fsync": lambda: timed_save(folder / "a.pt", trainer.state, True),
+            "Trainer.state(), no fsync": lambda: timed_save(folder / "b.pt", trainer.state, False),
+            "one buffer/dtype, fsync": lambda: timed_save(folder / "c.pt", lambda: gpu_layout(trainer), True),
+            "one buffer/dtype, no fsync": lambda: timed_save(folder / "d.pt", lambda: gpu_layout(trainer), False),
+            "its copy on the CPU alone": lambda: _timed(lambda: gpu_layout(trainer)),
             "epochs CSV, fsync": lambda: _timed(lambda: _csv(folder / "e.csv", trainer.history * 25, True)),
             "epochs CSV, no fsync": lambda: _timed(lambda: _csv(folder / "f.csv", trainer.history * 25, False)),
         }
@@ -103,28 +102,17 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeats):
             for name, fn in kinds.items():
                 times[name].append(fn())
-        size = (folder / "c.pt").stat().st_size / 2**20
-        former_size = (folder / "a.pt").stat().st_size / 2**20
+        size = (folder / "a.pt").stat().st_size / 2**20
+        gpu_size = (folder / "c.pt").stat().st_size / 2**20
     print(f"torch {torch.__version__}, CPU: {cpu_model()}, {torch.get_num_threads()} threads; writing under {root}")
     print(f"state of {Path(args.config).name}'s network: {len(tensors)} tensors of network, Adam and best checkpoint, "
-          f"{mib:.1f} MiB; file {size:.1f} MiB (former layout {former_size:.1f} MiB); "
-          f"{len(training.host_copy(state)['net'])} state-dict entries")
+          f"{mib:.1f} MiB; file {size:.1f} MiB (one buffer per dtype: {gpu_size:.1f} MiB)")
     print(f"median (min-max) of {args.repeats} saves each, taking turns; over the protocol = median x {EPOCHS} epochs:")
     for name, t in times.items():
         ms = [1000 * x for x in t]
         print(f"  {name:<26}{statistics.median(ms):8.1f} ms  ({min(ms):.1f}-{max(ms):.1f})   "
               f"protocol {statistics.median(t) * EPOCHS:6.1f} s")
     return 0
-
-
-def _tensors(tree) -> list[torch.Tensor]:
-    if torch.is_tensor(tree):
-        return [tree]
-    if isinstance(tree, dict):
-        return [t for v in tree.values() for t in _tensors(v)]
-    if isinstance(tree, (list, tuple)):
-        return [t for v in tree for t in _tensors(v)]
-    return []
 
 
 def _timed(fn) -> float:

@@ -1,5 +1,8 @@
 """The benchmark scripts run (smoke tests on tiny sizes: they print figures, no timing is asserted)."""
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -43,3 +46,46 @@ def test_train_bench_rejects_bad_arguments(args, message):
     proc = run_cli("bench/train.py", *args, "--no-torcheeg")
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith(message)
+
+
+# ----------------------------------------------------------------------------- bench/gpu.sh
+
+ESTIMATE = re.compile(r"^protocol estimate: (\S+ min|n/a) \(one-off (\S+) s \+ 45 x \(fixed (\S+) s \+ 50 x median "
+                      r"epoch (\S+) s\)\)$")
+
+
+def test_gpu_sh_caps_add_up_to_less_than_its_deadline():
+    text = (ROOT / "bench" / "gpu.sh").read_text()
+    caps = dict(re.findall(r"\[(\w+)\]=(\d+)", re.search(r"declare -A CAP=\((.*)\)", text)[1]))
+    deadline = int(re.search(r"DEADLINE_S=\$\{DEADLINE_S:-(\d+)\}", text)[1])
+    steps = re.search(r'STEPS=\$\{GPU_BENCH_STEPS:-([a-z ]+)\}', text)[1].split()
+    assert set(steps) == set(caps) and sum(int(caps[s]) for s in steps) < deadline < 8 * 60
+    assert subprocess.run(["bash", "-n", str(ROOT / "bench" / "gpu.sh")]).returncode == 0
+
+
+def test_gpu_estimate_is_one_line_of_the_agreed_form(tmp_path):
+    proc = run_cli("bench/gpu_steps.py", "estimate", "--dir", str(tmp_path))
+    assert proc.returncode == 0 and ESTIMATE.match(proc.stdout.strip())[1] == "n/a"
+    (tmp_path / "figures.json").write_text('{"one_off": 20, "fixed": 2, "epoch": 0.5}')
+    proc = run_cli("bench/gpu_steps.py", "estimate", "--dir", str(tmp_path))
+    assert ESTIMATE.match(proc.stdout.strip()).groups() == ("20.6 min", "20.0", "2.00", "0.500")   # 20 + 45 x 27 = 1235 s
+
+
+@pytest.mark.slow
+def test_gpu_sh_dry_run_on_the_cpu(tmp_path):
+    """GPU_BENCH_DEVICE=cpu: the steps that fit a test (about a minute on 2 cores; jobs, four worker processes,
+    and the CUDA tests, skipped here, left out), every line printed, the estimate last; then the throughput
+    step alone (no cap: on a busy machine its bf16 steps may need more than gpu.sh gives them)."""
+    env = {**os.environ, "GPU_BENCH_DEVICE": "cpu", "GPU_BENCH_DIR": str(tmp_path), "PYTHON": sys.executable,
+           "GPU_BENCH_STEPS": "info data check runs resume estimate"}
+    proc = subprocess.run(["bash", "bench/gpu.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    lines = proc.stdout.strip().splitlines()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for start in ("torch ", "GPU: none: dry run", "data: synthetic SEED", "run 1: ", "run 2: ", "one-off cost: ",
+                  "fixed cost per run: ", "median epoch from epoch 2: "):
+        assert any(line.startswith(start) for line in lines), start
+    assert sum(line.startswith("correctness: ") and line.endswith(": ok") for line in lines) == 3    # bf16, CPU, resume
+    assert ESTIMATE.match(lines[-1]) and ESTIMATE.match(lines[-1])[1] != "n/a"
+    proc = run_cli("bench/gpu_steps.py", "throughput", "--dir", str(tmp_path), "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert len(re.findall(r"^throughput: batch (64|256), (float32|bf16): \d+ samples/s", proc.stdout, re.M)) == 4

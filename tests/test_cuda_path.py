@@ -221,20 +221,7 @@ def test_the_run_arrays_are_moved_once_and_shared():
 
 
 def storages(tree) -> set:
-    found = set()
-
-    def walk(x):
-        if torch.is_tensor(x):
-            found.add(x.untyped_storage().data_ptr())
-        elif isinstance(x, dict):
-            for v in x.values():
-                walk(v)
-        elif isinstance(x, (list, tuple)):
-            for v in x:
-                walk(v)
-
-    walk(tree)
-    return found
+    return {t.untyped_storage().data_ptr() for t in training.tensors_in(tree)}
 
 
 def test_partial_state_is_one_buffer_per_dtype_loads_safely_and_resumes_bit_identically(tmp_path):
@@ -397,12 +384,18 @@ def test_bf16_and_float32_keys_differ_and_float32_keys_are_as_before():
     assert results.precision(CPU, cfg) == "float32"
 
 
-@pytest.mark.parametrize("saved, resumed", [("bf16", "float32"), ("float32", "bf16")])
-def test_a_partial_state_of_one_precision_is_never_resumed_by_the_other(tmp_path, saved, resumed):
+def trained_for_an_epoch(result_path):
+    """(cfg, spec, data, trainer) of a tiny run trained for one epoch, its results going to `result_path`."""
     cfg, spec, data = tiny_run(nbEpoch=1)
-    cfg = cfg.replace(path={"result_path": tmp_path})
+    cfg = cfg.replace(path={"result_path": result_path})
     trainer = training.Trainer(cfg, spec, data, CPU)
     trainer.fit()
+    return cfg, spec, data, trainer
+
+
+@pytest.mark.parametrize("saved, resumed", [("bf16", "float32"), ("float32", "bf16")])
+def test_a_partial_state_of_one_precision_is_never_resumed_by_the_other(tmp_path, saved, resumed):
+    cfg, spec, data, trainer = trained_for_an_epoch(tmp_path)
     mine, theirs = results.ResultDir(cfg, saved), results.ResultDir(cfg, resumed)
     results.save_partial(mine.partial(spec), trainer, mine.config_key, mine.code)
     with pytest.raises(ValueError, match="another configuration"):
@@ -416,10 +409,7 @@ def test_a_partial_state_of_one_precision_is_never_resumed_by_the_other(tmp_path
 def test_a_finished_run_of_one_precision_is_never_reused_by_the_other(tmp_path, saved, other):
     from utils import ConfigError
 
-    cfg, spec, data = tiny_run(nbEpoch=1)
-    cfg = cfg.replace(path={"result_path": tmp_path})
-    trainer = training.Trainer(cfg, spec, data, CPU)
-    trainer.fit()
+    cfg, spec, _, trainer = trained_for_an_epoch(tmp_path)
     finished_run(results.ResultDir(cfg, saved), cfg, spec, trainer)
     assert list(results.ResultDir(cfg, saved).finished()) == [spec.name]
     with pytest.raises(ConfigError, match="made with a different configuration"):
