@@ -287,9 +287,11 @@ class Trainer:
         # channels-last 3D parameters: oneDNN runs the definition's convolutions 1.65x faster on them
         # (evaluation, batch 256, 2-core CPU; bench/README.md), and cuDNN prefers them for bf16
         self.net = model_lib.build_model(cfg).to(device, memory_format=torch.channels_last_3d)
-        # CPU training runs the definition through its accelerator (same parameters, same state dict);
+        # CPU training runs the definition through its accelerator (same parameters, same state dict) unless
+        # [training] accelerator = off or the definition is not the one it was written for (it steps aside);
         # CUDA training and every evaluation run the definition itself
-        self.train_net = fastcpu.accelerate(self.net) if device.type == "cpu" else self.net
+        fast = fastcpu.accelerate(self.net) if device.type == "cpu" and cfg.training.accelerator == "auto" else None
+        self.train_net, self.accelerated = fast or self.net, fast is not None
         self.optimizer = optim.adam(self.net, cfg.training.l2, cfg.training.lr)
         self.shuffle = torch.Generator().manual_seed(cfg.training.seed)
         self.maps = inputs.MapBuilder(cfg.data.input_width, device)
