@@ -39,12 +39,15 @@ Under torch.autocast (CPU or CUDA) the fused nodes run in float32, their inputs 
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 import model
+import utils
 from model import BN_EPSILON
 
 ROW_BLOCK = 1 << 21     # elements per block of rows when a per-channel reduction needs a temporary
@@ -738,6 +741,92 @@ def _fast_layout(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 4, 2, 3, 1).contiguous()
 
 
-def accelerate(net: model.SSTEmotionNet) -> FastCPUTraining:
-    """The CPU training accelerator of `net` (see the module docstring); `net` itself is unchanged."""
+# ----------------------------------------------------------------------------- held to the definition where it runs
+
+# The definition's code that the fused nodes stand in for: every method of the parts they fuse, and the
+# forwards they replace. WRITTEN_FOR holds each one's utils.code_digest (comments, docstrings and layout do
+# not count) as it was when tests/test_fastcpu.py last held this file to model.py. `python fastcpu.py`
+# prints the live table: copy it here only once the parity tests pass on the edited definition.
+REPLACED = {
+    "Conv3DSame": None, "DenseLayer3D": None, "DenseBlock3D": None, "Transition3D": None, "A3DBAttention": None,
+    "StemPool": None, "GlobalPool": None,                    # None: every method the class defines
+    "DenseStream3D": ("forward",), "SSTEmotionNet": ("forward", "forward_features"),
+}
+WRITTEN_FOR = {
+    'Conv3DSame.__init__': 'bbbd6e98d1a4162d',
+    'Conv3DSame.extra_repr': 'e0721464db5c5859',
+    'Conv3DSame.forward': 'a164bedc7372f7e2',
+    'Conv3DSame.reset_parameters': 'd6b1acc6c6515b6a',
+    'DenseLayer3D.__init__': 'b6c5cfe7267f9fc8',
+    'DenseLayer3D.forward': 'aaa717ca3c21f947',
+    'DenseBlock3D.__init__': 'ab003cf170ec7b74',
+    'DenseBlock3D.forward': 'a7fc2e5bc760fff4',
+    'Transition3D.__init__': '52c4c96fc3af4806',
+    'Transition3D.forward': '6e8db6faa55e4291',
+    'A3DBAttention.__init__': '1c4dd6072d268a18',
+    'A3DBAttention.activate': 'da53be5ee4a4a788',
+    'A3DBAttention.extra_repr': '5da3536559ad4d73',
+    'A3DBAttention.forward': '14d06b8c7b851df2',
+    'A3DBAttention.weights': '2425fd9b159dce3a',
+    'StemPool.__init__': 'eed4cf685fe407bd',
+    'StemPool.forward': '26098f426556da1f',
+    'GlobalPool.__init__': 'eed4cf685fe407bd',
+    'GlobalPool.forward': '07c38f20de583629',
+    'DenseStream3D.forward': '4248199171f6f862',
+    'SSTEmotionNet.forward': 'dfe58e3aecf18125',
+    'SSTEmotionNet.forward_features': '2d443f049ba94784',
+}
+
+
+def _digest(function) -> str:
+    try:
+        return utils.code_digest(inspect.getsource(function))
+    except (OSError, TypeError, SyntaxError):    # no source: defined at run time (exec, a lambda's line, C)
+        return "no source"
+
+
+def definition_fingerprints() -> dict[str, str]:
+    """{"Class.method": digest} of the live definition for everything REPLACED names (WRITTEN_FOR's form)."""
+    out = {}
+    for name, methods in REPLACED.items():
+        cls = getattr(model, name)
+        names = methods or sorted(k for k, v in vars(cls).items() if inspect.isfunction(v))
+        for method in names:
+            out[f"{name}.{method}"] = _digest(getattr(cls, method, None))
+    return out
+
+
+def definition_changes(net: nn.Module) -> list[str]:
+    """The replaced methods that are not the ones the accelerator was written for: edited in model.py,
+    added or removed, replaced on the class at run time, or set on one of `net`'s modules ("Class.method")."""
+    live = definition_fingerprints()
+    changed = sorted(k for k in set(live) | set(WRITTEN_FOR) if live.get(k) != WRITTEN_FOR.get(k))
+    for module in net.modules():
+        name = type(module).__name__
+        if name in REPLACED and type(module) is getattr(model, name):
+            changed += [f"{name}.{k} (set on a module)" for k in vars(module) if f"{name}.{k}" in live]
+    return changed
+
+
+_TOLD: set[tuple] = set()    # step-aside lines printed by this process
+
+
+def accelerate(net: model.SSTEmotionNet) -> FastCPUTraining | None:
+    """The CPU training accelerator of `net` (see the module docstring), or None when the definition is not
+    the one it was written for (definition_changes): it then steps aside, saying so in one line (once per
+    process), and the caller trains the definition. `net` itself is unchanged."""
+    changes = definition_changes(net)
+    if changes:
+        if tuple(changes) not in _TOLD:
+            _TOLD.add(tuple(changes))
+            print(f"fastcpu: {', '.join(changes)} differ{'s' * (len(changes) == 1)} from what the accelerator was "
+                  f"written for; training runs the definition (model.py) on the CPU", flush=True)
+        return None
     return FastCPUTraining(net)
+
+
+if __name__ == "__main__":      # the live table, for WRITTEN_FOR
+    print("WRITTEN_FOR = {")
+    for key, value in definition_fingerprints().items():
+        print(f"    {key!r}: {value!r},")
+    print("}")

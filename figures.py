@@ -477,7 +477,9 @@ def _attention_spatial_figure(cfg: Config, run: str, spatial: dict, label: np.nd
 def _depth_axis(cfg: Config, stream: str, D: int) -> tuple[list[str], str]:
     """Tick labels and axis label for a block's depth axis (bands or time; pooled slices approximated)."""
 
-    if stream == "spectral":
+    import model as model_lib
+
+    if model_lib.STREAM_SOURCES.get(stream, "de" if stream == "spectral" else "eeg") == "de":     # DE bands
         if D == cfg.data.specInput_length == len(datasets.BANDS):
             return list(datasets.BANDS), "DE band"
         return [f"{j + 1}" for j in range(D)], f"depth slice (pooled from {cfg.data.specInput_length} bands, low to high)"
@@ -559,11 +561,11 @@ def model_stages(cfg: Config) -> dict:
         return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
     out = {"streams": {}, "head": []}
-    for sname in ("spectral", "temporal"):
-        stream = getattr(net, sname)
-        if stream is None:
-            continue
+    for sname, stream in net.named_streams().items():
         H, W, D = stream.input_size
+        if not isinstance(stream, model_lib.DenseStream3D):     # a stream of another kind: one box
+            out["streams"][sname] = [("input", f"{H}x{W}x{D}", 0), (sname, str(stream.feature_size), params(stream))]
+            continue
         rows = [("input", f"{H}x{W}x{D}", 0)]
         rows += [(n, "x".join(map(str, stream.stages[n]["shape"])), params(m)) for n, m in stream.features.named_children()]
         rows.append((GLOBAL_POOL, str(stream.feature_size), params(stream.global_pool)))

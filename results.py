@@ -11,7 +11,6 @@ Every file is written atomically; the run JSON is written last, so its presence 
 """
 from __future__ import annotations
 
-import ast
 import csv
 import dataclasses
 import hashlib
@@ -306,17 +305,6 @@ def precision(device, cfg: Config) -> str:
     return "bf16" if getattr(device, "type", device) == "cuda" and cfg.training.amp else "float32"
 
 
-def _normalised_source(path: Path) -> str:
-    """A Python file's code without comments, docstrings or layout (ast): edits of words do not count."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
-    return ast.unparse(tree)
-
-
 def code_fingerprint(cfg: Config) -> dict[str, str]:
     """{file: short hash} of the code that computes a run: CODE_FILES and the [model] plugins (plugin:<name>),
     each normalised so that comments, docstrings and layout do not count."""
@@ -326,10 +314,9 @@ def code_fingerprint(cfg: Config) -> dict[str, str]:
     out = {}
     for name, path in files.items():
         try:
-            text = _normalised_source(path)
+            out[name] = utils.code_digest(path.read_text(encoding="utf-8"), str(path))
         except (OSError, SyntaxError, UnicodeDecodeError):
-            text = f"unreadable {path}"     # a plugin that cannot be read fails to import anyway
-        out[name] = hashlib.sha256(text.encode()).hexdigest()[:16]
+            out[name] = "unreadable"     # a plugin that cannot be read fails to import anyway
     return out
 
 
@@ -507,9 +494,9 @@ def write_result(out: "ResultDir", cfg: Config, trainer: Trainer, result: dict) 
     fsynced; its partial state and failure record go."""
     spec = trainer.spec
     with fileio.atomic_path(out.checkpoint(spec)) as tmp:
-        torch.save({"model": training.host_copy(trainer.best["state"]), "config": cfg.to_dict(), "run": spec.name, "subject": spec.subject,
-                    "session": spec.session, "epoch": trainer.best["epoch"], "normalization": trainer.data.stats,
-                    "code": out.code, "precision": out.precision}, tmp)
+        torch.save({"model": training.host_copy(trainer.best["state"]), "config": cfg.to_dict(), "run": spec.name,
+                    "subject": spec.subject, "session": spec.session, "epoch": trainer.best["epoch"],
+                    "normalization": trainer.data.stats, "code": out.code, "precision": out.precision}, tmp)
     write_epochs_csv(out.epochs_csv(spec), trainer.history, durable=True)
     fileio.write_json(out.run_json(spec), result)
     out.partial(spec).unlink(missing_ok=True)

@@ -158,7 +158,7 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
         "subject_pool": data.subjects, "session_pool": data.sessions,
         "best_epoch": trainer.best["epoch"], "epochs_run": len(trainer.history),
         "history": trainer.history, "seconds": sum(r["seconds"] for r in trainer.history),
-        "wall_seconds": time.perf_counter() - start, "device": str(device),
+        "wall_seconds": time.perf_counter() - start, "device": str(device), "accelerated": trainer.accelerated,
         "config_key": out.config_key, "code": out.code, "precision": out.precision, "warnings": warnings,
     }
     results.write_result(out, cfg, trainer, result)

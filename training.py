@@ -349,10 +349,11 @@ class Trainer:
         # (evaluation, batch 256, 2-core CPU; bench/README.md), and cuDNN prefers them for bf16
         self.net = model_lib.build_model(cfg).to(device, memory_format=torch.channels_last_3d)
         # CPU training runs the definition through its accelerator (same parameters, same state dict) unless
-        # [training] accelerator = off; CUDA training and every evaluation run the definition itself, and so
-        # does CPU training with the accelerator off: the CUDA path's loop, checked on the CPU by the tests
-        accelerated = device.type == "cpu" and cfg.training.accelerator == "auto"
-        self.train_net = fastcpu.accelerate(self.net) if accelerated else self.net
+        # [training] accelerator = off or the definition is not the one it was written for (it steps aside);
+        # CUDA training and every evaluation run the definition itself, and so does CPU training with the
+        # accelerator off: the CUDA path's loop, which the tests run on the CPU that way
+        fast = fastcpu.accelerate(self.net) if device.type == "cpu" and cfg.training.accelerator == "auto" else None
+        self.train_net, self.accelerated = fast or self.net, fast is not None
         self.optimizer = optim.adam(self.net, cfg.training.l2, cfg.training.lr)
         self.shuffle = torch.Generator().manual_seed(cfg.training.seed)   # on the host: the batch order of any device
         self.maps = inputs.MapBuilder(cfg.data.input_width, device)

@@ -7,13 +7,16 @@ no traceback.
 """
 from __future__ import annotations
 
+import ast
 import ctypes
 import ctypes.util
+import hashlib
 import importlib.util
 import random
 import re
 import subprocess
 import sys
+import textwrap
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -138,3 +141,15 @@ def import_plugins(paths, where: str = "[model] plugins") -> None:
             raise ConfigError(f"{where}: {path}{at}: the plugin failed on import ({type(e).__name__}: "
                                     f"{(str(e).splitlines() or [''])[0][:200]})") from None
         _PLUGINS[path] = module
+
+
+def code_digest(source: str, filename: str = "<source>") -> str:
+    """A short hash of Python code that ignores comments, docstrings and layout (its ast, unparsed):
+    what the code does, not how it is worded. SyntaxError if it is not Python."""
+    tree = ast.parse(textwrap.dedent(source), filename=filename)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.unparse(tree).encode()).hexdigest()[:16]

@@ -260,8 +260,8 @@ def runs(args) -> int:
         splits.append(by_kind)
         finite.append(all(timers.grads_finite[-epochs:]) and all(
             np.isfinite([r["train_loss"] for r in result["history"]])))
-        print(f"run {k}: {result['epochs_run']} epochs of {result['n_train']} training and {result['n_val']} validation "
-              f"windows: {walls[-1]:.1f} s (epochs {', '.join(f'{x:.2f}' for x in interval)} s; fixed {fixed:.2f} s); "
+        print(f"run {k}: {result['epochs_run']} epochs of {result['n_train']} training and {result['n_val']} "
+              f"validation windows: {walls[-1]:.1f} s (epochs {', '.join(f'{x:.2f}' for x in interval)} s; fixed {fixed:.2f} s); "
               f"losses and gradients finite: {verdict(finite[-1])}")
     # steady state from the second run; epochs from 2 on of both runs for the medians
     later = [x for interval in intervals for x in interval[1:]]
@@ -412,7 +412,7 @@ def _training_steps(cfg: config.Config, device: torch.device, batch: int, bf16: 
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     net = model_lib.build_model(cfg).to(device, memory_format=torch.channels_last_3d).train()
-    forward = fastcpu.accelerate(net) if device.type == "cpu" else net
+    forward = (fastcpu.accelerate(net) or net) if device.type == "cpu" else net     # as the Trainer
     optimizer = optim.adam(net, cfg.training.l2, cfg.training.lr)
     w = cfg.data.input_width
     maps = {"spectral": torch.randn(batch, w, w, cfg.data.specInput_length, device=device),

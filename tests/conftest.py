@@ -73,4 +73,5 @@ def tiny_run(n: int = 96, **training):
     eeg = torch.randn(n, 62, cfg.data.temInput_length, generator=g)
     rows = np.arange(n)
     split = training_lib.Split(rows[:int(0.6 * n)], rows[int(0.6 * n):int(0.8 * n)], rows[int(0.8 * n):])
-    return cfg, training_lib.RunSpec(1, 1), training_lib.RunData({"spectral": de, "temporal": eeg}, label, split, {}, [1])
+    data = training_lib.RunData({"spectral": de, "temporal": eeg}, label, split, {}, [1])
+    return cfg, training_lib.RunSpec(1, 1), data

@@ -68,7 +68,8 @@ def test_gpu_estimate_is_one_line_of_the_agreed_form(tmp_path):
     assert proc.returncode == 0 and ESTIMATE.match(proc.stdout.strip())[1] == "n/a"
     (tmp_path / "figures.json").write_text('{"one_off": 20, "fixed": 2, "epoch": 0.5}')
     proc = run_cli("bench/gpu_steps.py", "estimate", "--dir", str(tmp_path))
-    assert ESTIMATE.match(proc.stdout.strip()).groups() == ("20.6 min", "20.0", "2.00", "0.500")   # 20 + 45 x 27 = 1235 s
+    figures = ESTIMATE.match(proc.stdout.strip()).groups()
+    assert figures == ("20.6 min", "20.0", "2.00", "0.500")     # 20 + 45 x 27 = 1235 s
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """config.load_config: the INI files parse, and every kind of bad INI fails naming section and key; --set
 overrides are checked like the file; the authors' INI; the file's syntax (comments, BOM, unreadable)."""
 import argparse
+import dataclasses
 import re
 from pathlib import Path
 
@@ -349,3 +350,29 @@ def test_no_value_loses_text_silently(tmp_path, line, expected):
     with pytest.raises(utils.ConfigError) as e:
         config.load_config(tmp_path / "a.ini")
     assert str(e.value).startswith(f"{tmp_path / 'a.ini'}: {expected}"), str(e.value)
+
+
+def test_the_ini_defaults_of_model_keys_are_the_networks():
+    """[model] keys are the network's keyword arguments: an INI file that leaves one out gets the network's
+    own default (config.ModelConfig repeats them for the result key; they must agree)."""
+    import inspect
+
+    import model
+
+    signature = inspect.signature(model.SSTEmotionNet)
+    for f in dataclasses.fields(config.ModelConfig):
+        if f.name != "plugins" and f.default is not dataclasses.MISSING:
+            assert f.default == signature.parameters[f.name].default, f.name
+
+
+@pytest.mark.parametrize("ini, key", [("SEED.ini", "becab179af3e2815"), ("SEED_IV.ini", "9a7ce34d65242a9a")])
+def test_result_keys_of_earlier_versions_are_kept(ini, key):
+    """Float32 results made before the keys added since (attention_block, plugins, accelerator) keep their
+    key: the frozen values are what commit 27dd1a6 gave the shipped INI files. bf16 is another key."""
+    import results
+
+    cfg = config.load_config(ROOT / ini)
+    assert results.result_key(cfg) == results.result_key(cfg, "float32") == key
+    assert results.result_key(cfg, "bf16") != key
+    assert results.result_key(cfg.replace(training={"accelerator": "off", "num_threads": 1})) == key
+    assert results.result_key(cfg.replace(model={"attention_block": "mine"})) != key

@@ -278,7 +278,8 @@ def test_a_partial_state_of_the_former_layout_resumes_bit_identically(tmp_path):
 
 
 def test_host_copy_keeps_values_shapes_types_and_state_dict_versions():
-    net = torch.nn.Sequential(torch.nn.Conv3d(2, 3, 1), torch.nn.BatchNorm3d(3)).to(memory_format=torch.channels_last_3d)
+    net = torch.nn.Sequential(torch.nn.Conv3d(2, 3, 1), torch.nn.BatchNorm3d(3))
+    net = net.to(memory_format=torch.channels_last_3d)
     tree = {"net": net.state_dict(), "pair": (torch.ones(2, dtype=torch.int64), 3), "list": [torch.zeros(()), "x"]}
     assert training.host_copy(tree)["net"]["0.weight"] is tree["net"]["0.weight"]   # host tensors: as they are
     copied = training.host_copy(tree, snapshot=True)

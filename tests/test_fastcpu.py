@@ -289,3 +289,77 @@ def test_frozen_batch_norm_and_own_forward_run_as_defined(cfg):
     out = fastcpu.accelerate(doubled)(*x)
     torch.manual_seed(3)
     torch.testing.assert_close(out, doubled(*x))
+
+
+# ----------------------------------------------------------------------------- held to the definition where it runs
+
+
+def test_the_accelerator_was_written_for_this_definition(cfg):
+    """WRITTEN_FOR records the definition the parity tests above hold it to. After an edit of model.py that
+    these tests accept, refresh the table with `python fastcpu.py` (and only then)."""
+    live = fastcpu.definition_fingerprints()
+    stale = {k: (fastcpu.WRITTEN_FOR.get(k), v) for k, v in live.items() if fastcpu.WRITTEN_FOR.get(k) != v}
+    assert not stale and set(live) == set(fastcpu.WRITTEN_FOR), f"run `python fastcpu.py` after the parity tests: {stale}"
+    assert fastcpu.definition_changes(model.build_model(small(cfg))) == []
+
+
+def test_comments_and_docstrings_do_not_count():
+    source = "def f(x):\n    return x + 1\n"
+    worded = 'def f(x):\n    """Add one."""\n    # why: ...\n    return (x +\n            1)\n'
+    assert fastcpu.utils.code_digest(source) == fastcpu.utils.code_digest(worded)
+    assert fastcpu.utils.code_digest(source) != fastcpu.utils.code_digest(source.replace("+ 1", "+ 2"))
+
+
+@pytest.mark.parametrize("where", ["class", "module"])
+def test_a_method_replaced_at_run_time_makes_it_step_aside(cfg, monkeypatch, capsys, where):
+    """A monkeypatched forward (on the class or on one module of the network): accelerate() returns None
+    after one line naming the class and method, and the definition (with the patch) is what trains."""
+    net = model.build_model(small(cfg))
+    ones = lambda self, x: x     # noqa: E731  (attention switched off: all weights one)
+    if where == "class":
+        monkeypatch.setattr(model.A3DBAttention, "forward", ones)
+    else:
+        net.spectral.features.attention1.forward = ones.__get__(net.spectral.features.attention1)
+    fastcpu._TOLD.clear()
+    assert fastcpu.accelerate(net) is None
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("fastcpu: A3DBAttention.forward") and "training runs the definition (model.py)" in line
+    assert fastcpu.accelerate(net) is None and capsys.readouterr().out == ""     # said once per process
+
+
+@pytest.mark.slow
+def test_an_edit_of_the_definition_trains_as_edited(tmp_path):
+    """An in-place edit of A3DBAttention.forward in model.py (spatial attention all ones): CPU training
+    with accelerator = auto trains the edited maths (first-epoch loss as with accelerator = off, to float32
+    rounding), not the accelerator's copy of the unedited one."""
+    import csv
+    import shutil
+
+    from conftest import run_cli, tiny_seed_tree
+
+    root, ini = tiny_seed_tree(tmp_path / "data")
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    for path in ROOT.glob("*.py"):
+        shutil.copy(path, edited / path.name)
+    text = (edited / "model.py").read_text()
+    original = "        spatial, depth = self.weights(x)\n        if spatial is not None:"
+    assert original in text
+    (edited / "model.py").write_text(text.replace(original, "        spatial, depth = self.weights(x)\n"
+                                                  "        spatial = torch.ones_like(spatial)\n"
+                                                  "        if spatial is not None:"))
+
+    def first_epoch_loss(tree, accelerator):
+        out = tmp_path / f"res-{tree.name}-{accelerator}"
+        p = run_cli(str(tree / "run.py"), "-c", str(ini), "--subjects", "1", "--result-path", str(out),
+                    "--set", "training.nbEpoch=1", "--set", f"training.accelerator={accelerator}", cwd=tree)
+        assert p.returncode == 0, p.stderr
+        with open(out / "runs" / "sub01_ses1.epochs.csv") as fh:
+            return float(next(csv.DictReader(fh))["train_loss"]), p.stdout
+
+    auto, said = first_epoch_loss(edited, "auto")
+    off, _ = first_epoch_loss(edited, "off")
+    unedited, unedited_said = first_epoch_loss(ROOT, "auto")
+    assert "fastcpu: A3DBAttention.forward differs" in said and "fastcpu:" not in unedited_said
+    assert auto == pytest.approx(off, rel=1e-5)
+    assert abs(auto - unedited) > 1e-4 * abs(unedited)

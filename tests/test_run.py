@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import torch
 
+import config
+import fileio
 import inputs
 import results
 import run
-import config
-from conftest import GLIBC, ROOT, TINY_MODEL, run_cli, tiny_seed_tree, write_ini
 import training
 import utils
+from conftest import GLIBC, ROOT, TINY_MODEL, run_cli, tiny_seed_tree, write_ini
 
 # SEED's trial labels, 0-based (negative 0, neutral 1, positive 2), trials 1..15
 SEED_LABELS = np.array([1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1]) + 1
@@ -646,3 +647,34 @@ def test_cross_session_results_of_another_session_pool_are_refused(tmp_path):
     assert again.returncode == 1 and again.stderr.splitlines() == [
         f"error: {tmp_path}/res/runs/sub01_ses1.json: trained with sessions [1, 2] of subject 1, but the preprocessed "
         f"sessions are now [1, 2, 3]; choose another [path] result_path or delete {tmp_path}/res/runs to start over"]
+
+
+def test_runs_of_other_code_or_precision_are_another_configuration(tmp_path):
+    """Training (ResultDir with a precision) refuses finished runs made by other code, or by a version that
+    did not record its code, naming the files; summarize and predict (no precision) read them; a folder
+    never mixes float32 and bf16 runs."""
+    from test_figures import fake_run
+
+    cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
+    training_dir = results.ResultDir(cfg, "float32")
+    record = {**fake_run(1, 1), "seconds": 1.0, "config_key": training_dir.config_key, "code": dict(training_dir.code)}
+    fileio.write_json(training_dir.run_json(training.RunSpec(1, 1)), record)
+    assert list(training_dir.finished()) == ["sub01_ses1"]
+    fileio.write_json(training_dir.run_json(training.RunSpec(1, 1)), {**record, "code": {**record["code"], "model.py": "0"}})
+    with pytest.raises(utils.ConfigError, match=r"sub01_ses1.json: made with other code \(model.py changed since\): "
+                                                r"another configuration; keep both with --result-path"):
+        training_dir.finished()
+    legacy = {k: v for k, v in record.items() if k != "code"}
+    fileio.write_json(training_dir.run_json(training.RunSpec(1, 1)), legacy)
+    with pytest.raises(utils.ConfigError, match="made by an earlier version that did not record its code"):
+        training_dir.finished()
+    reading = results.ResultDir(cfg)
+    assert list(reading.finished()) == ["sub01_ses1"] and reading.precision_found == "float32"
+    assert results.ResultDir(cfg, "bf16").config_key != training_dir.config_key
+    fileio.write_json(training_dir.run_json(training.RunSpec(2, 1)),
+                      {**fake_run(2, 1), "seconds": 1.0, "config_key": results.result_key(cfg, "bf16")})
+    with pytest.raises(utils.ConfigError, match="sub02_ses1.json: bf16 results beside float32 ones"):
+        results.ResultDir(cfg).finished()
+    training_dir.run_json(training.RunSpec(1, 1)).unlink()
+    with pytest.raises(utils.ConfigError, match="sub02_ses1.json: made with a different configuration"):
+        training_dir.finished()     # a bf16 run is never reused by float32 training

@@ -1,0 +1,129 @@
+"""Variants from the INI file: [model] plugins files register an attention block or a stream, and
+[model] attention_block / streams select them, from run.py as from Python.
+
+    python -m pytest tests/test_plugins.py -q
+"""
+import json
+import textwrap
+
+import pytest
+
+import config
+import model
+import utils
+from conftest import TINY_MODEL, run_cli, tiny_seed_tree, write_ini
+
+# A plugin as a researcher writes it: an attention variant and a third stream (on the DE maps).
+PLUGIN = textwrap.dedent('''
+    import torch
+    import torch.nn as nn
+
+    import model
+
+
+    @model.register_attention("{attention}")
+    class Gate(nn.Module):
+        """One learnt scale per depth position: (N, C, H, W, D) -> the same."""
+
+        def __init__(self, size, attention="both", activation="sigmoid"):
+            super().__init__()
+            self.gate = nn.Parameter(torch.zeros(size[2]))
+
+        def forward(self, x):
+            return x * torch.sigmoid(self.gate)
+
+
+    class BandMeans(nn.Module):
+        """(N, W, W, bands) DE maps -> (N, 8): a linear map of the per-band means."""
+
+        name, feature_size = "{stream}", 8
+
+        def __init__(self, arguments):
+            super().__init__()
+            self.input_size = (arguments["input_width"], arguments["input_width"], arguments["specInput_length"])
+            self.linear = nn.Linear(self.input_size[2], self.feature_size)
+
+        def forward(self, maps):
+            return self.linear(maps.mean((1, 2)))
+
+
+    model.register_stream("{stream}", source="de")(BandMeans)
+''')
+
+
+def plugin(folder, attention="gate", stream="means"):
+    path = folder / "plugin.py"
+    path.write_text(PLUGIN.format(attention=attention, stream=stream))
+    return path
+
+
+def test_plugin_paths_are_relative_to_the_ini_and_stay_beside_it(tmp_path, monkeypatch):
+    plugin(tmp_path)
+    ini = write_ini(tmp_path / "a.ini", model={"plugins": "plugin.py"})
+    assert config.load_config(ini).model.plugins == ((tmp_path / "plugin.py").resolve(),)
+    assert config.Config.from_dict(config.load_config(ini).to_dict()).model.plugins == config.load_config(ini).model.plugins
+    outside = write_ini(tmp_path / "sub" / "b.ini", model={"plugins": "../plugin.py"})
+    with pytest.raises(utils.ConfigError, match=r"b.ini: \[model\] plugins: ../plugin.py is outside the INI file's folder"):
+        config.load_config(outside)
+    monkeypatch.chdir(tmp_path)     # with --set, a path typed on the command line: from the current folder
+    assert config.load_config(outside, ["model.plugins=plugin.py"]).model.plugins == ((tmp_path / "plugin.py").resolve(),)
+    with pytest.raises(utils.ConfigError, match=r"--set model.plugins=notes.txt: \[model\] plugins: expected Python"):
+        config.load_config(outside, ["model.plugins=notes.txt"])
+
+
+def test_a_plugin_registers_variants_that_build_by_name(tmp_path):
+    plugin(tmp_path, attention="gate_a", stream="means_a")
+    ini = write_ini(tmp_path / "a.ini", model={**TINY_MODEL, "plugins": "plugin.py", "attention_block": "gate_a",
+                                               "streams": "spectral, temporal, means_a"}, data={"input_width": 16})
+    net = model.build_model(config.load_config(ini))
+    assert type(net.spectral.features.attention1).__name__ == "Gate"
+    assert net.stream_names == ["spectral", "temporal", "means_a"] and net.sources["means_a"] == "de"
+    unknown = write_ini(tmp_path / "b.ini", model={**TINY_MODEL, "attention_block": "nope"})
+    with pytest.raises(utils.ConfigError, match=r"b.ini: \[model\] attention_block: expected one of .*got 'nope' "
+                                                r"\(registered by a \[model\] plugins file\?\)"):
+        model.build_model(config.load_config(unknown))
+
+
+def test_a_plugin_that_fails_on_import_is_named_with_its_line(tmp_path):
+    (tmp_path / "broken.py").write_text("import model\n\nraise RuntimeError('not yet')\n")
+    ini = write_ini(tmp_path / "a.ini", model={"plugins": "broken.py"})
+    with pytest.raises(utils.ConfigError, match=r"a.ini: \[model\] plugins: .*broken.py, line 3: the plugin failed on "
+                                                r"import \(RuntimeError: not yet\)"):
+        model.build_model(config.load_config(ini))
+    (tmp_path / "syntax.py").write_text("def f(:\n")
+    with pytest.raises(utils.ConfigError, match=r"syntax.py, line 1: the plugin failed on import \(SyntaxError"):
+        model.build_model(config.load_config(write_ini(tmp_path / "b.ini", model={"plugins": "syntax.py"})))
+
+
+def test_a_stream_whose_source_does_not_fit_its_maps_is_named(tmp_path):
+    (tmp_path / "p.py").write_text(PLUGIN.format(attention="gate_b", stream="means_b").replace(
+        'source="de"', 'source="eeg"'))     # (W, W, bands) maps declared as raw-EEG maps
+    ini = write_ini(tmp_path / "a.ini", model={**TINY_MODEL, "plugins": "p.py", "streams": "spectral, means_b"})
+    with pytest.raises(utils.ConfigError, match=r"\[model\] streams: stream means_b takes \(32, 32, 5\) maps, but its "
+                                                r"source 'eeg'"):
+        model.build_model(config.load_config(ini))
+
+
+@pytest.mark.slow
+def test_run_trains_a_plugins_attention_and_third_stream(tmp_path):
+    """The README's way: a plugin file beside the INI, then run.py with --set; each trains one epoch, the
+    third stream's run predicts, and an edit of the plugin makes its results another configuration."""
+    root, ini = tiny_seed_tree(tmp_path)
+    plugin(root)
+    sets = ["--set", "model.plugins=" + str(root / "plugin.py"), "--set", "training.nbEpoch=1", "--subjects", "1"]
+    runs = {}
+    for name, choice in (("attention", "model.attention_block=gate"), ("stream", "model.streams=spectral,temporal,means")):
+        out = tmp_path / f"res-{name}"
+        p = run_cli("run.py", "-c", str(ini), *sets, "--set", choice, "--result-path", str(out))
+        assert p.returncode == 0, p.stderr
+        runs[name] = json.loads((out / "runs" / "sub01_ses1.json").read_text())
+        assert runs[name]["epochs_run"] == 1 and "plugin:plugin.py" in runs[name]["code"]
+    p = run_cli("run.py", "-c", str(ini), *sets, "--set", "model.streams=spectral,temporal,means",
+                "--result-path", str(tmp_path / "res-stream"), "--predict", "sub01_ses1", "--sessions", "1")
+    assert p.returncode == 0, p.stderr
+    assert "sub01_ses1 on sub01_ses1:" in p.stdout
+    (root / "plugin.py").write_text((root / "plugin.py").read_text().replace("maps.mean((1, 2))", "maps.amax((1, 2))"))
+    p = run_cli("run.py", "-c", str(ini), *sets, "--set", "model.streams=spectral,temporal,means",
+                "--result-path", str(tmp_path / "res-stream"))
+    assert p.returncode == 1 and "made with other code (plugin:plugin.py changed since)" in p.stderr
+    assert "--result-path" in p.stderr and len(p.stderr.strip().splitlines()) == 1
