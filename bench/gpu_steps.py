@@ -223,7 +223,8 @@ def make_progress(planned: int):
 
 def runs(args) -> int:
     """Two runs of sub01_ses1 one after the other in this process, as run.py trains them (--jobs 1): the first
-    pays the one-off costs (cuDNN's autotuning, first kernels), the second shows the steady state."""
+    pays the one-off costs (cuDNN's autotuning, first kernels), the second shows the steady state. (Every run of
+    SEED's trial protocol has the same batch sizes, 3394 windows a session: a process autotunes them once.)"""
     import checkpoints
     import preprocessed
     import results
@@ -260,8 +261,9 @@ def runs(args) -> int:
         splits.append(by_kind)
         finite.append(all(timers.grads_finite[-epochs:]) and all(
             np.isfinite([r["train_loss"] for r in result["history"]])))
+        epoch_seconds = ", ".join(f"{x:.2f}" for x in interval)
         print(f"run {k}: {result['epochs_run']} epochs of {result['n_train']} training and {result['n_val']} "
-              f"validation windows: {walls[-1]:.1f} s (epochs {', '.join(f'{x:.2f}' for x in interval)} s; fixed {fixed:.2f} s); "
+              f"validation windows: {walls[-1]:.1f} s (epochs {epoch_seconds} s; fixed {fixed:.2f} s); "
               f"losses and gradients finite: {verdict(finite[-1])}")
     # steady state from the second run; epochs from 2 on of both runs for the medians
     later = [x for interval in intervals for x in interval[1:]]
