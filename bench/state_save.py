@@ -8,12 +8,14 @@ best checkpoint, as after any epoch. Each kind of save is timed `--repeats` time
   Trainer.state()   on the CPU the live tensors (one storage each, about a thousand), as results.save_partial
   one buffer/dtype  the layout a GPU's state arrives in (training.host_copy: one copy per dtype), here
                     with the copy on the CPU, which a GPU's state does not pay (its copy is the transfer)
-both through fileio.atomic_path with and without its fsync, the copy alone, and the per-epoch CSV. Prints
+both through fileio.atomic_path with and without its fsync, the copy alone, the fsync alone of a state just
+written (the difference the choice makes, without the write's spread), and the per-epoch CSV. Prints
 medians and ranges in ms, and what each adds over the SEED protocol (45 runs x 50 epochs, an upper bound).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -61,6 +63,15 @@ def gpu_layout(trainer: training.Trainer) -> dict:
     return state | training.host_copy({k: state[k] for k in ("net", "optimizer", "best")}, snapshot=True)
 
 
+def fsync_alone(path: Path, trainer: training.Trainer) -> float:
+    """Seconds of the fsync of a state just written (the write itself not timed)."""
+    torch.save({"config_key": "bench", "code": None, **trainer.state()}, path)
+    with open(path, "rb+") as fh:
+        start = time.perf_counter()
+        os.fsync(fh.fileno())
+        return time.perf_counter() - start
+
+
 def timed_save(path: Path, make_state, durable: bool) -> float:
     start = time.perf_counter()
     with fileio.atomic_path(path, durable=durable) as tmp:
@@ -93,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             "one buffer/dtype, fsync": lambda: timed_save(folder / "c.pt", lambda: gpu_layout(trainer), True),
             "one buffer/dtype, no fsync": lambda: timed_save(folder / "d.pt", lambda: gpu_layout(trainer), False),
             "its copy on the CPU alone": lambda: _timed(lambda: gpu_layout(trainer)),
+            "fsync alone of a state": lambda: fsync_alone(folder / "g.pt", trainer),
             "epochs CSV, fsync": lambda: _timed(lambda: _csv(folder / "e.csv", trainer.history * 25, True)),
             "epochs CSV, no fsync": lambda: _timed(lambda: _csv(folder / "f.csv", trainer.history * 25, False)),
         }
