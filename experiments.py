@@ -79,10 +79,11 @@ class Folder:
     seeds: int
 
 
-def read_folder(path: Path) -> Folder:
+def read_folder(path: Path, subjects=None, sessions=None) -> Folder:
     """The finished runs of a result folder (runs/*.json, checked against schemas.RUN_RECORD; a damaged
-    record is skipped with a warning, not set aside: comparing changes nothing on disk). One line naming
-    the folder if it holds no run, or runs of several configurations."""
+    record is skipped with a warning, not set aside: comparing changes nothing on disk), only those of
+    `subjects` and `sessions` when given. One line naming the folder if it holds no run, or runs of
+    several configurations."""
     path = Path(path).expanduser()
     runs = path / "runs"
     if not runs.is_dir():
@@ -98,9 +99,11 @@ def read_folder(path: Path) -> Folder:
         if problem:
             print(f"warning: {file}: damaged ({problem}); left out", file=sys.stderr)
             continue
-        records.append(record)
+        if (not subjects or record["subject"] in subjects) and (not sessions or record["session"] in sessions):
+            records.append(record)
     if not records:
-        raise DataError(f"{runs}: no finished runs to compare")
+        selection = f" of subjects {subjects or 'all'}, sessions {sessions or 'all'}" if subjects or sessions else ""
+        raise DataError(f"{runs}: no finished runs{selection} to compare")
     kinds = {(r["config_key"], r["dataset"], r["protocol"], r.get("model", "sst_emotionnet")) for r in records}
     if len(kinds) > 1:
         raise ConfigError(f"{runs}: runs of {len(kinds)} configurations; a result folder compared must hold one")
@@ -110,10 +113,10 @@ def read_folder(path: Path) -> Folder:
                   {(r["subject"], r["session"]): 100 * r["accuracy"] for r in pooled}, max(r["seeds"] for r in pooled))
 
 
-def read_folders(paths: list[Path]) -> list[Folder]:
+def read_folders(paths: list[Path], subjects=None, sessions=None) -> list[Folder]:
     """read_folder of each, checked to be comparable with the first: same dataset and protocol, runs in
     common. Labels are the folder names, or the paths where names repeat."""
-    folders = [read_folder(p) for p in paths]
+    folders = [read_folder(p, subjects, sessions) for p in paths]
     first = folders[0]
     for f in folders[1:]:
         if (f.dataset, f.protocol) != (first.dataset, first.protocol):
@@ -178,11 +181,12 @@ def _limits(stats: dict[str, dict]) -> list[str]:
 # ----------------------------------------------------------------------------- --compare
 
 
-def compare(paths: list[Path], out: Path | None = None, fmt: str = "text") -> int:
-    """--compare DIR_A DIR_B ...: each folder against the first; print the table, write the files."""
+def compare(paths: list[Path], out: Path | None = None, fmt: str = "text", subjects=None, sessions=None) -> int:
+    """--compare DIR_A DIR_B ...: each folder against the first (the runs of `subjects` and `sessions`
+    only, when given); print the table, write the files."""
     if len(paths) < 2:
         raise UserError("--compare: give at least two result folders, the first is the reference")
-    folders = read_folders(paths)
+    folders = read_folders(paths, subjects, sessions)
     first = folders[0]
     table = tables.Table(f"{first.dataset}, protocol {first.protocol}: compared with {first.label}, paired by "
                          f"subject and session", COMPARE_COLUMNS, notes=list(STATISTICS_NOTES))
@@ -299,13 +303,19 @@ def ablation(args: argparse.Namespace, resolve, train) -> int:
               f"--shard trains nothing more and prints the table: python run.py -c {args.config} --ablation"
               + "".join(f" --set {o}" for o in args.set or ()))
         return code
-    return ablation_table(cfgs, args.out, args.format) or code
+    return ablation_table(cfgs, args.out, args.format, args.subjects, args.sessions) or code
 
 
-def ablation_table(cfgs: list, out: Path | None, fmt: str = "text") -> int:
-    """The ablation's table (ABLATIONS order) from the configurations' result folders: ours, the paper's,
-    and the difference from our full model, paired; printed and written with the bar chart."""
-    folders = [read_folder(cfg.path.result_path) if (cfg.path.result_path / "runs").is_dir() else None for cfg in cfgs]
+def ablation_table(cfgs: list, out: Path | None, fmt: str = "text", subjects=None, sessions=None) -> int:
+    """The ablation's table (ABLATIONS order) from the configurations' result folders (the runs of
+    `subjects` and `sessions` only, when given): ours, the paper's, and the difference from our full
+    model, paired; printed and written with the bar chart."""
+    folders = []
+    for cfg in cfgs:
+        try:
+            folders.append(read_folder(cfg.path.result_path, subjects, sessions))
+        except DataError:       # no finished run (all failed, say): a row that says so
+            folders.append(None)
     full = folders[0]
     if full is None:
         raise DataError(f"{cfgs[0].path.result_path}: no finished run of the full model to compare with")

@@ -373,7 +373,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                         "attention spectral_temporal, spatial, none) beside the full model, each in the subfolder its "
                         "--set would use; then their table and bar chart (not with --shard)")
     parser.add_argument("--compare", nargs="+", type=Path, metavar="DIR", help="result folders of one dataset and "
-                        "protocol, each compared with the first, paired by subject and session (no -c needed)")
+                        "protocol, each compared with the first, paired by subject and session (no -c needed; --subjects, --sessions: "
+                        "only those runs)")
     parser.add_argument("--out", type=Path, help="--compare, --ablation: where their tables and figure go (default: "
                         "comparisons/ beside the first result folder)")
     parser.add_argument("--format", choices=tables.FORMATS, default="text", help="how the table is printed: text "
@@ -515,7 +516,7 @@ def demo_epilogue(out: ResultDir, cfg: Config, first: RunSpec) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     if args.compare:
-        return experiments.compare(args.compare, args.out, args.format)
+        return experiments.compare(args.compare, args.out, args.format, args.subjects, args.sessions)
     if args.ablation:
         return experiments.ablation(args, resolve_config, train)
     cfg = resolve_config(args)

@@ -101,6 +101,8 @@ def test_compare_says_what_a_test_cannot_show(tmp_path, capsys):
     assert "c: fewer than 6 non-zero differences, so the two-sided Wilcoxon p cannot fall below 0.05" in text
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "comparison.csv", "comparison.md", "comparison.png", "comparison.tex", "paired_runs.csv"]
+    assert run.main(["--compare", str(a), str(c), "--subjects", "2,3", "--out", str(tmp_path / "part")]) == 0
+    assert re.search(r"^c +sst_emotionnet +2 +1 +72\.50 \+- 0\.50 +\+2\.50 ", capsys.readouterr().out, re.M)
 
 
 def test_compare_refuses_folders_that_do_not_pair(tmp_path):
