@@ -535,8 +535,8 @@ def stream_names(streams: str) -> tuple[str, ...]:
 
 
 def model_arguments(cfg: Config) -> dict:
-    """SSTEmotionNet's keyword arguments from [model] (plugins and the model's name aside) and the input sizes: the one mapping
-    from INI keys to the network (model.build_model)."""
+    """SSTEmotionNet's keyword arguments from [model] (plugins and the model's name aside) and the input sizes:
+    the one mapping from INI keys to the network (model.build_model)."""
     arguments = {f.name: getattr(cfg.model, f.name) for f in fields(cfg.model) if f.name not in ("plugins", "name")}
     arguments.update({key: getattr(cfg.data, key) for key in INPUT_KEYS})
     if "," in cfg.model.streams:

@@ -310,7 +310,8 @@ def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions) -> int:
     return 0
 
 
-def plan_runs(cfg: Config, available: list[tuple[int, int]], subjects, sessions, shard, repeats: int = 1) -> list[RunSpec]:
+def plan_runs(cfg: Config, available: list[tuple[int, int]], subjects, sessions, shard,
+              repeats: int = 1) -> list[RunSpec]:
     """The runs of this invocation: all preprocessed (subject, session) pairs, filtered, each `repeats` times
     (every run of the first seed, then of the second, ...: a killed job leaves whole seeds), then sharded."""
     runs = [RunSpec(s, k, r) for r in range(repeats) for s, k in available
@@ -371,10 +372,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                         "given by --subjects S --sessions K; writes predictions/<RUN>_on_subSS_sesK.csv")
     parser.add_argument("--ablation", action="store_true", help="the paper's ablations (streams spectral, temporal; "
                         "attention spectral_temporal, spatial, none) beside the full model, each in the subfolder its "
-                        "--set would use; then their table and bar chart (not with --shard)")
+                        "--set would use; then their table and bar chart (with --shard: training only)")
     parser.add_argument("--compare", nargs="+", type=Path, metavar="DIR", help="result folders of one dataset and "
-                        "protocol, each compared with the first, paired by subject and session (no -c needed; --subjects, --sessions: "
-                        "only those runs)")
+                        "protocol, each compared with the first, paired by subject and session (no -c needed; "
+                        "--subjects, --sessions: only those runs)")
     parser.add_argument("--out", type=Path, help="--compare, --ablation: where their tables and figure go (default: "
                         "comparisons/ beside the first result folder)")
     parser.add_argument("--format", choices=tables.FORMATS, default="text", help="how the table is printed: text "
@@ -432,7 +433,8 @@ def summarize_results(cfg: Config, args: argparse.Namespace) -> int:
     if not done:
         raise DataError(f"{out.root / 'runs'}: no finished runs to summarize; run `python run.py -c {args.config}` first")
     out.check_writable()
-    if results.summarize(cfg, out, args.subjects, args.sessions, fmt=args.format) is None:    # sets damaged records aside only if not None
+    # sets damaged records aside only if not None
+    if results.summarize(cfg, out, args.subjects, args.sessions, fmt=args.format) is None:
         raise DataError(f"{out.root / 'runs'}: no finished run of subjects {args.subjects or 'all'}, sessions "
                         f"{args.sessions or 'all'} to summarize")
     out.tidy([], done)
