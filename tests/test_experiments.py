@@ -17,7 +17,7 @@ import run
 import tables
 import training
 import utils
-from conftest import ROOT, TINY_MODEL, run_cli, tiny_seed_tree, write_ini
+from conftest import TINY_MODEL, run_cli, tiny_seed_tree, write_ini
 
 
 def record(run_name: str, correct: int, *, n_test: int = 100, dataset: str = "SEED", protocol: str = "trial",
@@ -369,7 +369,7 @@ def test_checkpoint_not_found_names_the_folders_that_hold_the_run(tmp_path):
             f"--set training.nbEpoch=3): repeat the --set values it was trained with, or give --result-path with its "
             f"folder")):
         run.main(["-c", str(ini), "--predict", "sub01_ses1", "--subjects", "1", "--sessions", "1"])
-    with pytest.raises(utils.UserError, match=re.escape(f"sub02_ses1.pt: checkpoint not found")):   # nowhere
+    with pytest.raises(utils.UserError, match=re.escape("sub02_ses1.pt: checkpoint not found")):   # nowhere
         run.main(["-c", str(ini), "--predict", "sub02_ses1", "--subjects", "1", "--sessions", "1"])
     with pytest.raises(utils.UserError, match=re.escape(f"{held} (trained with --set training.nbEpoch=3)")):
         run.main(["-c", str(ini), "--set", "training.lr=0.01", "--explain", "sub01_ses1"])
