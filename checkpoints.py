@@ -6,7 +6,8 @@
     trained.net, trained.cfg, trained.stats, trained.checkpoint["run"]
 
 The one path from a checkpoint to outputs: run.py --predict and --explain, figures.py and the Python
-API (results.load_trained, training.predict_probabilities) all go through TrainedModel. Inputs are
+API (results.load_trained, training.predict_probabilities) all go through TrainedModel (a classical
+baseline's checkpoint loads as baselines.TrainedBaseline, with the same probabilities()). Inputs are
 each stream's source array ("de" or "eeg", model.register_stream), z-scored with the run's training
 statistics and mapped by inputs.MapBuilder, exactly as the Trainer feeds them.
 
@@ -75,6 +76,10 @@ class TrainedModel:
         except (KeyError, TypeError, ValueError, UserError) as e:
             raise DataError(f"{path}: damaged checkpoint (its config or weights do not make a network: "
                             f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:80]})") from None
+        if cfg.model.name != "sst_emotionnet":      # a classical baseline's linear map (baselines.py)
+            import baselines
+
+            return baselines.TrainedBaseline.from_checkpoint(path, cfg, checkpoint)
         try:
             net = model_lib.build_model(cfg, plugins=False)
         except UserError as e:

@@ -91,10 +91,12 @@ class DataConfig(InputSizes):
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """SSTEmotionNet's keyword arguments (model.build_model passes them on) and the plugins that register
-    variants. Only types are checked here: the network checks its own arguments (model.ModelArgumentError,
-    reported by build_model with the file, section and key). Defaults are the network's (a test holds
-    them equal)."""
+    """Which model makes the runs (`name`), SSTEmotionNet's keyword arguments (model.build_model passes them
+    on) and the plugins that register variants. Only types are checked here: the network checks its own
+    arguments (model.ModelArgumentError, reported by build_model with the file, section and key). Defaults
+    are the network's (a test holds them equal)."""
+    name: str = _key("sst_emotionnet", choices=("sst_emotionnet", "linear_svm", "logistic_regression"),
+                     doc="the network, or a classical baseline on the flattened DE features (baselines.py)")
     depth_spec: int = _key(doc="of the form 3N+4: (depth - 4) / 3 / 2 layers per dense block")
     depth_tem: int = _key()
     nb_dense_block: int = _key()
@@ -137,6 +139,8 @@ class TrainingConfig:
     accelerator: str = _key("auto", choices=("auto", "off"),
                             doc="auto: CPU training through fastcpu.py while it matches model.py; off: the definition")
     num_threads: int = _key(0, check=_non_negative, expect="an integer >= 0 (0: torch's default)")
+    repeats: int = _key(1, check=_positive, expect="a positive integer",
+                        doc="each run trained this many times, with seeds seed, seed + 1, ... (runs <run>_rep1, ...)")
 
 
 SECTIONS = {"path": PathConfig, "data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
@@ -531,9 +535,9 @@ def stream_names(streams: str) -> tuple[str, ...]:
 
 
 def model_arguments(cfg: Config) -> dict:
-    """SSTEmotionNet's keyword arguments from [model] (plugins aside) and the input sizes: the one mapping
-    from INI keys to the network (model.build_model)."""
-    arguments = {f.name: getattr(cfg.model, f.name) for f in fields(cfg.model) if f.name != "plugins"}
+    """SSTEmotionNet's keyword arguments from [model] (plugins and the model's name aside) and the input sizes:
+    the one mapping from INI keys to the network (model.build_model)."""
+    arguments = {f.name: getattr(cfg.model, f.name) for f in fields(cfg.model) if f.name not in ("plugins", "name")}
     arguments.update({key: getattr(cfg.data, key) for key in INPUT_KEYS})
     if "," in cfg.model.streams:
         arguments["streams"] = stream_names(cfg.model.streams)

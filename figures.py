@@ -17,6 +17,10 @@ What each function draws (each writes PNGs into a folder and returns their paths
                                                   of one sample per class, electrodes marked
     architecture_figure(cfg, out_path)            stages, output shapes and parameters of both streams in
                                                   both block orders, read off the model built by model.py
+    comparison_figure(...), ablation_figure(...)  run.py --compare / --ablation: paired runs across result
+                                                  folders; our ablation bars beside the paper's (0-100%)
+A baseline's folder ([model] name) gets selection.png (its choice of C) instead of curves.png.
+Electrode names are drawn once per figure, on an empty key square, never over a map's values.
 
 Figures are drawn on `matplotlib.figure.Figure` objects, never through pyplot: no backend is
 chosen for the caller, no figure is registered globally (nothing to close, no memory growth),
@@ -30,6 +34,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 import textwrap
 from contextlib import contextmanager
@@ -97,7 +102,8 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def run_figures(results: list[dict], summary: dict, out_dir: Path) -> list[Path]:
-    """curves.png, confusion.png and per_subject.png for the finished runs of one result folder.
+    """curves.png, confusion.png and per_subject.png for the finished runs of one result folder; for a
+    classical baseline (runs without epochs, with a "selection" of C) selection.png instead of curves.png.
 
     `results`: the runs/<run>.json dicts; `summary`: summary.json as run.summarize writes it.
     Works for any number of runs, with or without validation history, any protocol (LOSO included).
@@ -106,14 +112,19 @@ def run_figures(results: list[dict], summary: dict, out_dir: Path) -> list[Path]
     fileio.make_folder(out_dir)
     results = sorted(results, key=lambda r: (r["subject"], r["session"]))
     with _style():
-        return [_curves_figure(results, summary, out_dir / "curves.png"),
+        if not any(r["history"] for r in results) and all(r.get("selection") for r in results):
+            first = _selection_figure(results, summary, out_dir / "selection.png")
+        else:
+            first = _curves_figure(results, summary, out_dir / "curves.png")
+        return [first,
                 _confusion_figure(results, summary, out_dir / "confusion.png"),
                 _per_subject_figure(results, summary, out_dir / "per_subject.png")]
 
 
 def _run_title(r: dict) -> str:
     who = f"test sub{r['subject']:02d}" if r.get("protocol") == "loso" else f"sub{r['subject']:02d}"
-    return f"{who} ses{r['session']}: {100 * r['accuracy']:.1f}%"
+    seed = re.search(r"_rep\d+$", str(r.get("run", "")))         # [training] repeats: the seed's run
+    return f"{who} ses{r['session']}{seed[0].replace('_', ' ') if seed else ''}: {100 * r['accuracy']:.1f}%"
 
 
 def _grid_shape(n: int, max_cols: int = 9) -> tuple[int, int]:
@@ -204,6 +215,107 @@ def _curves_figure(results: list[dict], summary: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _selection_figure(results: list[dict], summary: dict, path: Path) -> Path:
+    """A baseline's choice of C: training and validation accuracy against C, one thin line per run, the
+    chosen C of each run as a dot, the median over runs as thick lines."""
+    fig = Figure(figsize=(6.8, 4.2))
+    ax = fig.subplots()
+    colours = {"train_accuracy": OKABE_ITO["blue"], "val_accuracy": OKABE_ITO["orange"]}
+    for key, colour in colours.items():
+        curves = [(np.array([row["C"] for row in r["selection"]]), 100 * np.array([row.get(key, np.nan)
+                                                                                   for row in r["selection"]]))
+                  for r in results if any(key in row for row in r["selection"])]
+        for c, acc in curves:
+            ax.plot(c, acc, color=colour, lw=0.6, alpha=0.35)
+        if curves and all(len(c) == len(curves[0][0]) for c, _ in curves):
+            ax.plot(curves[0][0], np.median([acc for _, acc in curves], axis=0), color=colour, lw=2.2,
+                    label=f"{'training' if key == 'train_accuracy' else 'validation'} accuracy, median over runs")
+    chosen = [(r["C"], 100 * next((row.get("val_accuracy", np.nan) for row in r["selection"] if row["C"] == r["C"]),
+                                  np.nan)) for r in results if "C" in r]
+    if chosen:
+        ax.scatter(*zip(*chosen), s=16, color="black", zorder=4, label="chosen C of each run (validation)")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("C (inverse regularisation strength)")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"{summary.get('model', 'baseline')}: choice of C on the validation windows "
+                 f"({summary.get('dataset', '')}, protocol {summary.get('protocol', '?')}, {len(results)} runs)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def comparison_figure(labels: list[str], accuracy: list[dict], title: str, stats: dict, path: Path) -> Path:
+    """comparison.png: accuracy % of each result folder (x), one grey line per subject-session joining its
+    runs across folders (repeats averaged), each folder's mean as a black diamond; under each folder but
+    the first, its paired difference from the first and the Wilcoxon p (`stats`: experiments.paired_statistics
+    by label). The y axis spans 0-100%."""
+    x = np.arange(len(labels))
+    with _style():
+        fig = Figure(figsize=(max(5.0, 1.9 * len(labels) + 2.2), 4.8))
+        ax = fig.subplots()
+        for key in sorted(accuracy[0]):
+            ys = np.array([a.get(key, np.nan) for a in accuracy], dtype=float)
+            ax.plot(x, ys, color="0.55", lw=0.8, alpha=0.6, marker="o", ms=3, zorder=2)
+        means = [np.mean(list(a.values())) for a in accuracy]
+        ax.scatter(x, means, marker="D", s=46, color="black", zorder=4, label="mean of the folder's runs")
+        ticks = []
+        for label in labels:
+            text = "\n".join(textwrap.wrap(label, 22)) or label
+            if label in stats:
+                st = stats[label]
+                p = "p -" if st["p"] is None else f"p {st['p']:.3f}"
+                text += f"\n{st['difference']:+.2f} points, {p}\n(n = {st['n']})"
+            ticks.append(text)
+        ax.set_xticks(x, ticks, fontsize=7.5)
+        ax.set_xlim(-0.5, len(labels) - 0.5)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("test accuracy (%)")
+        ax.legend(loc="lower left", fontsize=8)
+        ax.set_title(f"{title}: one line per subject-session (repeats averaged)\n"
+                     f"paired differences and Wilcoxon p against {labels[0]}", fontsize=9)
+        fig.tight_layout()
+        fileio.make_folder(Path(path).parent)
+        return _save(fig, path)
+
+
+def ablation_figure(bars: list[tuple], title: str, path: Path) -> Path:
+    """ablation.png: the paper's two ablation charts (streams, attention) with our accuracy (mean +- std over
+    runs) beside the paper's bar. `bars`: (name, chart "both" | "streams" | "attention", (mean, std) or None,
+    paper value, a (streams, attention) pair for the full model, or None). The y axis spans 0-100%."""
+    charts = {"streams": "streams", "attention": "attention"}
+    with _style():
+        fig = Figure(figsize=(10.5, 4.6))
+        axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 4]})
+        any_paper = False
+        for ax, (chart, what) in zip(axes, charts.items()):
+            rows = [b for b in bars if b[1] in (chart, "both")]
+            x = np.arange(len(rows))
+            for i, (name, _, ours, paper) in enumerate(rows):
+                if isinstance(paper, tuple):
+                    paper = paper[0] if chart == "streams" else paper[1]
+                if ours is not None:
+                    ax.bar(i - 0.2, ours[0], 0.38, yerr=ours[1], color=OKABE_ITO["blue"], capsize=3, zorder=2)
+                    ax.text(i - 0.2, ours[0] + ours[1] + 1.5, f"{ours[0]:.1f}", ha="center", fontsize=7.5)
+                if paper is not None:
+                    any_paper = True
+                    ax.bar(i + 0.2, paper, 0.38, color=OKABE_ITO["vermillion"], alpha=0.8, zorder=2)
+                    ax.text(i + 0.2, paper + 1.5, f"{paper:.1f}", ha="center", fontsize=7.5)
+            ax.set_xticks(x, ["\n".join(textwrap.wrap(r[0], 18, break_long_words=False)) for r in rows], fontsize=8)
+            ax.set_ylim(0, 105)
+            ax.set_ylabel("test accuracy (%)")
+            ax.set_title(f"{what}", fontsize=9.5)
+        handles = [Patch(color=OKABE_ITO["blue"], label="ours: mean ± std over runs")]
+        if any_paper:
+            handles.append(Patch(color=OKABE_ITO["vermillion"], alpha=0.8,
+                                 label="paper (SEED, read off its charts, authors' protocol)"))
+        fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, 0.0))
+        fig.suptitle(f"Ablation study, {title}", fontsize=10.5)
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
+        fileio.make_folder(Path(path).parent)
+        return _save(fig, path)
+
+
 def _confusion_figure(results: list[dict], summary: dict, path: Path) -> Path:
     """Confusion matrix summed over runs: counts, and rows normalised to 100% (recall on the diagonal)."""
     cm = np.asarray(summary.get("confusion_matrix") or np.sum([r["confusion_matrix"] for r in results], axis=0))
@@ -248,7 +360,10 @@ def _per_subject_figure(results: list[dict], summary: dict, path: Path) -> Path:
     mean, std = summary["mean_accuracy"], summary["std_accuracy"]
     n = summary.get("n_runs", len(results))
     ax.bar(x, [per_subject[s] for s in subjects], width=0.7, color=OKABE_ITO["sky"], zorder=1, label="subject mean")
-    by_subject = {s: [100 * r["accuracy"] for r in results if r["subject"] == s] for s in subjects}
+    runs: dict[tuple[int, int], list[float]] = {}     # repeats ([training] repeats) averaged per run
+    for r in results:
+        runs.setdefault((r["subject"], r["session"]), []).append(100 * r["accuracy"])
+    by_subject = {s: [float(np.mean(v)) for (j, _), v in sorted(runs.items()) if j == s] for s in subjects}
     for xi, s in zip(x, subjects):
         accs = by_subject[s]
         offsets = np.linspace(-0.18, 0.18, len(accs)) if len(accs) > 1 else [0.0]
@@ -259,7 +374,8 @@ def _per_subject_figure(results: list[dict], summary: dict, path: Path) -> Path:
     paper = summary.get("paper_accuracy")
     if paper:
         ax.axhline(paper["mean"], color=OKABE_ITO["vermillion"], lw=1.6, ls="--", zorder=3,
-                   label=f"paper, subject-dependent: {paper['mean']:.2f} ± {paper['std']:.2f}%")
+                   label=f"paper: {paper['mean']:.2f} ± {paper['std']:.2f}%\n(authors' protocol: the test\n"
+                         f"set chose the checkpoint)")
     n_class = datasets.N_CLASSES[summary["dataset"]]
     ax.axhline(100 / n_class, color="0.4", lw=1.0, ls=":", zorder=3, label=f"chance ({100 / n_class:.0f}%)")
     ax.set_xticks(x, [str(s) for s in subjects])
@@ -313,6 +429,15 @@ def draw_scalp(ax, image: np.ndarray, width: int, *, cmap: str = "viridis", norm
     ax.set_ylim(width - 0.5 + margin, -0.5 - margin)
     ax.spines[:].set_visible(False)
     return im
+
+
+def electrode_key(ax, width: int, fontsize: float = 5.0) -> None:
+    """The 62 electrode names at their places on an empty input square: the key beside maps drawn with
+    dots, so no name is printed over a map's values (a 2-inch panel cannot carry both)."""
+    draw_scalp(ax, np.full((width, width), np.nan), width, names=True, fontsize=fontsize)
+    ax.set_title("electrodes", fontsize=8.5)
+    ax.spines[:].set_visible(True)
+    ax.spines[:].set_color("0.8")
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -369,20 +494,30 @@ def input_figures(session, cfg: Config, out_dir: Path) -> list[Path]:
 
 def _map_sheet(maps: np.ndarray, width: int, row_names: Sequence[str], col_names: Sequence[str], title: str,
                unit: str, path: Path, names_on_first: bool) -> Path:
-    """Rows = samples (classes), columns = map channels; one symmetric colour scale for the sheet."""
+    """Rows = samples (classes), columns = map channels; one symmetric colour scale for the sheet. Maps
+    show electrodes as dots; `names_on_first`: an electrode key (names on an empty square) before the
+    first column, in the first row."""
     K, _, _, C = maps.shape
     panel = 1.9 if C <= 5 else 1.3
-    fig = Figure(figsize=(0.9 + C * panel + 0.9, 0.9 + K * panel))
-    fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=1 - 0.95 / fig.get_figwidth(),
+    key = int(bool(names_on_first))
+    fig = Figure(figsize=(0.9 + (C + 1.37 * key) * panel + 0.9, 0.9 + K * panel))
+    fig.subplots_adjust(left=(0.2 if key else 0.8) / fig.get_figwidth(), right=1 - 0.95 / fig.get_figwidth(),
                         top=1 - 0.75 / fig.get_figheight(), bottom=0.1 / fig.get_figheight(), wspace=0.06, hspace=0.06)
-    axes = fig.subplots(K, C, squeeze=False)
+    # the key's column is wider than a map's: the gap holds the rows' names (the first map column's y labels)
+    grid = fig.subplots(K, C + key, squeeze=False, gridspec_kw={"width_ratios": [1.37] * key + [1] * C})
+    if key:
+        electrode_key(grid[0, 0], width, fontsize=4.5 if panel < 1.9 else 5.0)
+        for ax in grid[:, 0]:
+            ax.set_anchor("W")
+        for ax in grid[1:, 0]:
+            ax.set_visible(False)
+    axes = grid[:, key:]
     lim = float(np.percentile(np.abs(maps), 99)) or 1.0
     norm = Normalize(-lim, lim)  # symmetric: white = 0 (= the session mean for z-scores; empty grid cells)
     for k in range(K):
         for c in range(C):
             ax = axes[k, c]
-            im = draw_scalp(ax, maps[k, ..., c], width, cmap="RdBu_r", norm=norm,
-                            names=names_on_first and k == 0 and c == 0)
+            im = draw_scalp(ax, maps[k, ..., c], width, cmap="RdBu_r", norm=norm)
             if k == 0:
                 ax.set_title(col_names[c], fontsize=8.5)
             if c == 0:
@@ -443,21 +578,29 @@ def _block_title(block: str, shape: tuple) -> str:
 
 def _attention_spatial_figure(cfg: Config, run: str, spatial: dict, label: np.ndarray, classes: list[int],
                               names: list[str], path: Path) -> Path:
-    """Rows = A3DB blocks, columns = classes; colour scale shared along a row (classes comparable)."""
+    """Rows = A3DB blocks, columns = classes; colour scale shared along a row (classes comparable). Maps
+    show electrodes as dots; the first column's top panel is their key (names on an empty square)."""
     width = cfg.data.input_width
     rows, cols, panel = len(spatial), len(classes), 1.9
-    left, right, top = 1.05, 0.95, 0.85
-    fig = Figure(figsize=(left + cols * panel + right, top + rows * (panel + 0.12) + 0.15))
+    left, right, top = 0.35, 0.95, 0.85
+    fig = Figure(figsize=(left + (cols + 1) * panel + 0.7 + right, top + rows * (panel + 0.12) + 0.15))
     W, H = fig.get_figwidth(), fig.get_figheight()
     fig.subplots_adjust(left=left / W, right=1 - right / W, top=1 - top / H, bottom=0.15 / H, wspace=0.05, hspace=0.12)
-    axes = fig.subplots(rows, cols, squeeze=False)
+    # the key's column, then a gap for the blocks' names (the first map column's y labels)
+    grid = fig.subplots(rows, cols + 1, squeeze=False, gridspec_kw={"width_ratios": [1.37] + [1] * cols})
+    electrode_key(grid[0, 0], width)
+    for ax in grid[1:, 0]:
+        ax.set_visible(False)
+    axes = grid[:, 1:]
+    for ax in grid[:, 0]:
+        ax.set_anchor("W")
     for i, (block, w) in enumerate(spatial.items()):
         means = np.stack([w[label == c].mean(0) for c in classes])  # (classes, H, W)
         lo, hi = float(means.min()), float(means.max())
         norm = Normalize(lo, hi if hi > lo else lo + 1e-6)
         for j, c in enumerate(classes):
             ax = axes[i, j]
-            im = draw_scalp(ax, means[j], width, cmap="viridis", norm=norm, names=j == 0)
+            im = draw_scalp(ax, means[j], width, cmap="viridis", norm=norm)
             if i == 0:
                 ax.set_title(f"{names[c]} (n={int((label == c).sum())})", fontsize=9)
             if j == 0:
@@ -469,7 +612,7 @@ def _attention_spatial_figure(cfg: Config, run: str, spatial: dict, label: np.nd
     fig.suptitle(f"Spatial attention of each A3DB block, mean per class ({run}, {cfg.model.attention_activation};"
                  f" nose up)", fontsize=10, y=1 - 0.08 / H, va="top")
     fig.text(0.5, 1 - 0.42 / H, "each block's H x W map spans the input square; one colour scale per row; "
-             "electrode names in the first column, dots elsewhere",
+             "dots: electrodes, named in the key on the left",
              ha="center", va="top", fontsize=8, color="0.25")
     return _save(fig, path)
 
@@ -517,12 +660,14 @@ def _attention_depth_figure(cfg: Config, run: str, depth: dict, label: np.ndarra
             step = max(1, math.ceil(D / 13))
             ax.set_xticks(x[::step], ticks[::step])
             ax.set_xlabel(xlabel, fontsize=8)
-            # Sigmoid weights hover near 0.5: zoom in on their range, and say so on the axis.
-            lo, hi = float(w.mean(0).min()), float(w.mean(0).max())
-            spread = max(hi - lo, 0.05 * max(abs(hi), 1e-3))
-            bottom = max(0.0, lo - 1.5 * spread) if lo >= 0 else lo - 1.5 * spread
-            ax.set_ylim(bottom, min(hi + 0.8 * spread, 1.0) if hi <= 1 else hi + 0.8 * spread)  # weights <= 1
-            ax.set_ylabel("weight" if bottom == 0 else "weight (axis zoomed)", fontsize=8)
+            # Bars start at 0: a zoomed axis would make sigmoid weights near 0.5 look like large differences.
+            # The class means' range is written out instead, for differences too small to see.
+            means = np.stack([w[label == c].mean(0) for c in classes])
+            lo, hi = float(means.min()), float(means.max())
+            ax.set_ylim(min(0.0, 1.1 * lo), max(1.18 * hi, 1e-3) if hi > 0 else 1e-3)
+            ax.set_ylabel("weight", fontsize=8)
+            ax.text(0.99, 0.98, f"class means {lo:.3f} to {hi:.3f}", transform=ax.transAxes, ha="right", va="top",
+                    fontsize=7, color="0.3")
             ax.set_title(f"{blocks[i]} (depth {D})", fontsize=9)
     handles = [Patch(color=CLASS_COLORS[k % len(CLASS_COLORS)], label=names[c]) for k, c in enumerate(classes)]
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1 - 0.42 / fig.get_figheight()))

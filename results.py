@@ -30,6 +30,7 @@ import config
 import figures
 import fileio
 import schemas
+import tables
 import training
 from training import RunSpec, Trainer, scores
 import utils
@@ -38,6 +39,8 @@ from utils import ConfigError, DataError
 # The paper's table 1 (mean +- std accuracy %, subject-dependent), for the printed comparison (loso is
 # cross-subject: the table says the two are not comparable).
 PAPER_ACCURACY = {"SEED": (96.02, 2.17), "SEED-IV": (84.92, 6.66)}
+# The same table's SVM on DE features: the row a classical baseline ([model] name) is printed against.
+PAPER_SVM_ACCURACY = {"SEED": (83.99, 9.72), "SEED-IV": (56.61, 20.05)}
 PROTOCOL_NOTES = {
     "trial": "honest: whole trials held out, validation from training trials",
     "paper": "OPTIMISTIC: the test set is used for early stopping and checkpoint choice, as in the authors' code",
@@ -48,13 +51,16 @@ PROTOCOL_NOTES = {
 # [training] keys that do not change what a run computes (nor does [path]): results made under
 # other values are reused. (The accelerator computes the definition's maths, to float32 rounding, as a
 # CUDA float32 run does.)
-NON_RESULT_TRAINING_KEYS = ("device", "num_threads", "accelerator")
+NON_RESULT_TRAINING_KEYS = ("device", "num_threads", "accelerator", "repeats")   # repeats: how many seeds, not which
 # Keys added after result folders existed: left out of the key while they hold their default, so that
 # results made before them keep their key.
-ADDED_KEYS = {("model", "attention_block")}
+ADDED_KEYS = {("model", "attention_block"), ("model", "name")}
 # The code that computes a run (what it trains, how, on which inputs): its fingerprint is checked beside
-# the key, with the [model] plugins files.
-CODE_FILES = ("model.py", "optim.py", "fastcpu.py", "training.py", "inputs.py")
+# the key, with the [model] plugins files. A run is fingerprinted with the files its model uses
+# (MODEL_CODE_FILES), so that editing a baseline does not make the network's results "other code".
+CODE_FILES = ("model.py", "optim.py", "fastcpu.py", "training.py", "inputs.py", "baselines.py")
+NETWORK_CODE_FILES = ("model.py", "optim.py", "fastcpu.py", "training.py", "inputs.py")
+BASELINE_CODE_FILES = ("baselines.py", "training.py", "inputs.py")
 PRECISIONS = ("float32", "bf16")
 
 
@@ -301,15 +307,18 @@ def _default(section: str, key: str):
 
 
 def precision(device, cfg: Config) -> str:
-    """The effective precision of training on `device`: bf16 under CUDA autocast ([training] amp), else float32."""
-    return "bf16" if getattr(device, "type", device) == "cuda" and cfg.training.amp else "float32"
+    """The effective precision of training on `device`: bf16 under CUDA autocast ([training] amp), else float32
+    (the baselines: float64 on the CPU whatever the device, keyed as float32, "no autocast")."""
+    network = cfg.model.name == "sst_emotionnet"
+    return "bf16" if network and getattr(device, "type", device) == "cuda" and cfg.training.amp else "float32"
 
 
 def code_fingerprint(cfg: Config) -> dict[str, str]:
     """{file: short hash} of the code that computes a run: CODE_FILES and the [model] plugins (plugin:<name>),
     each normalised so that comments, docstrings and layout do not count."""
     here = Path(__file__).resolve().parent
-    files = {name: here / name for name in CODE_FILES}
+    names = NETWORK_CODE_FILES if cfg.model.name == "sst_emotionnet" else BASELINE_CODE_FILES
+    files = {name: here / name for name in CODE_FILES if name in names}
     files |= {f"plugin:{p.name}": p for p in cfg.model.plugins}
     out = {}
     for name, path in files.items():
@@ -320,11 +329,16 @@ def code_fingerprint(cfg: Config) -> dict[str, str]:
     return out
 
 
-def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_invocation=()) -> dict | None:
+def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_invocation=(),
+              fmt: str = "text") -> dict | None:
     """Merge runs/*.json into results.csv and summary.json (failed/*.json into its failed_runs),
-    print the table and draw the figures. `subjects`, `sessions`: only those runs (the held-out
-    subject under loso, the tested session under cross_session); `this_invocation`: the run names
-    this command trained, for the table."""
+    print the table (`fmt`: tables.FORMATS; text is results_table) and draw the figures. `subjects`,
+    `sessions`: only those runs (the held-out subject under loso, the tested session under cross_session);
+    `this_invocation`: the run names this command trained, for the table.
+
+    Repeats ([training] repeats: sub01_ses1, sub01_ses1_rep1, ...) are averaged per subject-session
+    first (pool_repeats): n_runs, the mean, the std between runs, per-subject values and the majority
+    bar count subject-sessions, whatever the number of seeds; seed_std_accuracy is the std between seeds."""
     selected = lambda subject, session: (not subjects or subject in subjects) and (not sessions or session in sessions)  # noqa: E731
     done = {name: r for name, r in out.finished().items() if selected(r["subject"], r["session"])}
     failed = {run: error for run, error in out.failures(done).items()
@@ -334,16 +348,17 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
         print(f"warning: {out.root / 'checkpoints'}: no checkpoint for finished run(s) {', '.join(missing)} "
               f"(deleted?): counted here, but --explain cannot use them; delete their runs/*.json to redo them",
               file=sys.stderr)
-    results = sorted(done.values(), key=lambda r: (r["subject"], r["session"]))
+    results = sorted(done.values(), key=lambda r: (r["subject"], r["session"], run_repeat(r)))
     if not results:
         print(f"no finished runs under {out.root / 'runs'}")
         for run, error in failed.items():
             print(f"failed: {run}: {error}")
         return None
     out.set_aside_damaged()     # a summary comes after the command's checks: damage found now is set aside
-    acc = np.array([r["accuracy"] for r in results]) * 100
+    runs = pool_repeats(results)
+    acc = np.array([r["accuracy"] for r in runs]) * 100
     per_subject = {}
-    for r in results:
+    for r in runs:
         per_subject.setdefault(r["subject"], []).append(r["accuracy"] * 100)
     cm = np.sum([r["confusion_matrix"] for r in results], axis=0)
     with_classes = [r["per_class"] for r in results if isinstance(r.get("per_class"), dict)
@@ -351,22 +366,29 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
     per_class = {k: np.mean([c[k] for c in with_classes], axis=0).tolist()
                  for k in ("precision", "recall", "f1")} if with_classes else {}
     warnings = {r["run"]: r["warnings"] for r in results if r.get("warnings")}
-    majority = [scores(majority_confusion(r["confusion_matrix"])) for r in results]
+    # one test set per subject-session, whatever its seeds: the first seed's confusion gives its class counts
+    majority = [scores(majority_confusion(r["records"][0]["confusion_matrix"])) for r in runs]
+    seed_var = [r["accuracy_seed_std"] ** 2 for r in runs if r["accuracy_seed_std"] is not None]
     summary = {
         "dataset": cfg.data.dataset, "protocol": cfg.training.protocol,
         "protocol_note": PROTOCOL_NOTES[cfg.training.protocol],
-        "n_runs": len(results),
+        "model": cfg.model.name,
+        "n_runs": len(runs),
         "mean_accuracy": float(acc.mean()), "std_accuracy": float(acc.std()),  # percent; population std
-        "mean_macro_f1": float(np.mean([r["macro_f1"] for r in results])),
-        "mean_kappa": float(np.mean([r["kappa"] for r in results])),
+        "mean_macro_f1": float(np.mean([r["macro_f1"] for r in runs])),
+        "mean_kappa": float(np.mean([r["kappa"] for r in runs])),
         "chance_accuracy": 100 / cfg.model.nb_class,
         # always answering each run's most frequent test class: the bar a collapsed model reaches
         "majority_accuracy": float(np.mean([m["accuracy"] for m in majority]) * 100),
         "majority_macro_f1": float(np.mean([m["macro_f1"] for m in majority])),
         "majority_kappa": float(np.mean([m["kappa"] for m in majority])),   # 0, or 1 for a one-class test set
+        # seeds per subject-session (the most any has), every training counted, and the std between seeds:
+        # percent, the pooled within-run sample std, sqrt(mean over runs of the seeds' variance (ddof 1))
+        "repeats": max(r["seeds"] for r in runs), "n_trainings": len(results),
+        "seed_std_accuracy": float(np.sqrt(np.mean(seed_var))) if seed_var else None,
         "per_class": per_class,   # precision, recall, F1 per class, means over the runs
         "warnings": warnings,
-        "runs_of_this_invocation": sum(r["run"] in this_invocation for r in results),
+        "runs_of_this_invocation": sum(any(x["run"] in this_invocation for x in r["records"]) for r in runs),
         "selection": {"subjects": sorted(subjects) if subjects else None, "sessions": sorted(sessions) if sessions else None},
         "per_subject": {str(s): float(np.mean(v)) for s, v in sorted(per_subject.items())},
         "confusion_matrix": cm.tolist(),
@@ -376,22 +398,52 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
         "overrides": list(cfg.overrides),
         "config": cfg.to_dict(), "config_key": out.config_key, "git_commit": utils.git_commit(),
     }
+    if cfg.model.name != "sst_emotionnet":
+        summary["paper_svm_accuracy"] = dict(zip(("mean", "std"), PAPER_SVM_ACCURACY[cfg.data.dataset]))
+    table = results_table(summary) if fmt == "text" else summary_table(summary).render(fmt)
     if subjects or sessions:     # a part: printed, not written over the whole invocation's files
-        print(results_table(summary))
+        print(table)
         print(f"(subjects {subjects or 'all'}, sessions {sessions or 'all'} only: results.csv and summary.json not written)")
         return summary
+    # accuracy stays a fraction, as in runs/*.json; accuracy_percent is the number the table and summary.json give
     columns = ["run", "subject", "session", "accuracy", "macro_f1", "kappa", "test_loss",
-               "best_epoch", "epochs_run", "n_train", "n_val", "n_test", "seconds"]
+               "best_epoch", "epochs_run", "n_train", "n_val", "n_test", "seconds", "accuracy_percent", "repeat", "seed"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(results)
+    for r in results:
+        repeat = run_repeat(r)
+        writer.writerow({**r, "accuracy_percent": 100 * r["accuracy"], "repeat": repeat,
+                         "seed": r.get("seed", (cfg.training.seed + repeat) % 2**32)})
     with fileio.atomic_path(out.root / "results.csv") as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
     fileio.write_json(out.root / "summary.json", summary)
-    print(results_table(summary))
+    print(table)
     figures.run_figures(results, summary, out.root / "figures")
     return summary
+
+
+def run_repeat(record: dict) -> int:
+    """The repeat of a run record (its name: sub01_ses1_rep2 is 2; records before repeats are 0)."""
+    spec = RunSpec.parse(record.get("run"))
+    return spec.repeat if spec else 0
+
+
+def pool_repeats(records: list[dict]) -> list[dict]:
+    """One entry per subject-session, its seeds (runs sub01_ses1, sub01_ses1_rep1, ...) averaged, sorted:
+    run (the first seed's name), subject, session, seeds (how many), accuracy, macro_f1, kappa (means over
+    the seeds, as in the records: fractions), accuracy_seed_std (percent points, sample std over the seeds;
+    None for one seed) and records (the runs pooled, first seed first)."""
+    groups: dict[tuple[int, int], list[dict]] = {}
+    for r in sorted(records, key=run_repeat):
+        groups.setdefault((r["subject"], r["session"]), []).append(r)
+    out = []
+    for (subject, session), rs in sorted(groups.items()):
+        acc = 100 * np.array([r["accuracy"] for r in rs])
+        out.append({"run": RunSpec(subject, session).name, "subject": subject, "session": session, "seeds": len(rs),
+                    **{k: float(np.mean([r[k] for r in rs])) for k in ("accuracy", "macro_f1", "kappa")},
+                    "accuracy_seed_std": float(acc.std(ddof=1)) if len(rs) > 1 else None, "records": rs})
+    return out
 
 
 def majority_confusion(cm) -> np.ndarray:
@@ -403,24 +455,21 @@ def majority_confusion(cm) -> np.ndarray:
     return out
 
 
-def results_table(summary: dict) -> str:
-    """The printed comparison: chance level, the majority class of each run's test windows, the paper's
-    number, this project's runs with macro-F1 and kappa, how many runs the row covers and how many of
-    them this invocation trained."""
-    paper, n = summary["paper_accuracy"], summary["n_runs"]
-    ours = summary.get("runs_of_this_invocation", 0)
-    which = "all of this invocation" if ours == n else "none of this invocation" if ours == 0 else \
-        f"{ours} of this invocation"
-    rows = [
-        f"{summary['dataset']}, protocol {summary['protocol']} ({summary['protocol_note']})",
-        f"{'':24s}{'accuracy %':>16s}{'macro-F1':>11s}{'kappa':>8s}  runs",
-        f"{'chance level':24s}{summary['chance_accuracy']:>10.2f}{'':17s}{0.0:>8.3f}",
-        f"{'majority class':24s}{summary['majority_accuracy']:>10.2f}{'':8s}{summary['majority_macro_f1']:>9.3f}"
-        f"{summary['majority_kappa']:>8.3f}",
-        f"{'SST-EmotionNet, paper':24s}{paper['mean']:>10.2f} +- {paper['std']:<3.2f}{'-':>9s}{'-':>8s}  45",
-        f"{'this project':24s}{summary['mean_accuracy']:>10.2f} +- {summary['std_accuracy']:<3.2f}"
-        f"{summary['mean_macro_f1']:>9.3f}{summary['mean_kappa']:>8.3f}  {n} ({which})",
-    ]
+def model_label(summary: dict) -> str:
+    """The row of the runs in the table: "this project" for the network, else the baseline's name."""
+    model = summary.get("model", "sst_emotionnet")
+    return "this project" if model == "sst_emotionnet" else model
+
+
+def _table_notes(summary: dict) -> list[str]:
+    """The lines under the table: seeds, comparability, warnings, failures, overrides."""
+    rows = []
+    if summary.get("repeats", 1) > 1:
+        seed = summary.get("config", {}).get("training", {}).get("seed")
+        first = f" (seeds {seed} to {seed + summary['repeats'] - 1})" if isinstance(seed, int) else ""
+        rows.append(f"{summary['repeats']} seeds per run{first}, averaged per run: std between runs "
+                    f"{summary['std_accuracy']:.2f}, between seeds {summary['seed_std_accuracy'] or 0:.2f} points "
+                    f"({summary['n_trainings']} trainings)")
     if summary["protocol"] in ("loso", "cross_session"):
         rows.append(f"(the paper's number is subject-dependent, one model per subject-session: not comparable with "
                     f"{summary['protocol']})")
@@ -430,7 +479,54 @@ def results_table(summary: dict) -> str:
         rows.append(f"failed runs (not counted): {', '.join(summary['failed_runs'])}")
     if summary.get("overrides"):
         rows.append(f"overrides of the INI file: {' '.join(summary['overrides'])}")
-    return "\n".join(rows)
+    return rows
+
+
+def _invocation(summary: dict) -> str:
+    n, ours = summary["n_runs"], summary.get("runs_of_this_invocation", 0)
+    return "all of this invocation" if ours == n else "none of this invocation" if ours == 0 else \
+        f"{ours} of this invocation"
+
+
+def results_table(summary: dict) -> str:
+    """The printed comparison: chance level, the majority class of each run's test windows, the paper's
+    number (and its SVM's, for a baseline), the runs' model with macro-F1 and kappa, how many runs the row
+    covers and how many of them this invocation trained."""
+    paper, n = summary["paper_accuracy"], summary["n_runs"]
+    rows = [
+        f"{summary['dataset']}, protocol {summary['protocol']} ({summary['protocol_note']})",
+        f"{'':24s}{'accuracy %':>16s}{'macro-F1':>11s}{'kappa':>8s}  runs",
+        f"{'chance level':24s}{summary['chance_accuracy']:>10.2f}{'':17s}{0.0:>8.3f}",
+        f"{'majority class':24s}{summary['majority_accuracy']:>10.2f}{'':8s}{summary['majority_macro_f1']:>9.3f}"
+        f"{summary['majority_kappa']:>8.3f}",
+        f"{'SST-EmotionNet, paper':24s}{paper['mean']:>10.2f} +- {paper['std']:<3.2f}{'-':>9s}{'-':>8s}  45",
+    ]
+    if "paper_svm_accuracy" in summary:
+        svm = summary["paper_svm_accuracy"]
+        rows.append(f"{'SVM on DE, paper':24s}{svm['mean']:>10.2f} +- {svm['std']:<3.2f}{'-':>9s}{'-':>8s}  45")
+    rows.append(f"{model_label(summary):24s}{summary['mean_accuracy']:>10.2f} +- {summary['std_accuracy']:<3.2f}"
+                f"{summary['mean_macro_f1']:>9.3f}{summary['mean_kappa']:>8.3f}  {n} ({_invocation(summary)})")
+    return "\n".join(rows + _table_notes(summary))
+
+
+def summary_table(summary: dict) -> "tables.Table":
+    """results_table's rows as a tables.Table (--format markdown, latex, csv): accuracy in percent, macro-F1
+    and kappa as fractions, as in the text table."""
+    table = tables.Table(f"{summary['dataset']}, protocol {summary['protocol']} ({summary['protocol_note']})",
+                         [tables.Column("", "row"), tables.Column("accuracy %", "accuracy_percent", kind="pm"),
+                          tables.Column("macro-F1", "macro_f1", 3), tables.Column("kappa", "kappa", 3),
+                          tables.Column("runs", "runs")], notes=_table_notes(summary))
+    paper = summary["paper_accuracy"]
+    table.rows += [["chance level", (summary["chance_accuracy"], None), None, 0.0, None],
+                   ["majority class", (summary["majority_accuracy"], None), summary["majority_macro_f1"],
+                    summary["majority_kappa"], None],
+                   ["SST-EmotionNet, paper", (paper["mean"], paper["std"]), None, None, 45]]
+    if "paper_svm_accuracy" in summary:
+        svm = summary["paper_svm_accuracy"]
+        table.rows.append(["SVM on DE, paper", (svm["mean"], svm["std"]), None, None, 45])
+    table.rows.append([model_label(summary), (summary["mean_accuracy"], summary["std_accuracy"]),
+                       summary["mean_macro_f1"], summary["mean_kappa"], summary["n_runs"]])
+    return table
 
 
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")

@@ -8,6 +8,9 @@
     python run.py -c SEED.ini --summarize           # merge the per-run files
     python run.py --demo                            # synthetic data end to end, a few minutes on a CPU
     python run.py -c SEED.ini --explain sub01_ses1  # attention and input figures of one run
+    python run.py -c SEED.ini --ablation            # the paper's six ablations, each in its --set subfolder; a table
+    python run.py --compare results/SEED results/SEED/model.name=linear_svm   # paired statistics of result folders
+    python run.py -c SEED.ini --summarize --format latex                      # the table for a paper (or markdown, csv)
 
 Needs `python Preprocess.py -c SEED.ini` first. This file plans the runs and calls them; the training
 loop is training.py, the files under [path] result_path are results.py's (its docstring lists them).
@@ -40,13 +43,15 @@ import datasets
 import fileio
 import model as model_lib
 import Preprocess
+import experiments
 import preprocessed
 import results
+import tables
 import utils
 from config import Config
 from results import ResultDir
 from training import (Diverged, RunSpec, Trainer, build_run_data, check_run_data, confusion_matrix, result_warnings,
-                      scores, subject_pool)
+                      run_seed, scores, subject_pool)
 from utils import ConfigError, DataError, UserError
 
 # --demo: synthetic SEED data of this size, and these keys changed from the INI file's values.
@@ -104,7 +109,12 @@ class Progress:
 
 def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, out: ResultDir,
               progress: Progress, k: int = 1, n: int = 1, tensorboard: bool = False) -> dict:
-    """Train, select and test one run, resuming its partial state; write its files. Returns the result."""
+    """Train, select and test one run, resuming its partial state; write its files. Returns the result.
+    A classical baseline ([model] name) is fitted by baselines.train_run instead."""
+    if cfg.model.name != "sst_emotionnet":
+        import baselines
+
+        return baselines.train_run(cfg, spec, sessions, out, progress, k, n)
     start = time.perf_counter()
     data = build_run_data(cfg, spec, sessions)
     trainer = Trainer(cfg, spec, data, device)
@@ -152,7 +162,8 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
         print(f"warning: {spec.name}: {warning}", flush=True)
     result = {
         "run": spec.name, "subject": spec.subject, "session": spec.session,
-        "protocol": cfg.training.protocol, "dataset": cfg.data.dataset,
+        "protocol": cfg.training.protocol, "dataset": cfg.data.dataset, "model": cfg.model.name,
+        "repeat": spec.repeat, "seed": run_seed(cfg, spec),
         **scores(cm), "test_loss": test_loss, "confusion_matrix": cm.tolist(),
         "n_train": len(data.split.train), "n_val": len(data.split.val), "n_test": len(data.split.test),
         "subject_pool": data.subjects, "session_pool": data.sessions,
@@ -166,6 +177,10 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
 
 
 def result_line(r: dict) -> str:
+    if r.get("model", "sst_emotionnet") != "sst_emotionnet":
+        import baselines
+
+        return baselines.result_line(r)
     return (f"{r['run']}: accuracy {100 * r['accuracy']:.2f}%  macro-F1 {r['macro_f1']:.3f}  "
             f"kappa {r['kappa']:.3f}  best epoch {r['best_epoch']}/{r['epochs_run']}  {r['wall_seconds']:.0f} s")
 
@@ -268,7 +283,7 @@ def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions) -> int:
     if not subjects or not sessions or len(subjects) != 1 or len(sessions) != 1:
         raise UserError(f"--predict {run}: give one subject and one session, e.g. --subjects 3 --sessions 2")
     subject, session_number = subjects[0], sessions[0]
-    trained = checkpoints.TrainedModel.load(out.root / "checkpoints" / f"{run}.pt")
+    trained = checkpoints.TrainedModel.load(experiments.checkpoint_path(cfg, run, base_result_path(cfg)))
     theirs = trained.cfg.to_dict()["data"]
     changed = [k for k, v in cfg.to_dict()["data"].items() if theirs.get(k) != v]
     if changed:
@@ -295,9 +310,11 @@ def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions) -> int:
     return 0
 
 
-def plan_runs(cfg: Config, available: list[tuple[int, int]], subjects, sessions, shard) -> list[RunSpec]:
-    """The runs of this invocation: all preprocessed (subject, session) pairs, filtered, then sharded."""
-    runs = [RunSpec(s, k) for s, k in available
+def plan_runs(cfg: Config, available: list[tuple[int, int]], subjects, sessions, shard,
+              repeats: int = 1) -> list[RunSpec]:
+    """The runs of this invocation: all preprocessed (subject, session) pairs, filtered, each `repeats` times
+    (every run of the first seed, then of the second, ...: a killed job leaves whole seeds), then sharded."""
+    runs = [RunSpec(s, k, r) for r in range(repeats) for s, k in available
             if (subjects is None or s in subjects) and (sessions is None or k in sessions)]
     if shard is not None:
         index, count = shard
@@ -328,6 +345,13 @@ def override_folder(cfg: Config) -> str | None:
     return config.folder_name(changing)
 
 
+def base_result_path(cfg: Config) -> Path:
+    """The INI's result folder: result_path without the subfolder its --set overrides added (override_folder)."""
+    folder = override_folder(cfg)
+    root = cfg.path.result_path
+    return root.parent if folder is not None and root.name == folder else root
+
+
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-c", "--config", default="SEED.ini", help="INI file (default SEED.ini)")
@@ -346,14 +370,29 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--explain", metavar="RUN", help="attention and input figures of a finished run, e.g. sub01_ses1")
     parser.add_argument("--predict", metavar="RUN", help="apply a finished run's checkpoint to the subject and session "
                         "given by --subjects S --sessions K; writes predictions/<RUN>_on_subSS_sesK.csv")
+    parser.add_argument("--ablation", action="store_true", help="the paper's ablations (streams spectral, temporal; "
+                        "attention spectral_temporal, spatial, none) beside the full model, each in the subfolder its "
+                        "--set would use; then their table and bar chart (with --shard: training only)")
+    parser.add_argument("--compare", nargs="+", type=Path, metavar="DIR", help="result folders of one dataset and "
+                        "protocol, each compared with the first, paired by subject and session (no -c needed; "
+                        "--subjects, --sessions: only those runs)")
+    parser.add_argument("--out", type=Path, help="--compare, --ablation: where their tables and figure go (default: "
+                        "comparisons/ beside the first result folder)")
+    parser.add_argument("--format", choices=tables.FORMATS, default="text", help="how the table is printed: text "
+                        "(default), markdown, latex or csv (--compare and --ablation also write all of them)")
     parser.add_argument("--demo", action="store_true", help="synthetic SEED data, reduced training, end to end")
     parser.add_argument("--demo-dir", type=Path, default=Path(__file__).resolve().parent / ".cache" / "demo",
                         help="where --demo writes its data and results (default .cache/demo)")
     args = parser.parse_args(argv)
     actions = [flag for flag, given in (("--summarize", args.summarize), ("--explain", args.explain),
-                                        ("--predict", args.predict), ("--demo", args.demo)) if given]
+                                        ("--predict", args.predict), ("--demo", args.demo), ("--ablation", args.ablation),
+                                        ("--compare", args.compare)) if given]
     if len(actions) > 1:
         raise UserError(f"{' and '.join(actions)}: one at a time")
+    if args.out is not None and not (args.compare or args.ablation):
+        raise UserError("--out: only with --compare or --ablation (results go under [path] result_path)")
+    if args.compare is not None and len(args.compare) < 2:
+        raise UserError("--compare: give at least two result folders; the others are compared with the first")
     if args.jobs < 1:
         raise UserError(f"--jobs: expected a positive number of worker processes, got {args.jobs}")
     if args.tensorboard:
@@ -394,7 +433,8 @@ def summarize_results(cfg: Config, args: argparse.Namespace) -> int:
     if not done:
         raise DataError(f"{out.root / 'runs'}: no finished runs to summarize; run `python run.py -c {args.config}` first")
     out.check_writable()
-    if results.summarize(cfg, out, args.subjects, args.sessions) is None:    # sets damaged records aside only if not None
+    # sets damaged records aside only if not None
+    if results.summarize(cfg, out, args.subjects, args.sessions, fmt=args.format) is None:
         raise DataError(f"{out.root / 'runs'}: no finished run of subjects {args.subjects or 'all'}, sessions "
                         f"{args.sessions or 'all'} to summarize")
     out.tidy([], done)
@@ -406,8 +446,8 @@ def explain(cfg: Config, run: str) -> int:
     import figures
 
     root = cfg.path.result_path
-    for path in figures.explain_run(root / "checkpoints" / f"{run}.pt", cfg.path.preprocessed_root,
-                                    root / "figures" / run):
+    for path in figures.explain_run(experiments.checkpoint_path(cfg, run, base_result_path(cfg)),
+                                    cfg.path.preprocessed_root, root / "figures" / run):
         print(path)
     return 0
 
@@ -421,7 +461,8 @@ def train(cfg: Config, args: argparse.Namespace) -> int:
     if args.demo:
         Preprocess.preprocess(cfg)
     all_sessions = preprocessed.load_preprocessed(cfg, *pooled(cfg, subjects, sessions))
-    runs = plan_runs(cfg, [(s.subject, s.session) for s in all_sessions], subjects, sessions, shard)
+    runs = plan_runs(cfg, [(s.subject, s.session) for s in all_sessions], subjects, sessions, shard,
+                     cfg.training.repeats)
     if not runs:
         raise DataError(f"no preprocessed subject-session under {cfg.path.preprocessed_root} matches the selection")
     done = out.finished()
@@ -455,14 +496,31 @@ def train(cfg: Config, args: argparse.Namespace) -> int:
         else:
             print(result_line(value), flush=True)
     if shard is None:
-        results.summarize(cfg, out, this_invocation={spec.name for _, spec in todo})
-    else:
+        results.summarize(cfg, out, this_invocation={spec.name for _, spec in todo}, fmt=args.format)
+        if args.demo:
+            demo_epilogue(out, cfg, runs[0])
+    elif not args.ablation:     # the ablation says once what to run after its shards
         print(f"shard {args.shard} done; after every shard has finished: python run.py -c {args.config} --summarize")
     return 1 if failed else 0
 
 
+def demo_epilogue(out: ResultDir, cfg: Config, first: RunSpec) -> None:
+    """--demo: the attention and input figures of its first run, then where everything went."""
+    import figures
+
+    made = sorted(out.root.glob("figures/*.png"))
+    if out.checkpoint(first).is_file():
+        made += figures.explain_run(out.checkpoint(first), cfg.path.preprocessed_root, out.root / "figures" / first.name)
+    print(f"results: {out.root} (runs/*.json, checkpoints/, results.csv, summary.json)")
+    print("figures:\n" + "\n".join(f"  {p}" for p in made))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
+    if args.compare:
+        return experiments.compare(args.compare, args.out, args.format, args.subjects, args.sessions)
+    if args.ablation:
+        return experiments.ablation(args, resolve_config, train)
     cfg = resolve_config(args)
     if args.summarize:
         return summarize_results(cfg, args)

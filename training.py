@@ -52,11 +52,23 @@ class RunSpec:
     def name(self) -> str:
         return f"sub{self.subject:02d}_ses{self.session}" + (f"_rep{self.repeat}" if self.repeat else "")
 
+    @property
+    def base(self) -> "RunSpec":
+        """The same subject-session's first seed (repeat 0): what repeats are pooled under."""
+        return RunSpec(self.subject, self.session)
+
     @classmethod
     def parse(cls, name: str) -> "RunSpec | None":
         """The RunSpec a run name stands for (RUN_NAME), or None for anything else."""
         match = RUN_NAME.fullmatch(name) if isinstance(name, str) else None
         return cls(int(match[1]), int(match[2]), int(match[3] or 0)) if match else None
+
+
+def run_seed(cfg: Config, spec: RunSpec) -> int:
+    """The seed of one run: [training] seed + its repeat (wrapping at 2**32, NumPy's limit). Every run of a
+    repeat shares it, so results do not depend on run order or sharding; the random protocol's split
+    keeps the base seed, so repeats differ in training only (initial weights, shuffling, dropout)."""
+    return (cfg.training.seed + spec.repeat) % 2**32
 
 
 @dataclass(frozen=True)
@@ -198,7 +210,8 @@ def check_run_data(cfg: Config, spec: RunSpec, sessions: list) -> tuple[list, np
     spatial-temporal stream); DataError naming the session folder otherwise. Cheap: run.py calls it
     for every run before anything is written."""
     parts, label, split = run_split(cfg, spec, sessions)
-    for name, source in model_lib.stream_sources(cfg).items():
+    streams = model_lib.stream_sources(cfg) if cfg.model.name == "sst_emotionnet" else {}   # baselines: DE only
+    for name, source in streams.items():
         missing = next((s for s in parts if s.source(source) is None), None)
         if missing is not None:
             raise DataError(f"{missing.path}: no {source}.npy (no raw EEG was preprocessed), which stream {name} needs; "
@@ -344,7 +357,8 @@ class Trainer:
 
     def __init__(self, cfg: Config, spec: RunSpec, data: RunData, device: torch.device):
         self.cfg, self.spec, self.data, self.device = cfg, spec, data, device
-        utils.set_seed(cfg.training.seed)  # same seed for every run: results don't depend on order or sharding
+        seed = run_seed(cfg, spec)  # the same for every run of a repeat: results don't depend on order or sharding
+        utils.set_seed(seed)
         # channels-last 3D parameters: oneDNN runs the definition's convolutions 1.65x faster on them
         # (evaluation, batch 256, 2-core CPU; bench/README.md), and cuDNN prefers them for bf16
         self.net = model_lib.build_model(cfg).to(device, memory_format=torch.channels_last_3d)
@@ -355,7 +369,7 @@ class Trainer:
         fast = fastcpu.accelerate(self.net) if device.type == "cpu" and cfg.training.accelerator == "auto" else None
         self.train_net, self.accelerated = fast or self.net, fast is not None
         self.optimizer = optim.adam(self.net, cfg.training.l2, cfg.training.lr)
-        self.shuffle = torch.Generator().manual_seed(cfg.training.seed)   # on the host: the batch order of any device
+        self.shuffle = torch.Generator().manual_seed(seed)     # on the host: the batch order of any device
         self.maps = inputs.MapBuilder(cfg.data.input_width, device)
         self.autocast = device.type == "cuda" and cfg.training.amp
         # the run's arrays on the device for the whole run (streams of one source share one copy): a batch is

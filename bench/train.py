@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                            memory_format=torch.channels_last_3d)
         optimizer = model.adam(net, cfg.training.l2, cfg.training.lr)
         forward = fastcpu.accelerate(net) if accelerated else net
+        if forward is None:     # the definition was edited: there is no accelerated figure to give
+            raise utils.UserError("fastcpu stepped aside (see the line above): model.py is not the definition it "
+                                  "was written for, so only the definition can be measured")
         name = f"{'accelerated' if accelerated else 'definition'} ({order})"
         nets[name] = net
         steps[name] = flop_steps[name] = make_step(net, optimizer, lambda f=forward: f(spectral, temporal), labels,

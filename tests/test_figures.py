@@ -218,3 +218,64 @@ def test_demo_figures_from_a_demo_folder(tiny, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (demo / "results" / "figures" / "demo").iterdir()) == sorted(p.name for p in paths)
     assert {p: p.stat().st_mtime_ns for p in (ROOT / "figure").iterdir()} == committed
+
+
+# ----------------------------------------------------------------------------- figures a reviewer accepts
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The Figure objects figures.py saves, by file name (nothing is written)."""
+    figs = {}
+
+    def keep(fig, path):
+        figs[Path(path).name] = fig
+        return Path(path)
+
+    monkeypatch.setattr(figures, "_save", keep)
+    return figs
+
+
+def test_no_electrode_name_is_printed_over_a_map(tiny, monkeypatch, drawn):
+    """Attention and input maps mark electrodes with dots; names appear only on the key's empty square."""
+    calls = []
+    real = figures.draw_scalp
+
+    def spy(ax, image, width, **kwargs):
+        calls.append((bool(kwargs.get("names")), bool(np.isnan(image).all())))
+        return real(ax, image, width, **kwargs)
+
+    monkeypatch.setattr(figures, "draw_scalp", spy)
+    figures.attention_figures(tiny["checkpoint"], tiny["sessions"], tiny["root"] / "att2", per_class=5)
+    figures.input_figures(tiny["sessions"][0], tiny["cfg"], tiny["root"] / "inputs2")
+    named = [empty for names, empty in calls if names]
+    assert len(named) == 2 and all(named)           # one key in attention_spatial, one in inputs_spectral
+    assert sum(not names for names, _ in calls) > 20
+
+
+def test_attention_depth_bars_start_at_zero(tiny, drawn):
+    figures.attention_figures(tiny["checkpoint"], tiny["sessions"], tiny["root"] / "att3", per_class=5)
+    axes = [ax for ax in drawn["attention_depth.png"].axes if ax.get_visible() and ax.patches]
+    assert len(axes) == 4 and all(ax.get_ylim()[0] <= 0 for ax in axes)
+    assert all(ax.get_ylabel() == "weight" for ax in axes)
+
+
+def test_per_subject_figure_says_the_papers_protocol(drawn, tmp_path):
+    results = [fake_run(s, 1) for s in (1, 2)]
+    figures.run_figures(results, fake_summary(results), tmp_path)
+    legend = [t.get_text() for t in drawn["per_subject.png"].axes[0].get_legend().get_texts()]
+    assert any("authors' protocol" in t and "96.02" in t for t in legend)
+
+
+@pytest.mark.slow
+def test_the_demo_says_where_its_results_and_figures_went(tiny, capsys):
+    import results
+    import run
+    import training
+
+    out = results.ResultDir(tiny["cfg"])
+    run.demo_epilogue(out, tiny["cfg"], training.RunSpec(1, 1))
+    text = capsys.readouterr().out
+    assert text.startswith(f"results: {out.root} (runs/*.json") and "figures:" in text
+    assert f"{out.root}/figures/sub01_ses1/attention_spatial.png" in text
+    assert (out.root / "figures" / "sub01_ses1" / "attention_depth.png").is_file()

@@ -625,6 +625,18 @@ def test_readme_try_it_commands_run_as_written(tmp_path):
     summary = json.loads((tmp_path / "results" / "SEED_IV" / "training.nbEpoch=3" / "summary.json").read_text())
     assert summary["dataset"] == "SEED-IV" and summary["n_runs"] == 6 and summary["overrides"] == ["training.nbEpoch=3"]
 
+    # "Use a trained model": its command line and its Python lines work as written after these
+    block = text[text.index("## Use a trained model"):]
+    command = block[block.index("```bash\n") + 8:].split("```")[0].split("  #")[0].strip()
+    p = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, f"{command}\n{p.stderr}"
+    assert (tmp_path / "results" / "SEED_IV" / "training.nbEpoch=3" / "predictions" / "sub01_ses1_on_sub01_ses2.csv").is_file()
+    snippet = block[block.index("```python\n") + 10:].split("```")[0]
+    p = subprocess.run([sys.executable, "-c", snippet + "\nprint(probabilities.shape)"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert re.fullmatch(r"\(\d+, 4\)\n", p.stdout)
+
 
 @pytest.mark.slow
 def test_cross_session_results_of_another_session_pool_are_refused(tmp_path):

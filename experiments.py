@@ -1,0 +1,390 @@
+"""Experiments across result folders: paired comparisons and the paper's ablation study.
+
+    python run.py --compare results/SEED results/SEED/model.attention=none results/SEED/model.name=linear_svm
+    python run.py -c SEED.ini --ablation                # trains what is missing, then the table and bar chart
+
+A result folder is what run.py writes under [path] result_path (runs/<run>.json, one record per run).
+Folders are compared with the first, run by run: the runs both hold, paired by subject and session
+(the held-out subject under loso, the tested session under cross_session), each run's repeats
+([training] repeats: sub01_ses1, sub01_ses1_rep1, ...) averaged first (results.pool_repeats). Per folder:
+  n          paired runs
+  accuracy   mean +- std (population std, as summary.json) over those runs, percent
+  difference folder - first, mean over the pairs, percentage points, with its 95% confidence interval
+             from the t distribution of the paired differences: mean +- t(0.975, n-1) * sd / sqrt(n),
+             sd the sample std (ddof 1); none for n < 2
+  p          Wilcoxon signed-rank test of the paired differences, two-sided (scipy.stats.wilcoxon,
+             zero_method="wilcox": pairs with equal accuracy are dropped, equal |differences| share their
+             mean rank; method "auto"). It is none when every difference is 0, and with fewer than 6
+             non-zero differences it cannot fall below 0.05 (2 / 2**5 = 0.0625): the table says so.
+  d_z        standardised mean difference, mean / sd of the paired differences (MOABB reports it too)
+  W/T/L      runs where the folder is above, equal to, below the first
+MOABB's choice of a permutation t-test under 20 subjects is not followed: Wilcoxon is what the issue
+and most EEG papers report; its p comes from scipy, unchanged.
+
+Folders of another dataset or protocol, or holding no run of the first, are refused in one line.
+Outputs (atomic writes): comparison.csv, .md, .tex (tables.py, one row per folder), paired_runs.csv (the
+accuracy of every paired run in every folder) and comparison.png (figures.comparison_figure: one line per
+subject-session) under --out, by default comparisons/<first>_vs_<second>... beside the first folder.
+The ablation writes ablation.csv, .md, .tex, .png and paired_runs.csv the same way.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import math
+import re
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import fileio
+import results
+import schemas
+import tables
+from errors import ConfigError, DataError, UserError
+from training import RunSpec
+
+# The paper's ablation study (bar charts read off to about +-0.3, SEED; shared/SPEC.md section 5):
+# (name, the --set that makes it, which chart, the paper's accuracy %). The full model appears in both
+# charts, with 96.0 in the streams chart and 95.4 in the attention chart.
+ABLATIONS = (
+    ("full model", None, "both", (96.0, 95.4)),
+    ("spectral stream only", "model.streams=spectral", "streams", 92.8),
+    ("temporal stream only", "model.streams=temporal", "streams", 87.7),
+    ("spectral/temporal attention only", "model.attention=spectral_temporal", "attention", 94.0),
+    ("spatial attention only", "model.attention=spatial", "attention", 92.6),
+    ("no attention", "model.attention=none", "attention", 88.3),
+)
+PAPER_ABLATION_DATASET = "SEED"     # the only dataset the values above are given for
+
+
+# ----------------------------------------------------------------------------- reading result folders
+
+
+@dataclass
+class Folder:
+    """One result folder's finished runs, repeats averaged: accuracy % by (subject, session)."""
+    path: Path
+    label: str
+    dataset: str
+    protocol: str
+    model: str
+    accuracy: dict[tuple[int, int], float]
+    seeds: int
+
+
+def read_folder(path: Path, subjects=None, sessions=None) -> Folder:
+    """The finished runs of a result folder (runs/*.json, checked against schemas.RUN_RECORD; a damaged
+    record is skipped with a warning, not set aside: comparing changes nothing on disk), only those of
+    `subjects` and `sessions` when given. One line naming the folder if it holds no run, or runs of
+    several configurations."""
+    path = Path(path).expanduser()
+    runs = path / "runs"
+    if not runs.is_dir():
+        raise DataError(f"{path}: not a result folder (no runs/ in it); give folders that run.py wrote results to")
+    records = []
+    for file in sorted(fileio.list_folder(runs, "*.json", str(path))):
+        try:
+            record = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            print(f"warning: {file}: not readable ({type(e).__name__}); left out", file=sys.stderr)
+            continue
+        problem = schemas.check(record, schemas.RUN_RECORD)
+        if problem:
+            print(f"warning: {file}: damaged ({problem}); left out", file=sys.stderr)
+            continue
+        if (not subjects or record["subject"] in subjects) and (not sessions or record["session"] in sessions):
+            records.append(record)
+    if not records:
+        selection = f" of subjects {subjects or 'all'}, sessions {sessions or 'all'}" if subjects or sessions else ""
+        raise DataError(f"{runs}: no finished runs{selection} to compare")
+    kinds = {(r["config_key"], r["dataset"], r["protocol"], r.get("model", "sst_emotionnet")) for r in records}
+    if len(kinds) > 1:
+        raise ConfigError(f"{runs}: runs of {len(kinds)} configurations; a result folder compared must hold one")
+    _, dataset, protocol, model = kinds.pop()
+    pooled = results.pool_repeats(records)
+    return Folder(path, path.name or str(path), dataset, protocol, model,
+                  {(r["subject"], r["session"]): 100 * r["accuracy"] for r in pooled}, max(r["seeds"] for r in pooled))
+
+
+def read_folders(paths: list[Path], subjects=None, sessions=None) -> list[Folder]:
+    """read_folder of each, checked to be comparable with the first: same dataset and protocol, runs in
+    common. Labels are the folder names, or the paths where names repeat."""
+    folders = [read_folder(p, subjects, sessions) for p in paths]
+    first = folders[0]
+    for f in folders[1:]:
+        if (f.dataset, f.protocol) != (first.dataset, first.protocol):
+            raise ConfigError(f"{f.path}: {f.dataset}, protocol {f.protocol}, but {first.path} is {first.dataset}, "
+                              f"protocol {first.protocol}: compare folders of one dataset and protocol")
+        if not set(f.accuracy) & set(first.accuracy):
+            raise DataError(f"{f.path}: no run in common with {first.path} (runs are paired by subject and session)")
+    if len({f.label for f in folders}) < len(folders):
+        for f in folders:
+            f.label = str(f.path)
+    return folders
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def paired_statistics(reference: dict, other: dict) -> dict:
+    """The statistics of `other` against `reference` ({(subject, session): accuracy %}) on the runs both
+    hold (module docstring): n, mean, std, reference_mean, difference, ci (low, high) or None, p or None,
+    d_z or None, wins, ties, losses."""
+    keys = sorted(set(reference) & set(other))
+    a = np.array([reference[k] for k in keys], dtype=np.float64)
+    b = np.array([other[k] for k in keys], dtype=np.float64)
+    d = np.round(b - a, 9)      # pooled means of equal runs can differ by rounding: those are ties
+    n = len(d)
+    out = {"n": n, "mean": float(b.mean()), "std": float(b.std()), "reference_mean": float(a.mean()),
+           "difference": float(d.mean()), "ci": None, "p": None, "d_z": None,
+           "wins": int((d > 0).sum()), "ties": int((d == 0).sum()), "losses": int((d < 0).sum())}
+    from scipy import stats     # here: importing scipy.stats costs a second that other commands need not pay
+
+    if n >= 2:
+        sd = float(d.std(ddof=1))
+        half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+        out["ci"] = (out["difference"] - half, out["difference"] + half)
+        out["d_z"] = out["difference"] / sd if sd > 0 else None
+    if (d != 0).any():
+        with warnings.catch_warnings():     # small-sample notes: the table states the test and its limits
+            warnings.simplefilter("ignore")
+            out["p"] = float(stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+    return out
+
+
+STATISTICS_NOTES = [
+    "accuracy %: mean +- std (population) over the runs paired with the first folder, each run's repeats averaged first",
+    "difference: this folder - the first, percentage points; 95% CI from the t distribution of the paired differences",
+    "p: Wilcoxon signed-rank, two-sided (scipy.stats.wilcoxon, zero_method='wilcox': equal pairs dropped, "
+    "tied |differences| share their mean rank)",
+]
+
+
+def _limits(stats: dict[str, dict]) -> list[str]:
+    """Notes on the tests that cannot say much: no non-zero difference (no test), fewer than 6 (p >= 0.0625)."""
+    none = [name for name, st in stats.items() if st["n"] == st["ties"]]
+    few = [name for name, st in stats.items() if 0 < st["n"] - st["ties"] < 6]
+    notes = [f"{', '.join(none)}: every paired difference is 0, no test"] if none else []
+    if few:
+        notes.append(f"{', '.join(few)}: fewer than 6 non-zero differences, so the two-sided Wilcoxon p cannot fall "
+                     f"below 0.05")
+    return notes
+
+
+# ----------------------------------------------------------------------------- --compare
+
+
+def compare(paths: list[Path], out: Path | None = None, fmt: str = "text", subjects=None, sessions=None) -> int:
+    """--compare DIR_A DIR_B ...: each folder against the first (the runs of `subjects` and `sessions`
+    only, when given); print the table, write the files."""
+    if len(paths) < 2:
+        raise UserError("--compare: give at least two result folders, the first is the reference")
+    folders = read_folders(paths, subjects, sessions)
+    first = folders[0]
+    table = tables.Table(f"{first.dataset}, protocol {first.protocol}: compared with {first.label}, paired by "
+                         f"subject and session", COMPARE_COLUMNS, notes=list(STATISTICS_NOTES))
+    table.rows.append([first.label, first.model, len(first.accuracy), first.seeds,
+                       _mean_std(list(first.accuracy.values())), None, None, None, None, None])
+    stats_by_folder = {}
+    for f in folders[1:]:
+        stat = stats_by_folder[f.label] = paired_statistics(first.accuracy, f.accuracy)
+        table.rows.append(_stat_row(f.label, f.model, f.seeds, stat))
+    table.notes += _limits(stats_by_folder)
+    target = out or _default_out(first.path, "_vs_".join(f.label for f in folders))
+    written = write_outputs(target, "comparison", table, folders)
+    import figures
+
+    written.append(figures.comparison_figure([f.label for f in folders], [f.accuracy for f in folders],
+                                             f"{first.dataset}, protocol {first.protocol}",
+                                             stats_by_folder, target / "comparison.png"))
+    print(table.render(fmt))
+    print(_written(target, written))
+    return 0
+
+
+def _written(folder: Path, paths: list[Path]) -> str:
+    return f"written to {folder}: {', '.join(p.name for p in paths)}"
+
+
+COMPARE_COLUMNS = [tables.Column("folder"), tables.Column("model"), tables.Column("n", "n_paired"),
+                   tables.Column("seeds"), tables.Column("accuracy %", "accuracy_percent", kind="pm"),
+                   tables.Column("difference", "difference_points", signed=True),
+                   tables.Column("95% CI", "ci95_points", kind="interval", signed=True),
+                   tables.Column("p", "wilcoxon_p", 3), tables.Column("d_z", "d_z", signed=True),
+                   tables.Column("W/T/L", "wins_ties_losses")]
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values))
+
+
+def _stat_row(label: str, model: str, seeds: int, stat: dict | None) -> list:
+    if stat is None:
+        return [label, model, 0, seeds, None, None, None, None, None, None]
+    return [label, model, stat["n"], seeds, (stat["mean"], stat["std"]), stat["difference"], stat["ci"], stat["p"],
+            stat["d_z"], f"{stat['wins']}/{stat['ties']}/{stat['losses']}"]
+
+
+def _default_out(first: Path, name: str) -> Path:
+    """comparisons/<name> beside the first folder, the name made safe and shortened with a digest when long."""
+    safe = re.sub(r"[^A-Za-z0-9_.=+,-]", "_", name)
+    if len(safe) > 100:
+        safe = f"{safe[:80]}..{hashlib.sha256(safe.encode()).hexdigest()[:12]}"
+    first = first if first.name not in ("", ".", "..") else first.resolve()    # the folder it is beside
+    return first.parent / "comparisons" / safe
+
+
+def write_outputs(folder: Path, stem: str, table: tables.Table, folders: list[Folder]) -> list[Path]:
+    """<stem>.csv, .md, .tex and paired_runs.csv (accuracy % of every run of the first folder in each
+    folder, empty where it has none) into `folder`, each written atomically."""
+    fileio.check_output_folder(folder, "--out")
+    written = []
+    for ext, fmt in (("csv", "csv"), ("md", "markdown"), ("tex", "latex")):
+        written.append(_write(folder / f"{stem}.{ext}", table.render(fmt) + "\n"))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["subject", "session", *(f"{f.label} accuracy %" for f in folders)])
+    for key in sorted(folders[0].accuracy):
+        writer.writerow([*key, *("" if key not in f.accuracy else repr(f.accuracy[key]) for f in folders)])
+    written.append(_write(folder / "paired_runs.csv", buf.getvalue()))
+    return written
+
+
+def _write(path: Path, text: str) -> Path:
+    with fileio.atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------------------- --ablation
+
+
+def ablation(args: argparse.Namespace, resolve, train) -> int:
+    """--ablation: train the six configurations of ABLATIONS (each exactly as `--set` would: its own result
+    subfolder, finished runs reused, --subjects/--sessions/--jobs/--shard as given), then print their table
+    against the paper's values and the full model (paired), and write it with the bar chart. `resolve`
+    and `train` are run.py's resolve_config and train. With --shard: training only."""
+    given = [o.partition("=")[0].strip() for o in args.set or ()]
+    fixed = [k for k in given if k in ("model.streams", "model.attention")]
+    if fixed:
+        raise UserError(f"--ablation sets {fixed[0]} itself, once per configuration; leave out --set {fixed[0]}")
+    if args.result_path is not None:
+        raise UserError("--ablation puts each configuration in the subfolder of [path] result_path its --set names; "
+                        "--result-path would put all six in one folder (set [path] result_path instead)")
+    plans = []      # every configuration resolved and checked before anything is trained
+    for name, override, _, _ in ABLATIONS:
+        run_args = argparse.Namespace(**{**vars(args), "set": [*(args.set or ()), *([override] if override else [])]})
+        plans.append((name, override, run_args, resolve(run_args)))
+    cfg = plans[0][3]
+    if (cfg.model.streams, cfg.model.attention) != ("both", "both"):
+        raise ConfigError(f"{cfg.source}: [model] streams = {cfg.model.streams}, attention = {cfg.model.attention}: "
+                          f"the ablation starts from the full model (both and both)")
+    if cfg.model.name != "sst_emotionnet":
+        raise ConfigError(f"{cfg.where('model', 'name')}: --ablation takes the network apart; {cfg.model.name} "
+                          f"has no streams or attention")
+    if len({p[3].path.result_path for p in plans}) < len(plans):
+        raise ConfigError(f"{cfg.where('path', 'result_path')}: set by --set, it would hold all six configurations; "
+                          f"--ablation needs their own subfolders (set it in the INI file instead)")
+    code = 0
+    for i, (name, override, run_args, cfg) in enumerate(plans, start=1):
+        print(f"ablation {i}/{len(plans)}: {name}" + (f" (--set {override})" if override else "")
+              + f"; results under {cfg.path.result_path}", flush=True)
+        code |= train(cfg, run_args)
+    cfgs = [p[3] for p in plans]
+    if args.shard:
+        print(f"shard {args.shard} of the ablation done; after every shard has finished, the same command without "
+              f"--shard trains nothing more and prints the table: python run.py -c {args.config} --ablation"
+              + "".join(f" --set {o}" for o in args.set or ()))
+        return code
+    return ablation_table(cfgs, args.out, args.format, args.subjects, args.sessions) or code
+
+
+def ablation_table(cfgs: list, out: Path | None, fmt: str = "text", subjects=None, sessions=None) -> int:
+    """The ablation's table (ABLATIONS order) from the configurations' result folders (the runs of
+    `subjects` and `sessions` only, when given): ours, the paper's, and the difference from our full
+    model, paired; printed and written with the bar chart."""
+    folders = []
+    for cfg in cfgs:
+        try:
+            folders.append(read_folder(cfg.path.result_path, subjects, sessions))
+        except DataError:       # no finished run (all failed, say): a row that says so
+            folders.append(None)
+    full = folders[0]
+    if full is None:
+        raise DataError(f"{cfgs[0].path.result_path}: no finished run of the full model to compare with")
+    paper = full.dataset == PAPER_ABLATION_DATASET
+    table = tables.Table(f"Ablation, {full.dataset}, protocol {full.protocol}: difference from our full model, paired "
+                         f"by subject and session", ABLATION_COLUMNS, notes=list(STATISTICS_NOTES))
+    table.notes.insert(0, "paper: read off its bar charts (about +-0.3), SEED; the full model is 96.0 in its streams "
+                          "chart, 95.4 in its attention chart; obtained under the authors' protocol (the test set "
+                          "chose the checkpoint)" if paper else f"paper: the paper's ablation values are SEED's; "
+                                                                  f"none for {full.dataset}")
+    target = out or _default_out(full.path, f"{full.label}_ablation")
+    stats_by_name, bars = {}, []
+    for (name, override, chart, value), f in zip(ABLATIONS, folders):
+        if f is not None and f.protocol != full.protocol:
+            raise ConfigError(f"{f.path}: protocol {f.protocol}, the full model's is {full.protocol}")
+        stat = None if f is None else paired_statistics(full.accuracy, f.accuracy) if f is not full else None
+        paper_value = (f"{value[0]} / {value[1]}" if isinstance(value, tuple) else value) if paper else None
+        mean_std = _mean_std(list(f.accuracy.values())) if f is not None else None
+        table.rows.append([name, override or "-", len(f.accuracy) if f else 0, mean_std, paper_value,
+                           stat["difference"] if stat else None, stat["ci"] if stat else None,
+                           stat["p"] if stat else None])
+        if f is None:
+            table.notes.append(f"{name}: no finished runs")
+        else:
+            f.label = name      # paired_runs.csv's columns
+            if stat:
+                stats_by_name[name] = stat
+        bars.append((name, chart, mean_std, value if paper else None))
+    table.notes += _limits(stats_by_name)
+    written = write_outputs(target, "ablation", table, [f for f in folders if f is not None])
+    import figures
+
+    written.append(figures.ablation_figure(bars, f"{full.dataset}, protocol {full.protocol}", target / "ablation.png"))
+    print(table.render(fmt))
+    print(_written(target, written))
+    return 0
+
+
+ABLATION_COLUMNS = [tables.Column("configuration"), tables.Column("--set", "set"), tables.Column("runs", "n_runs"),
+                    tables.Column("ours %", "accuracy_percent", kind="pm"), tables.Column("paper %", "paper_percent", 1),
+                    tables.Column("vs full", "difference_points", signed=True),
+                    tables.Column("95% CI", "ci95_points", kind="interval", signed=True),
+                    tables.Column("p", "wilcoxon_p", 3)]
+
+
+# ----------------------------------------------------------------------------- finding a run's checkpoint
+
+
+def checkpoint_path(cfg, run: str, base: Path) -> Path:
+    """The best checkpoint of `run` under cfg's result folder, for --predict and --explain. If neither it
+    nor the run's record is there but other result folders under `base` (the INI's result_path: the
+    --set subfolders) hold the run, one UserError names them and how to reach them; otherwise the path,
+    for checkpoints.load_checkpoint to load or report."""
+    root = cfg.path.result_path
+    path = root / "checkpoints" / f"{run}.pt"
+    if path.is_file() or (root / "runs" / f"{run}.json").is_file() or RunSpec.parse(run) is None:
+        return path
+    holders = [p.parent.parent for p in sorted(Path(base).glob(f"*/checkpoints/{run}.pt"))]
+    holders += [Path(base)] if (Path(base) / "checkpoints" / f"{run}.pt").is_file() else []
+    holders = [h for h in holders if h.resolve() != root.resolve()]
+    if not holders:
+        return path
+    hints = []
+    for folder in holders:
+        try:
+            sets = json.loads((folder / "summary.json").read_text(encoding="utf-8")).get("overrides") or []
+        except (OSError, ValueError):
+            sets = []
+        how = "without --set" if folder == Path(base) else " ".join(f"--set {o}" for o in sets)
+        hints.append(f"{folder}" + (f" (trained {'with ' * (folder != Path(base))}{how})" if how else ""))
+    raise UserError(f"{path}: checkpoint not found; {run} is in {'; '.join(hints)}: repeat the --set values it was "
+                    f"trained with, or give --result-path with its folder")
