@@ -7,7 +7,8 @@
 #     GPU_BENCH_DIR=/tmp/gpu PYTHON=python3.11 DEADLINE_S=420 bash bench/gpu.sh
 #
 # Steps (bench/gpu_steps.py, one process each, each with its own cap inside one deadline; the caps add up
-# to less than the deadline, checked below):
+# to less than the deadline, checked below; a step out of time is killed with the run.py processes it
+# started, timeout signalling its whole process group, SIGKILL 5 s after SIGTERM):
 #   info        torch, CUDA, cuDNN, the GPU
 #   data        synthetic SEED, 4 full-size subject-sessions (3394 windows each), Preprocess.py --no-maps
 #   check       correctness: bf16 autocast against float32 on the device, training mode, dropout off
@@ -33,7 +34,11 @@ LOGS=${LOGS:-$DIR/logs}
 mkdir -p "$DIR" "$LOGS"
 start=$(date +%s)
 
-[ -d "$DIR/pre" ] || case " $STEPS " in *" data "*) ;; *) STEPS="data $STEPS" ;; esac    # every step but info needs it
+case " $STEPS " in    # every step but info and estimate needs the data: written first (after info) when missing
+    *" data "*) ;;
+    " info "*) [ -d "$DIR/pre" ] || STEPS="info data ${STEPS#info }" ;;
+    *) [ -d "$DIR/pre" ] || STEPS="data $STEPS" ;;
+esac
 declare -A CAP=([info]=15 [data]=40 [check]=30 [runs]=80 [tests]=70 [resume]=45 [jobs]=100 [throughput]=40 [estimate]=10)
 total=0
 for step in $STEPS; do total=$(( total + ${CAP[$step]:?unknown step $step} )); done
@@ -50,7 +55,7 @@ left() {  # seconds step $1 may take: its cap, or what is left before the deadli
 step() {  # step NAME: run bench/gpu_steps.py NAME within its cap; its output on the screen and in its log
     local name=$1 t0 rc
     t0=$(date +%s.%N)
-    timeout "$(left "$name")" "$PY" bench/gpu_steps.py "$name" --dir "$DIR" --logs "$LOGS" --device "$DEVICE" \
+    timeout -k 5 "$(left "$name")" "$PY" bench/gpu_steps.py "$name" --dir "$DIR" --logs "$LOGS" --device "$DEVICE" \
         --t0 "$t0" > "$LOGS/$name.log" 2>&1
     rc=$?
     grep -v -E "^(Traceback|  |warning: .*UserWarning)" "$LOGS/$name.log" | grep -E "^[a-zA-Z-]" | head -n 20
@@ -67,7 +72,7 @@ for name in $STEPS; do
     estimate) ;;     # last, after the total
     tests)
         t0=$(date +%s)
-        timeout "$(left tests)" "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py > "$LOGS/tests.log" 2>&1
+        timeout -k 5 "$(left tests)" "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py > "$LOGS/tests.log" 2>&1
         rc=$?
         echo "tests/test_cuda.py: $(tail -n 1 "$LOGS/tests.log") ($(( $(date +%s) - t0 )) s)"
         [ "$rc" -eq 0 ] || grep -E "^(FAILED|ERROR)" "$LOGS/tests.log" | head -n 5
