@@ -19,6 +19,18 @@ See README.md for the protocols and what each one may claim.
 """
 from __future__ import annotations
 
+import signal
+import sys
+
+
+def _interrupted_while_importing(signum, frame) -> None:
+    print("interrupted: finished work is kept; rerun the same command to resume", file=sys.stderr)  # utils.INTERRUPTED
+    sys.exit(130)
+
+
+if __name__ == "__main__":      # Ctrl-C while torch and the rest import (1-2 s): one line, as at any later moment
+    signal.signal(signal.SIGINT, _interrupted_while_importing)      # until utils.cli_main restores Ctrl-C
+
 import argparse
 import csv
 import importlib
@@ -26,8 +38,6 @@ import io
 import math
 import multiprocessing
 import os
-import signal
-import sys
 import time
 from pathlib import Path
 
@@ -45,9 +55,10 @@ import results
 import utils
 from config import Config
 from results import ResultDir
+import training
 from training import (Diverged, RunSpec, Trainer, build_run_data, check_run_data, confusion_matrix, result_warnings,
                       scores, subject_pool)
-from utils import ConfigError, DataError, UserError
+from utils import ConfigError, DataError, UserError, printable
 
 # --demo: synthetic SEED data of this size, and these keys changed from the INI file's values.
 DEMO_DATA = {"subjects": (1, 2), "sessions": (1,), "trial_fraction": 0.15, "seed": 0}
@@ -187,8 +198,9 @@ def prepare(device: torch.device, threads: int | None) -> None:
         utils.keep_freed_memory()
 
 
-def _start_worker(devices, threads: int, progress: Progress) -> None:
+def _start_worker(devices, threads: int, progress: Progress, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the parent's: it stops every worker
+    utils.die_with_parent(parent)                    # a killed parent leaves no worker training on
     device = torch.device(devices.get())
     prepare(device, threads)
     _WORKER.update(device=device, progress=progress)
@@ -212,13 +224,15 @@ def run_parallel(cfg: Config, todo: list[tuple[int, RunSpec]], n: int, jobs: int
 
     CUDA: workers take the visible devices in turn (several per device when jobs > devices); CPU:
     `threads` threads each. Ctrl-C terminates every worker; finished runs and the partial states of
-    the others (written after each epoch) are kept, so the same command resumes.
+    the others (written after each epoch) are kept, so the same command resumes. Workers end with
+    this process however it ends (utils.die_with_parent), and ignore Ctrl-C from their start.
     """
     devices = context.Queue()
     count = torch.cuda.device_count() if device.type == "cuda" else 0
     for i in range(jobs):     # cuda:N pins every worker to N; cuda or auto spreads them over the visible GPUs
         devices.put("cpu" if not count else f"cuda:{device.index}" if device.index is not None else f"cuda:{i % count}")
-    pool = context.Pool(jobs, initializer=_start_worker, initargs=(devices, threads, progress))
+    with utils.children_ignore_ctrl_c():      # from their first instruction: no traceback from a worker's imports
+        pool = context.Pool(jobs, initializer=_start_worker, initargs=(devices, threads, progress, os.getpid()))
     try:
         yield from pool.imap_unordered(_run_in_worker, [(cfg, spec, k, n, tensorboard) for k, spec in todo])
         pool.close()
@@ -233,26 +247,51 @@ def run_parallel(cfg: Config, todo: list[tuple[int, RunSpec]], n: int, jobs: int
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """--shard I/N, or auto: a SLURM array job's task (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of
-    SLURM_ARRAY_TASK_COUNT)."""
+    """--shard I/N, or auto: this SLURM array task's index among the array's task ids, of
+    SLURM_ARRAY_TASK_COUNT (slurm_array_index)."""
     if text == "auto":
-        env = os.environ
-        if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
-            raise UserError("--shard auto: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set (not a SLURM "
-                            "array job); give --shard I/N")
-        try:
-            index = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-            text = f"{index}/{int(env['SLURM_ARRAY_TASK_COUNT'])}"
-        except ValueError:
-            raise UserError(f"--shard auto: SLURM_ARRAY_TASK_ID={env['SLURM_ARRAY_TASK_ID']!r}, "
-                            f"SLURM_ARRAY_TASK_COUNT={env['SLURM_ARRAY_TASK_COUNT']!r}: expected integers") from None
+        text = "/".join(map(str, slurm_array_index(os.environ)))
     try:
         index, count = (int(x) for x in text.split("/"))
     except ValueError:
-        raise UserError(f"--shard: expected I/N such as 0/4, or auto, got {text!r}") from None
+        raise UserError(f"--shard: expected I/N such as 0/4, or auto, got {printable(repr(text))}") from None
     if count < 1 or not 0 <= index < count:
-        raise UserError(f"--shard: expected 0 <= I < N, got {text!r}")
+        raise UserError(f"--shard: expected 0 <= I < N, got {printable(repr(text))}")
     return index, count
+
+
+def slurm_array_index(env) -> tuple[int, int]:
+    """(index, count) of this task in a SLURM array whose task ids are evenly spaced: a range with an
+    offset and a step (--array=0-8, 5-13, 1-17:4, also throttled with %), or a list such as 1,3,5,7.
+    The index is the task id's position: (SLURM_ARRAY_TASK_ID - MIN) / step, the step being
+    (MAX - MIN) / (COUNT - 1) (SLURM_ARRAY_TASK_STEP where MAX is not set). A list that is not evenly
+    spaced (1,5,7 or 0-3,10) gives no index a task can compute: refused, with --shard I/N to use instead.
+    """
+    names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")
+    if any(name not in env for name in names):
+        raise UserError("--shard auto: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set (not a SLURM "
+                        "array job); give --shard I/N")
+    values = {name: env[name] for name in (*names, "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX",
+                                             "SLURM_ARRAY_TASK_STEP") if name in env}
+    try:
+        task, count = int(values["SLURM_ARRAY_TASK_ID"]), int(values["SLURM_ARRAY_TASK_COUNT"])
+        low = int(values.get("SLURM_ARRAY_TASK_MIN", 0))
+        high = int(values["SLURM_ARRAY_TASK_MAX"]) if "SLURM_ARRAY_TASK_MAX" in values else None
+        step = int(values.get("SLURM_ARRAY_TASK_STEP", 1))
+    except ValueError:
+        shown = ", ".join(f"{k}={printable(repr(v), 20)}" for k, v in values.items())
+        raise UserError(f"--shard auto: {shown}: expected integers") from None
+    if high is not None and count > 1:
+        step, uneven = divmod(high - low, count - 1)
+    else:
+        uneven = 0
+    offset = task - low
+    if count < 1 or step < 1 or uneven or offset % step or not 0 <= offset // step < count:
+        shown = ", ".join(f"{k.removeprefix('SLURM_ARRAY_TASK_')}={printable(v, 12)}" for k, v in values.items())
+        raise UserError(f"--shard auto: this task's index in the array cannot be computed ({shown}): its ids are "
+                        f"not evenly spaced (a list such as --array=1,5,7); use an evenly spaced array "
+                        f"(--array=0-8, 1-17:4) or give --shard I/N")
+    return offset // step, count
 
 
 def pooled(cfg: Config, subjects, sessions) -> tuple:
@@ -264,11 +303,13 @@ def pooled(cfg: Config, subjects, sessions) -> tuple:
 
 def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions) -> int:
     """--predict RUN: the run's best checkpoint on one preprocessed subject-session; writes
-    predictions/<RUN>_on_subSS_sesK.csv and prints accuracy, macro-F1 and kappa."""
+    predictions/<RUN>_on_subSS_sesK.csv (its `split` column: what each window was to the run) and prints
+    accuracy, macro-F1 and kappa, and a warning when the run trained on that session."""
+    spec = results.run_named(run, "--predict")
     if not subjects or not sessions or len(subjects) != 1 or len(sessions) != 1:
         raise UserError(f"--predict {run}: give one subject and one session, e.g. --subjects 3 --sessions 2")
     subject, session_number = subjects[0], sessions[0]
-    trained = checkpoints.TrainedModel.load(out.root / "checkpoints" / f"{run}.pt")
+    trained = checkpoints.TrainedModel.load(out.checkpoint(spec))
     theirs = trained.cfg.to_dict()["data"]
     changed = [k for k, v in cfg.to_dict()["data"].items() if theirs.get(k) != v]
     if changed:
@@ -279,20 +320,77 @@ def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions) -> int:
     truth, predicted = np.asarray(session.label), probabilities.argmax(1)
     trial = np.asarray(session.trial)
     window = np.arange(len(trial)) - np.searchsorted(trial, trial)    # 0-based window within its trial
+    roles = window_roles(trained, out, session)
     names = datasets.CLASS_NAMES[trained.cfg.data.dataset]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["trial", "window", "true_label", "predicted_label", *(f"p_{name}" for name in names)])
-    for row in zip(trial, window, truth, predicted, *probabilities.T):
-        writer.writerow([int(row[0]), int(row[1]), int(row[2]), int(row[3]), *(f"{p:.6f}" for p in row[4:])])
-    path = out.root / "predictions" / f"{run}_on_sub{subject:02d}_ses{session_number}.csv"
+    writer.writerow(["trial", "window", "true_label", "predicted_label", *(f"p_{name}" for name in names), "split"])
+    for row in zip(trial, window, truth, predicted, roles, *probabilities.T):
+        writer.writerow([int(row[0]), int(row[1]), int(row[2]), int(row[3]), *(f"{p:.6f}" for p in row[5:]), row[4]])
+    path = fileio.child(out.root / "predictions", f"{run}_on_sub{subject:02d}_ses{session_number}.csv")
     with fileio.atomic_path(path) as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
     s = scores(confusion_matrix(truth, predicted, trained.cfg.model.nb_class))
     print(f"{run} on sub{subject:02d}_ses{session_number}: {len(truth)} windows, accuracy {100 * s['accuracy']:.2f}%  "
           f"macro-F1 {s['macro_f1']:.3f}  kappa {s['kappa']:.3f}")
+    seen = np.isin(roles, ("train", "validation"))
+    if seen.any():
+        test = roles == "test"
+        only = f"accuracy on its {test.sum()} test windows only: {100 * (truth[test] == predicted[test]).mean():.2f}%" \
+            if test.any() else "none of them is a test window"
+        chose = " (under protocol paper the test windows chose the checkpoint too)" \
+            if trained.cfg.training.protocol == "paper" else ""
+        print(f"warning: {run} trained on this session (protocol {trained.cfg.training.protocol}): {seen.sum()} of "
+              f"{len(roles)} windows were training or validation windows, so the accuracy above is not a test "
+              f"accuracy; {only}{chose}; the split column of the CSV marks each window", file=sys.stderr)
+    elif (roles == "unknown").any():
+        print(f"warning: {run}: which sessions it trained on is not recorded (a checkpoint of an earlier version "
+              f"without its runs/{run}.json); the split column of the CSV says unknown", file=sys.stderr)
     print(path)
     return 0
+
+
+def window_roles(trained: checkpoints.TrainedModel, out: ResultDir, session) -> np.ndarray:
+    """(N,) what each window of a preprocessed session was to a trained run: "train", "validation" (it chose
+    the checkpoint), "test", "unseen" (not in the run's data), or "unknown" (a loso or cross_session
+    checkpoint of an earlier version whose subject or session pool is recorded nowhere). The run's
+    split is rebuilt by the protocol's own functions (training.make_split) from the pools it recorded."""
+    cfg, ckpt = trained.cfg, trained.checkpoint
+    spec, protocol = RunSpec(ckpt["subject"], ckpt["session"]), cfg.training.protocol
+    trial, label = np.asarray(session.trial), np.asarray(session.label)
+    n = len(label)
+    roles = np.full(n, "unseen", dtype=object)
+    pools = {k: ckpt[k] for k in ("subject_pool", "session_pool") if k in ckpt}
+    if protocol in ("loso", "cross_session") and len(pools) < 2:     # an earlier checkpoint: its run record
+        try:
+            record = results.json_load(out.run_json(spec))
+            pools = {k: record[k] for k in ("subject_pool", "session_pool")}
+        except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError):
+            return np.full(n, "unknown", dtype=object)
+    if protocol == "loso":      # one window per pooled subject stands for its whole session
+        if session.session != spec.session or session.subject not in pools["subject_pool"]:
+            return roles
+        pool = np.asarray(sorted(pools["subject_pool"]))
+        split = training.make_split(cfg, spec, pool, np.zeros_like(pool), np.zeros_like(pool))
+        roles[:] = split_roles(split, len(pool))[np.searchsorted(pool, session.subject)]
+        return roles
+    if protocol == "cross_session":
+        if session.subject != spec.subject or session.session not in pools["session_pool"]:
+            return roles
+        split = training.cross_session_split(np.full(n, session.session), trial, label, spec.session,
+                                             cfg.training.val_trials_per_class)
+    elif (session.subject, session.session) == (spec.subject, spec.session):
+        split = training.make_split(cfg, spec, np.full(n, session.subject), trial, label, np.full(n, session.session))
+    else:
+        return roles
+    return split_roles(split, n)
+
+
+def split_roles(split: training.Split, n: int) -> np.ndarray:
+    """(n,) "train", "validation" or "test" per index of a Split (paper: validation is the test set: "test")."""
+    roles = np.full(n, "unseen", dtype=object)
+    roles[split.train], roles[split.val], roles[split.test] = "train", "validation", "test"
+    return roles
 
 
 def plan_runs(cfg: Config, available: list[tuple[int, int]], subjects, sessions, shard) -> list[RunSpec]:
@@ -349,7 +447,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--demo", action="store_true", help="synthetic SEED data, reduced training, end to end")
     parser.add_argument("--demo-dir", type=Path, default=Path(__file__).resolve().parent / ".cache" / "demo",
                         help="where --demo writes its data and results (default .cache/demo)")
-    args = parser.parse_args(argv)
+    args = utils.refuse_empty_values(parser).parse_args(argv)
+    for flag, name in (("--predict", args.predict), ("--explain", args.explain)):
+        if name is not None:
+            results.run_named(name, flag)       # before any work: a name is never a path
     actions = [flag for flag, given in (("--summarize", args.summarize), ("--explain", args.explain),
                                         ("--predict", args.predict), ("--demo", args.demo)) if given]
     if len(actions) > 1:
@@ -374,7 +475,12 @@ def resolve_config(args: argparse.Namespace) -> Config:
                             "SEED.ini instead")
         cfg = demo_config(cfg, args.demo_dir)
     if args.result_path is not None:
-        cfg = cfg.replace(path={"result_path": args.result_path.expanduser().resolve()})
+        try:
+            result_path = args.result_path.expanduser().resolve()
+        except RuntimeError:        # ~user unknown, or no home directory
+            raise UserError(f"--result-path: cannot expand {printable(repr(str(args.result_path)))} (unknown user "
+                            f"or no home directory)") from None
+        cfg = cfg.replace(path={"result_path": result_path})
     elif (folder := override_folder(cfg)) is not None:
         cfg = cfg.replace(path={"result_path": cfg.path.result_path / folder})
     cfg = config.data_override_root(cfg)
@@ -394,10 +500,11 @@ def summarize_results(cfg: Config, args: argparse.Namespace) -> int:
     if not done:
         raise DataError(f"{out.root / 'runs'}: no finished runs to summarize; run `python run.py -c {args.config}` first")
     out.check_writable()
-    if results.summarize(cfg, out, args.subjects, args.sessions) is None:    # sets damaged records aside only if not None
-        raise DataError(f"{out.root / 'runs'}: no finished run of subjects {args.subjects or 'all'}, sessions "
-                        f"{args.sessions or 'all'} to summarize")
-    out.tidy([], done)
+    with out.lock():        # beside the shards of this configuration; never beside another's
+        if results.summarize(cfg, out, args.subjects, args.sessions) is None:    # sets damaged records aside only if not None
+            raise DataError(f"{out.root / 'runs'}: no finished run of subjects {args.subjects or 'all'}, sessions "
+                            f"{args.sessions or 'all'} to summarize")
+        out.tidy([], done)
     return 0
 
 
@@ -405,9 +512,10 @@ def explain(cfg: Config, run: str) -> int:
     """--explain RUN: attention and input figures of a finished run, under figures/RUN."""
     import figures
 
-    root = cfg.path.result_path
-    for path in figures.explain_run(root / "checkpoints" / f"{run}.pt", cfg.path.preprocessed_root,
-                                    root / "figures" / run):
+    out = ResultDir(cfg)
+    spec = results.run_named(run, "--explain")
+    for path in figures.explain_run(out.checkpoint(spec), cfg.path.preprocessed_root,
+                                    fileio.child(out.root / "figures", spec.name)):
         print(path)
     return 0
 
@@ -424,15 +532,31 @@ def train(cfg: Config, args: argparse.Namespace) -> int:
     runs = plan_runs(cfg, [(s.subject, s.session) for s in all_sessions], subjects, sessions, shard)
     if not runs:
         raise DataError(f"no preprocessed subject-session under {cfg.path.preprocessed_root} matches the selection")
-    done = out.finished()
-    out.check_pools(done, {k: subject_pool([s for s in all_sessions if s.session == k])
-                           for k in {s.session for s in all_sessions}},
-                    {j: sorted(s.session for s in all_sessions if s.subject == j) for j in {s.subject for s in all_sessions}})
+    done = finished_runs(out, all_sessions)
     todo = [(k, r) for k, r in enumerate(runs, start=1) if r.name not in done]
     for _, spec in todo:  # every run's split and inputs can be made before anything is written
         check_run_data(cfg, spec, all_sessions)
     out.check_writable()
-    out.tidy(runs, done)
+    with out.lock([spec.name for _, spec in todo]):     # another configuration's run.py is refused here, named
+        done = finished_runs(out, all_sessions)        # again, now that no other configuration can write
+        todo = [(k, r) for k, r in todo if r.name not in done]
+        out.tidy(runs, done)
+        return train_runs(cfg, args, out, runs, todo, all_sessions, device, shard)
+
+
+def finished_runs(out: ResultDir, all_sessions: list) -> dict[str, dict]:
+    """out.finished(), checked against the subjects and sessions preprocessed now (loso, cross_session pools)."""
+    done = out.finished()
+    out.check_pools(done, {k: subject_pool([s for s in all_sessions if s.session == k])
+                           for k in {s.session for s in all_sessions}},
+                    {j: sorted(s.session for s in all_sessions if s.subject == j) for j in {s.subject for s in all_sessions}})
+    return done
+
+
+def train_runs(cfg: Config, args: argparse.Namespace, out: ResultDir, runs: list[RunSpec], todo: list, all_sessions: list,
+               device: torch.device, shard) -> int:
+    """Train `todo` ((k, RunSpec) of `runs`), serially or in --jobs workers; record failures; summarize
+    unless sharded. Exit code 1 if a run failed."""
     jobs = min(args.jobs, max(len(todo), 1))
     threads = cfg.training.num_threads or max(1, torch.get_num_threads() // jobs)
     print(f"{cfg.data.dataset}, protocol {cfg.training.protocol}: {len(runs)} runs, {len(runs) - len(todo)} already "

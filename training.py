@@ -55,7 +55,7 @@ class RunSpec:
     @classmethod
     def parse(cls, name: str) -> "RunSpec | None":
         """The RunSpec a run name stands for (RUN_NAME), or None for anything else."""
-        match = RUN_NAME.fullmatch(name) if isinstance(name, str) else None
+        match = RUN_NAME.fullmatch(name) if isinstance(name, str) and len(name) <= 64 else None   # int() of 4300+ digits fails
         return cls(int(match[1]), int(match[2]), int(match[3] or 0)) if match else None
 
 
