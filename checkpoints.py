@@ -130,7 +130,7 @@ def refusal(path: Path, e: NotLoaded, redo: str) -> str:
                 f"to redo {redo}")
     if e.kind == "unsafe":
         return (f"{path}: holds objects whose loading would run code ({e}): not a file this project writes; "
-                f"refused (a checkpoint from someone else can only be used as tensors)")
+                f"refused: a checkpoint holds tensors, numbers and text only")
     return f"{path}: not a readable checkpoint ({e}); delete it and its runs/*.json to redo {redo}"
 
 
@@ -246,7 +246,8 @@ def convert(path: Path) -> str:
         if e.kind != "earlier":
             raise DataError(refusal(path, e, "the run")) from None
     reconstruct = (getattr(np, "_core", None) or np.core).multiarray._reconstruct    # NumPy 2 renamed core _core
-    allowed = [np.ndarray, np.dtype, *((reconstruct, name) for name in NUMPY_ARRAY_GLOBALS[:2])]
+    allowed = [np.ndarray, np.dtype, *((reconstruct, name) for name in NUMPY_ARRAY_GLOBALS[:2]),
+               *{type(np.dtype(t)) for t in ("float16", "float32", "float64", "int32", "int64")}]  # numbers only
     try:
         with torch.serialization.safe_globals(allowed), open(path, "rb") as fh:
             checkpoint = torch.load(fh, map_location="cpu", weights_only=True)

@@ -105,7 +105,7 @@ def _names(obj, attribute: str, path: Path) -> list[str] | None:
             try:
                 v = v.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise DataError(f"{where}: a name that is not UTF-8 text ({printable(repr(v), 40)}: byte "
+                raise DataError(f"{where}: a name that is not UTF-8 text ({printable(repr(bytes(v)), 40)}: byte "
                                 f"{v[e.start]:#04x} at offset {e.start})") from None
         if not isinstance(v, str):
             raise DataError(f"{where}: expected names, got {printable(repr(v), 40)}")

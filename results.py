@@ -118,7 +118,7 @@ class ResultDir:
         configuration share the folder (shards), unless they would train the same run; any other
         configuration (other settings, precision or code) is refused at once, naming the holder. Use as
         `with out.lock(names): ...`; the kernel releases it when the process ends, however it ends."""
-        mine = set(self.keys.values())
+        mine = set(self.holder_info()["keys"])
 
         def conflict(holder: dict) -> str | None:
             who = (f"PID {holder.get('pid', '?')} on {printable(holder.get('host', '?'), 40)} "
@@ -134,8 +134,11 @@ class ResultDir:
                         f"other runs (--subjects, --sessions, --shard)")
             return None
 
-        return fileio.FolderLock(self.root).acquire({"keys": sorted(mine), "code": self.code, "runs": list(runs)},
-                                                     conflict)
+        return fileio.FolderLock(self.root).acquire(self.holder_info(runs), conflict)
+
+    def holder_info(self, runs=()) -> dict:
+        """What a lock holder of this configuration records (lock): its result keys, code and runs."""
+        return {"keys": sorted(set(self.keys.values())), "code": self.code, "runs": list(runs)}
 
     @property
     def folders(self) -> tuple[Path, ...]:
@@ -282,7 +285,7 @@ def run_named(text: str, where: str) -> RunSpec:
     spec = RunSpec.parse(text)
     if spec is None or spec.name != text:
         hint = f"; did you mean {spec.name}?" if spec is not None else ""
-        raise utils.UserError(f"{where} {printable(repr(text), 60)}: not a run name (expected subNN_sesK, e.g. "
+        raise utils.UserError(f"{where} {printable(repr(text), 120)}: not a run name (expected subNN_sesK, e.g. "
                               f"sub01_ses1, or subNN_sesK_repR, as the files under runs/ are named){hint}")
     return spec
 

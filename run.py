@@ -28,8 +28,10 @@ def _interrupted_while_importing(signum, frame) -> None:
     sys.exit(130)
 
 
-if __name__ == "__main__":      # Ctrl-C while torch and the rest import (1-2 s): one line, as at any later moment
-    signal.signal(signal.SIGINT, _interrupted_while_importing)      # until utils.cli_main restores Ctrl-C
+# Ctrl-C while torch and the rest import (1-2 s): one line, as at any later moment (unless Ctrl-C is ignored,
+# as in a script's background job); utils.cli_main restores Python's own handler
+if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_importing)
 
 import argparse
 import csv
@@ -218,6 +220,22 @@ def _run_in_worker(task: tuple) -> tuple[str, str, object]:
         return "failed", spec.name, str(e)
 
 
+class WorkerProcess(multiprocessing.context.SpawnProcess):
+    """A spawned worker process that ignores Ctrl-C from its first instruction, so that a Ctrl-C while it
+    still imports torch (seconds) prints no traceback of it; Ctrl-C is its parent's (run_parallel)."""
+
+    @staticmethod
+    def _Popen(process_obj):
+        with utils.children_ignore_ctrl_c():        # only while this one process is started (a few ms)
+            return multiprocessing.context.SpawnProcess._Popen(process_obj)
+
+
+class WorkerContext(multiprocessing.context.SpawnContext):
+    """multiprocessing's spawn context, its processes WorkerProcess (Pool, Value and Queue as usual)."""
+
+    Process = WorkerProcess
+
+
 def run_parallel(cfg: Config, todo: list[tuple[int, RunSpec]], n: int, jobs: int, device: torch.device,
                  threads: int, progress: Progress, tensorboard: bool, context):
     """Yield ('done' | 'failed', run, result | error) as worker processes finish runs, `jobs` at a time.
@@ -231,8 +249,7 @@ def run_parallel(cfg: Config, todo: list[tuple[int, RunSpec]], n: int, jobs: int
     count = torch.cuda.device_count() if device.type == "cuda" else 0
     for i in range(jobs):     # cuda:N pins every worker to N; cuda or auto spreads them over the visible GPUs
         devices.put("cpu" if not count else f"cuda:{device.index}" if device.index is not None else f"cuda:{i % count}")
-    with utils.children_ignore_ctrl_c():      # from their first instruction: no traceback from a worker's imports
-        pool = context.Pool(jobs, initializer=_start_worker, initargs=(devices, threads, progress, os.getpid()))
+    pool = context.Pool(jobs, initializer=_start_worker, initargs=(devices, threads, progress, os.getpid()))
     try:
         yield from pool.imap_unordered(_run_in_worker, [(cfg, spec, k, n, tensorboard) for k, spec in todo])
         pool.close()
@@ -261,11 +278,12 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def slurm_array_index(env) -> tuple[int, int]:
-    """(index, count) of this task in a SLURM array whose task ids are evenly spaced: a range with an
-    offset and a step (--array=0-8, 5-13, 1-17:4, also throttled with %), or a list such as 1,3,5,7.
-    The index is the task id's position: (SLURM_ARRAY_TASK_ID - MIN) / step, the step being
-    (MAX - MIN) / (COUNT - 1) (SLURM_ARRAY_TASK_STEP where MAX is not set). A list that is not evenly
-    spaced (1,5,7 or 0-3,10) gives no index a task can compute: refused, with --shard I/N to use instead.
+    """(index, count) of this task in a SLURM array of evenly spaced task ids: a range with an offset and a
+    step (--array=0-8, 5-13, 1-17:4, also throttled: 0-8%2). The index is the task id's position,
+    (SLURM_ARRAY_TASK_ID - MIN) / STEP, where MIN, MAX, STEP and COUNT must describe one range:
+    MAX = MIN + STEP * (COUNT - 1). The ids of a list (--array=1,5,7 or 0-3,10) are not all in the
+    environment, so no task can compute its index from them: refused, naming --shard I/N instead
+    (an evenly spaced list such as 1,3,5,7 passes where SLURM gives it the matching STEP).
     """
     names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")
     if any(name not in env for name in names):
@@ -281,10 +299,11 @@ def slurm_array_index(env) -> tuple[int, int]:
     except ValueError:
         shown = ", ".join(f"{k}={printable(repr(v), 20)}" for k, v in values.items())
         raise UserError(f"--shard auto: {shown}: expected integers") from None
-    if high is not None and count > 1:
-        step, uneven = divmod(high - low, count - 1)
-    else:
-        uneven = 0
+    uneven = 0
+    if high is not None and count > 1:      # MAX, MIN and COUNT fix the step of a range; a given STEP must agree
+        derived, uneven = divmod(high - low, count - 1)
+        uneven = uneven or ("SLURM_ARRAY_TASK_STEP" in values and step != derived)
+        step = derived
     offset = task - low
     if count < 1 or step < 1 or uneven or offset % step or not 0 <= offset // step < count:
         shown = ", ".join(f"{k.removeprefix('SLURM_ARRAY_TASK_')}={printable(v, 12)}" for k, v in values.items())
@@ -563,7 +582,7 @@ def train_runs(cfg: Config, args: argparse.Namespace, out: ResultDir, runs: list
           f"finished, device {device}" + (f", {jobs} worker processes of {threads} threads" if jobs > 1 else ""),
           flush=True)
 
-    context = multiprocessing.get_context("spawn")
+    context = WorkerContext()
     progress = Progress(len(todo) * cfg.training.nbEpoch, jobs, context)
     if jobs > 1:
         outcomes = run_parallel(cfg, todo, len(runs), jobs, device, threads, progress, args.tensorboard, context)

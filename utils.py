@@ -40,7 +40,8 @@ INTERRUPTED = "interrupted: finished work is kept; rerun the same command to res
 def cli_main(main: Callable[[list[str] | None], Any]) -> None:
     """Run a command-line `main(argv)`; turn a UserError into one stderr line and exit 1, Ctrl-C into one
     line and exit 130."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)    # undo a script's guard for its imports (run.py)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:   # undo a script's guard for its imports (run.py)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = main(None)
     except UserError as e:
