@@ -354,9 +354,16 @@ class FolderLock:
                 os.close(fd)
         return out
 
-    def acquire(self, info: dict, conflict: Callable[[dict], str | None]) -> "FolderLock":
+    def check(self, conflict: Callable[[dict], str | None]) -> None:
+        """OutputError as `acquire` would raise it, without holding the folder or creating anything (a
+        command can be refused before it reads the folder, and leave it as it was)."""
+        if fcntl is not None and (self.folder / "guard").is_file():
+            self.acquire(None, conflict)
+
+    def acquire(self, info: dict | None, conflict: Callable[[dict], str | None]) -> "FolderLock":
         """Hold the folder, unless `conflict(holder)` says why not for one live holder: then OutputError
-        with that reason, nothing changed. Returns self (a context manager that releases it)."""
+        with that reason, nothing changed. Returns self (a context manager that releases it). `info`
+        None: only check (see `check`)."""
         if fcntl is None:
             return self._unguarded("this system has no fcntl")
         make_folder(self.folder)
@@ -365,11 +372,13 @@ class FolderLock:
             try:
                 fcntl.flock(guard, fcntl.LOCK_EX)
             except OSError as e:    # ENOLCK, EOPNOTSUPP: a file system without locks
-                return self._unguarded(e.strerror or str(e))
+                return self._unguarded(e.strerror or str(e)) if info is not None else self
             for holder in self.holders():
                 problem = conflict(holder)
                 if problem is not None:
                     raise OutputError(problem)
+            if info is None:
+                return self
             me = {**info, "pid": os.getpid(), "host": socket.gethostname(),
                   "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),
                   "since": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -118,6 +118,15 @@ class ResultDir:
         configuration share the folder (shards), unless they would train the same run; any other
         configuration (other settings, precision or code) is refused at once, naming the holder. Use as
         `with out.lock(names): ...`; the kernel releases it when the process ends, however it ends."""
+        return fileio.FolderLock(self.root).acquire(self.holder_info(runs), self._conflict(runs))
+
+    def check_lock(self) -> None:
+        """Refuse now, creating nothing, if a process of another configuration holds result_path (lock):
+        before the folder is read, so that its runs are not reported as another configuration's instead."""
+        fileio.FolderLock(self.root).check(self._conflict(()))
+
+    def _conflict(self, runs):
+        """conflict(holder info) -> why this process may not share result_path with that holder, or None."""
         mine = set(self.holder_info()["keys"])
 
         def conflict(holder: dict) -> str | None:
@@ -134,7 +143,7 @@ class ResultDir:
                         f"other runs (--subjects, --sessions, --shard)")
             return None
 
-        return fileio.FolderLock(self.root).acquire(self.holder_info(runs), conflict)
+        return conflict
 
     def holder_info(self, runs=()) -> dict:
         """What a lock holder of this configuration records (lock): its result keys, code and runs."""

@@ -54,10 +54,10 @@ import model as model_lib
 import Preprocess
 import preprocessed
 import results
+import training
 import utils
 from config import Config
 from results import ResultDir
-import training
 from training import (Diverged, RunSpec, Trainer, build_run_data, check_run_data, confusion_matrix, result_warnings,
                       scores, subject_pool)
 from utils import ConfigError, DataError, UserError, printable
@@ -515,6 +515,7 @@ def summarize_results(cfg: Config, args: argparse.Namespace) -> int:
         raise UserError("--summarize merges finished runs; --shard selects work to run, not results to merge "
                         "(use --subjects / --sessions to summarize a part)")
     out = ResultDir(cfg)
+    out.check_lock()
     done = out.finished()
     if not done:
         raise DataError(f"{out.root / 'runs'}: no finished runs to summarize; run `python run.py -c {args.config}` first")
@@ -551,6 +552,7 @@ def train(cfg: Config, args: argparse.Namespace) -> int:
     runs = plan_runs(cfg, [(s.subject, s.session) for s in all_sessions], subjects, sessions, shard)
     if not runs:
         raise DataError(f"no preprocessed subject-session under {cfg.path.preprocessed_root} matches the selection")
+    out.check_lock()        # another configuration training here: named now, before its runs are read
     done = finished_runs(out, all_sessions)
     todo = [(k, r) for k, r in enumerate(runs, start=1) if r.name not in done]
     for _, spec in todo:  # every run's split and inputs can be made before anything is written

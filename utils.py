@@ -135,8 +135,10 @@ def children_ignore_ctrl_c() -> Iterator[None]:
 
     Ctrl-C reaches every process of the terminal's group; a spawned worker still importing its modules
     would die with a traceback. SIG_IGN is the one disposition that survives exec (and Python keeps it),
-    so the children start ignoring SIGINT; this process blocks SIGINT meanwhile, so that a Ctrl-C now
-    waits (Linux keeps a blocked signal pending even while it is ignored) and is raised once the block ends.
+    so the children start ignoring SIGINT. This thread blocks SIGINT meanwhile, so that a Ctrl-C now
+    waits and is raised once the block ends (Linux keeps a blocked signal pending even while it is
+    ignored); another thread of this process that does not block it (torch's) would drop it, so keep
+    the block short: run.WorkerProcess holds it while one process starts (milliseconds).
     """
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -135,6 +135,17 @@ def read_only(w: Workspace, path: Path) -> None:
         w.prefix = DROP_ROOT_OVERRIDE
 
 
+def unreadable(w: Workspace, path: Path) -> None:
+    """chmod a file unreadable, so that it binds the command even when the tests run as root."""
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root
+        check = f"import os, sys; sys.exit(os.access({str(path)!r}, os.R_OK))"
+        probe = [*DROP_ROOT_OVERRIDE, sys.executable, "-c", check]
+        if shutil.which("setpriv") is None or subprocess.run(probe, capture_output=True).returncode != 0:
+            pytest.skip("running as root without setpriv: chmod cannot make a file unreadable")
+        w.prefix = DROP_ROOT_OVERRIDE
+
+
 # ----------------------------------------------------------------------------- Preprocess.py: the dataset folder
 
 @case("dataset-folder-missing", "Preprocess.py", "{data}: dataset folder not found (set [path] dataset_root")
@@ -883,13 +894,7 @@ def _(w):
       "{res}/checkpoints/sub01_ses1.pt: cannot read the file (Permission denied); check its permissions (it is not "
       "damaged, nothing was changed)")
 def _(w):
-    path = _checkpoint(w, {"model": {}})
-    path.chmod(0)
-    if os.access(path, os.R_OK):  # root
-        probe = [*DROP_ROOT_OVERRIDE, sys.executable, "-c", f"import os, sys; sys.exit(os.access({str(path)!r}, os.R_OK))"]
-        if shutil.which("setpriv") is None or subprocess.run(probe, capture_output=True).returncode != 0:
-            pytest.skip("running as root without setpriv: chmod cannot make a file unreadable")
-        w.prefix = DROP_ROOT_OVERRIDE
+    unreadable(w, _checkpoint(w, {"model": {}}))
     w.args = ["--predict", "sub01_ses1", *PREDICT]
 
 
@@ -899,13 +904,7 @@ def _(w):
 def _(w):
     w.ini_path = write_ini(w.tmp / "locked.ini", path={"dataset_root": w.data, "preprocessed_root": w.pre,
                                                        "result_path": w.res})
-    w.ini_path.chmod(0)
-    if os.access(w.ini_path, os.R_OK):  # root
-        check = f"import os, sys; sys.exit(os.access({str(w.ini_path)!r}, os.R_OK))"
-        probe = [*DROP_ROOT_OVERRIDE, sys.executable, "-c", check]
-        if shutil.which("setpriv") is None or subprocess.run(probe, capture_output=True).returncode != 0:
-            pytest.skip("running as root without setpriv: chmod cannot make a file unreadable")
-        w.prefix = DROP_ROOT_OVERRIDE
+    unreadable(w, w.ini_path)
 
 
 @case("ini-is-a-folder", "Preprocess.py", "{tmp}/folder.ini: cannot read the config file (Is a directory)")

@@ -599,16 +599,43 @@ def test_one_configuration_writes_a_result_folder_at_a_time(finished, tmp_path):
 
 
 def test_run_py_of_another_configuration_is_refused_and_predict_runs_beside(finished, tmp_path, capsys):
+    """run.py of another configuration, training or summarizing, on a folder where the holder has finished
+    runs and on a fresh one: the holder is named, nothing is written; --predict runs beside it."""
     _, ini = finished
     cfg = config.load_config(ini)
-    fresh = tmp_path / "fresh"
-    with holder(fresh, results.ResultDir(cfg, "float32").holder_info(["sub01_ses1"])) as other:
-        with pytest.raises(utils.OutputError, match=rf"^{fresh}: in use by another configuration: PID {other.pid} "):
-            run.main(["-c", str(ini), "--result-path", str(fresh), "--set", "training.nbEpoch=3"])
-        assert sorted(p.name for p in fresh.iterdir()) == [".lock"]      # nothing written
     args = copy_of_results(finished, tmp_path)
-    with holder(tmp_path / "res", results.ResultDir(cfg, "float32").holder_info(["sub01_ses1"])):
+    res, fresh = tmp_path / "res", tmp_path / "fresh"
+    for folder in (res, fresh):
+        with holder(folder, results.ResultDir(cfg, "float32").holder_info(["sub01_ses1"])) as other:
+            before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+            for extra in ([], ["--summarize"]):
+                with pytest.raises(utils.OutputError, match=rf"^{folder}: in use by another configuration: PID {other.pid} "):
+                    run.main(["-c", str(ini), "--result-path", str(folder), "--set", "training.nbEpoch=3", *extra])
+            assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before      # nothing written
+    with holder(res, results.ResultDir(cfg, "float32").holder_info(["sub01_ses1"])):
         assert run.main([*args, "--predict", "sub02_ses1", "--subjects", "2", "--sessions", "1"]) == 0
+
+
+@pytest.mark.slow
+def test_two_configurations_on_one_result_folder_with_real_processes(finished, tmp_path):
+    """The issue's case: run.py of one configuration trains; run.py of another on the same folder
+    (--result-path) is refused at once, naming the first; the first's work is untouched."""
+    root, ini = finished
+    res = tmp_path / "res"
+    first = subprocess.Popen([sys.executable, "run.py", "-c", str(ini), "--result-path", str(res), "--set",
+                              "training.nbEpoch=200", "--set", "training.patience=200"], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not list((res / "checkpoints").glob("*.partial.pt")) and time.time() < deadline and first.poll() is None:
+            time.sleep(0.1)
+        second = run_cli("run.py", "-c", str(ini), "--result-path", str(res), "--set", "training.lr=0.01")
+        assert second.returncode == 1 and len(second.stderr.splitlines()) == 1, second.stderr
+        assert second.stderr.startswith(f"error: {res}: in use by another configuration: PID {first.pid} on ")
+        assert "run.py -c" in second.stderr and first.poll() is None
+    finally:
+        first.kill()
+        first.wait()
 
 
 # ----------------------------------------------------------------------------- workers die with their parent
