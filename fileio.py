@@ -348,8 +348,11 @@ class FolderLock:
                         except (ValueError, UnicodeDecodeError):
                             info = {}
                     out.append(info if isinstance(info, dict) else {})
-                else:
-                    path.unlink(missing_ok=True)    # nobody holds it: left by a process that has ended
+                else:       # nobody holds it: left by a process that has ended
+                    try:
+                        path.unlink(missing_ok=True)
+                    except OSError:     # a folder we may only read (a check): left for a writer to remove
+                        pass
             finally:
                 os.close(fd)
         return out
@@ -367,7 +370,11 @@ class FolderLock:
         if fcntl is None:
             return self._unguarded("this system has no fcntl")
         make_folder(self.folder)
-        guard = os.open(self.folder / "guard", os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:    # a check only reads: it works in a folder it may not write to, and creates nothing
+            guard = os.open(self.folder / "guard", os.O_RDWR | os.O_CREAT if info is not None else os.O_RDONLY,
+                            0o666 & ~_UMASK)
+        except OSError as e:
+            raise OutputError(f"{self.folder}: cannot lock the folder ({write_failure(self.folder, e)})") from None
         try:
             try:
                 fcntl.flock(guard, fcntl.LOCK_EX)
