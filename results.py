@@ -133,7 +133,7 @@ class ResultDir:
             who = (f"PID {holder.get('pid', '?')} on {printable(holder.get('host', '?'), 40)} "
                    f"({printable(holder.get('command', '?'), 160)}), since {printable(holder.get('since', '?'), 20)}")
             theirs = holder.get("code")
-            if not mine & set(holder.get("keys") or ()) or None not in (self.code, theirs) and theirs != self.code:
+            if not mine & set(holder.get("keys") or ()) or (None not in (self.code, theirs) and theirs != self.code):
                 return (f"{self.root}: in use by another configuration: {who}; wait for it to finish, or give this "
                         f"one another --result-path")
             both = sorted(set(runs) & set(holder.get("runs") or ()))
