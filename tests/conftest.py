@@ -51,3 +51,14 @@ def tiny_seed_tree(root: Path, preprocess: bool = True) -> tuple[Path, Path]:
         p = run_cli("Preprocess.py", "-c", str(ini))
         assert p.returncode == 0, p.stderr
     return root, ini
+
+
+class Payload:
+    """An object whose unpickling creates `marker`: what a shared checkpoint could carry instead of tensors.
+    Loading a file that holds one must never create the marker."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
