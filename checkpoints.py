@@ -114,7 +114,9 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         checkpoint = read_safely(path)
     except NotLoaded as e:
-        raise DataError(refusal(path, e, "the run")) from None
+        if e.kind != "earlier":
+            raise DataError(refusal(path, e, "the run")) from None
+        checkpoint = read_earlier(path)     # its NumPy arrays, numbers only: as safe as the safe loader
     problem = schemas.check(checkpoint, schemas.CHECKPOINT)
     if problem:
         raise DataError(f"{path}: damaged checkpoint ({problem}); delete it and its runs/*.json to redo the run")
@@ -248,21 +250,29 @@ def convert(path: Path) -> str:
     except NotLoaded as e:
         if e.kind != "earlier":
             raise DataError(refusal(path, e, "the run")) from None
+    checkpoint = read_earlier(path)
+    problem = schemas.check(checkpoint, schemas.CHECKPOINT)
+    if problem:
+        raise DataError(f"{path}: damaged checkpoint ({problem}); not converted")
+    with fileio.atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+    return f"{path}: converted (its NumPy arrays stored as tensors)"
+
+
+def read_earlier(path: Path) -> dict:
+    """A checkpoint of an earlier version (its statistics as NumPy arrays), read with the safe loader plus
+    NumPy's reconstruction of numeric arrays only (no object arrays: nothing in the file can run), its
+    arrays returned as tensors; DataError if it holds anything else."""
     reconstruct = (getattr(np, "_core", None) or np.core).multiarray._reconstruct    # NumPy 2 renamed core _core
     allowed = [np.ndarray, np.dtype, *((reconstruct, name) for name in NUMPY_ARRAY_GLOBALS[:2]),
                *{type(np.dtype(t)) for t in ("float16", "float32", "float64", "int32", "int64")}]  # numbers only
     try:
         with torch.serialization.safe_globals(allowed), open(path, "rb") as fh:
-            checkpoint = torch.load(fh, map_location="cpu", weights_only=True)
+            return _without_arrays(torch.load(fh, map_location="cpu", weights_only=True))
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
     except Exception as e:
-        raise DataError(f"{path}: cannot be converted ({_first_line(e)})") from None
-    problem = schemas.check(checkpoint, schemas.CHECKPOINT)
-    if problem:
-        raise DataError(f"{path}: damaged checkpoint ({problem}); not converted")
-    checkpoint = _without_arrays(checkpoint)
-    with fileio.atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
-    return f"{path}: converted (its NumPy arrays stored as tensors)"
+        raise DataError(f"{path}: not a readable checkpoint of an earlier version ({_first_line(e)})") from None
 
 
 def _without_arrays(value):

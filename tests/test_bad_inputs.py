@@ -883,9 +883,9 @@ def _(w):
     w.args = ["--explain", "sub01_ses1"]
 
 
-@case("predict-checkpoint-of-an-earlier-version", "run.py",
-      "{res}/checkpoints/sub01_ses1.pt: written by an earlier version of this project (NumPy arrays: ")
-def _(w):
+@case("predict-checkpoint-of-an-earlier-version-damaged", "run.py",
+      "{res}/checkpoints/sub01_ses1.pt: damaged checkpoint (")
+def _(w):     # NumPy arrays of numbers are read, as earlier versions wrote them, and then checked like any checkpoint
     _checkpoint(w, {"model": {}, "normalization": {"de_mean": np.zeros((1, 62, 5), np.float32)}})
     w.args = ["--predict", "sub01_ses1", *PREDICT]
 
