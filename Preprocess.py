@@ -57,7 +57,7 @@ from inputs import (TemporalSpec, electrodes_to_maps, interpolation_matrix, resa
 # Session and load_preprocessed stay importable from here (Preprocess.load_preprocessed, as earlier versions)
 from preprocessed import (ARRAYS, MANIFEST, SESSION_FOLDER, Session, load_preprocessed,  # noqa: F401
                       manifest_matches_folder, read_manifest, session_folder)
-from utils import ConfigError, DataError, cli_main, git_commit, int_list
+from utils import ConfigError, DataError, cli_main, git_commit, int_list, refuse_empty_values
 
 # ----------------------------------------------------------------------------- DE from raw EEG
 
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-maps", action="store_true",
                         help="write only the electrode-level arrays run.py trains from (de, eeg, label, trial: "
                              "about 25 MB a SEED session instead of 442 MB), not the stacked 3D maps")
-    args = parser.parse_args(argv)
+    args = refuse_empty_values(parser).parse_args(argv)
     cfg = data_override_root(load_config(args.config, args.set))
     if cfg.overrides:
         print(f"overrides: {' '.join(cfg.overrides)}; sessions under {cfg.path.preprocessed_root}")

@@ -104,58 +104,6 @@ def fit(cfg: Config, spec: training.RunSpec, x: np.ndarray, label: np.ndarray, s
     return fitted[best], rows[best]["C"], rows, problems
 
 
-class LinearDE(torch.nn.Module):
-    """A fitted baseline as a module: logits (B, n_class) = flattened z-scored DE (B, n_features) @ W.T + b.
-
-    float64, as scikit-learn computes: --predict gives the predictions the run was scored with."""
-
-    sources = {"de": "de"}     # the source array it reads (TrainedModel.source_arrays)
-
-    def __init__(self, n_features: int, n_class: int):
-        super().__init__()
-        self.linear = torch.nn.Linear(n_features, n_class, dtype=torch.float64)
-
-    def forward(self, de: torch.Tensor) -> torch.Tensor:
-        return self.linear(de.flatten(1).to(torch.float64))
-
-    @classmethod
-    def from_classifier(cls, clf) -> "LinearDE":
-        coef, intercept = np.atleast_2d(clf.coef_), np.atleast_1d(clf.intercept_)
-        net = cls(coef.shape[1], coef.shape[0])
-        net.linear.weight.data = torch.from_numpy(coef.astype(np.float64))
-        net.linear.bias.data = torch.from_numpy(intercept.astype(np.float64))
-        return net.requires_grad_(False).eval()
-
-
-class TrainedBaseline(checkpoints.TrainedModel):
-    """A baseline's checkpoint (checkpoints.TrainedModel.load returns one for a baseline's config): the same
-    probabilities() as the network's, on flattened DE instead of maps; no attention."""
-
-    @classmethod
-    def from_checkpoint(cls, path, cfg: Config, checkpoint: dict) -> "TrainedBaseline":
-        state = checkpoint["model"]
-        weight = state.get("linear.weight")
-        if not torch.is_tensor(weight) or weight.ndim != 2:
-            raise DataError(f"{path}: damaged checkpoint (a {cfg.model.name} run without its linear map); delete it "
-                            f"and its runs/*.json to redo the run")
-        net = LinearDE(weight.shape[1], weight.shape[0])
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as e:
-            raise DataError(f"{path}: damaged checkpoint ({(str(e).splitlines() or [''])[0][:80]})") from None
-        return cls(net, cfg, checkpoint["normalization"], checkpoint)
-
-    def batches(self, arrays: dict[str, np.ndarray], batch_size: int, device="cpu"):
-        """Yield {"de": (B, 62, bands)} over the rows of `arrays`: the linear map flattens them itself."""
-        x = arrays["de"]
-        for start in range(0, len(x), batch_size):
-            yield {"de": torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size])).to(device)}
-
-    def attention_weights(self, sessions: list, per_class: int = 400, batch_size: int = 128):
-        raise UserError(f"{self.checkpoint.get('run', 'this run')}: a {self.cfg.model.name} run is a linear model "
-                        f"of DE features: it has no attention to draw")
-
-
 def train_run(cfg: Config, spec: training.RunSpec, sessions: list, out, progress, k: int = 1, n: int = 1) -> dict:
     """Fit, select and test one baseline run (run.train_run's counterpart); write its checkpoint, then its
     record (last: it marks the run finished). Returns the record."""
@@ -163,7 +111,7 @@ def train_run(cfg: Config, spec: training.RunSpec, sessions: list, out, progress
     parts, label, split = training.run_split(cfg, spec, sessions)
     x, stats = features(cfg, parts, split)
     clf, C, grid, problems = fit(cfg, spec, x, label, split)
-    net = LinearDE.from_classifier(clf)
+    net = checkpoints.LinearDE.from_classifier(clf)
     with torch.no_grad():
         logits = net(torch.from_numpy(x[split.test]))
     probabilities = torch.softmax(logits, dim=1).numpy()

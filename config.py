@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from datasets import N_CLASSES
 from errors import ConfigError
+from fileio import check_path
 
 if TYPE_CHECKING:
     import argparse
@@ -249,6 +250,7 @@ def _plugin_paths(value: tuple, ini: Path, from_file: bool, where: str) -> tuple
     for p in value:
         p = p.expanduser() if not from_file else p
         absolute = (ini.parent / p if from_file else Path.cwd() / p).resolve()
+        check_path(absolute, where, ConfigError)
         if from_file and not absolute.is_relative_to(ini.parent.resolve()):
             raise ConfigError(f"{where}: {p} is outside the INI file's folder {ini.parent}; keep plugins beside "
                               f"the INI file, or name this one with --set model.plugins=...")
@@ -477,6 +479,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
                                       f"(unknown user or no home directory)") from None
                 if from_file and not value.is_absolute():
                     value = path.parent / value
+                check_path(value, where, ConfigError)     # a name too long fails here, not in some later os call
             if name == "model" and f.name == "plugins":
                 value = _plugin_paths(value, path, from_file, where)
             _check_value(f, value, where)

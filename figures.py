@@ -851,8 +851,8 @@ def demo_figures(demo_dir: Path, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     fileio.make_folder(out_dir)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".demo-") as tmp:
-        made = run_figures(results, summary, Path(tmp)) + explain_run(results_dir / "checkpoints" / f"{results[0]['run']}.pt",
-                                                                   preprocessed, Path(tmp))
+        first = fileio.child(results_dir / "checkpoints", f"{results[0]['run']}.pt", f"{results_dir}/runs")
+        made = run_figures(results, summary, Path(tmp)) + explain_run(first, preprocessed, Path(tmp))
         final = []
         for p in made:
             target = out_dir / f"demo_{p.name}"
@@ -876,7 +876,7 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("-c", "--config", default="SEED.ini", help="INI file of the run (for its paths)")
     explain.add_argument("--run", required=True, help="run name, e.g. sub01_ses1")
     explain.add_argument("--out-dir", type=Path, help="default: <result_path>/figures/<run>")
-    args = parser.parse_args(argv)
+    args = utils.refuse_empty_values(parser).parse_args(argv)
 
     if args.command == "architecture":
         paths = [architecture_figure(config.load_config(args.config), args.out)]
@@ -886,10 +886,13 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = ROOT / "figure" if args.readme else args.out_dir or args.demo_dir / "results" / "figures" / "demo"
         paths = demo_figures(args.demo_dir, out_dir)
     else:
+        import training     # torch: only for this command
+
+        spec = training.run_named(args.run, "--run")
         cfg = config.load_config(args.config)
         root = cfg.path.result_path
-        paths = explain_run(root / "checkpoints" / f"{args.run}.pt", cfg.path.preprocessed_root,
-                            args.out_dir or root / "figures" / args.run)
+        paths = explain_run(root / "checkpoints" / f"{spec.name}.pt", cfg.path.preprocessed_root,
+                            args.out_dir or fileio.child(root / "figures", spec.name))
     for p in paths:
         print(p)
     return 0

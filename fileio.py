@@ -4,6 +4,8 @@
         tmp.write_text(...)
     write_json(path, obj)                   # the same, for JSON
     with staged_path(path) as tmp: ...      # written and fsynced beside `path`; publish(tmp, path) later
+    child(folder, name)                     # folder / name, for a name from the command line or a file
+    with FolderLock(root).acquire(info, conflict): ...   # one kind of writer per result folder
 
 Every failure to write (a file where a folder should be, permissions, a full disk) is one
 `OutputError` naming the path and the reason; temporary files left by killed processes are named
@@ -16,11 +18,15 @@ import fnmatch
 import json
 import os
 import re
+import secrets
+import shlex
 import socket
+import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 try:
     import fcntl
@@ -29,12 +35,58 @@ except ImportError:  # Windows has no fcntl: writes there always go through the 
 
 import numpy as np
 
-from errors import DataError, OutputError
+from errors import DataError, OutputError, UserError, printable
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once, restored at once
 _HOST = re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname())
 _TEMPORARY = re.compile(r"^\..+~(?P<pid>\d+)-(?P<host>[A-Za-z0-9_-]*)~\w+\.tmp$")  # .<name>~<pid>-<host>~<random>.tmp
+NAME_MAX = 255      # bytes in one path component: Linux, macOS and Windows file systems alike
+PATH_MAX = 4096     # bytes in a whole path (Linux)
+
+
+# ----------------------------------------------------------------------------- names and paths
+
+
+def check_path(path: str | os.PathLike, where: str, error: type[UserError] = UserError) -> Path:
+    """`path` as a Path if the file system can take it; else `error` naming `where`: a NUL character, a
+    component over NAME_MAX bytes or a path over PATH_MAX bytes would fail later in some os call as a
+    traceback ("File name too long"), wherever the path is first used."""
+    text = os.fspath(path)
+    if "\0" in text:
+        raise error(f"{where}: {printable(text)}: a path cannot hold a NUL character")
+    try:
+        long = next((part for part in Path(text).parts if len(os.fsencode(part)) > NAME_MAX), None)
+        total = len(os.fsencode(os.path.abspath(text)))
+    except UnicodeEncodeError:
+        raise error(f"{where}: {printable(text)}: not a name this system can encode") from None
+    if long is not None:
+        raise error(f"{where}: a path component of {len(os.fsencode(long))} bytes ({printable(long, 40)}); "
+                    f"file systems allow at most {NAME_MAX}")
+    if total >= PATH_MAX:
+        raise error(f"{where}: a path of {total} bytes ({printable(text, 40)}); this system allows at most "
+                    f"{PATH_MAX - 1}")
+    return Path(text)
+
+
+def child(folder: str | os.PathLike, name: str, where: str = "") -> Path:
+    """`folder / name` for a name read from the command line or a file (a run name, a file name from a
+    record): UserError naming `where` unless `name` is one plain component (no separator, not . or
+    .., no NUL, at most NAME_MAX bytes), so that the path can never leave `folder`."""
+    prefix = f"{where}: " if where else ""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or os.sep in name \
+            or (os.altsep and os.altsep in name) or "\0" in name:
+        raise UserError(f"{prefix}{printable(repr(name))}: not a plain file name inside {folder}")
+    check_path(name, f"{prefix}{folder}")
+    return Path(folder) / name
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether the two paths name one file: the same path, a symbolic or a hard link to it."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:     # one of them does not exist (yet): the same only if they resolve to one path
+        return Path(a).resolve() == Path(b).resolve()
 
 
 def _disk_full(folder: Path) -> bool:
@@ -260,3 +312,113 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, default=default) + "\n", encoding="utf-8")
 
+
+# ----------------------------------------------------------------------------- one kind of writer per folder
+
+
+class FolderLock:
+    """Which processes write a folder (a result folder): compatible ones share it, others are refused.
+
+        with FolderLock(root).acquire({"keys": [...], "runs": [...]}, conflict):   # conflict(holder) -> why not, or None
+            ...                             # train, summarize
+
+    Under `folder/.lock/`: `guard`, locked (flock, exclusive) for the few milliseconds a process reads or
+    changes the holders, and one `<host>-<pid>-<token>.json` per holder: its `info`, its process id,
+    host and command line, locked by the holder for as long as it holds the folder. The kernel releases
+    flock locks when a process ends, however it ends (SIGKILL, a crash), so a holder file nobody has
+    locked is a dead process's, and is removed. On a file system without locks (some network file
+    systems) or without fcntl (Windows), the folder is used unguarded, with one warning line.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder) / ".lock"
+        self.fd: int | None = None
+        self.path: Path | None = None
+
+    def holders(self) -> list[dict]:
+        """The live holders' info (each with pid, host, command, since); removes dead holders' files.
+        Call with the guard held."""
+        out = []
+        for path in list_folder(self.folder, "*.json"):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:     # locked: its holder is alive
+                    with os.fdopen(os.dup(fd), "rb") as fh:
+                        try:
+                            info = json.loads(fh.read().decode("utf-8"))
+                        except (ValueError, UnicodeDecodeError):
+                            info = {}
+                    out.append(info if isinstance(info, dict) else {})
+                else:       # nobody holds it: left by a process that has ended
+                    try:
+                        path.unlink(missing_ok=True)
+                    except OSError:     # a folder we may only read (a check): left for a writer to remove
+                        pass
+            finally:
+                os.close(fd)
+        return out
+
+    def check(self, conflict: Callable[[dict], str | None]) -> None:
+        """OutputError as `acquire` would raise it, without holding the folder or creating anything (a
+        command can be refused before it reads the folder, and leave it as it was)."""
+        if fcntl is not None and (self.folder / "guard").is_file():
+            self.acquire(None, conflict)
+
+    def acquire(self, info: dict | None, conflict: Callable[[dict], str | None]) -> "FolderLock":
+        """Hold the folder, unless `conflict(holder)` says why not for one live holder: then OutputError
+        with that reason, nothing changed. Returns self (a context manager that releases it). `info`
+        None: only check (see `check`)."""
+        if fcntl is None:
+            return self._unguarded("this system has no fcntl")
+        make_folder(self.folder)
+        try:    # a check only reads: it works in a folder it may not write to, and creates nothing
+            guard = os.open(self.folder / "guard", os.O_RDWR | os.O_CREAT if info is not None else os.O_RDONLY,
+                            0o666 & ~_UMASK)
+        except OSError as e:
+            raise OutputError(f"{self.folder}: cannot lock the folder ({write_failure(self.folder, e)})") from None
+        try:
+            try:
+                fcntl.flock(guard, fcntl.LOCK_EX)
+            except OSError as e:    # ENOLCK, EOPNOTSUPP: a file system without locks
+                return self._unguarded(e.strerror or str(e)) if info is not None else self
+            for holder in self.holders():
+                problem = conflict(holder)
+                if problem is not None:
+                    raise OutputError(problem)
+            if info is None:
+                return self
+            me = {**info, "pid": os.getpid(), "host": socket.gethostname(),
+                  "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),
+                  "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+            path = self.folder / f"{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.json"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666 & ~_UMASK)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, json.dumps(me).encode("utf-8"))
+            self.fd, self.path = fd, path
+        except OSError as e:
+            raise OutputError(f"{self.folder}: cannot lock the folder ({write_failure(self.folder, e)})") from None
+        finally:
+            os.close(guard)     # releases the guard
+        return self
+
+    def _unguarded(self, why: str) -> "FolderLock":
+        print(f"warning: {self.folder.parent}: cannot lock the folder ({why}); a concurrent run.py of another "
+              f"configuration on it would not be refused", file=sys.stderr)
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self.fd)
+            self.fd = self.path = None
+
+    def __enter__(self) -> "FolderLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -627,10 +627,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keras-weights", type=Path, metavar="FILE.h5",
                         help="load the authors' Keras weights (.h5) into the official-order network")
     parser.add_argument("--save", type=Path, metavar="FILE.pt", help="with --keras-weights: save the state dict")
-    args = parser.parse_args(argv)
+    args = utils.refuse_empty_values(parser).parse_args(argv)
     cfg = config.load_config(args.config, args.set, sections=("model",))  # the network needs no paths or training keys
     if args.save and not args.keras_weights:
         raise utils.UserError("--save goes with --keras-weights")
+    if args.save:   # written by an atomic rename: an input named there would be lost, not read
+        inputs = [("--keras-weights", args.keras_weights), ("-c", Path(args.config)),
+                  *(("[model] plugins", p) for p in cfg.model.plugins)]
+        same = next(((flag, p) for flag, p in inputs if fileio.same_file(args.save, p)), None)
+        if same is not None:
+            raise utils.UserError(f"--save {args.save}: that is the {same[0]} file {same[1]} (the same file); "
+                                  f"save the state dict under another name")
     if args.keras_weights and cfg.model.block_order != "official":
         print(f"block order: official (the authors' code; {args.config} says {cfg.model.block_order})")
         cfg = cfg.replace(model={"block_order": "official"})

@@ -6,6 +6,7 @@ logs, failures, the summary, and which finished runs belong to this configuratio
     checkpoints/<run>.pt       the best model (by validation accuracy), its config and input statistics
     checkpoints/<run>.partial.pt   the state after the last finished epoch, until the run finishes
     failed/<run>.json          a run that diverged (its error), until a later attempt finishes it
+    .lock/                     who writes the folder now (ResultDir.lock: run.py while it trains or summarizes)
     results.csv, summary.json, figures/*.png    the summary, rebuilt from runs/ each time
 Every file is written atomically; the run JSON is written last, so its presence marks a finished run.
 """
@@ -17,7 +18,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -32,9 +32,10 @@ import fileio
 import schemas
 import tables
 import training
+from training import run_named  # noqa: F401  (results.run_named)
 from training import RunSpec, Trainer, scores
 import utils
-from utils import ConfigError, DataError
+from utils import ConfigError, DataError, printable
 
 # The paper's table 1 (mean +- std accuracy %, subject-dependent), for the printed comparison (loso is
 # cross-subject: the table says the two are not comparable).
@@ -104,20 +105,56 @@ class ResultDir:
                            f"{self.root / 'runs'} and {self.root / 'checkpoints'} to redo the runs with this code")
 
     def run_json(self, spec: RunSpec) -> Path:
-        return self.root / "runs" / f"{spec.name}.json"
+        return fileio.child(self.root / "runs", f"{spec.name}.json")
 
     def checkpoint(self, spec: RunSpec) -> Path:
-        return self.root / "checkpoints" / f"{spec.name}.pt"
+        return fileio.child(self.root / "checkpoints", f"{spec.name}.pt")
 
     def partial(self, spec: RunSpec) -> Path:
-        return self.root / "checkpoints" / f"{spec.name}.partial.pt"
+        return fileio.child(self.root / "checkpoints", f"{spec.name}.partial.pt")
 
     def epochs_csv(self, spec: RunSpec) -> Path:
-        return self.root / "runs" / f"{spec.name}.epochs.csv"
+        return fileio.child(self.root / "runs", f"{spec.name}.epochs.csv")
 
     def failure(self, spec: RunSpec) -> Path:
         """The record of a run that failed (Diverged); removed when the run later finishes."""
-        return self.root / "failed" / f"{spec.name}.json"
+        return fileio.child(self.root / "failed", f"{spec.name}.json")
+
+    def lock(self, runs=()) -> fileio.FolderLock:
+        """Hold result_path while this process trains `runs` (names) or summarizes (none): processes of this
+        configuration share the folder (shards), unless they would train the same run; any other
+        configuration (other settings, precision or code) is refused at once, naming the holder. Use as
+        `with out.lock(names): ...`; the kernel releases it when the process ends, however it ends."""
+        return fileio.FolderLock(self.root).acquire(self.holder_info(runs), self._conflict(runs))
+
+    def check_lock(self) -> None:
+        """Refuse now, creating nothing, if a process of another configuration holds result_path (lock):
+        before the folder is read, so that its runs are not reported as another configuration's instead."""
+        fileio.FolderLock(self.root).check(self._conflict(()))
+
+    def _conflict(self, runs):
+        """conflict(holder info) -> why this process may not share result_path with that holder, or None."""
+        mine = set(self.holder_info()["keys"])
+
+        def conflict(holder: dict) -> str | None:
+            who = (f"PID {holder.get('pid', '?')} on {printable(holder.get('host', '?'), 40)} "
+                   f"({printable(holder.get('command', '?'), 160)}), since {printable(holder.get('since', '?'), 20)}")
+            theirs = holder.get("code")
+            if not mine & set(holder.get("keys") or ()) or (None not in (self.code, theirs) and theirs != self.code):
+                return (f"{self.root}: in use by another configuration: {who}; wait for it to finish, or give this "
+                        f"one another --result-path")
+            both = sorted(set(runs) & set(holder.get("runs") or ()))
+            if both:
+                shown = ", ".join(printable(r, 20) for r in both[:4]) + (", ..." if len(both) > 4 else "")
+                return (f"{self.root}: {shown} already being trained by {who}; wait for it to finish, or select "
+                        f"other runs (--subjects, --sessions, --shard)")
+            return None
+
+        return conflict
+
+    def holder_info(self, runs=()) -> dict:
+        """What a lock holder of this configuration records (lock): its result keys, code and runs."""
+        return {"keys": sorted(set(self.keys.values())), "code": self.code, "runs": list(runs)}
 
     @property
     def folders(self) -> tuple[Path, ...]:
@@ -137,7 +174,10 @@ class ResultDir:
                 continue   # a damaged record only loses its message: the run is retried anyway
             except OSError as e:
                 raise DataError(f"{path}: cannot read the failure record ({e.strerror or e})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("run"), str):
+            run = record.get("run") if isinstance(record, dict) else None
+            if RunSpec.parse(run) is None or f"{run}.json" != path.name:    # edited by hand, or not ours
+                print(f"warning: {path}: not the failure record of a run (run {printable(repr(run), 40)}); skipped",
+                      file=sys.stderr)
                 continue
             if record.get("config_key") == self.config_key and record["run"] not in done \
                     and (self.code is None or record.get("code") == self.code):
@@ -219,7 +259,9 @@ class ResultDir:
     def _inconsistency(self, path: Path, r: dict) -> str | None:
         """What a result record that passes its schema may still get wrong: its name, its sizes."""
         if f"{r['run']}.json" != path.name:
-            return f"run: {r['run']!r} is not this file's run"
+            return f"run: {printable(repr(r['run']), 40)} is not this file's run"
+        if RunSpec.parse(r["run"]) is None:
+            return f"run: {printable(repr(r['run']), 40)} is not a run name (subNN_sesK)"
         if len(r["confusion_matrix"]) != self.nb_class:
             return f"confusion_matrix: {len(r['confusion_matrix'])} classes, the configuration has {self.nb_class}"
         if sum(map(sum, r["confusion_matrix"])) != r["n_test"]:
@@ -231,7 +273,7 @@ class ResultDir:
     def without_checkpoint(self, done: dict[str, dict]) -> list[str]:
         """Finished runs whose best checkpoint is gone (deleted by hand): counted in the summary, but
         --explain and --predict cannot use them."""
-        return [run for run in sorted(done) if not (self.root / "checkpoints" / f"{run}.pt").is_file()]
+        return [run for run in sorted(done) if not self.checkpoint(RunSpec.parse(run)).is_file()]
 
     def check_pools(self, done: dict[str, dict], pools: dict[int, list[int]],
                     session_pools: dict[int, list[int]] | None = None) -> None:
@@ -341,8 +383,8 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
     bar count subject-sessions, whatever the number of seeds; seed_std_accuracy is the std between seeds."""
     selected = lambda subject, session: (not subjects or subject in subjects) and (not sessions or session in sessions)  # noqa: E731
     done = {name: r for name, r in out.finished().items() if selected(r["subject"], r["session"])}
-    failed = {run: error for run, error in out.failures(done).items()
-              if selected(*map(int, re.match(r"sub(\d+)_ses(\d+)", run).groups()))}
+    failed = {run: printable(error, 300) for run, error in out.failures(done).items()
+              if selected(RunSpec.parse(run).subject, RunSpec.parse(run).session)}
     missing = out.without_checkpoint(done)
     if missing:
         print(f"warning: {out.root / 'checkpoints'}: no checkpoint for finished run(s) {', '.join(missing)} "
@@ -544,7 +586,8 @@ def write_epochs_csv(path: Path, history: list[dict], durable: bool = False) -> 
 
 
 def save_partial(path: Path, trainer: Trainer, config_key: str, code: dict | None = None) -> None:
-    """The resumable state after an epoch, tagged with the configuration and the code it belongs to.
+    """The resumable state after an epoch, tagged with the configuration and the code it belongs to. It must
+    hold only what load_partial's safe loader takes: tensors, dicts, lists, str, int, float, bool, None.
 
     Atomic, not fsynced: a killed process loses at most the epoch it was in; a power loss may lose the
     state (then the run starts over), never a finished run (docs/guarantees.md; measured in bench/README.md)."""
@@ -557,13 +600,20 @@ class OtherCode(Exception):
 
 
 def load_partial(path: Path, trainer: Trainer, config_key: str, out: "ResultDir | None" = None) -> None:
-    """Continue `trainer` from a saved partial state. DamagedFile if it cannot be one (truncated, fields
-    missing or of the wrong type); ValueError if it belongs to another configuration or subject pool;
-    OtherCode if `out` is given and the state was made with other code."""
+    """Continue `trainer` from a saved partial state, read without running any code of its own
+    (checkpoints.read_safely: tensors, dicts, lists, str, int, float, bool, None). DamagedFile if it
+    cannot be one (truncated, fields missing or of the wrong type, objects whose loading would run
+    code); DataError if the file system refuses to read it (permissions: not damage); ValueError if it
+    belongs to another configuration or subject pool; OtherCode if `out` is given and the state was
+    made with other code."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)   # RNG states must stay CPU tensors
-    except Exception as e:      # a truncated or foreign file fails anywhere inside torch's unpickler
-        raise DamagedFile(f"not a checkpoint ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:80]})") from None
+        state = checkpoints.read_safely(path)       # on the CPU: RNG states must stay CPU tensors
+    except checkpoints.NotLoaded as e:
+        if e.kind == "unreadable":
+            raise DataError(checkpoints.refusal(path, e, "the run")) from None
+        what = {"unsafe": "holds objects whose loading would run code", "earlier": "holds NumPy arrays"}
+        raise DamagedFile(f"{what[e.kind]} ({e}): not a partial state this project writes" if e.kind in what
+                          else f"not a checkpoint ({e})") from None
     if isinstance(state, dict) and isinstance(state.get("config_key"), str) and state["config_key"] != config_key:
         raise ValueError("saved under another configuration")
     if out is not None and isinstance(state, dict) and (problem := out.other_code(path, state)) is not None:
@@ -592,7 +642,9 @@ def write_result(out: "ResultDir", cfg: Config, trainer: Trainer, result: dict) 
     with fileio.atomic_path(out.checkpoint(spec)) as tmp:
         torch.save({"model": training.host_copy(trainer.best["state"]), "config": cfg.to_dict(), "run": spec.name,
                     "subject": spec.subject, "session": spec.session, "epoch": trainer.best["epoch"],
-                    "normalization": trainer.data.stats, "code": out.code, "precision": out.precision}, tmp)
+                    "normalization": checkpoints.as_tensors(trainer.data.stats),   # the safe loader takes tensors
+                    "subject_pool": trainer.data.subjects, "session_pool": trainer.data.sessions,
+                    "code": out.code, "precision": out.precision}, tmp)
     write_epochs_csv(out.epochs_csv(spec), trainer.history, durable=True)
     fileio.write_json(out.run_json(spec), result)
     out.partial(spec).unlink(missing_ok=True)

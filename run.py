@@ -22,28 +22,36 @@ See README.md for the protocols and what each one may claim.
 """
 from __future__ import annotations
 
+import signal
+import sys
+
+
+def _interrupted_while_importing(signum, frame) -> None:
+    print("interrupted: finished work is kept; rerun the same command to resume", file=sys.stderr)  # utils.INTERRUPTED
+    sys.exit(130)
+
+
+# Ctrl-C while torch and the rest import (1-2 s): one line, as at any later moment (unless Ctrl-C is ignored,
+# as in a script's background job); utils.cli_main restores Python's own handler
+if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_importing)
+
 import argparse
-import csv
 import importlib
-import io
 import math
 import multiprocessing
 import os
-import signal
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-import checkpoints
 import config
-import datasets
+import experiments
 import fileio
 import model as model_lib
+import predictions
 import Preprocess
-import experiments
 import preprocessed
 import results
 import tables
@@ -52,7 +60,7 @@ from config import Config
 from results import ResultDir
 from training import (Diverged, RunSpec, Trainer, build_run_data, check_run_data, confusion_matrix, result_warnings,
                       run_seed, scores, subject_pool)
-from utils import ConfigError, DataError, UserError
+from utils import DataError, UserError, printable
 
 # --demo: synthetic SEED data of this size, and these keys changed from the INI file's values.
 DEMO_DATA = {"subjects": (1, 2), "sessions": (1,), "trial_fraction": 0.15, "seed": 0}
@@ -202,8 +210,9 @@ def prepare(device: torch.device, threads: int | None) -> None:
         utils.keep_freed_memory()
 
 
-def _start_worker(devices, threads: int, progress: Progress) -> None:
+def _start_worker(devices, threads: int, progress: Progress, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the parent's: it stops every worker
+    utils.die_with_parent(parent)                    # a killed parent leaves no worker training on
     device = torch.device(devices.get())
     prepare(device, threads)
     _WORKER.update(device=device, progress=progress)
@@ -221,19 +230,36 @@ def _run_in_worker(task: tuple) -> tuple[str, str, object]:
         return "failed", spec.name, str(e)
 
 
+class WorkerProcess(multiprocessing.context.SpawnProcess):
+    """A spawned worker process that ignores Ctrl-C from its first instruction, so that a Ctrl-C while it
+    still imports torch (seconds) prints no traceback of it; Ctrl-C is its parent's (run_parallel)."""
+
+    @staticmethod
+    def _Popen(process_obj):
+        with utils.children_ignore_ctrl_c():        # only while this one process is started (a few ms)
+            return multiprocessing.context.SpawnProcess._Popen(process_obj)
+
+
+class WorkerContext(multiprocessing.context.SpawnContext):
+    """multiprocessing's spawn context, its processes WorkerProcess (Pool, Value and Queue as usual)."""
+
+    Process = WorkerProcess
+
+
 def run_parallel(cfg: Config, todo: list[tuple[int, RunSpec]], n: int, jobs: int, device: torch.device,
                  threads: int, progress: Progress, tensorboard: bool, context):
     """Yield ('done' | 'failed', run, result | error) as worker processes finish runs, `jobs` at a time.
 
     CUDA: workers take the visible devices in turn (several per device when jobs > devices); CPU:
     `threads` threads each. Ctrl-C terminates every worker; finished runs and the partial states of
-    the others (written after each epoch) are kept, so the same command resumes.
+    the others (written after each epoch) are kept, so the same command resumes. Workers end with
+    this process however it ends (utils.die_with_parent), and ignore Ctrl-C from their start.
     """
     devices = context.Queue()
     count = torch.cuda.device_count() if device.type == "cuda" else 0
     for i in range(jobs):     # cuda:N pins every worker to N; cuda or auto spreads them over the visible GPUs
         devices.put("cpu" if not count else f"cuda:{device.index}" if device.index is not None else f"cuda:{i % count}")
-    pool = context.Pool(jobs, initializer=_start_worker, initargs=(devices, threads, progress))
+    pool = context.Pool(jobs, initializer=_start_worker, initargs=(devices, threads, progress, os.getpid()))
     try:
         yield from pool.imap_unordered(_run_in_worker, [(cfg, spec, k, n, tensorboard) for k, spec in todo])
         pool.close()
@@ -248,26 +274,53 @@ def run_parallel(cfg: Config, todo: list[tuple[int, RunSpec]], n: int, jobs: int
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """--shard I/N, or auto: a SLURM array job's task (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of
-    SLURM_ARRAY_TASK_COUNT)."""
+    """--shard I/N, or auto: this SLURM array task's index among the array's task ids, of
+    SLURM_ARRAY_TASK_COUNT (slurm_array_index)."""
     if text == "auto":
-        env = os.environ
-        if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
-            raise UserError("--shard auto: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set (not a SLURM "
-                            "array job); give --shard I/N")
-        try:
-            index = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-            text = f"{index}/{int(env['SLURM_ARRAY_TASK_COUNT'])}"
-        except ValueError:
-            raise UserError(f"--shard auto: SLURM_ARRAY_TASK_ID={env['SLURM_ARRAY_TASK_ID']!r}, "
-                            f"SLURM_ARRAY_TASK_COUNT={env['SLURM_ARRAY_TASK_COUNT']!r}: expected integers") from None
+        text = "/".join(map(str, slurm_array_index(os.environ)))
     try:
         index, count = (int(x) for x in text.split("/"))
     except ValueError:
-        raise UserError(f"--shard: expected I/N such as 0/4, or auto, got {text!r}") from None
+        raise UserError(f"--shard: expected I/N such as 0/4, or auto, got {printable(repr(text))}") from None
     if count < 1 or not 0 <= index < count:
-        raise UserError(f"--shard: expected 0 <= I < N, got {text!r}")
+        raise UserError(f"--shard: expected 0 <= I < N, got {printable(repr(text))}")
     return index, count
+
+
+def slurm_array_index(env) -> tuple[int, int]:
+    """(index, count) of this task in a SLURM array of evenly spaced task ids: a range with an offset and a
+    step (--array=0-8, 5-13, 1-17:4, also throttled: 0-8%2). The index is the task id's position,
+    (SLURM_ARRAY_TASK_ID - MIN) / STEP, where MIN, MAX, STEP and COUNT must describe one range:
+    MAX = MIN + STEP * (COUNT - 1). The ids of a list (--array=1,5,7 or 0-3,10) are not all in the
+    environment, so no task can compute its index from them: refused, naming --shard I/N instead
+    (an evenly spaced list such as 1,3,5,7 passes where SLURM gives it the matching STEP).
+    """
+    names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")
+    if any(name not in env for name in names):
+        raise UserError("--shard auto: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set (not a SLURM "
+                        "array job); give --shard I/N")
+    values = {name: env[name] for name in (*names, "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX",
+                                             "SLURM_ARRAY_TASK_STEP") if name in env}
+    try:
+        task, count = int(values["SLURM_ARRAY_TASK_ID"]), int(values["SLURM_ARRAY_TASK_COUNT"])
+        low = int(values.get("SLURM_ARRAY_TASK_MIN", 0))
+        high = int(values["SLURM_ARRAY_TASK_MAX"]) if "SLURM_ARRAY_TASK_MAX" in values else None
+        step = int(values.get("SLURM_ARRAY_TASK_STEP", 1))
+    except ValueError:
+        shown = ", ".join(f"{k}={printable(repr(v), 20)}" for k, v in values.items())
+        raise UserError(f"--shard auto: {shown}: expected integers") from None
+    uneven = 0
+    if high is not None and count > 1:      # MAX, MIN and COUNT fix the step of a range; a given STEP must agree
+        derived, uneven = divmod(high - low, count - 1)
+        uneven = uneven or ("SLURM_ARRAY_TASK_STEP" in values and step != derived)
+        step = derived
+    offset = task - low
+    if count < 1 or step < 1 or uneven or offset % step or not 0 <= offset // step < count:
+        shown = ", ".join(f"{k.removeprefix('SLURM_ARRAY_TASK_')}={printable(v, 12)}" for k, v in values.items())
+        raise UserError(f"--shard auto: this task's index in the array cannot be computed ({shown}): its ids are "
+                        f"not evenly spaced (a list such as --array=1,5,7); use an evenly spaced array "
+                        f"(--array=0-8, 1-17:4) or give --shard I/N")
+    return offset // step, count
 
 
 def pooled(cfg: Config, subjects, sessions) -> tuple:
@@ -275,39 +328,6 @@ def pooled(cfg: Config, subjects, sessions) -> tuple:
     cross_session every session of a subject."""
     protocol = cfg.training.protocol
     return (None if protocol == "loso" else subjects), (None if protocol == "cross_session" else sessions)
-
-
-def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions) -> int:
-    """--predict RUN: the run's best checkpoint on one preprocessed subject-session; writes
-    predictions/<RUN>_on_subSS_sesK.csv and prints accuracy, macro-F1 and kappa."""
-    if not subjects or not sessions or len(subjects) != 1 or len(sessions) != 1:
-        raise UserError(f"--predict {run}: give one subject and one session, e.g. --subjects 3 --sessions 2")
-    subject, session_number = subjects[0], sessions[0]
-    trained = checkpoints.TrainedModel.load(experiments.checkpoint_path(cfg, run, base_result_path(cfg)))
-    theirs = trained.cfg.to_dict()["data"]
-    changed = [k for k, v in cfg.to_dict()["data"].items() if theirs.get(k) != v]
-    if changed:
-        raise ConfigError(f"{cfg.where('data', changed[0])}: {cfg.to_dict()['data'][changed[0]]!r}, but {run} was "
-                          f"trained with {theirs[changed[0]]!r}; preprocess with the run's [data]")
-    session = preprocessed.load_preprocessed(cfg, [subject], [session_number])[0]
-    probabilities = trained.probabilities(session)
-    truth, predicted = np.asarray(session.label), probabilities.argmax(1)
-    trial = np.asarray(session.trial)
-    window = np.arange(len(trial)) - np.searchsorted(trial, trial)    # 0-based window within its trial
-    names = datasets.CLASS_NAMES[trained.cfg.data.dataset]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["trial", "window", "true_label", "predicted_label", *(f"p_{name}" for name in names)])
-    for row in zip(trial, window, truth, predicted, *probabilities.T):
-        writer.writerow([int(row[0]), int(row[1]), int(row[2]), int(row[3]), *(f"{p:.6f}" for p in row[4:])])
-    path = out.root / "predictions" / f"{run}_on_sub{subject:02d}_ses{session_number}.csv"
-    with fileio.atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
-    s = scores(confusion_matrix(truth, predicted, trained.cfg.model.nb_class))
-    print(f"{run} on sub{subject:02d}_ses{session_number}: {len(truth)} windows, accuracy {100 * s['accuracy']:.2f}%  "
-          f"macro-F1 {s['macro_f1']:.3f}  kappa {s['kappa']:.3f}")
-    print(path)
-    return 0
 
 
 def plan_runs(cfg: Config, available: list[tuple[int, int]], subjects, sessions, shard,
@@ -383,7 +403,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--demo", action="store_true", help="synthetic SEED data, reduced training, end to end")
     parser.add_argument("--demo-dir", type=Path, default=Path(__file__).resolve().parent / ".cache" / "demo",
                         help="where --demo writes its data and results (default .cache/demo)")
-    args = parser.parse_args(argv)
+    args = utils.refuse_empty_values(parser).parse_args(argv)
+    for flag, name in (("--predict", args.predict), ("--explain", args.explain)):
+        if name is not None:
+            results.run_named(name, flag)       # before any work: a name is never a path
     actions = [flag for flag, given in (("--summarize", args.summarize), ("--explain", args.explain),
                                         ("--predict", args.predict), ("--demo", args.demo), ("--ablation", args.ablation),
                                         ("--compare", args.compare)) if given]
@@ -413,7 +436,12 @@ def resolve_config(args: argparse.Namespace) -> Config:
                             "SEED.ini instead")
         cfg = demo_config(cfg, args.demo_dir)
     if args.result_path is not None:
-        cfg = cfg.replace(path={"result_path": args.result_path.expanduser().resolve()})
+        try:
+            result_path = args.result_path.expanduser().resolve()
+        except RuntimeError:        # ~user unknown, or no home directory
+            raise UserError(f"--result-path: cannot expand {printable(repr(str(args.result_path)))} (unknown user "
+                            f"or no home directory)") from None
+        cfg = cfg.replace(path={"result_path": result_path})
     elif (folder := override_folder(cfg)) is not None:
         cfg = cfg.replace(path={"result_path": cfg.path.result_path / folder})
     cfg = config.data_override_root(cfg)
@@ -429,15 +457,17 @@ def summarize_results(cfg: Config, args: argparse.Namespace) -> int:
         raise UserError("--summarize merges finished runs; --shard selects work to run, not results to merge "
                         "(use --subjects / --sessions to summarize a part)")
     out = ResultDir(cfg)
+    out.check_lock()
     done = out.finished()
     if not done:
         raise DataError(f"{out.root / 'runs'}: no finished runs to summarize; run `python run.py -c {args.config}` first")
     out.check_writable()
-    # sets damaged records aside only if not None
-    if results.summarize(cfg, out, args.subjects, args.sessions, fmt=args.format) is None:
-        raise DataError(f"{out.root / 'runs'}: no finished run of subjects {args.subjects or 'all'}, sessions "
-                        f"{args.sessions or 'all'} to summarize")
-    out.tidy([], done)
+    with out.lock():        # beside the shards of this configuration; never beside another's
+        # sets damaged records aside only if not None
+        if results.summarize(cfg, out, args.subjects, args.sessions, fmt=args.format) is None:
+            raise DataError(f"{out.root / 'runs'}: no finished run of subjects {args.subjects or 'all'}, sessions "
+                            f"{args.sessions or 'all'} to summarize")
+        out.tidy([], done)
     return 0
 
 
@@ -445,9 +475,10 @@ def explain(cfg: Config, run: str) -> int:
     """--explain RUN: attention and input figures of a finished run, under figures/RUN."""
     import figures
 
+    spec = results.run_named(run, "--explain")
     root = cfg.path.result_path
-    for path in figures.explain_run(experiments.checkpoint_path(cfg, run, base_result_path(cfg)),
-                                    cfg.path.preprocessed_root, root / "figures" / run):
+    for path in figures.explain_run(experiments.checkpoint_path(cfg, spec.name, base_result_path(cfg)),
+                                    cfg.path.preprocessed_root, fileio.child(root / "figures", spec.name)):
         print(path)
     return 0
 
@@ -465,22 +496,39 @@ def train(cfg: Config, args: argparse.Namespace) -> int:
                      cfg.training.repeats)
     if not runs:
         raise DataError(f"no preprocessed subject-session under {cfg.path.preprocessed_root} matches the selection")
-    done = out.finished()
-    out.check_pools(done, {k: subject_pool([s for s in all_sessions if s.session == k])
-                           for k in {s.session for s in all_sessions}},
-                    {j: sorted(s.session for s in all_sessions if s.subject == j) for j in {s.subject for s in all_sessions}})
+    out.check_lock()        # another configuration training here: named now, before its runs are read
+    done = finished_runs(out, all_sessions)
     todo = [(k, r) for k, r in enumerate(runs, start=1) if r.name not in done]
     for _, spec in todo:  # every run's split and inputs can be made before anything is written
         check_run_data(cfg, spec, all_sessions)
     out.check_writable()
-    out.tidy(runs, done)
+    with out.lock([spec.name for _, spec in todo]):     # another configuration's run.py is refused here, named
+        done = finished_runs(out, all_sessions)        # again, now that no other configuration can write
+        todo = [(k, r) for k, r in todo if r.name not in done]
+        out.tidy(runs, done)
+        return train_runs(cfg, args, out, runs, todo, all_sessions, device, shard)
+
+
+def finished_runs(out: ResultDir, all_sessions: list) -> dict[str, dict]:
+    """out.finished(), checked against the subjects and sessions preprocessed now (loso, cross_session pools)."""
+    done = out.finished()
+    out.check_pools(done, {k: subject_pool([s for s in all_sessions if s.session == k])
+                           for k in {s.session for s in all_sessions}},
+                    {j: sorted(s.session for s in all_sessions if s.subject == j) for j in {s.subject for s in all_sessions}})
+    return done
+
+
+def train_runs(cfg: Config, args: argparse.Namespace, out: ResultDir, runs: list[RunSpec], todo: list, all_sessions: list,
+               device: torch.device, shard) -> int:
+    """Train `todo` ((k, RunSpec) of `runs`), serially or in --jobs workers; record failures; summarize
+    unless sharded. Exit code 1 if a run failed."""
     jobs = min(args.jobs, max(len(todo), 1))
     threads = cfg.training.num_threads or max(1, torch.get_num_threads() // jobs)
     print(f"{cfg.data.dataset}, protocol {cfg.training.protocol}: {len(runs)} runs, {len(runs) - len(todo)} already "
           f"finished, device {device}" + (f", {jobs} worker processes of {threads} threads" if jobs > 1 else ""),
           flush=True)
 
-    context = multiprocessing.get_context("spawn")
+    context = WorkerContext()
     progress = Progress(len(todo) * cfg.training.nbEpoch, jobs, context)
     if jobs > 1:
         outcomes = run_parallel(cfg, todo, len(runs), jobs, device, threads, progress, args.tensorboard, context)
@@ -525,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.summarize:
         return summarize_results(cfg, args)
     if args.predict:
-        return predict(cfg, ResultDir(cfg), args.predict, args.subjects, args.sessions)
+        return predictions.predict(cfg, ResultDir(cfg), args.predict, args.subjects, args.sessions,
+                                   base_result_path(cfg))
     if args.explain:
         return explain(cfg, args.explain)
     return train(cfg, args)

@@ -48,7 +48,7 @@ from datasets import (BANDS, BANDS_HZ, CHANNELS, CLASS_NAMES, DATASETS, FEATURE_
                       GRID_POSITIONS, GRID_SIZE, RAW_FOLDER, SAMPLING_RATE, SEED_LABEL_VALUES, SESSIONS,
                       SMOOTHINGS, SUBJECTS, TRIAL_LABELS, TRIAL_WINDOWS, WINDOW_S)
 from fileio import atomic_path
-from utils import cli_main, int_list
+from utils import cli_main, int_list, refuse_empty_values
 
 MIN_WINDOWS = 3  # DE windows per trial at the smallest trial_fraction
 RAW_STD_UV = 20.0  # typical raw EEG amplitude (the real data: tens of uV)
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-raw", action="store_true", help="write only the DE features")
     parser.add_argument("--no-features", action="store_true", help="write only the raw EEG")
-    args = parser.parse_args(argv)
+    args = refuse_empty_values(parser).parse_args(argv)
     write = write_seed if args.dataset == "SEED" else write_seed_iv
     try:
         root = write(args.out, args.subjects, args.sessions, args.trial_fraction, args.seed,

@@ -31,7 +31,7 @@ import inputs
 import model as model_lib
 import optim
 import utils
-from utils import ConfigError, DataError
+from utils import ConfigError, DataError, UserError, printable
 
 # ----------------------------------------------------------------------------- runs and splits
 
@@ -60,7 +60,7 @@ class RunSpec:
     @classmethod
     def parse(cls, name: str) -> "RunSpec | None":
         """The RunSpec a run name stands for (RUN_NAME), or None for anything else."""
-        match = RUN_NAME.fullmatch(name) if isinstance(name, str) else None
+        match = RUN_NAME.fullmatch(name) if isinstance(name, str) and len(name) <= 64 else None   # int() of 4300+ digits fails
         return cls(int(match[1]), int(match[2]), int(match[3] or 0)) if match else None
 
 
@@ -69,6 +69,18 @@ def run_seed(cfg: Config, spec: RunSpec) -> int:
     repeat shares it, so results do not depend on run order or sharding; the random protocol's split
     keeps the base seed, so repeats differ in training only (initial weights, shuffling, dropout)."""
     return (cfg.training.seed + spec.repeat) % 2**32
+
+
+def run_named(text: str, where: str) -> RunSpec:
+    """The RunSpec of a run name given on the command line (--predict, --explain, figures.py --run): exactly as
+    run.py names runs (training.RUN_NAME: sub01_ses1, sub01_ses1_rep2); anything else, a path above all, is
+    one UserError, so that no name becomes a path outside the result folder."""
+    spec = RunSpec.parse(text)
+    if spec is None or spec.name != text:
+        hint = f"; did you mean {spec.name}?" if spec is not None else ""
+        raise UserError(f"{where} {printable(repr(text), 120)}: not a run name (expected subNN_sesK, e.g. "
+                              f"sub01_ses1, or subNN_sesK_repR, as the files under runs/ are named){hint}")
+    return spec
 
 
 @dataclass(frozen=True)

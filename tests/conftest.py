@@ -55,6 +55,17 @@ def tiny_seed_tree(root: Path, preprocess: bool = True) -> tuple[Path, Path]:
     return root, ini
 
 
+class Payload:
+    """An object whose unpickling creates `marker`: what a shared checkpoint could carry instead of tensors.
+    Loading a file that holds one must never create the marker."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
 def tiny_run(n: int = 96, **training):
     """(cfg, spec, data): a run held in memory for Trainer tests, no files: TINY_MODEL on 16 x 16 maps,
     n windows of random electrode values (9 raw time points) with a class offset, split 60/20/20 in order;

@@ -20,6 +20,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -33,7 +34,7 @@ import pytest
 import scipy.io
 import torch
 
-from conftest import ROOT, TINY_MODEL, write_ini
+from conftest import ROOT, TINY_MODEL, Payload, write_ini
 import synthetic
 
 FEATURES, RAW = "ExtractedFeatures/1_20131027.mat", "Preprocessed_EEG/1_20131027.mat"  # SEED subject 1, session 1
@@ -131,6 +132,17 @@ def read_only(w: Workspace, path: Path) -> None:
         if shutil.which("setpriv") is None or subprocess.run(probe, capture_output=True).returncode != 0:
             path.chmod(stat.S_IRWXU)
             pytest.skip("running as root without setpriv: chmod cannot make a folder read-only")
+        w.prefix = DROP_ROOT_OVERRIDE
+
+
+def unreadable(w: Workspace, path: Path) -> None:
+    """chmod a file unreadable, so that it binds the command even when the tests run as root."""
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root
+        check = f"import os, sys; sys.exit(os.access({str(path)!r}, os.R_OK))"
+        probe = [*DROP_ROOT_OVERRIDE, sys.executable, "-c", check]
+        if shutil.which("setpriv") is None or subprocess.run(probe, capture_output=True).returncode != 0:
+            pytest.skip("running as root without setpriv: chmod cannot make a file unreadable")
         w.prefix = DROP_ROOT_OVERRIDE
 
 
@@ -758,19 +770,141 @@ def _(w):
     w.args = ["--summarize"]
 
 
+# ----------------------------------------------------------------------------- run.py: names, empty values, long paths
+
+PREDICT = ["--subjects", "1", "--sessions", "1"]
+
+
+@case("predict-path-above-the-result-folder", "run.py", "--predict '../../../x': not a run name (expected subNN_sesK")
+def _(w):
+    w.args = ["--predict", "../../../x", *PREDICT]
+
+
+@case("predict-absolute-path", "run.py", "--predict '{tmp}/x': not a run name")
+def _(w):
+    w.args = ["--predict", str(w.tmp / "x"), *PREDICT]
+
+
+@case("explain-into-the-dataset-folder", "run.py", "--explain '../../data/SEED/x': not a run name")
+def _(w):
+    w.args = ["--explain", "../../data/SEED/x"]
+
+
+@case("predict-run-name-not-as-written", "run.py", "--predict 'sub1_ses1': not a run name (expected subNN_sesK, e.g. "
+      "sub01_ses1, or subNN_sesK_repR, as the files under runs/ are named); did you mean sub01_ses1?")
+def _(w):
+    w.args = ["--predict", "sub1_ses1", *PREDICT]
+
+
+@case("predict-run-name-of-300-digits", "run.py", "--predict 'sub0000000")
+def _(w):
+    w.args = ["--predict", f"sub{'0' * 300}1_ses1", *PREDICT]
+
+
+@case("predict-run-name-with-an-escape-sequence", "run.py", "--predict 'sub01_ses1\\x1b[2J': not a run name")
+def _(w):
+    w.args = ["--predict", "sub01_ses1\x1b[2J", *PREDICT]     # printed escaped: it cannot clear the terminal
+
+
+@case("predict-empty", "run.py", "--predict: empty value '' (an unset shell variable?)")
+def _(w):
+    w.args = ["--predict", "", *PREDICT]
+
+
+@case("explain-empty", "run.py", "--explain: empty value ''")
+def _(w):
+    w.args = ["--explain", ""]
+
+
+@case("shard-empty", "run.py", "--shard: empty value ''")
+def _(w):
+    w.args = ["--shard", ""]
+
+
+@case("config-empty", "run.py", "-c/--config: empty value ''")
+def _(w):
+    w.args = ["-c", ""]     # the last -c wins
+
+
+@case("result-path-empty", "run.py", "--result-path: empty value ''")
+def _(w):
+    w.args = ["--result-path", ""]
+
+
+@case("subjects-blank", "run.py", "--subjects: empty value ' '")
+def _(w):
+    w.args = ["--subjects", " "]
+
+
+@case("result-path-component-over-255-bytes", "run.py", "--result-path: a path component of 300 bytes")
+def _(w):
+    w.args = ["--result-path", str(w.tmp / ("r" * 300))]
+
+
+@case("ini-result-path-component-over-255-bytes", "run.py",
+      "{ini}: [path] result_path: a path component of 256 bytes (ééé")
+def _(w):
+    w.ini = {"path": {"result_path": str(w.tmp / ("é" * 128))}}     # 128 characters, 256 bytes in UTF-8
+
+
+@case("ini-preprocessed-root-component-over-255-bytes", "run.py",
+      "{ini}: [path] preprocessed_root: a path component of 300 bytes")
+def _(w):
+    w.ini = {"path": {"preprocessed_root": str(w.tmp / ("p" * 300))}}
+
+
+@case("ini-dataset-root-component-over-255-bytes", "Preprocess.py",
+      "{ini}: [path] dataset_root: a path component of 300 bytes")
+def _(w):
+    w.ini = {"path": {"dataset_root": str(w.tmp / ("d" * 300))}}
+
+
+# ----------------------------------------------------------------------------- run.py: checkpoints that are not loaded
+
+
+def _checkpoint(w: Workspace, content) -> Path:
+    path = w.res / "checkpoints" / "sub01_ses1.pt"
+    path.parent.mkdir(parents=True)
+    torch.save(content, path)
+    return path
+
+
+@case("predict-checkpoint-with-a-payload", "run.py",
+      "{res}/checkpoints/sub01_ses1.pt: holds objects whose loading would run code (io.open)")
+def _(w):   # the payload would write {res}/PWNED, which the snapshot of {res} would show
+    _checkpoint(w, {"model": {}, "config": {}, "run": "sub01_ses1", "normalization": {"de_mean": Payload(w.res / "PWNED")}})
+    w.args = ["--predict", "sub01_ses1", *PREDICT]
+
+
+@case("explain-checkpoint-with-a-payload", "run.py",
+      "{res}/checkpoints/sub01_ses1.pt: holds objects whose loading would run code (io.open)")
+def _(w):
+    _checkpoint(w, Payload(w.res / "PWNED"))
+    w.args = ["--explain", "sub01_ses1"]
+
+
+@case("predict-checkpoint-of-an-earlier-version-damaged", "run.py",
+      "{res}/checkpoints/sub01_ses1.pt: damaged checkpoint (")
+def _(w):     # NumPy arrays of numbers are read, as earlier versions wrote them, and then checked like any checkpoint
+    _checkpoint(w, {"model": {}, "normalization": {"de_mean": np.zeros((1, 62, 5), np.float32)}})
+    w.args = ["--predict", "sub01_ses1", *PREDICT]
+
+
+@case("predict-checkpoint-unreadable", "run.py",
+      "{res}/checkpoints/sub01_ses1.pt: cannot read the file (Permission denied); check its permissions (it is not "
+      "damaged, nothing was changed)")
+def _(w):
+    unreadable(w, _checkpoint(w, {"model": {}}))
+    w.args = ["--predict", "sub01_ses1", *PREDICT]
+
+
 # ----------------------------------------------------------------------------- Preprocess.py: reading the INI file, --set
 
 @case("ini-unreadable", "Preprocess.py", "{tmp}/locked.ini: cannot read the config file (Permission denied)")
 def _(w):
     w.ini_path = write_ini(w.tmp / "locked.ini", path={"dataset_root": w.data, "preprocessed_root": w.pre,
                                                        "result_path": w.res})
-    w.ini_path.chmod(0)
-    if os.access(w.ini_path, os.R_OK):  # root
-        check = f"import os, sys; sys.exit(os.access({str(w.ini_path)!r}, os.R_OK))"
-        probe = [*DROP_ROOT_OVERRIDE, sys.executable, "-c", check]
-        if shutil.which("setpriv") is None or subprocess.run(probe, capture_output=True).returncode != 0:
-            pytest.skip("running as root without setpriv: chmod cannot make a file unreadable")
-        w.prefix = DROP_ROOT_OVERRIDE
+    unreadable(w, w.ini_path)
 
 
 @case("ini-is-a-folder", "Preprocess.py", "{tmp}/folder.ini: cannot read the config file (Is a directory)")
@@ -932,3 +1066,82 @@ def test_bad_input_fails_cleanly(bad: Case, trees: Trees, tmp_path: Path, capsys
     assert expected in lines[0], f"\nexpected: {expected}\ngot:      {lines[0]}"
     assert after == before, "files changed: " + ", ".join(
         str(k) for k in set(before) ^ set(after) | {k for k in before if k in after and before[k] != after[k]})
+
+
+# ----------------------------------------------------------------------------- classes: names, empty values
+
+
+# Names that are no run name, as a user or a file could give them: paths above or beside the result folder,
+# absolute paths, other spellings, names too long for a file system or for int(), control characters.
+NOT_RUN_NAMES = ["../../x", "..", ".", "", "/etc/passwd", "sub01_ses1/../../x", "sub01_ses1.pt", "sub1_ses1",
+                 "sub01_ses01", "sub01_ses1_rep0", "SUB01_SES1", " sub01_ses1", "sub01_ses1\n", "sub01_ses1\x00",
+                 "sub01_ses1\x1b[2J", f"sub{'1' * 300}_ses1", f"sub{'9' * 5000}_ses1", "sub01_ses1\udcff"]
+
+
+@pytest.mark.parametrize("name", NOT_RUN_NAMES, ids=range(len(NOT_RUN_NAMES)))
+def test_what_is_not_a_run_name_never_becomes_a_path(name):
+    import fileio
+    import results
+    import utils
+
+    with pytest.raises(utils.UserError) as refused:
+        results.run_named(name, "--predict")
+    message = str(refused.value)
+    assert message.startswith("--predict ") and "not a run name" in message and message.isprintable()
+    assert len(message) < 400
+    if "/" in name or name in ("", ".", "..") or "\x00" in name or len(name.encode("utf-8", "surrogateescape")) > 255:
+        with pytest.raises(utils.UserError):
+            fileio.child(Path("/results/checkpoints"), name, "--predict")
+
+
+def commands() -> dict:
+    """Each command line's main and the arguments before its options (figures.py: a sub-command)."""
+    import checkpoints
+    import figures
+    import model
+    import Preprocess
+    import run
+
+    out = {"run.py": (run.main, []), "Preprocess.py": (Preprocess.main, []), "model.py": (model.main, []),
+           "synthetic.py": (synthetic.main, []), "checkpoints.py": (checkpoints.main, [])}
+    out |= {f"figures.py {sub}": (figures.main, [sub]) for sub in ("architecture", "demo", "explain")}
+    return out
+
+
+def options_taking_a_value(main, before: list[str], monkeypatch) -> list[str]:
+    """The options of a command's parser (its sub-command's) that take a value, read from the parser itself."""
+    import argparse
+
+    class Parsed(Exception):
+        pass
+
+    seen = []
+
+    def capture(parser, args=None, namespace=None):
+        seen.append(parser)
+        raise Parsed
+
+    with monkeypatch.context() as m:
+        m.setattr(argparse.ArgumentParser, "parse_args", capture)
+        with pytest.raises(Parsed):
+            main(before)
+    parser = seen[0]
+    for sub in before:      # figures.py: the sub-command's own parser
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[sub]
+    return [a.option_strings[-1] for a in parser._actions if a.option_strings and a.nargs != 0]
+
+
+@pytest.mark.parametrize("command", list(commands()))
+def test_every_option_refuses_an_empty_value(command, monkeypatch, capsys):
+    """`--shard "$UNSET"` and its kind: each option of each command line that takes a value refuses an empty
+    or blank one with one error naming the option, before any work."""
+    import utils
+
+    main, before = commands()[command]
+    options = options_taking_a_value(main, before, monkeypatch)
+    assert options
+    for option in options:
+        for value in ("", "  "):
+            with pytest.raises(utils.UserError, match=rf"^(-\w/)?{re.escape(option)}: empty value "):
+                main([*before, option, value])
+    assert capsys.readouterr() == ("", "")

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 import baselines
+import checkpoints
 import config
 import experiments
 import fileio
@@ -256,7 +257,7 @@ def test_baseline_chooses_C_on_validation_accuracy(tmp_path):
     assert [row["C"] for row in grid] == list(baselines.C_GRID)
     best = max(row["val_accuracy"] for row in grid)
     assert C == min(row["C"] for row in grid if row["val_accuracy"] == best)      # ties: the smaller C
-    net = baselines.LinearDE.from_classifier(clf)
+    net = checkpoints.LinearDE.from_classifier(clf)
     import torch
 
     probabilities = torch.softmax(net(torch.from_numpy(x)), 1).numpy()

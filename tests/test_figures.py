@@ -107,8 +107,9 @@ def tiny(tmp_path_factory):
     checkpoint = cfg.path.result_path / "checkpoints" / "sub01_ses1.pt"
     checkpoint.parent.mkdir(parents=True)
     torch.save({"model": net.state_dict(), "config": cfg.to_dict(), "run": "sub01_ses1", "subject": 1, "session": 1, "epoch": 1,
-                "normalization": {"de_mean": de.mean(0, keepdims=True), "de_std": de.std(0, keepdims=True),
-                                  "eeg_mean": eeg.mean((0, 2), keepdims=True), "eeg_std": eeg.std((0, 2), keepdims=True)}},
+                "normalization": {k: torch.from_numpy(v) for k, v in {   # tensors, as run.py stores them
+                    "de_mean": de.mean(0, keepdims=True), "de_std": de.std(0, keepdims=True),
+                    "eeg_mean": eeg.mean((0, 2), keepdims=True), "eeg_std": eeg.std((0, 2), keepdims=True)}.items()}},
                checkpoint)
     return {"cfg": cfg, "ini": ini, "sessions": sessions, "checkpoint": checkpoint, "root": root}
 

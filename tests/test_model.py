@@ -596,6 +596,120 @@ def test_keras_weights_mismatch_names_the_layer(cfg, tmp_path):
         model.load_keras_weights(model.build_model(small(cfg)), tmp_path / "short.h5")
 
 
+def _replace(f, path: str, **dataset):
+    del f[path]
+    f.create_dataset(path, **dataset)
+
+
+def _set_one(f, path: str, value: float):
+    data = f[path][()]
+    data.flat[0] = value
+    f[path][...] = data
+
+
+def _external_storage(f, path: str, tmp_path):
+    shape, raw = f[path].shape, tmp_path / "raw.bin"
+    np.zeros(shape, np.float32).tofile(raw)
+    del f[path]
+    f.create_dataset(path, shape=shape, dtype="f4", external=[(str(raw), 0, raw.stat().st_size)])
+
+
+def _virtual(f, path: str, tmp_path):
+    import h5py
+
+    shape = f[path].shape
+    with h5py.File(tmp_path / "source.h5", "w") as source:
+        source.create_dataset("x", data=np.zeros(shape, np.float32))
+    layout = h5py.VirtualLayout(shape=shape, dtype="f4")
+    layout[...] = h5py.VirtualSource(str(tmp_path / "source.h5"), "x", shape=shape)
+    del f[path]
+    f.create_virtual_dataset(path, layout)
+
+
+def _names(f, group: str, attribute: str, change):
+    """Rewrite a names attribute as bytes, change(name) applied to each (bytes)."""
+    f[group].attrs[attribute] = np.array([change(n.encode() if isinstance(n, str) else n)
+                                          for n in f[group].attrs[attribute]], dtype="S")
+
+
+# One bad Keras file of each kind; `layer` is the first conv3d layer's group, `kernel` its kernel dataset.
+# Each is refused with one DataError before any weight is read (the shapes and types come from metadata).
+KERAS_DAMAGE = {
+    "complex-kernel": (lambda f, layer, kernel, tmp: _replace(f, kernel, data=f[kernel][()].astype(np.complex64)),
+                       "kernel:0: expected real floating-point numbers, got complex numbers"),
+    "text-kernel": (lambda f, layer, kernel, tmp: _replace(f, kernel, data=np.array([b"weights"] * 3)),
+                    "kernel:0: expected real floating-point numbers, got text"),
+    "compound-kernel": (lambda f, layer, kernel, tmp: _replace(f, kernel, data=np.zeros(3, dtype=[("a", "f4"), ("b", "i4")])),
+                        "kernel:0: expected real floating-point numbers, got a compound type"),
+    "integer-kernel": (lambda f, layer, kernel, tmp: _replace(f, kernel, data=f[kernel][()].astype(np.int32)),
+                       "kernel:0: expected real floating-point numbers, got int32"),
+    "nan-in-a-kernel": (lambda f, layer, kernel, tmp: _set_one(f, kernel, np.nan), "kernel: 1 NaN/Inf values"),
+    "inf-in-a-kernel": (lambda f, layer, kernel, tmp: _set_one(f, kernel, -np.inf), "kernel: 1 NaN/Inf values"),
+    "a-declared-400-GB-kernel": (lambda f, layer, kernel, tmp: _replace(f, kernel, shape=(10 ** 5, 10 ** 5, 10),
+                                                                     dtype="f4", chunks=(1, 1, 10)),
+                                 "kernel has shape (100000, 100000, 10), expected"),
+    "layer-a-soft-link": (lambda f, layer, kernel, tmp: (f.move(layer, layer + "_moved"),
+                                                         f.__setitem__(layer, __import__("h5py").SoftLink("/" + layer + "_moved"))),
+                          "is reached through a SoftLink"),
+    "layer-a-soft-link-loop": (lambda f, layer, kernel, tmp: (f.__delitem__(layer),
+                                                              f.__setitem__(layer, __import__("h5py").SoftLink("/" + layer))),
+                               "is reached through a SoftLink"),
+    "kernel-an-external-link": (lambda f, layer, kernel, tmp: (f.__delitem__(kernel), f.__setitem__(
+        kernel, __import__("h5py").ExternalLink(str(tmp / "weights.h5"), "/" + kernel))), "is reached through a ExternalLink"),
+    "kernel-in-an-external-raw-file": (lambda f, layer, kernel, tmp: _external_storage(f, kernel, tmp),
+                                       "its data lies in other files (external storage)"),
+    "kernel-a-virtual-dataset": (lambda f, layer, kernel, tmp: _virtual(f, kernel, tmp),
+                                 "its data lies in other files (virtual storage)"),
+    "layer-name-not-utf8": (lambda f, layer, kernel, tmp: _names(f, "model_weights", "layer_names",
+                                                                 lambda n: b"\xffconv" if n == layer.split("/")[1].encode() else n),
+                            "attribute layer_names: a name that is not UTF-8 text (b'\\xffconv': byte 0xff at offset 0)"),
+    "weight-name-not-utf8": (lambda f, layer, kernel, tmp: _names(f, layer, "weight_names", lambda n: n + b"\xfe"),
+                             "attribute weight_names: a name that is not UTF-8 text"),
+    "weight-name-above-the-layer": (lambda f, layer, kernel, tmp: _names(f, layer, "weight_names", lambda n: b"../" + n),
+                                    "is not a name inside the file"),
+}
+
+
+@pytest.mark.parametrize("damage", KERAS_DAMAGE)
+def test_keras_files_are_checked_before_reading(cfg, tmp_path, damage):
+    import h5py
+
+    c = small(cfg, block_order="official")
+    net = model.build_model(c)
+    layers = keras_layers(net)
+    write_keras_h5(tmp_path / "weights.h5", layers, full_model=True)
+    path = tmp_path / "bad.h5"
+    write_keras_h5(path, layers, full_model=True)
+    name = layers[0][0]
+    layer, kernel = f"model_weights/{name}", f"model_weights/{name}/{name}/kernel:0"
+    edit, expected = KERAS_DAMAGE[damage]
+    with h5py.File(path, "r+") as f:
+        edit(f, layer, kernel, tmp_path)
+    with pytest.raises(utils.DataError) as refused:
+        model.load_keras_weights(model.build_model(c), path)
+    assert str(refused.value).startswith(f"{path}: ") and expected in str(refused.value), str(refused.value)
+
+
+@pytest.mark.parametrize("target", ["the-same-path", "another-spelling", "a-symbolic-link", "a-hard-link", "the-ini-file"])
+def test_save_onto_an_input_is_refused(tmp_path, target):
+    """model.py --save never writes over what it reads: the Keras file (by any name of it) or the INI file."""
+    import os
+
+    ini = write_ini(tmp_path / "small.ini")
+    weights = tmp_path / "mine.h5"
+    weights.write_bytes(b"the user's only copy of their Keras weights")
+    save = {"the-same-path": weights, "another-spelling": tmp_path / "." / "mine.h5",
+            "a-symbolic-link": tmp_path / "link.h5", "a-hard-link": tmp_path / "hard.h5", "the-ini-file": ini}[target]
+    if target == "a-symbolic-link":
+        save.symlink_to(weights)
+    if target == "a-hard-link":
+        os.link(weights, save)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(utils.UserError, match=rf"^--save {re.escape(str(save))}: that is the (--keras-weights|-c) file "):
+        model.main(["-c", str(ini), "--keras-weights", str(weights), "--save", str(save)])
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 @pytest.mark.slow
 def test_command_line_keras_import(cfg, tmp_path):
     """model.py --keras-weights FILE --save FILE.pt: summary, tensors loaded, a state dict run.py can load."""

@@ -314,9 +314,10 @@ def test_concurrent_shards_write_disjoint_files_and_summarize_sees_all(tiny, ref
     # each shard trained its own run, and wrote its files only: run JSON, epoch log, checkpoint; no summary
     for (out, _), mine, other in zip(outputs, RUNS, RUNS[::-1]):
         assert f"{mine}: accuracy" in out and other not in out
-    files = sorted(str(p.relative_to(res)) for p in res.rglob("*") if p.is_file())
+    files = sorted(str(p.relative_to(res)) for p in res.rglob("*") if p.is_file() and p.parent.name != ".lock")
     assert files == sorted(f"{folder}/{run}.{ext}" for run in RUNS
                            for folder, ext in (("runs", "json"), ("runs", "epochs.csv"), ("checkpoints", "pt")))
+    assert [p.name for p in (res / ".lock").iterdir()] == ["guard"]     # both shared the folder, and let it go
 
     p = run_cli("run.py", "-c", ini, "--summarize")
     assert p.returncode == 0 and p.stderr == "", p.stderr

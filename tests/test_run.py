@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -438,6 +439,52 @@ def test_ctrl_c_stops_every_worker_and_keeps_finished_work(tiny_seed, tmp_path):
     assert len(list(partials.glob("*.partial.pt"))) == 2      # each run resumes from its last epoch
 
 
+@pytest.mark.slow
+def test_workers_end_when_the_parent_is_killed(tiny_seed, tmp_path):
+    """run.py --jobs 2 killed with SIGKILL while its workers train: the workers end too (utils.die_with_parent),
+    so that no rerun trains the same runs twice beside them."""
+    root, ini = tiny_seed
+    proc = subprocess.Popen([sys.executable, "run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"),
+                             "--jobs", "2", "--set", "training.nbEpoch=200", "--set", "training.patience=200"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    partials = tmp_path / "res" / "checkpoints"
+    deadline = time.time() + 300
+    while len(list(partials.glob("*.partial.pt"))) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert [line for line in live_processes_of_group(proc.pid, wait=60) if "resource_tracker" not in line] == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_workers_start_prints_one_line(tiny_seed, tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the --jobs workers are still
+    importing: one line, no worker's traceback, nothing left running."""
+    root, ini = tiny_seed
+    proc = subprocess.Popen([sys.executable, "run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"),
+                             "--jobs", "2"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+    def ignores_ctrl_c(pid: int) -> bool:
+        status = Path(f"/proc/{pid}/status").read_text()
+        return bool(int(status.split("SigIgn:")[1].split()[0], 16) & 1 << (signal.SIGINT - 1))
+
+    deadline, workers = time.time() + 300, []
+    while len(workers) < 2 and time.time() < deadline and proc.poll() is None:   # both started: they import torch
+        ps = subprocess.run(["ps", "-ww", "-o", "pid=,cmd=", "--ppid", str(proc.pid)], capture_output=True,
+                            text=True).stdout
+        workers = [int(line.split()[0]) for line in ps.splitlines() if "spawn_main" in line]
+        time.sleep(0.02)
+    assert len(workers) == 2 and all(map(ignores_ctrl_c, workers))     # from their first instruction
+    while ignores_ctrl_c(proc.pid):         # the parent ignores it only while it starts one worker (a few ms)
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.splitlines() == ["interrupted: finished work is kept; rerun the same command "
+                                                           "to resume"], err
+    assert live_processes_of_group(proc.pid) == []
+
+
 def test_shard_auto_reads_the_slurm_array(monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "12")
     monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "10")
@@ -446,6 +493,32 @@ def test_shard_auto_reads_the_slurm_array(monkeypatch):
     monkeypatch.delenv("SLURM_ARRAY_TASK_COUNT")
     with pytest.raises(utils.UserError, match="--shard auto: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set"):
         run.parse_shard("auto")
+
+
+# --array=...: every task id of the array, and (MIN, MAX, STEP, COUNT) as SLURM sets them
+SLURM_ARRAYS = {"0-8": (range(0, 9), (0, 8, 1, 9)), "5-13 (an offset)": (range(5, 14), (5, 13, 1, 9)),
+                "1-17:4 (a step)": (range(1, 18, 4), (1, 17, 4, 5)), "3 (one task)": ([3], (3, 3, 1, 1)),
+                "1,3,5,7 (an even list)": ([1, 3, 5, 7], (1, 7, 2, 4))}
+
+
+@pytest.mark.parametrize("array", SLURM_ARRAYS)
+def test_shard_auto_gives_each_task_of_an_evenly_spaced_array_its_own_shard(array):
+    ids, (low, high, step, count) = SLURM_ARRAYS[array]
+    env = {"SLURM_ARRAY_TASK_MIN": str(low), "SLURM_ARRAY_TASK_MAX": str(high), "SLURM_ARRAY_TASK_STEP": str(step),
+           "SLURM_ARRAY_TASK_COUNT": str(count)}
+    shards = [run.slurm_array_index({**env, "SLURM_ARRAY_TASK_ID": str(i)}) for i in ids]
+    assert shards == [(k, count) for k in range(count)]
+
+
+@pytest.mark.parametrize("env", [{"ID": 5, "MIN": 1, "MAX": 7, "STEP": 1, "COUNT": 3},     # --array=1,5,7
+                                 {"ID": 1, "MIN": 1, "MAX": 7, "STEP": 1, "COUNT": 3},     # its first task too
+                                 {"ID": 10, "MIN": 0, "MAX": 10, "STEP": 1, "COUNT": 5},   # --array=0-3,10
+                                 {"ID": 2, "MIN": 1, "MAX": 17, "STEP": 4, "COUNT": 5},    # not one of the ids
+                                 {"ID": 9, "MIN": 0, "COUNT": 4}])                         # beyond the array
+def test_shard_auto_refuses_an_array_whose_index_cannot_be_computed(env):
+    with pytest.raises(utils.UserError, match=r"--shard auto: this task's index in the array cannot be computed .*: "
+                                              r"its ids are not evenly spaced .*give --shard I/N"):
+        run.slurm_array_index({f"SLURM_ARRAY_TASK_{k}": str(v) for k, v in env.items()})
 
 
 @pytest.mark.slow
@@ -578,8 +651,11 @@ def test_cross_session_and_predict_end_to_end(tmp_path, dataset, base):
     path = tmp_path / "res" / "predictions" / "sub01_ses1_on_sub01_ses2.csv"
     rows = [line.split(",") for line in path.read_text().splitlines()]
     names = {"SEED": ["negative", "neutral", "positive"], "SEED-IV": ["neutral", "sad", "fear", "happy"]}[dataset]
-    assert rows[0] == ["trial", "window", "true_label", "predicted_label", *(f"p_{n}" for n in names)]
-    body = np.array(rows[1:], dtype=float)
+    assert rows[0] == ["trial", "window", "true_label", "predicted_label", *(f"p_{n}" for n in names), "split"]
+    # session 2 trained sub01_ses1 (cross_session): its last trial of each class validated, the others trained
+    split = np.array([row[-1] for row in rows[1:]])
+    assert set(split) == {"train", "validation"} and "warning: sub01_ses1 trained on this session" in p.stderr
+    body = np.array([row[:-1] for row in rows[1:]], dtype=float)
     assert len(body) == len(sessions[2].label) and np.allclose(body[:, 4:].sum(1), 1, atol=1e-5)
     assert (body[:, 2] == sessions[2].label).all() and (body[:, 3] == body[:, 4:].argmax(1)).all()
     assert body[0, 1] == 0 and (body[:, 1][body[:, 0] == 1] == np.arange((body[:, 0] == 1).sum())).all()

@@ -7,6 +7,11 @@ Per file kind (schemas.py): a damaged run record or partial state is set aside a
 damaged manifest marks its session as not preprocessed; a damaged or missing best checkpoint stops
 --explain with its name. Writes that fail (disk full, torch.save's RuntimeError) are one OutputError
 naming the path; Preprocess.py --force keeps the old session until the new one is complete.
+
+Files from elsewhere: a checkpoint or partial state carrying code (a pickle payload) never runs it,
+whatever reads it; an earlier version's checkpoint is refused until converted; a permission error is
+never called damage. One configuration writes a result folder at a time (ResultDir.lock, tested with
+a holder in another process); workers die with their parent.
 """
 from __future__ import annotations
 
@@ -14,20 +19,26 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import checkpoints
 import config
-from conftest import TINY_MODEL, run_cli, tiny_seed_tree, write_ini
+from conftest import ROOT, TINY_MODEL, Payload, run_cli, tiny_seed_tree, write_ini
+import figures
 import fileio
 import Preprocess
 import preprocessed
 import results
+import run
 import schemas
 import training
 import utils
@@ -385,3 +396,282 @@ def test_a_full_disk_costs_no_finished_work(finished, small_disk):
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
     assert p.stderr.startswith(f"error: {small_disk}/res/") and "no space left on device" in p.stderr.splitlines()[-1]
     assert (small_disk / "res" / "runs" / "sub01_ses1.json").read_bytes() == record
+
+
+# ----------------------------------------------------------------------------- files from elsewhere run no code
+
+PAYLOAD_PLACES = {      # where a shared checkpoint could carry code: every place is refused alike
+    "in-the-statistics": lambda c, p: {**c, "normalization": {**c["normalization"], "de_mean": p}},
+    "in-the-weights": lambda c, p: {**c, "model": {**c["model"], "extra": p}},
+    "a-key-of-its-own": lambda c, p: {**c, "note": p},
+    "the-whole-file": lambda c, p: p,
+}
+
+
+@pytest.mark.parametrize("place", PAYLOAD_PLACES)
+def test_a_checkpoint_payload_never_runs(finished, tmp_path, place):
+    """Every reader of a best checkpoint: --predict, --explain, figures.py explain, results.load_trained and
+    the converter refuse it with one line; the payload (it would create a file) never runs."""
+    args = copy_of_results(finished, tmp_path)
+    best, marker = tmp_path / "res" / "checkpoints" / "sub01_ses1.pt", tmp_path / "PWNED"
+    torch.save(PAYLOAD_PLACES[place](torch.load(best, weights_only=True), Payload(marker)), best)
+    ini = write_ini(tmp_path / "x.ini", path={"dataset_root": tmp_path, "preprocessed_root": tmp_path,
+                                             "result_path": tmp_path / "res"}, data={"input_width": 16}, model=TINY_MODEL)
+    readers = {
+        "--predict": lambda: run.main([*args, "--predict", "sub01_ses1", "--subjects", "1", "--sessions", "1"]),
+        "--explain": lambda: run.main([*args, "--explain", "sub01_ses1"]),
+        "figures.py explain": lambda: figures.main(["explain", "-c", str(ini), "--run", "sub01_ses1"]),
+        "results.load_trained": lambda: results.load_trained(best),
+        "checkpoints.py --convert": lambda: checkpoints.main(["--convert", str(best)]),
+    }
+    for reader in readers.values():
+        with pytest.raises(utils.DataError, match=rf"^{best}: holds objects whose loading would run code \(io.open\)"):
+            reader()
+    assert not marker.exists()
+
+
+def test_a_partial_state_payload_never_runs(finished, tmp_path):
+    root, ini = copy_of(finished, tmp_path)
+    state, trainer = partial_state(config.load_config(ini))
+    marker, path = tmp_path / "PWNED", tmp_path / "x.partial.pt"
+    for damaged in ({**state, "history": Payload(marker)}, {**state, "best": {**state["best"], "state": Payload(marker)}},
+                    Payload(marker)):
+        torch.save(damaged, path)
+        with pytest.raises(results.DamagedFile, match=r"^holds objects whose loading would run code \(io.open\)"):
+            results.load_partial(path, trainer, state["config_key"])
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_a_partial_state_payload_is_set_aside_on_resume(finished, tmp_path, capsys):
+    """A plain rerun finds the payload where an interrupted run's state would be: set aside, run redone."""
+    root, ini = copy_of(finished, tmp_path)
+    (root / "res" / "runs" / "sub01_ses1.json").unlink()
+    partial, marker = root / "res" / "checkpoints" / "sub01_ses1.partial.pt", tmp_path / "PWNED"
+    torch.save({**partial_state(config.load_config(ini))[0], "history": Payload(marker)}, partial)
+    assert run.main(["-c", str(ini)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {partial}: damaged (holds objects whose loading would run code (io.open)" in err
+    assert not marker.exists() and (root / "res" / "runs" / "sub01_ses1.json").is_file()
+
+
+def test_what_run_py_writes_loads_with_the_safe_loader(finished, tmp_path):
+    """Best checkpoints (normalisation statistics as tensors, the run's pools) and partial states hold only
+    tensors, dicts, lists, str, int, float, bool and None."""
+    root, ini = finished
+    checkpoint = torch.load(root / "res" / "checkpoints" / "sub01_ses1.pt", weights_only=True)
+    assert all(torch.is_tensor(v) for v in checkpoint["normalization"].values())
+    assert checkpoint["subject_pool"] == [1] and checkpoint["session_pool"] == [1]
+    state, trainer = partial_state(config.load_config(ini))
+    results.save_partial(tmp_path / "x.partial.pt", trainer, state["config_key"], {"model.py": "0"})
+    assert torch.load(tmp_path / "x.partial.pt", weights_only=True)["code"] == {"model.py": "0"}
+
+
+def test_a_checkpoint_of_an_earlier_version_loads_and_converts(finished, tmp_path, capsys):
+    """Earlier versions stored the statistics as NumPy arrays: such a checkpoint is read with the safe loader
+    plus NumPy's numeric arrays only (--predict of old results keeps working, running no code of the file),
+    and `checkpoints.py --convert` rewrites it as tensors."""
+    root, _ = finished
+    checkpoint = torch.load(root / "res" / "checkpoints" / "sub01_ses1.pt", weights_only=True)
+    path = tmp_path / "sub01_ses1.pt"
+    torch.save({**checkpoint, "normalization": {k: v.numpy() for k, v in checkpoint["normalization"].items()}}, path)
+    for _ in range(2):      # before and after the conversion
+        _, _, stats = results.load_trained(path)
+        for key, value in checkpoint["normalization"].items():
+            assert isinstance(stats[key], np.ndarray) and np.array_equal(stats[key], value.numpy())
+        assert checkpoints.main(["--convert", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{path}: converted (its NumPy arrays stored as tensors)",
+                                                    f"{path}: loads safely already, left as it is"]
+
+
+def test_a_permission_error_is_not_called_damage(finished, tmp_path, monkeypatch):
+    """A checkpoint or partial state the file system will not let us read: one line saying so, no advice
+    to delete it, and the file stays where it is (a partial state is not set aside)."""
+    root, ini = copy_of(finished, tmp_path)
+    best, partial = root / "res" / "checkpoints" / "sub01_ses1.pt", tmp_path / "x.partial.pt"
+    state, trainer = partial_state(config.load_config(ini))
+    torch.save(state, partial)
+    real_open = open
+
+    def refusing(path, *args, **kwargs):
+        if Path(path) in (best, partial):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "open", refusing, raising=False)
+    for read, path in ((lambda: checkpoints.load_checkpoint(best), best),
+                       (lambda: results.load_partial(partial, trainer, state["config_key"]), partial)):
+        with pytest.raises(utils.DataError) as refused:
+            read()
+        assert str(refused.value) == (f"{path}: cannot read the file (Permission denied); check its permissions (it is "
+                                      f"not damaged, nothing was changed)")
+        assert "delete" not in str(refused.value) and path.is_file()
+
+
+def test_odd_failure_records_are_named_and_skipped(finished, tmp_path, capsys):
+    """failed/*.json whose run is no run name (or not the file's): one warning each, escaped; the summary
+    goes on (it used to stop with AttributeError)."""
+    root, ini = copy_of(finished, tmp_path)
+    cfg = config.load_config(ini)
+    failed = root / "res" / "failed"
+    failed.mkdir()
+    odd = {"x.json": "../../x", "other.json": "sub01_ses1", "seven.json": 7, "esc.json": "\x1b[2J", "sub01_ses1.json": None}
+    for name, run_name in odd.items():
+        (failed / name).write_text(json.dumps({"run": run_name, "error": "?", "config_key": results.result_key(cfg)}))
+    assert results.summarize(cfg, results.ResultDir(cfg), subjects=[1, 2]) is not None
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == len(odd) and all(f"{failed}/" in line and line.endswith("; skipped") for line in warnings)
+    assert any("'\\x1b[2J'" in line for line in warnings) and not any("\x1b" in line for line in warnings)
+
+
+def copy_of_results(finished, tmp_path) -> list[str]:
+    """A private copy of the finished result folder only (the preprocessed sessions are only read): the
+    run.py arguments that use it."""
+    root, ini = finished
+    shutil.copytree(root / "res", tmp_path / "res")
+    return ["-c", str(ini), "--result-path", str(tmp_path / "res")]
+
+
+def test_predictions_mark_the_windows_the_run_trained_on(finished, tmp_path, capsys):
+    """--predict on the run's own session: a warning with the test-only accuracy, and the CSV's split column
+    (the trial protocol: trials 1-9 train or validation, 10-15 test); on another subject's session: unseen."""
+    import datasets
+
+    args = copy_of_results(finished, tmp_path)
+    assert run.main([*args, "--predict", "sub01_ses1", "--subjects", "1", "--sessions", "1"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: sub01_ses1 trained on this session (protocol trial): ") and "test windows only" in err
+    rows = [line.split(",") for line in (tmp_path / "res" / "predictions" / "sub01_ses1_on_sub01_ses1.csv").read_text().splitlines()]
+    assert rows[0][-1] == "split" and rows[0][:4] == ["trial", "window", "true_label", "predicted_label"]
+    trained = {row[-1] for row in rows[1:] if int(row[0]) <= datasets.N_TRAIN_TRIALS["SEED"]}
+    assert trained == {"train", "validation"} and {row[-1] for row in rows[1:] if int(row[0]) > 9} == {"test"}
+    assert run.main([*args, "--predict", "sub01_ses1", "--subjects", "2", "--sessions", "1"]) == 0
+    assert capsys.readouterr().err == ""
+    rows = (tmp_path / "res" / "predictions" / "sub01_ses1_on_sub02_ses1.csv").read_text().splitlines()
+    assert {line.rsplit(",", 1)[1] for line in rows[1:]} == {"unseen"}
+
+
+# ----------------------------------------------------------------------------- one configuration per result folder
+
+HOLDER = ("import fileio, json, sys; fileio.FolderLock(sys.argv[1]).acquire(json.loads(sys.argv[2]), lambda h: None); "
+          "print('held', flush=True); sys.stdin.read()")
+
+
+@contextmanager
+def holder(root: Path, info: dict):
+    """Another process holding `root`'s lock with `info` until the block ends (then killed: SIGKILL)."""
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(root), json.dumps(info)], cwd=ROOT, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "held\n"
+        yield p
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_one_configuration_writes_a_result_folder_at_a_time(finished, tmp_path):
+    """The class: other settings, another precision, other code are refused at once, naming the holder's PID
+    and command; the same configuration shares the folder (shards, --summarize) unless it would train the
+    same run; a killed holder's lock is gone with it."""
+    root, ini = copy_of(finished, tmp_path)
+    cfg = config.load_config(ini)
+    res = root / "res"
+    other_code = results.ResultDir(cfg, "float32")
+    other_code.code = {**other_code.code, "model.py": "0" * 16}
+    with holder(res, results.ResultDir(cfg, "float32").holder_info(["sub01_ses1"])) as other:
+        who = rf"PID {other.pid} on .* \(python.* -c .*\), since "
+        refused = {
+            "other settings": (results.ResultDir(cfg.replace(training={"nbEpoch": 3}), "float32"), []),
+            "another precision": (results.ResultDir(cfg, "bf16"), []),
+            "other code": (other_code, []),
+        }
+        for out, runs in refused.values():
+            with pytest.raises(utils.OutputError, match=rf"^{res}: in use by another configuration: {who}"):
+                out.lock(runs)
+        with pytest.raises(utils.OutputError, match=rf"^{res}: sub01_ses1 already being trained by {who}"):
+            results.ResultDir(cfg, "float32").lock(["sub01_ses1"])
+        for out, runs in ((results.ResultDir(cfg, "float32"), ["sub02_ses1"]), (results.ResultDir(cfg), [])):
+            with out.lock(runs):        # a shard of other runs; --summarize
+                pass
+    with results.ResultDir(cfg.replace(training={"nbEpoch": 3}), "float32").lock([]):   # the killed holder's is gone
+        assert len(list((res / ".lock").glob("*.json"))) == 1
+
+
+def test_run_py_of_another_configuration_is_refused_and_predict_runs_beside(finished, tmp_path, capsys):
+    """run.py of another configuration, training or summarizing, on a folder where the holder has finished
+    runs and on a fresh one: the holder is named, nothing is written; --predict runs beside it."""
+    _, ini = finished
+    cfg = config.load_config(ini)
+    args = copy_of_results(finished, tmp_path)
+    res, fresh = tmp_path / "res", tmp_path / "fresh"
+    for folder in (res, fresh):
+        with holder(folder, results.ResultDir(cfg, "float32").holder_info(["sub01_ses1"])) as other:
+            before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+            for extra in ([], ["--summarize"]):
+                with pytest.raises(utils.OutputError, match=rf"^{folder}: in use by another configuration: PID {other.pid} "):
+                    run.main(["-c", str(ini), "--result-path", str(folder), "--set", "training.nbEpoch=3", *extra])
+            assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before      # nothing written
+    with holder(res, results.ResultDir(cfg, "float32").holder_info(["sub01_ses1"])):
+        assert run.main([*args, "--predict", "sub02_ses1", "--subjects", "2", "--sessions", "1"]) == 0
+
+
+@pytest.mark.slow
+def test_two_configurations_on_one_result_folder_with_real_processes(finished, tmp_path):
+    """The issue's case: run.py of one configuration trains; run.py of another on the same folder
+    (--result-path) is refused at once, naming the first; the first's work is untouched."""
+    root, ini = finished
+    res = tmp_path / "res"
+    first = subprocess.Popen([sys.executable, "run.py", "-c", str(ini), "--result-path", str(res), "--set",
+                              "training.nbEpoch=200", "--set", "training.patience=200"], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not list((res / "checkpoints").glob("*.partial.pt")) and time.time() < deadline and first.poll() is None:
+            time.sleep(0.1)
+        second = run_cli("run.py", "-c", str(ini), "--result-path", str(res), "--set", "training.lr=0.01")
+        assert second.returncode == 1 and len(second.stderr.splitlines()) == 1, second.stderr
+        assert second.stderr.startswith(f"error: {res}: in use by another configuration: PID {first.pid} on ")
+        assert "run.py -c" in second.stderr and first.poll() is None
+    finally:
+        first.kill()
+        first.wait()
+
+
+# ----------------------------------------------------------------------------- workers die with their parent
+
+CHAIN = ("import subprocess, sys; child = subprocess.Popen([sys.executable, '-c', sys.argv[1]]); "
+         "print(child.pid, flush=True); child.wait()")
+WORKER = ("import os, sys, time; sys.path.insert(0, {root!r}); import utils; {disable}"
+          "utils.die_with_parent(os.getppid()); print('ready', flush=True); time.sleep(600)")
+
+
+def gone(pid: int, wait: float = 30.0) -> bool:
+    """Whether process `pid` has ended (a zombie counts as ended), waiting up to `wait` seconds."""
+    deadline = time.time() + wait
+    while time.time() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("how", ["prctl", "watchdog"])
+def test_a_worker_ends_when_its_parent_is_killed(how):
+    """utils.die_with_parent, as each --jobs worker calls it: the parent killed with SIGKILL, the worker
+    ends too, by the kernel's signal (Linux) or by its watchdog thread alone (elsewhere)."""
+    disable = "utils.ctypes = None; " if how == "watchdog" else ""      # as where there is no prctl
+    parent = subprocess.Popen([sys.executable, "-c", CHAIN, WORKER.format(root=str(ROOT), disable=disable)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        assert parent.stdout.readline() == "ready\n"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert gone(worker)
+    finally:
+        parent.kill()

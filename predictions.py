@@ -1,0 +1,121 @@
+"""--predict: a finished run's checkpoint applied to a preprocessed session, with what each window was to it.
+
+    python run.py -c SEED.ini --predict sub01_ses1 --subjects 1 --sessions 2   # predictions/sub01_ses1_on_sub01_ses2.csv
+
+The CSV has one row per window: trial, window (0-based within its trial), true and predicted label, one
+probability per class, and `split`: "train", "validation", "test" (the run's own split of that window,
+rebuilt by the protocol's functions), "unseen" or "unknown" (docs/outputs.md).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import checkpoints
+import datasets
+import experiments
+import fileio
+import preprocessed
+import results
+import training
+from config import Config
+from results import ResultDir
+from training import RunSpec, confusion_matrix, scores
+from utils import ConfigError, UserError
+
+
+def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions, base: Path) -> int:
+    """--predict RUN: the run's best checkpoint on one preprocessed subject-session; writes
+    predictions/<RUN>_on_subSS_sesK.csv (its `split` column: what each window was to the run) and prints
+    accuracy, macro-F1 and kappa, and a warning when the run trained on that session. `base`: the INI's
+    result_path, whose --set subfolders are searched when the run is not under cfg's (experiments.checkpoint_path)."""
+    spec = training.run_named(run, "--predict")
+    if not subjects or not sessions or len(subjects) != 1 or len(sessions) != 1:
+        raise UserError(f"--predict {run}: give one subject and one session, e.g. --subjects 3 --sessions 2")
+    subject, session_number = subjects[0], sessions[0]
+    trained = checkpoints.TrainedModel.load(experiments.checkpoint_path(cfg, spec.name, base))
+    theirs = trained.cfg.to_dict()["data"]
+    changed = [k for k, v in cfg.to_dict()["data"].items() if theirs.get(k) != v]
+    if changed:
+        raise ConfigError(f"{cfg.where('data', changed[0])}: {cfg.to_dict()['data'][changed[0]]!r}, but {run} was "
+                          f"trained with {theirs[changed[0]]!r}; preprocess with the run's [data]")
+    session = preprocessed.load_preprocessed(cfg, [subject], [session_number])[0]
+    probabilities = trained.probabilities(session)
+    truth, predicted = np.asarray(session.label), probabilities.argmax(1)
+    trial = np.asarray(session.trial)
+    window = np.arange(len(trial)) - np.searchsorted(trial, trial)    # 0-based window within its trial
+    roles = window_roles(trained, out, session)
+    names = datasets.CLASS_NAMES[trained.cfg.data.dataset]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["trial", "window", "true_label", "predicted_label", *(f"p_{name}" for name in names), "split"])
+    for row in zip(trial, window, truth, predicted, roles, *probabilities.T):
+        writer.writerow([int(row[0]), int(row[1]), int(row[2]), int(row[3]), *(f"{p:.6f}" for p in row[5:]), row[4]])
+    path = fileio.child(out.root / "predictions", f"{run}_on_sub{subject:02d}_ses{session_number}.csv")
+    with fileio.atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    s = scores(confusion_matrix(truth, predicted, trained.cfg.model.nb_class))
+    print(f"{run} on sub{subject:02d}_ses{session_number}: {len(truth)} windows, accuracy {100 * s['accuracy']:.2f}%  "
+          f"macro-F1 {s['macro_f1']:.3f}  kappa {s['kappa']:.3f}")
+    seen = np.isin(roles, ("train", "validation"))
+    if seen.any():
+        test = roles == "test"
+        only = f"accuracy on its {test.sum()} test windows only: {100 * (truth[test] == predicted[test]).mean():.2f}%" \
+            if test.any() else "none of them is a test window"
+        chose = " (under protocol paper the test windows chose the checkpoint too)" \
+            if trained.cfg.training.protocol == "paper" else ""
+        print(f"warning: {run} trained on this session (protocol {trained.cfg.training.protocol}): {seen.sum()} of "
+              f"{len(roles)} windows were training or validation windows, so the accuracy above is not a test "
+              f"accuracy; {only}{chose}; the split column of the CSV marks each window", file=sys.stderr)
+    elif (roles == "unknown").any():
+        print(f"warning: {run}: which sessions it trained on is not recorded (a checkpoint of an earlier version "
+              f"without its runs/{run}.json); the split column of the CSV says unknown", file=sys.stderr)
+    print(path)
+    return 0
+
+
+def window_roles(trained: checkpoints.TrainedModel, out: ResultDir, session) -> np.ndarray:
+    """(N,) what each window of a preprocessed session was to a trained run: "train", "validation" (it chose
+    the checkpoint), "test", "unseen" (not in the run's data), or "unknown" (a loso or cross_session
+    checkpoint of an earlier version whose subject or session pool is recorded nowhere). The run's
+    split is rebuilt by the protocol's own functions (training.make_split) from the pools it recorded."""
+    cfg, ckpt = trained.cfg, trained.checkpoint
+    spec, protocol = RunSpec(ckpt["subject"], ckpt["session"]), cfg.training.protocol
+    trial, label = np.asarray(session.trial), np.asarray(session.label)
+    n = len(label)
+    roles = np.full(n, "unseen", dtype=object)
+    pools = {k: ckpt[k] for k in ("subject_pool", "session_pool") if k in ckpt}
+    if protocol in ("loso", "cross_session") and len(pools) < 2:     # an earlier checkpoint: its run record
+        try:
+            record = results.json_load(out.run_json(spec))
+            pools = {k: record[k] for k in ("subject_pool", "session_pool")}
+        except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError):
+            return np.full(n, "unknown", dtype=object)
+    if protocol == "loso":      # one window per pooled subject stands for its whole session
+        if session.session != spec.session or session.subject not in pools["subject_pool"]:
+            return roles
+        pool = np.asarray(sorted(pools["subject_pool"]))
+        split = training.make_split(cfg, spec, pool, np.zeros_like(pool), np.zeros_like(pool))
+        roles[:] = split_roles(split, len(pool))[np.searchsorted(pool, session.subject)]
+        return roles
+    if protocol == "cross_session":
+        if session.subject != spec.subject or session.session not in pools["session_pool"]:
+            return roles
+        split = training.cross_session_split(np.full(n, session.session), trial, label, spec.session,
+                                             cfg.training.val_trials_per_class)
+    elif (session.subject, session.session) == (spec.subject, spec.session):
+        split = training.make_split(cfg, spec, np.full(n, session.subject), trial, label, np.full(n, session.session))
+    else:
+        return roles
+    return split_roles(split, n)
+
+
+def split_roles(split: training.Split, n: int) -> np.ndarray:
+    """(n,) "train", "validation" or "test" per index of a Split (paper: validation is the test set: "test")."""
+    roles = np.full(n, "unseen", dtype=object)
+    roles[split.train], roles[split.val], roles[split.test] = "train", "validation", "test"
+    return roles
