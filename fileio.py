@@ -89,6 +89,15 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return Path(a).resolve() == Path(b).resolve()
 
 
+def refuse_overwriting(output: str | os.PathLike, flag: str, inputs: list) -> None:
+    """UserError if the file to write, `output` (given with `flag`), is one of the `inputs` [(flag, path)]
+    under any spelling or link: an atomic rename onto it would lose the input, not read it."""
+    same = next(((name, p) for name, p in inputs if p is not None and same_file(output, p)), None)
+    if same is not None:
+        raise UserError(f"{flag} {output}: that is the {same[0]} file {same[1]} (the same file); "
+                        f"write it under another name")
+
+
 def _disk_full(folder: Path) -> bool:
     try:
         st = os.statvfs(folder)

@@ -456,9 +456,8 @@ class SSTEmotionNet(nn.Module):
             self.stream_names.append(stream.name)
         if not self.stream_names:
             raise ModelArgumentError("streams", "expected at least one stream")
-        for name in BUILT_IN_STREAMS:       # net.temporal is None in a spectral-only network
-            if name not in self.stream_names:
-                self.register_module(name, None)
+        for name in [n for n in BUILT_IN_STREAMS if n not in self.stream_names]:    # net.temporal: None if spectral only
+            self.register_module(name, None)
         self.input_names = (*BUILT_IN_STREAMS, *(n for n in self.stream_names if n not in BUILT_IN_STREAMS))
         given = arguments["streams"]
         self.streams = given if isinstance(given, str) else "+".join(self.stream_names)     # for the summary
@@ -614,8 +613,7 @@ def summary(net: SSTEmotionNet) -> str:
         macs = module.weight.numel() if isinstance(module, nn.Linear) else 0
         rows.append(f"{'head.' + name:<28}{str((width,)):>22}{params:>14,}{macs:>16,}")
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    rows.append(f"trainable parameters: {trainable}")
-    rows.append(f"forward multiply-adds per sample: {net.count_macs()}")
+    rows += [f"trainable parameters: {trainable}", f"forward multiply-adds per sample: {net.count_macs()}"]
     return "\n".join(rows)
 
 
@@ -624,25 +622,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-c", "--config", default="SEED.ini", help="INI file (default: SEED.ini); only [model] and "
                         "the input sizes are read, so the authors' config/SEED.ini works too")
     config.add_set_argument(parser)
-    parser.add_argument("--keras-weights", type=Path, metavar="FILE.h5",
-                        help="load the authors' Keras weights (.h5) into the official-order network")
+    parser.add_argument("--keras-weights", type=Path, metavar="FILE.h5", help="load the authors' Keras weights "
+                        "(.h5) into the official-order network")
     parser.add_argument("--save", type=Path, metavar="FILE.pt", help="with --keras-weights: save the state dict")
     args = utils.refuse_empty_values(parser).parse_args(argv)
     cfg = config.load_config(args.config, args.set, sections=("model",))  # the network needs no paths or training keys
-    if args.save and not args.keras_weights:
-        raise utils.UserError("--save goes with --keras-weights")
     if args.save:   # written by an atomic rename: an input named there would be lost, not read
-        inputs = [("--keras-weights", args.keras_weights), ("-c", Path(args.config)),
-                  *(("[model] plugins", p) for p in cfg.model.plugins)]
-        same = next(((flag, p) for flag, p in inputs if fileio.same_file(args.save, p)), None)
-        if same is not None:
-            raise utils.UserError(f"--save {args.save}: that is the {same[0]} file {same[1]} (the same file); "
-                                  f"save the state dict under another name")
+        if not args.keras_weights:
+            raise utils.UserError("--save goes with --keras-weights")
+        fileio.refuse_overwriting(args.save, "--save", [("--keras-weights", args.keras_weights), ("-c", args.config),
+                                                        *(("[model] plugins", p) for p in cfg.model.plugins)])
     if args.keras_weights and cfg.model.block_order != "official":
         print(f"block order: official (the authors' code; {args.config} says {cfg.model.block_order})")
         cfg = cfg.replace(model={"block_order": "official"})
-    net = build_model(cfg)
-    print(summary(net))
+    print(summary(net := build_model(cfg)))
     if args.keras_weights:
         print(f"tensors loaded from {args.keras_weights}: {load_keras_weights(net, args.keras_weights)}")
     if args.save:
