@@ -77,6 +77,7 @@ class Folder:
     model: str
     accuracy: dict[tuple[int, int], float]
     seeds: int
+    seed_std: float | None = None       # std between seeds, percent points (results.seed_std); None for one seed
 
 
 def read_folder(path: Path, subjects=None, sessions=None) -> Folder:
@@ -110,7 +111,8 @@ def read_folder(path: Path, subjects=None, sessions=None) -> Folder:
     _, dataset, protocol, model = kinds.pop()
     pooled = results.pool_repeats(records)
     return Folder(path, path.name or str(path), dataset, protocol, model,
-                  {(r["subject"], r["session"]): 100 * r["accuracy"] for r in pooled}, max(r["seeds"] for r in pooled))
+                  {(r["subject"], r["session"]): 100 * r["accuracy"] for r in pooled}, max(r["seeds"] for r in pooled),
+                  results.seed_std(pooled))
 
 
 def read_folders(paths: list[Path], subjects=None, sessions=None) -> list[Folder]:
@@ -160,7 +162,8 @@ def paired_statistics(reference: dict, other: dict) -> dict:
 
 
 STATISTICS_NOTES = [
-    "accuracy %: mean +- std (population) over the runs paired with the first folder, each run's repeats averaged first",
+    "accuracy %: mean +- std (population) over the runs paired with the first folder, each run's repeats averaged first; "
+    "seed std: the std between the seeds of a run, pooled over the runs (percent points; - for one seed)",
     "difference: this folder - the first, percentage points; 95% CI from the t distribution of the paired differences",
     "p: Wilcoxon signed-rank, two-sided (scipy.stats.wilcoxon, zero_method='wilcox': equal pairs dropped, "
     "tied |differences| share their mean rank)",
@@ -191,11 +194,11 @@ def compare(paths: list[Path], out: Path | None = None, fmt: str = "text", subje
     table = tables.Table(f"{first.dataset}, protocol {first.protocol}: compared with {first.label}, paired by "
                          f"subject and session", COMPARE_COLUMNS, notes=list(STATISTICS_NOTES))
     table.rows.append([first.label, first.model, len(first.accuracy), first.seeds,
-                       _mean_std(list(first.accuracy.values())), None, None, None, None, None])
+                       _mean_std(list(first.accuracy.values())), first.seed_std, None, None, None, None, None])
     stats_by_folder = {}
     for f in folders[1:]:
         stat = stats_by_folder[f.label] = paired_statistics(first.accuracy, f.accuracy)
-        table.rows.append(_stat_row(f.label, f.model, f.seeds, stat))
+        table.rows.append(_stat_row(f, stat))
     table.notes += _limits(stats_by_folder)
     target = out or _default_out(first.path, "_vs_".join(f.label for f in folders))
     written = write_outputs(target, "comparison", table, folders)
@@ -215,6 +218,7 @@ def _written(folder: Path, paths: list[Path]) -> str:
 
 COMPARE_COLUMNS = [tables.Column("folder"), tables.Column("model"), tables.Column("n", "n_paired"),
                    tables.Column("seeds"), tables.Column("accuracy %", "accuracy_percent", kind="pm"),
+                   tables.Column("seed std", "seed_std_points"),
                    tables.Column("difference", "difference_points", signed=True),
                    tables.Column("95% CI", "ci95_points", kind="interval", signed=True),
                    tables.Column("p", "wilcoxon_p", 3), tables.Column("d_z", "d_z", signed=True),
@@ -225,11 +229,9 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values))
 
 
-def _stat_row(label: str, model: str, seeds: int, stat: dict | None) -> list:
-    if stat is None:
-        return [label, model, 0, seeds, None, None, None, None, None, None]
-    return [label, model, stat["n"], seeds, (stat["mean"], stat["std"]), stat["difference"], stat["ci"], stat["p"],
-            stat["d_z"], f"{stat['wins']}/{stat['ties']}/{stat['losses']}"]
+def _stat_row(f: Folder, stat: dict) -> list:
+    return [f.label, f.model, stat["n"], f.seeds, (stat["mean"], stat["std"]), f.seed_std, stat["difference"],
+            stat["ci"], stat["p"], stat["d_z"], f"{stat['wins']}/{stat['ties']}/{stat['losses']}"]
 
 
 def _default_out(first: Path, name: str) -> Path:
@@ -334,7 +336,8 @@ def ablation_table(cfgs: list, out: Path | None, fmt: str = "text", subjects=Non
         stat = None if f is None else paired_statistics(full.accuracy, f.accuracy) if f is not full else None
         paper_value = (f"{value[0]} / {value[1]}" if isinstance(value, tuple) else value) if paper else None
         mean_std = _mean_std(list(f.accuracy.values())) if f is not None else None
-        table.rows.append([name, override or "-", len(f.accuracy) if f else 0, mean_std, paper_value,
+        table.rows.append([name, override or "-", len(f.accuracy) if f else 0, mean_std, f.seed_std if f else None,
+                           paper_value,
                            stat["difference"] if stat else None, stat["ci"] if stat else None,
                            stat["p"] if stat else None])
         if f is None:
@@ -355,7 +358,8 @@ def ablation_table(cfgs: list, out: Path | None, fmt: str = "text", subjects=Non
 
 
 ABLATION_COLUMNS = [tables.Column("configuration"), tables.Column("--set", "set"), tables.Column("runs", "n_runs"),
-                    tables.Column("ours %", "accuracy_percent", kind="pm"), tables.Column("paper %", "paper_percent", 1),
+                    tables.Column("ours %", "accuracy_percent", kind="pm"), tables.Column("seed std", "seed_std_points"),
+                    tables.Column("paper %", "paper_percent", 1),
                     tables.Column("vs full", "difference_points", signed=True),
                     tables.Column("95% CI", "ci95_points", kind="interval", signed=True),
                     tables.Column("p", "wilcoxon_p", 3)]

@@ -127,6 +127,27 @@ class ResultDir:
         `with out.lock(names): ...`; the kernel releases it when the process ends, however it ends."""
         return fileio.FolderLock(self.root).acquire(self.holder_info(runs), self._conflict(runs))
 
+    def claim(self, run: str) -> fileio.FolderLock | None:
+        """Hold result_path for training `run` alone (as lock([run])), or None where a process of this
+        configuration holds it already (--shard auto in a SLURM array of listed ids: each task takes the
+        runs nobody has taken). Another configuration is refused as by lock."""
+        folder_only, with_run = self._conflict(()), self._conflict([run])
+        taken = []
+
+        def conflict(holder: dict) -> str | None:
+            problem = folder_only(holder)
+            if problem is None and with_run(holder) is not None:
+                taken.append(holder)
+                return f"{run}: taken"
+            return problem
+
+        try:
+            return fileio.FolderLock(self.root).acquire(self.holder_info([run]), conflict)
+        except utils.OutputError:
+            if taken:
+                return None
+            raise
+
     def check_lock(self) -> None:
         """Refuse now, creating nothing, if a process of another configuration holds result_path (lock):
         before the folder is read, so that its runs are not reported as another configuration's instead."""
@@ -410,7 +431,6 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
     warnings = {r["run"]: r["warnings"] for r in results if r.get("warnings")}
     # one test set per subject-session, whatever its seeds: the first seed's confusion gives its class counts
     majority = [scores(majority_confusion(r["records"][0]["confusion_matrix"])) for r in runs]
-    seed_var = [r["accuracy_seed_std"] ** 2 for r in runs if r["accuracy_seed_std"] is not None]
     summary = {
         "dataset": cfg.data.dataset, "protocol": cfg.training.protocol,
         "protocol_note": PROTOCOL_NOTES[cfg.training.protocol],
@@ -427,7 +447,7 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
         # seeds per subject-session (the most any has), every training counted, and the std between seeds:
         # percent, the pooled within-run sample std, sqrt(mean over runs of the seeds' variance (ddof 1))
         "repeats": max(r["seeds"] for r in runs), "n_trainings": len(results),
-        "seed_std_accuracy": float(np.sqrt(np.mean(seed_var))) if seed_var else None,
+        "seed_std_accuracy": seed_std(runs),
         "per_class": per_class,   # precision, recall, F1 per class, means over the runs
         "warnings": warnings,
         "runs_of_this_invocation": sum(any(x["run"] in this_invocation for x in r["records"]) for r in runs),
@@ -488,6 +508,13 @@ def pool_repeats(records: list[dict]) -> list[dict]:
     return out
 
 
+def seed_std(pooled: list[dict]) -> float | None:
+    """The std between seeds of pool_repeats' runs, percent points: the pooled within-run sample std,
+    sqrt(mean over the runs of several seeds of their seeds' variance (ddof 1)); None if no run has two."""
+    var = [r["accuracy_seed_std"] ** 2 for r in pooled if r["accuracy_seed_std"] is not None]
+    return float(np.sqrt(np.mean(var))) if var else None
+
+
 def majority_confusion(cm) -> np.ndarray:
     """The confusion matrix (rows true, columns predicted) of always predicting the most frequent true
     class of `cm` (the first of equals)."""
@@ -498,9 +525,10 @@ def majority_confusion(cm) -> np.ndarray:
 
 
 def model_label(summary: dict) -> str:
-    """The row of the runs in the table: "this project" for the network, else the baseline's name."""
+    """The row of the runs in the table, named after the model that made them (summary["model"], the
+    [model] name), beside the paper's rows: "SST-EmotionNet, ours", "linear_svm, ours", ..."""
     model = summary.get("model", "sst_emotionnet")
-    return "this project" if model == "sst_emotionnet" else model
+    return f"{'SST-EmotionNet' if model == 'sst_emotionnet' else model}, ours"
 
 
 def _table_notes(summary: dict) -> list[str]:
@@ -535,18 +563,19 @@ def results_table(summary: dict) -> str:
     number (and its SVM's, for a baseline), the runs' model with macro-F1 and kappa, how many runs the row
     covers and how many of them this invocation trained."""
     paper, n = summary["paper_accuracy"], summary["n_runs"]
+    W = max(24, len(model_label(summary)) + 1)      # the first column: the longest row name and a space
     rows = [
         f"{summary['dataset']}, protocol {summary['protocol']} ({summary['protocol_note']})",
-        f"{'':24s}{'accuracy %':>16s}{'macro-F1':>11s}{'kappa':>8s}  runs",
-        f"{'chance level':24s}{summary['chance_accuracy']:>10.2f}{'':17s}{0.0:>8.3f}",
-        f"{'majority class':24s}{summary['majority_accuracy']:>10.2f}{'':8s}{summary['majority_macro_f1']:>9.3f}"
+        f"{'':{W}s}{'accuracy %':>16s}{'macro-F1':>11s}{'kappa':>8s}  runs",
+        f"{'chance level':{W}s}{summary['chance_accuracy']:>10.2f}{'':17s}{0.0:>8.3f}",
+        f"{'majority class':{W}s}{summary['majority_accuracy']:>10.2f}{'':8s}{summary['majority_macro_f1']:>9.3f}"
         f"{summary['majority_kappa']:>8.3f}",
-        f"{'SST-EmotionNet, paper':24s}{paper['mean']:>10.2f} +- {paper['std']:<3.2f}{'-':>9s}{'-':>8s}  45",
+        f"{'SST-EmotionNet, paper':{W}s}{paper['mean']:>10.2f} +- {paper['std']:<3.2f}{'-':>9s}{'-':>8s}  45",
     ]
     if "paper_svm_accuracy" in summary:
         svm = summary["paper_svm_accuracy"]
-        rows.append(f"{'SVM on DE, paper':24s}{svm['mean']:>10.2f} +- {svm['std']:<3.2f}{'-':>9s}{'-':>8s}  45")
-    rows.append(f"{model_label(summary):24s}{summary['mean_accuracy']:>10.2f} +- {summary['std_accuracy']:<3.2f}"
+        rows.append(f"{'SVM on DE, paper':{W}s}{svm['mean']:>10.2f} +- {svm['std']:<3.2f}{'-':>9s}{'-':>8s}  45")
+    rows.append(f"{model_label(summary):{W}s}{summary['mean_accuracy']:>10.2f} +- {summary['std_accuracy']:<3.2f}"
                 f"{summary['mean_macro_f1']:>9.3f}{summary['mean_kappa']:>8.3f}  {n} ({_invocation(summary)})")
     return "\n".join(rows + _table_notes(summary))
 

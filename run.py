@@ -58,6 +58,7 @@ import tables
 import utils
 from config import Config
 from results import ResultDir
+from sharding import CLAIM, parse_shard, plan_runs, slurm_array_index  # noqa: F401  (run.parse_shard, ...)
 from training import (Diverged, RunSpec, Trainer, build_run_data, check_run_data, confusion_matrix, result_warnings,
                       run_seed, scores, subject_pool)
 from utils import DataError, UserError, printable
@@ -273,73 +274,11 @@ def run_parallel(cfg: Config, todo: list[tuple[int, RunSpec]], n: int, jobs: int
 # ----------------------------------------------------------------------------- command line
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """--shard I/N, or auto: this SLURM array task's index among the array's task ids, of
-    SLURM_ARRAY_TASK_COUNT (slurm_array_index)."""
-    if text == "auto":
-        text = "/".join(map(str, slurm_array_index(os.environ)))
-    try:
-        index, count = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise UserError(f"--shard: expected I/N such as 0/4, or auto, got {printable(repr(text))}") from None
-    if count < 1 or not 0 <= index < count:
-        raise UserError(f"--shard: expected 0 <= I < N, got {printable(repr(text))}")
-    return index, count
-
-
-def slurm_array_index(env) -> tuple[int, int]:
-    """(index, count) of this task in a SLURM array of evenly spaced task ids: a range with an offset and a
-    step (--array=0-8, 5-13, 1-17:4, also throttled: 0-8%2). The index is the task id's position,
-    (SLURM_ARRAY_TASK_ID - MIN) / STEP, where MIN, MAX, STEP and COUNT must describe one range:
-    MAX = MIN + STEP * (COUNT - 1). The ids of a list (--array=1,5,7 or 0-3,10) are not all in the
-    environment, so no task can compute its index from them: refused, naming --shard I/N instead
-    (an evenly spaced list such as 1,3,5,7 passes where SLURM gives it the matching STEP).
-    """
-    names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")
-    if any(name not in env for name in names):
-        raise UserError("--shard auto: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set (not a SLURM "
-                        "array job); give --shard I/N")
-    values = {name: env[name] for name in (*names, "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX",
-                                             "SLURM_ARRAY_TASK_STEP") if name in env}
-    try:
-        task, count = int(values["SLURM_ARRAY_TASK_ID"]), int(values["SLURM_ARRAY_TASK_COUNT"])
-        low = int(values.get("SLURM_ARRAY_TASK_MIN", 0))
-        high = int(values["SLURM_ARRAY_TASK_MAX"]) if "SLURM_ARRAY_TASK_MAX" in values else None
-        step = int(values.get("SLURM_ARRAY_TASK_STEP", 1))
-    except ValueError:
-        shown = ", ".join(f"{k}={printable(repr(v), 20)}" for k, v in values.items())
-        raise UserError(f"--shard auto: {shown}: expected integers") from None
-    uneven = 0
-    if high is not None and count > 1:      # MAX, MIN and COUNT fix the step of a range; a given STEP must agree
-        derived, uneven = divmod(high - low, count - 1)
-        uneven = uneven or ("SLURM_ARRAY_TASK_STEP" in values and step != derived)
-        step = derived
-    offset = task - low
-    if count < 1 or step < 1 or uneven or offset % step or not 0 <= offset // step < count:
-        shown = ", ".join(f"{k.removeprefix('SLURM_ARRAY_TASK_')}={printable(v, 12)}" for k, v in values.items())
-        raise UserError(f"--shard auto: this task's index in the array cannot be computed ({shown}): its ids are "
-                        f"not evenly spaced (a list such as --array=1,5,7); use an evenly spaced array "
-                        f"(--array=0-8, 1-17:4) or give --shard I/N")
-    return offset // step, count
-
-
 def pooled(cfg: Config, subjects, sessions) -> tuple:
     """(subjects, sessions) to load for runs of these: loso pools every subject of a session,
     cross_session every session of a subject."""
     protocol = cfg.training.protocol
     return (None if protocol == "loso" else subjects), (None if protocol == "cross_session" else sessions)
-
-
-def plan_runs(cfg: Config, available: list[tuple[int, int]], subjects, sessions, shard,
-              repeats: int = 1) -> list[RunSpec]:
-    """The runs of this invocation: all preprocessed (subject, session) pairs, filtered, each `repeats` times
-    (every run of the first seed, then of the second, ...: a killed job leaves whole seeds), then sharded."""
-    runs = [RunSpec(s, k, r) for r in range(repeats) for s, k in available
-            if (subjects is None or s in subjects) and (sessions is None or k in sessions)]
-    if shard is not None:
-        index, count = shard
-        runs = runs[index::count]  # round-robin: shards get similar amounts of work
-    return runs
 
 
 def demo_config(base: Config, root: Path) -> Config:
@@ -487,12 +426,15 @@ def train(cfg: Config, args: argparse.Namespace) -> int:
     """Train every selected run not finished yet (resuming partial ones), then summarize (not with --shard)."""
     subjects, sessions = args.subjects, args.sessions
     shard = parse_shard(args.shard) if args.shard else None
+    if shard == CLAIM and args.jobs > 1:
+        raise UserError("--shard auto: this SLURM array's task ids are not evenly spaced, so each task takes one run "
+                        "at a time that no other has taken; leave out --jobs, or use an evenly spaced --array")
     device = utils.resolve_device(cfg.training.device, cfg.where("training", "device"))
     out = ResultDir(cfg, results.precision(device, cfg))
     if args.demo:
         Preprocess.preprocess(cfg)
     all_sessions = preprocessed.load_preprocessed(cfg, *pooled(cfg, subjects, sessions))
-    runs = plan_runs(cfg, [(s.subject, s.session) for s in all_sessions], subjects, sessions, shard,
+    runs = plan_runs([(s.subject, s.session) for s in all_sessions], subjects, sessions, shard,
                      cfg.training.repeats)
     if not runs:
         raise DataError(f"no preprocessed subject-session under {cfg.path.preprocessed_root} matches the selection")
@@ -502,6 +444,8 @@ def train(cfg: Config, args: argparse.Namespace) -> int:
     for _, spec in todo:  # every run's split and inputs can be made before anything is written
         check_run_data(cfg, spec, all_sessions)
     out.check_writable()
+    if shard == CLAIM:
+        return claim_runs(cfg, args, out, runs, todo, all_sessions, device)
     with out.lock([spec.name for _, spec in todo]):     # another configuration's run.py is refused here, named
         done = finished_runs(out, all_sessions)        # again, now that no other configuration can write
         todo = [(k, r) for k, r in todo if r.name not in done]
@@ -535,20 +479,55 @@ def train_runs(cfg: Config, args: argparse.Namespace, out: ResultDir, runs: list
     else:
         prepare(device, cfg.training.num_threads or None)
         outcomes = serial(cfg, todo, len(runs), all_sessions, device, out, progress, args.tensorboard)
-    failed, specs = {}, {spec.name: spec for _, spec in todo}
-    for status, run, value in outcomes:
-        if status == "failed":
-            failed[run] = value
-            out.record_failure(specs[run], value)
-            print(f"error: {value}; skipping this run (it is retried on the next invocation)", file=sys.stderr)
-        else:
-            print(result_line(value), flush=True)
+    failed = report(out, todo, outcomes)
     if shard is None:
         results.summarize(cfg, out, this_invocation={spec.name for _, spec in todo}, fmt=args.format)
         if args.demo:
             demo_epilogue(out, cfg, runs[0])
     elif not args.ablation:     # the ablation says once what to run after its shards
         print(f"shard {args.shard} done; after every shard has finished: python run.py -c {args.config} --summarize")
+    return 1 if failed else 0
+
+
+def report(out: ResultDir, todo: list, outcomes) -> bool:
+    """Print each outcome of `todo`'s runs ((status, run, result | error)), record failures; True if any failed."""
+    failed, specs = False, {spec.name: spec for _, spec in todo}
+    for status, run, value in outcomes:
+        if status == "failed":
+            failed = True
+            out.record_failure(specs[run], value)
+            print(f"error: {value}; skipping this run (it is retried on the next invocation)", file=sys.stderr)
+        else:
+            print(result_line(value), flush=True)
+    return failed
+
+
+def claim_runs(cfg: Config, args: argparse.Namespace, out: ResultDir, runs: list[RunSpec], todo: list,
+               all_sessions: list, device: torch.device) -> int:
+    """--shard auto in a SLURM array of listed task ids (sharding.CLAIM): train the runs of `todo` that no
+    other process of this configuration has taken, one at a time, holding result_path for that run alone
+    (ResultDir.claim), so tasks started at any time share the work. Exit code 1 if a run failed."""
+    print(f"{cfg.data.dataset}, protocol {cfg.training.protocol}: {len(runs)} runs, {len(runs) - len(todo)} already "
+          f"finished, device {device}; the array's task ids are not evenly spaced, so this task takes the runs "
+          f"no other has taken, one at a time", flush=True)
+    prepare(device, cfg.training.num_threads or None)
+    failed, trained = False, 0
+    for k, spec in todo:
+        lock = out.claim(spec.name)
+        if lock is None:        # another task is training it
+            continue
+        with lock:
+            done = finished_runs(out, all_sessions)
+            if spec.name in done:       # finished by another task meanwhile
+                continue
+            out.tidy([spec], done)
+            progress = Progress(cfg.training.nbEpoch)
+            failed |= report(out, [(k, spec)], serial(cfg, [(k, spec)], len(runs), all_sessions, device, out,
+                                                       progress, args.tensorboard))
+            trained += 1
+    if not args.ablation:
+        print(f"shard auto done ({trained} trained by this task); after every task has finished: "
+              f"python run.py -c {args.config} --summarize")
     return 1 if failed else 0
 
 

@@ -1,7 +1,7 @@
 """Tables of results in four formats: aligned text for the terminal, Markdown, LaTeX and CSV.
 
     table = Table("SEED, protocol trial", [Column("model"), Column("accuracy %", "accuracy_percent", kind="pm")])
-    table.rows.append(["this project", (68.03, 1.68)])      # a "pm" column holds (mean, std), "interval" (low, high)
+    table.rows.append(["SST-EmotionNet, ours", (68.03, 1.68)])      # a "pm" column holds (mean, std), "interval" (low, high)
     print(table.render("latex"))                             # text | markdown | latex | csv
 
 run.py --summarize, --compare and --ablation print their tables through here (--format) and write the

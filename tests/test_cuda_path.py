@@ -406,6 +406,26 @@ def test_a_partial_state_of_one_precision_is_never_resumed_by_the_other(tmp_path
     assert len(again.history) == 1
 
 
+def test_a_partial_state_made_with_other_code_is_refused_and_kept(tmp_path, monkeypatch):
+    """A partial state whose code fingerprint differs (an edit of training.py since) is never resumed and
+    never overwritten: OtherCode naming the file, and run.train_run refuses the run in one line."""
+    import run
+    from utils import ConfigError
+
+    cfg, spec, data, trainer = trained_for_an_epoch(tmp_path)
+    out = results.ResultDir(cfg, "float32")
+    path = out.partial(spec)
+    results.save_partial(path, trainer, out.config_key, {**out.code, "training.py": "0" * 16})
+    saved = path.read_bytes()
+    with pytest.raises(results.OtherCode, match=r"training\.py changed since"):
+        results.load_partial(path, training.Trainer(cfg, spec, data, CPU), out.config_key, out)
+    with pytest.raises(ConfigError, match=rf"{spec.name}.partial.pt: made with other code \(training\.py changed "
+                                          rf"since\).*--result-path"):
+        monkeypatch.setattr(run, "build_run_data", lambda *args: data)
+        run.train_run(cfg, spec, [], CPU, out, run.Progress(1))
+    assert path.read_bytes() == saved
+
+
 @pytest.mark.parametrize("saved, other", [("bf16", "float32"), ("float32", "bf16")])
 def test_a_finished_run_of_one_precision_is_never_reused_by_the_other(tmp_path, saved, other):
     from utils import ConfigError

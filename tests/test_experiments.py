@@ -77,6 +77,7 @@ def test_compare_pairs_runs_and_its_p_value_is_scipys(tmp_path, capsys):
     assert float(rows["net"]["accuracy_percent_mean"]) == pytest.approx(np.mean([*acc_a, 50]))   # all its runs
     none = rows["none"]
     assert int(none["seeds"]) == 2 and float(none["difference_points"]) == pytest.approx(-8)  # (-10 - 6) / 2
+    assert float(none["seed_std_points"]) == pytest.approx(math.sqrt(8)) and svm["seed_std_points"] == ""  # 4 apart
     assert float(none["wilcoxon_p"]) == pytest.approx(stats.wilcoxon(acc_a - 8, acc_a).pvalue)
     assert none["wins_ties_losses"] == "0/0/8"
 
@@ -97,13 +98,13 @@ def test_compare_says_what_a_test_cannot_show(tmp_path, capsys):
     write_folder(c, [record(f"sub0{s}_ses1", 70 + s) for s in (1, 2, 3)])
     assert run.main(["--compare", str(a), str(b), str(c), "--out", str(tmp_path / "out")]) == 0
     text = capsys.readouterr().out
-    assert re.search(r"^b +sst_emotionnet +3 +1 +70\.00 \+- 0\.00 +\+0\.00 +\[\+0\.00, \+0\.00\] +- +- +0/3/0$", text, re.M)
+    assert re.search(r"^b +sst_emotionnet +3 +1 +70\.00 \+- 0\.00 +- +\+0\.00 +\[\+0\.00, \+0\.00\] +- +- +0/3/0$", text, re.M)
     assert "b: every paired difference is 0, no test" in text
     assert "c: fewer than 6 non-zero differences, so the two-sided Wilcoxon p cannot fall below 0.05" in text
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "comparison.csv", "comparison.md", "comparison.png", "comparison.tex", "paired_runs.csv"]
     assert run.main(["--compare", str(a), str(c), "--subjects", "2,3", "--out", str(tmp_path / "part")]) == 0
-    assert re.search(r"^c +sst_emotionnet +2 +1 +72\.50 \+- 0\.50 +\+2\.50 ", capsys.readouterr().out, re.M)
+    assert re.search(r"^c +sst_emotionnet +2 +1 +72\.50 \+- 0\.50 +- +\+2\.50 ", capsys.readouterr().out, re.M)
 
 
 def test_compare_refuses_folders_that_do_not_pair(tmp_path):
@@ -154,11 +155,11 @@ def test_table_formats_hold_the_same_numbers():
 
 def test_runs_repeat_with_consecutive_seeds(tmp_path):
     available = [(1, 1), (2, 1)]
-    specs = run.plan_runs(None, available, None, None, None, repeats=3)
+    specs = run.plan_runs(available, None, None, None, repeats=3)
     assert [s.name for s in specs] == ["sub01_ses1", "sub02_ses1", "sub01_ses1_rep1", "sub02_ses1_rep1",
                                        "sub01_ses1_rep2", "sub02_ses1_rep2"]
     assert all(training.RunSpec.parse(s.name) == s for s in specs)
-    assert [s.name for s in run.plan_runs(None, available, None, None, None)] == ["sub01_ses1", "sub02_ses1"]
+    assert [s.name for s in run.plan_runs(available, None, None, None)] == ["sub01_ses1", "sub02_ses1"]
     cfg = config.load_config(write_ini(tmp_path / "a.ini", training={"seed": 2**32 - 1}))
     assert [training.run_seed(cfg, s) for s in specs[::2]] == [2**32 - 1, 0, 1]      # NumPy's 32-bit seeds wrap
 
@@ -214,7 +215,7 @@ def test_summary_pools_repeats_and_prints_each_format(tmp_path, capsys):
     # the pooled within-run sample std: sqrt(mean(var([60, 70]), var([80, 84])))
     assert summary["seed_std_accuracy"] == pytest.approx(math.sqrt((50 + 8) / 2))
     assert summary["per_subject"] == pytest.approx({"1": 65, "2": 82, "3": 50}) and summary["model"] == "sst_emotionnet"
-    assert re.search(r"^this project +65\.67 \+- 13\.07 +[\d.]+ +[\d.]+  3 \(none of this invocation\)$", text, re.M)
+    assert re.search(r"^SST-EmotionNet, ours +65\.67 \+- 13\.07 +[\d.]+ +[\d.]+  3 \(none of this invocation\)$", text, re.M)
     assert "2 seeds per run (seeds 42 to 43), averaged per run: std between runs 13.07, between seeds 5.39 points " \
            "(5 trainings)" in text
     rows = list(csv.DictReader(open(tmp_path / "res" / "results.csv")))
@@ -222,13 +223,32 @@ def test_summary_pools_repeats_and_prints_each_format(tmp_path, capsys):
     assert [(float(r["accuracy"]), float(r["accuracy_percent"]), r["repeat"], r["seed"]) for r in rows][:2] == [
         (0.6, 60.0, "0", "42"), (0.7, 70.0, "1", "43")]
     saved = json.loads((tmp_path / "res" / "summary.json").read_text())
-    assert saved["mean_accuracy"] == pytest.approx(float(text.split("this project")[1].split()[0]), abs=0.005)
+    assert saved["mean_accuracy"] == pytest.approx(float(text.split("SST-EmotionNet, ours")[1].split()[0]), abs=0.005)
 
     # --format csv / latex print results.summary_table (summarize itself: test_summarize_format_on_the_command_line)
     lines = results.summary_table(summary).render("csv").splitlines()
     assert lines[0] == "row,accuracy_percent_mean,accuracy_percent_std,macro_f1,kappa,runs"
-    assert lines[-1].startswith(f"this project,{summary['mean_accuracy']!r},{summary['std_accuracy']!r},")
-    assert "this project & 65.67 $\\pm$ 13.07" in results.summary_table(summary).render("latex")
+    assert lines[-1].startswith(f'"SST-EmotionNet, ours",{summary["mean_accuracy"]!r},{summary["std_accuracy"]!r},')
+    assert "SST-EmotionNet, ours & 65.67 $\\pm$ 13.07" in results.summary_table(summary).render("latex")
+
+
+def test_summarize_format_on_the_command_line(tmp_path, capsys):
+    """run.py --summarize --format prints the same numbers as each format's table; results.csv and
+    summary.json are written whatever the format."""
+    ini = write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"})
+    key = results.result_key(config.load_config(ini))
+    write_folder(tmp_path / "res", [record(f"sub0{s}_ses1", 60 + 10 * s, key=key) for s in (1, 2)])   # 70, 80
+    expected = {"text": re.compile(r"^SST-EmotionNet, ours +75\.00 \+- 5\.00 ", re.M),
+                "markdown": re.compile(r"^\| SST-EmotionNet, ours \| 75\.00 ± 5\.00 \|", re.M),
+                "latex": re.compile(r"^SST-EmotionNet, ours & 75\.00 \$\\pm\$ 5\.00 &", re.M),
+                "csv": re.compile(r'^"SST-EmotionNet, ours",75\.0,5\.0,', re.M)}
+    for fmt, pattern in expected.items():
+        assert run.main(["-c", str(ini), "--summarize", "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        assert pattern.search(out), f"{fmt}:\n{out}"
+        assert json.loads((tmp_path / "res" / "summary.json").read_text())["mean_accuracy"] == pytest.approx(75)
+    with pytest.raises(SystemExit):
+        run.main(["-c", str(ini), "--summarize", "--format", "html"])
 
 
 def test_summary_of_single_seed_runs_is_unchanged(tmp_path, capsys):
@@ -340,6 +360,36 @@ def test_ablation_trains_the_six_configurations_in_their_set_folders(tmp_path):
             assert float(r["wilcoxon_p"]) == pytest.approx(stats.wilcoxon(d).pvalue)
     assert sorted(q.name for q in out.iterdir()) == ["ablation.csv", "ablation.md", "ablation.png", "ablation.tex",
                                                     "paired_runs.csv"]
+
+
+def test_ablation_table_pairs_each_configuration_with_the_full_model(tmp_path, capsys):
+    """The table from six result folders: ours (seeds averaged per run), the between-seed std, the paper's
+    value, the paired difference from the full model and its p; a configuration without runs says so."""
+    from types import SimpleNamespace
+
+    cfgs = []
+    for i, (name, *_) in enumerate(experiments.ABLATIONS):
+        folder = tmp_path / f"c{i}"
+        cfgs.append(SimpleNamespace(path=SimpleNamespace(result_path=folder)))
+        if i == 5:
+            continue        # no finished run
+        runs = [record(f"sub0{s}_ses1", 80 - 2 * i + s) for s in range(1, 7)]
+        if i == 1:          # a second seed, 4 points above the first in every run
+            runs += [record(f"sub0{s}_ses1_rep1", 80 - 2 + s + 4) for s in range(1, 7)]
+        write_folder(folder, runs)
+    assert experiments.ablation_table(cfgs, tmp_path / "out", "csv") == 0
+    rows = {r["configuration"]: r for r in csv.DictReader(open(tmp_path / "out" / "ablation.csv"))}
+    full, spectral = rows["full model"], rows[experiments.ABLATIONS[1][0]]
+    assert float(full["accuracy_percent_mean"]) == pytest.approx(83.5) and full["difference_points"] == ""
+    assert float(spectral["accuracy_percent_mean"]) == pytest.approx(83.5) and float(spectral["paper_percent"]) == 92.8
+    assert float(spectral["seed_std_points"]) == pytest.approx(math.sqrt(8)) and full["seed_std_points"] == ""
+    assert float(spectral["difference_points"]) == pytest.approx(0)
+    temporal = rows[experiments.ABLATIONS[2][0]]
+    assert float(temporal["difference_points"]) == pytest.approx(-4)
+    assert float(temporal["wilcoxon_p"]) == pytest.approx(stats.wilcoxon(np.full(6, -4.0)).pvalue)
+    assert rows[experiments.ABLATIONS[5][0]]["n_runs"] == "0"
+    assert "no finished runs" in (tmp_path / "out" / "ablation.md").read_text()
+    assert (tmp_path / "out" / "ablation.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_ablation_refuses_what_would_mix_its_configurations(tmp_path):

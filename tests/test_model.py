@@ -690,6 +690,17 @@ def test_keras_files_are_checked_before_reading(cfg, tmp_path, damage):
     assert str(refused.value).startswith(f"{path}: ") and expected in str(refused.value), str(refused.value)
 
 
+def test_keras_weights_path_over_255_bytes_is_one_clear_error(tmp_path):
+    """A path component longer than file systems allow is named, as for the other path options, both on
+    the command line and through model.load_keras_weights."""
+    ini = write_ini(tmp_path / "small.ini")
+    long = tmp_path / ("k" * 300 + ".h5")
+    with pytest.raises(utils.UserError, match=r"^--keras-weights: a path component of 303 bytes \(k+.*at most 255"):
+        model.main(["-c", str(ini), "--keras-weights", str(long)])
+    with pytest.raises(utils.DataError, match=r"Keras weights file: a path component of 303 bytes"):
+        model.load_keras_weights(model.build_model(small(config.load_config(ini), block_order="official")), long)
+
+
 @pytest.mark.parametrize("target", ["the-same-path", "another-spelling", "a-symbolic-link", "a-hard-link", "the-ini-file"])
 def test_save_onto_an_input_is_refused(tmp_path, target):
     """model.py --save never writes over what it reads: the Keras file (by any name of it) or the INI file."""

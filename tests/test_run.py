@@ -19,6 +19,7 @@ import fileio
 import inputs
 import results
 import run
+import sharding
 import training
 import utils
 from conftest import GLIBC, ROOT, TINY_MODEL, run_cli, tiny_seed_tree, write_ini
@@ -130,10 +131,10 @@ def test_zscore_uses_training_statistics_only():
 
 def test_shards_partition_the_runs():
     available = [(s, k) for s in range(1, 16) for k in (1, 2, 3)]
-    shards = [run.plan_runs(None, available, None, None, (i, 4)) for i in range(4)]
+    shards = [run.plan_runs(available, None, None, (i, 4)) for i in range(4)]
     names = [r.name for shard in shards for r in shard]
     assert len(names) == 45 and len(set(names)) == 45
-    picked = run.plan_runs(None, available, {2, 10}, {3}, None)
+    picked = run.plan_runs(available, {2, 10}, {3}, None)
     assert [r.name for r in picked] == ["sub02_ses3", "sub10_ses3"]
 
 
@@ -198,7 +199,7 @@ def test_run_trains_writes_results_and_resumes(tiny_seed):
     assert json.loads((res / "summary.json").read_text())["mean_accuracy"] == summary["mean_accuracy"]
 
     merged = run_cli("run.py", "-c", str(ini), "--summarize")
-    assert merged.returncode == 0 and "this project" in merged.stdout and "(none of this invocation)" in merged.stdout
+    assert merged.returncode == 0 and "SST-EmotionNet, ours" in merged.stdout and "(none of this invocation)" in merged.stdout
 
 
 @pytest.mark.slow
@@ -513,12 +514,43 @@ def test_shard_auto_gives_each_task_of_an_evenly_spaced_array_its_own_shard(arra
 @pytest.mark.parametrize("env", [{"ID": 5, "MIN": 1, "MAX": 7, "STEP": 1, "COUNT": 3},     # --array=1,5,7
                                  {"ID": 1, "MIN": 1, "MAX": 7, "STEP": 1, "COUNT": 3},     # its first task too
                                  {"ID": 10, "MIN": 0, "MAX": 10, "STEP": 1, "COUNT": 5},   # --array=0-3,10
-                                 {"ID": 2, "MIN": 1, "MAX": 17, "STEP": 4, "COUNT": 5},    # not one of the ids
-                                 {"ID": 9, "MIN": 0, "COUNT": 4}])                         # beyond the array
-def test_shard_auto_refuses_an_array_whose_index_cannot_be_computed(env):
-    with pytest.raises(utils.UserError, match=r"--shard auto: this task's index in the array cannot be computed .*: "
-                                              r"its ids are not evenly spaced .*give --shard I/N"):
+                                 {"ID": 3, "MIN": 1, "MAX": 7, "COUNT": 3}])               # 1,3,7: no STEP
+def test_shard_auto_in_an_array_of_listed_ids_takes_runs_nobody_has_taken(env):
+    """No task of a list can compute its position: each takes the runs no other has (run.claim_runs)."""
+    assert run.slurm_array_index({f"SLURM_ARRAY_TASK_{k}": str(v) for k, v in env.items()}) == sharding.CLAIM
+
+
+@pytest.mark.parametrize("env", [{"ID": 9, "MIN": 0, "COUNT": 4},                           # beyond the array
+                                 {"ID": 0, "MIN": 1, "MAX": 7, "COUNT": 3},                 # below it
+                                 {"ID": 1, "MIN": 1, "MAX": 7, "COUNT": 0}])                # no task
+def test_shard_auto_refuses_a_task_that_is_not_one_of_its_array(env):
+    with pytest.raises(utils.UserError, match=r"--shard auto: this task is not one of the array's .*give --shard I/N"):
         run.slurm_array_index({f"SLURM_ARRAY_TASK_{k}": str(v) for k, v in env.items()})
+
+
+def test_tasks_of_an_array_of_listed_ids_share_the_runs(tiny_seed, tmp_path, monkeypatch, capsys):
+    """--shard auto in --array=1,5,7: a task skips the run another process holds and trains the others; a
+    later task finds nothing left; --jobs is refused (one run at a time)."""
+    root, _ = tiny_seed
+    ini = write_ini(tmp_path / "claim.ini", path={"dataset_root": root / "SEED", "preprocessed_root": root / "pre",
+                                                  "result_path": tmp_path / "res"},
+                    data={"input_width": 16}, model=TINY_MODEL, training={"nbEpoch": 1, "batch_size": 32,
+                                                                           "num_threads": 1})
+    for k, v in {"ID": 5, "MIN": 1, "MAX": 7, "COUNT": 3}.items():
+        monkeypatch.setenv(f"SLURM_ARRAY_TASK_{k}", str(v))
+    with pytest.raises(utils.UserError, match="not evenly spaced, so each task takes one run at a time .* leave out "
+                                              "--jobs"):
+        run.main(["-c", str(ini), "--shard", "auto", "--jobs", "2"])
+    other = results.ResultDir(config.load_config(ini)).lock(["sub01_ses1"])    # another task is training sub01
+    with other:
+        assert run.main(["-c", str(ini), "--shard", "auto"]) == 0
+    out = capsys.readouterr().out
+    assert "this task takes the runs no other has taken" in out and "shard auto done (1 trained by this task)" in out
+    assert sorted(q.name for q in (tmp_path / "res" / "runs").glob("*.json")) == ["sub02_ses1.json"]
+    assert run.main(["-c", str(ini), "--shard", "auto"]) == 0          # a later task: sub01 is free now
+    assert "shard auto done (1 trained by this task)" in capsys.readouterr().out
+    assert run.main(["-c", str(ini), "--shard", "auto"]) == 0          # and then nothing is left
+    assert "2 runs, 2 already finished" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -569,7 +601,7 @@ def test_results_carry_per_class_metrics_warnings_and_who_trained_them(tiny_seed
     assert summary["majority_macro_f1"] == pytest.approx(2 * major / (1 + major) / np.count_nonzero(cm.sum(1)))
     assert summary["majority_kappa"] == 0.0
     assert re.search(rf"^majority class +{100 * major:.2f} +{summary['majority_macro_f1']:.3f} +0\.000$", table, re.M)
-    assert re.search(r"^this project +[\d.]+ \+- [\d.]+ +[\d.]+ +-?[\d.]+  1 \(all of this invocation\)$", table, re.M)
+    assert re.search(r"^SST-EmotionNet, ours +[\d.]+ \+- [\d.]+ +[\d.]+ +-?[\d.]+  1 \(all of this invocation\)$", table, re.M)
 
     p = run_cli("run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"))    # sub02 now, sub01 earlier
     assert "  2 (1 of this invocation)" in p.stdout
