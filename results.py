@@ -27,7 +27,6 @@ import torch
 from config import Config
 import checkpoints
 import config
-import figures
 import fileio
 import schemas
 import tables
@@ -481,6 +480,8 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
         tmp.write_text(buf.getvalue(), encoding="utf-8")
     fileio.write_json(out.root / "summary.json", summary)
     print(table)
+    import figures      # here: matplotlib is 0.3 s of every command that draws nothing
+
     figures.run_figures(results, summary, out.root / "figures")
     return summary
 

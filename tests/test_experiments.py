@@ -295,7 +295,7 @@ def test_baseline_runs_repeat_summarize_predict_and_compare(tmp_path):
     p = run_cli("run.py", "-c", str(ini), "--set", "model.name=logistic_regression", "--set", "training.repeats=2")
     assert p.returncode == 0, p.stderr
     folder = root / "res" / "model.name=logistic_regression"         # repeats changes no folder, the model does
-    assert re.search(r"^logistic_regression +[\d.]+ \+- [\d.]+ +[\d.]+ +-?[\d.]+  2 \(all of this invocation\)$",
+    assert re.search(r"^logistic_regression, ours +[\d.]+ \+- [\d.]+ +[\d.]+ +-?[\d.]+  2 \(all of this invocation\)$",
                      p.stdout, re.M)
     assert re.search(r"^SVM on DE, paper +83\.99 \+- 9\.72", p.stdout, re.M) and "2 seeds per run" in p.stdout
     summary = json.loads((folder / "summary.json").read_text())
