@@ -75,8 +75,9 @@ class Table:
         cells = [[c.header for c in self.columns]] + [[self.cell(c, v) for c, v in zip(self.columns, row)]
                                                        for row in self.rows]
         widths = [max(len(r[i]) for r in cells) for i in range(len(self.columns))]
-        left = [i == 0 or all(isinstance(row[i], str) or row[i] is None for row in self.rows)
-                for i in range(len(self.columns))]      # names left-aligned, numbers right-aligned
+        left = [i == 0 or (any(isinstance(row[i], str) for row in self.rows)
+                           and all(isinstance(row[i], str) or row[i] is None for row in self.rows))
+                for i in range(len(self.columns))]      # names left-aligned, numbers (and empty columns) right-aligned
         lines = [self.title] if self.title else []
         for r in cells:
             lines.append("  ".join(v.ljust(w) if left[i] else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
