@@ -353,14 +353,14 @@ def _load_mat(path: Path, keep: Callable[[str], object]) -> dict[str, np.ndarray
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    import scipy.io  # here: 0.2 s of every command that reads no .mat file (run.py)
+
     try:
         if _is_hdf5(path):
             import h5py  # imported for v7.3 files only: 40 ms of every command otherwise
 
             with h5py.File(path, "r") as f:
                 return {name: np.asarray(f[name]).T for name in f if keep(name) and isinstance(f[name], h5py.Dataset)}
-        import scipy.io  # here: 0.2 s of every command that reads no .mat file (run.py)
-
         # decode every variable: reading only the wanted ones would not notice a file cut short after them
         return {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__") and keep(k)}
     except Exception as e:  # a damaged file fails anywhere inside scipy/h5py: report it as the file's fault

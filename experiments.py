@@ -38,7 +38,7 @@ import math
 import re
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +77,14 @@ class Folder:
     model: str
     accuracy: dict[tuple[int, int], float]
     seeds: int
-    seed_std: float | None = None       # std between seeds, percent points (results.seed_std); None for one seed
+    seed_stds: dict = field(default_factory=dict)   # each run's sample std between its seeds, percent points
+
+    def seed_std(self, keys=None) -> float | None:
+        """The std between seeds pooled over the runs of `keys` (default: all), percent points, as
+        results.seed_std; None where no run has two seeds."""
+        var = [self.seed_stds[k] ** 2 for k in (self.accuracy if keys is None else keys)
+               if self.seed_stds.get(k) is not None]
+        return float(np.sqrt(np.mean(var))) if var else None
 
 
 def read_folder(path: Path, subjects=None, sessions=None) -> Folder:
@@ -112,7 +119,7 @@ def read_folder(path: Path, subjects=None, sessions=None) -> Folder:
     pooled = results.pool_repeats(records)
     return Folder(path, path.name or str(path), dataset, protocol, model,
                   {(r["subject"], r["session"]): 100 * r["accuracy"] for r in pooled}, max(r["seeds"] for r in pooled),
-                  results.seed_std(pooled))
+                  {(r["subject"], r["session"]): r["accuracy_seed_std"] for r in pooled})
 
 
 def read_folders(paths: list[Path], subjects=None, sessions=None) -> list[Folder]:
@@ -137,14 +144,14 @@ def read_folders(paths: list[Path], subjects=None, sessions=None) -> list[Folder
 
 def paired_statistics(reference: dict, other: dict) -> dict:
     """The statistics of `other` against `reference` ({(subject, session): accuracy %}) on the runs both
-    hold (module docstring): n, mean, std, reference_mean, difference, ci (low, high) or None, p or None,
+    hold (module docstring): keys (the paired runs), n, mean, std, reference_mean, difference, ci (low, high) or None, p or None,
     d_z or None, wins, ties, losses."""
     keys = sorted(set(reference) & set(other))
     a = np.array([reference[k] for k in keys], dtype=np.float64)
     b = np.array([other[k] for k in keys], dtype=np.float64)
     d = np.round(b - a, 9)      # pooled means of equal runs can differ by rounding: those are ties
     n = len(d)
-    out = {"n": n, "mean": float(b.mean()), "std": float(b.std()), "reference_mean": float(a.mean()),
+    out = {"keys": keys, "n": n, "mean": float(b.mean()), "std": float(b.std()), "reference_mean": float(a.mean()),
            "difference": float(d.mean()), "ci": None, "p": None, "d_z": None,
            "wins": int((d > 0).sum()), "ties": int((d == 0).sum()), "losses": int((d < 0).sum())}
     from scipy import stats     # here: importing scipy.stats costs a second that other commands need not pay
@@ -163,7 +170,7 @@ def paired_statistics(reference: dict, other: dict) -> dict:
 
 STATISTICS_NOTES = [
     "accuracy %: mean +- std (population) over the runs paired with the first folder, each run's repeats averaged first; "
-    "seed std: the std between the seeds of a run, pooled over the runs (percent points; - for one seed)",
+    "seed std: the std between the seeds of a run, pooled over the same runs (percent points; - for one seed)",
     "difference: this folder - the first, percentage points; 95% CI from the t distribution of the paired differences",
     "p: Wilcoxon signed-rank, two-sided (scipy.stats.wilcoxon, zero_method='wilcox': equal pairs dropped, "
     "tied |differences| share their mean rank)",
@@ -194,7 +201,7 @@ def compare(paths: list[Path], out: Path | None = None, fmt: str = "text", subje
     table = tables.Table(f"{first.dataset}, protocol {first.protocol}: compared with {first.label}, paired by "
                          f"subject and session", COMPARE_COLUMNS, notes=list(STATISTICS_NOTES))
     table.rows.append([first.label, first.model, len(first.accuracy), first.seeds,
-                       _mean_std(list(first.accuracy.values())), first.seed_std, None, None, None, None, None])
+                       _mean_std(list(first.accuracy.values())), first.seed_std(), None, None, None, None, None])
     stats_by_folder = {}
     for f in folders[1:]:
         stat = stats_by_folder[f.label] = paired_statistics(first.accuracy, f.accuracy)
@@ -230,7 +237,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def _stat_row(f: Folder, stat: dict) -> list:
-    return [f.label, f.model, stat["n"], f.seeds, (stat["mean"], stat["std"]), f.seed_std, stat["difference"],
+    paired = set(f.accuracy) & set(stat["keys"])
+    return [f.label, f.model, stat["n"], f.seeds, (stat["mean"], stat["std"]), f.seed_std(paired), stat["difference"],
             stat["ci"], stat["p"], stat["d_z"], f"{stat['wins']}/{stat['ties']}/{stat['losses']}"]
 
 
@@ -336,7 +344,7 @@ def ablation_table(cfgs: list, out: Path | None, fmt: str = "text", subjects=Non
         stat = None if f is None else paired_statistics(full.accuracy, f.accuracy) if f is not full else None
         paper_value = (f"{value[0]} / {value[1]}" if isinstance(value, tuple) else value) if paper else None
         mean_std = _mean_std(list(f.accuracy.values())) if f is not None else None
-        table.rows.append([name, override or "-", len(f.accuracy) if f else 0, mean_std, f.seed_std if f else None,
+        table.rows.append([name, override or "-", len(f.accuracy) if f else 0, mean_std, f.seed_std() if f else None,
                            paper_value,
                            stat["difference"] if stat else None, stat["ci"] if stat else None,
                            stat["p"] if stat else None])

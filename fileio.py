@@ -378,12 +378,14 @@ class FolderLock:
         if fcntl is not None and (self.folder / "guard").is_file():
             self.acquire(None, conflict)
 
-    def acquire(self, info: dict | None, conflict: Callable[[dict], str | None]) -> "FolderLock":
+    def acquire(self, info: dict | None, conflict: Callable[[dict], str | None],
+                required: str | None = None) -> "FolderLock":
         """Hold the folder, unless `conflict(holder)` says why not for one live holder: then OutputError
         with that reason, nothing changed. Returns self (a context manager that releases it). `info`
-        None: only check (see `check`)."""
+        None: only check (see `check`). Where the folder cannot be locked, a warning, or with `required`
+        (what needs the lock) an OutputError saying so."""
         if fcntl is None:
-            return self._unguarded("this system has no fcntl")
+            return self._unguarded("this system has no fcntl", required)
         make_folder(self.folder)
         try:    # a check only reads: it works in a folder it may not write to, and creates nothing
             guard = os.open(self.folder / "guard", os.O_RDWR | os.O_CREAT if info is not None else os.O_RDONLY,
@@ -394,7 +396,7 @@ class FolderLock:
             try:
                 fcntl.flock(guard, fcntl.LOCK_EX)
             except OSError as e:    # ENOLCK, EOPNOTSUPP: a file system without locks
-                return self._unguarded(e.strerror or str(e)) if info is not None else self
+                return self._unguarded(e.strerror or str(e), required) if info is not None else self
             for holder in self.holders():
                 problem = conflict(holder)
                 if problem is not None:
@@ -415,7 +417,9 @@ class FolderLock:
             os.close(guard)     # releases the guard
         return self
 
-    def _unguarded(self, why: str) -> "FolderLock":
+    def _unguarded(self, why: str, required: str | None = None) -> "FolderLock":
+        if required:
+            raise OutputError(f"{self.folder.parent}: cannot lock the folder ({why}), which {required}")
         print(f"warning: {self.folder.parent}: cannot lock the folder ({why}); a concurrent run.py of another "
               f"configuration on it would not be refused", file=sys.stderr)
         return self

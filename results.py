@@ -141,7 +141,9 @@ class ResultDir:
             return problem
 
         try:
-            return fileio.FolderLock(self.root).acquire(self.holder_info([run]), conflict)
+            return fileio.FolderLock(self.root).acquire(
+                self.holder_info([run]), conflict, required="--shard auto in an array of listed task ids needs, to "
+                "share the runs; give --shard I/N, or use an evenly spaced --array")
         except utils.OutputError:
             if taken:
                 return None

@@ -506,25 +506,38 @@ def claim_runs(cfg: Config, args: argparse.Namespace, out: ResultDir, runs: list
                all_sessions: list, device: torch.device) -> int:
     """--shard auto in a SLURM array of listed task ids (sharding.CLAIM): train the runs of `todo` that no
     other process of this configuration has taken, one at a time, holding result_path for that run alone
-    (ResultDir.claim), so tasks started at any time share the work. Exit code 1 if a run failed."""
+    (ResultDir.claim), so tasks started at any time share the work. Passes over the runs again while a
+    pass trained something (a run whose holder ended, killed, is resumed); a run that failed in another
+    task since this one started is left to the next invocation. Exit code 1 if a run failed here."""
     print(f"{cfg.data.dataset}, protocol {cfg.training.protocol}: {len(runs)} runs, {len(runs) - len(todo)} already "
           f"finished, device {device}; the array's task ids are not evenly spaced, so this task takes the runs "
           f"no other has taken, one at a time", flush=True)
+    started = time.time()
+    with out.lock():        # what killed processes left, once, as a command that trains in one go
+        out.tidy(runs, finished_runs(out, all_sessions))
     prepare(device, cfg.training.num_threads or None)
-    failed, trained = False, 0
-    for k, spec in todo:
-        lock = out.claim(spec.name)
-        if lock is None:        # another task is training it
-            continue
-        with lock:
-            done = finished_runs(out, all_sessions)
-            if spec.name in done:       # finished by another task meanwhile
+    failed, trained, pending = False, 0, list(todo)
+    while pending:
+        taken = []
+        for k, spec in pending:
+            lock = out.claim(spec.name)
+            if lock is None:        # another task is training it
+                taken.append((k, spec))
                 continue
-            out.tidy([spec], done)
-            progress = Progress(cfg.training.nbEpoch)
-            failed |= report(out, [(k, spec)], serial(cfg, [(k, spec)], len(runs), all_sessions, device, out,
-                                                       progress, args.tensorboard))
-            trained += 1
+            with lock:
+                failure = out.failure(spec)
+                if spec.name in finished_runs(out, all_sessions) or (
+                        failure.is_file() and failure.stat().st_mtime >= started):   # done, or failed, meanwhile
+                    continue
+                outcomes = serial(cfg, [(k, spec)], len(runs), all_sessions, device, out, Progress(cfg.training.nbEpoch),
+                                  args.tensorboard)
+                failed |= report(out, [(k, spec)], outcomes)
+                trained += 1
+        if len(taken) == len(pending):      # nothing was free: the others' tasks hold them
+            break
+        pending = taken
+    if pending:
+        print(f"left to the tasks training them: {', '.join(spec.name for _, spec in pending)}")
     if not args.ablation:
         print(f"shard auto done ({trained} trained by this task); after every task has finished: "
               f"python run.py -c {args.config} --summarize")

@@ -41,8 +41,11 @@ def slurm_array_index(env) -> tuple[int, int] | str:
     MAX = MIN + STEP * (COUNT - 1).
 
     The ids of a list (--array=1,5,7 or 0-3,10) are not in the environment, so no task can compute its
-    position from them: CLAIM (the task takes runs no other process has taken). An id outside MIN..MAX, or
-    a count below 1, is an environment that is not one array: refused, naming --shard I/N."""
+    position from them: CLAIM (the task takes runs no other process has taken). The choice is the array's,
+    made from MIN, MAX, STEP and COUNT only, so every task of one array makes the same one; without STEP,
+    only a contiguous range (MAX - MIN = COUNT - 1) is known to be evenly spaced (1,4,7 and 1,3,7 look
+    alike). A task id outside MIN..MAX or off the range's step, or a count below 1, is an environment that
+    is not one array: refused, naming --shard I/N."""
     names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")
     if any(name not in env for name in names):
         raise UserError("--shard auto: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set (not a SLURM "
@@ -52,22 +55,21 @@ def slurm_array_index(env) -> tuple[int, int] | str:
     try:
         task, count = int(values["SLURM_ARRAY_TASK_ID"]), int(values["SLURM_ARRAY_TASK_COUNT"])
         low = int(values.get("SLURM_ARRAY_TASK_MIN", 0))
-        high = int(values["SLURM_ARRAY_TASK_MAX"]) if "SLURM_ARRAY_TASK_MAX" in values else None
         step = int(values.get("SLURM_ARRAY_TASK_STEP", 1))
+        high = int(values.get("SLURM_ARRAY_TASK_MAX", low + step * (count - 1)))
     except ValueError:
         shown = ", ".join(f"{k}={printable(repr(v), 20)}" for k, v in values.items())
         raise UserError(f"--shard auto: {shown}: expected integers") from None
-    if count < 1 or not low <= task <= (low + max(step, 1) * (count - 1) if high is None else high):
-        shown = ", ".join(f"{k.removeprefix('SLURM_ARRAY_TASK_')}={printable(v, 12)}" for k, v in values.items())
+    shown = ", ".join(f"{k.removeprefix('SLURM_ARRAY_TASK_')}={printable(v, 12)}" for k, v in values.items())
+    if count < 1 or not low <= task <= high:
         raise UserError(f"--shard auto: this task is not one of the array's ({shown}); give --shard I/N")
-    uneven = 0
-    if high is not None and count > 1:      # MAX, MIN and COUNT fix the step of a range; a given STEP must agree
-        derived, uneven = divmod(high - low, count - 1)
-        uneven = uneven or ("SLURM_ARRAY_TASK_STEP" in values and step != derived)
-        step = derived
+    if count > 1:       # MIN, MAX and COUNT fix the step of a range; a given STEP must agree, none means 1
+        derived, rest = divmod(high - low, count - 1)
+        if rest or derived != step:
+            return CLAIM
     offset = task - low
-    if step < 1 or uneven or offset % step:
-        return CLAIM
+    if step < 1 or offset % step:
+        raise UserError(f"--shard auto: this task is not one of the array's ({shown}); give --shard I/N")
     return offset // step, count
 
 

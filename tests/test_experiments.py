@@ -56,7 +56,8 @@ def test_compare_pairs_runs_and_its_p_value_is_scipys(tmp_path, capsys):
     write_folder(b, [record(f"sub{s:02d}_ses1", k, model="linear_svm") for (s, _), k in b_correct.items()])
     # c: two seeds per run, averaged per run before pairing
     write_folder(c, [record(f"sub{s:02d}_ses1", k - 10) for (s, _), k in a_correct.items()]
-                 + [record(f"sub{s:02d}_ses1_rep1", k - 6) for (s, _), k in a_correct.items()])
+                 + [record(f"sub{s:02d}_ses1_rep1", k - 6) for (s, _), k in a_correct.items()]
+                 + [record("sub10_ses1", 0), record("sub10_ses1_rep1", 100)])   # not paired: not in its seed std
     assert run.main(["--compare", str(a), str(b), str(c), "--format", "csv"]) == 0
     out = tmp_path / "comparisons" / "net_vs_svm_vs_none"
     rows = {r["folder"]: r for r in csv.DictReader(open(out / "comparison.csv"))}

@@ -514,7 +514,9 @@ def test_shard_auto_gives_each_task_of_an_evenly_spaced_array_its_own_shard(arra
 @pytest.mark.parametrize("env", [{"ID": 5, "MIN": 1, "MAX": 7, "STEP": 1, "COUNT": 3},     # --array=1,5,7
                                  {"ID": 1, "MIN": 1, "MAX": 7, "STEP": 1, "COUNT": 3},     # its first task too
                                  {"ID": 10, "MIN": 0, "MAX": 10, "STEP": 1, "COUNT": 5},   # --array=0-3,10
-                                 {"ID": 3, "MIN": 1, "MAX": 7, "COUNT": 3}])               # 1,3,7: no STEP
+                                 {"ID": 3, "MIN": 1, "MAX": 7, "COUNT": 3},                # 1,3,7: no STEP
+                                 {"ID": 1, "MIN": 1, "MAX": 7, "COUNT": 3},                # its other tasks decide
+                                 {"ID": 7, "MIN": 1, "MAX": 7, "COUNT": 3}])               # alike (1,4,7 too)
 def test_shard_auto_in_an_array_of_listed_ids_takes_runs_nobody_has_taken(env):
     """No task of a list can compute its position: each takes the runs no other has (run.claim_runs)."""
     assert run.slurm_array_index({f"SLURM_ARRAY_TASK_{k}": str(v) for k, v in env.items()}) == sharding.CLAIM
@@ -522,7 +524,8 @@ def test_shard_auto_in_an_array_of_listed_ids_takes_runs_nobody_has_taken(env):
 
 @pytest.mark.parametrize("env", [{"ID": 9, "MIN": 0, "COUNT": 4},                           # beyond the array
                                  {"ID": 0, "MIN": 1, "MAX": 7, "COUNT": 3},                 # below it
-                                 {"ID": 1, "MIN": 1, "MAX": 7, "COUNT": 0}])                # no task
+                                 {"ID": 1, "MIN": 1, "MAX": 7, "COUNT": 0},                 # no task
+                                 {"ID": 2, "MIN": 1, "MAX": 17, "STEP": 4, "COUNT": 5}])    # off 1-17:4's step
 def test_shard_auto_refuses_a_task_that_is_not_one_of_its_array(env):
     with pytest.raises(utils.UserError, match=r"--shard auto: this task is not one of the array's .*give --shard I/N"):
         run.slurm_array_index({f"SLURM_ARRAY_TASK_{k}": str(v) for k, v in env.items()})
@@ -546,11 +549,46 @@ def test_tasks_of_an_array_of_listed_ids_share_the_runs(tiny_seed, tmp_path, mon
         assert run.main(["-c", str(ini), "--shard", "auto"]) == 0
     out = capsys.readouterr().out
     assert "this task takes the runs no other has taken" in out and "shard auto done (1 trained by this task)" in out
+    assert "left to the tasks training them: sub01_ses1" in out
     assert sorted(q.name for q in (tmp_path / "res" / "runs").glob("*.json")) == ["sub02_ses1.json"]
     assert run.main(["-c", str(ini), "--shard", "auto"]) == 0          # a later task: sub01 is free now
     assert "shard auto done (1 trained by this task)" in capsys.readouterr().out
     assert run.main(["-c", str(ini), "--shard", "auto"]) == 0          # and then nothing is left
     assert "2 runs, 2 already finished" in capsys.readouterr().out
+
+
+def test_tasks_of_an_array_of_listed_ids_need_the_lock(tmp_path, monkeypatch):
+    """Without a lock nothing keeps two tasks off one run: refused in one line, not a warning."""
+    cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
+    monkeypatch.setattr(fileio, "fcntl", None)
+    with pytest.raises(utils.OutputError, match=r"res: cannot lock the folder \(this system has no fcntl\), which "
+                                                r"--shard auto in an array of listed task ids needs.*--shard I/N"):
+        results.ResultDir(cfg).claim("sub01_ses1")
+
+
+@pytest.mark.slow
+def test_two_tasks_of_an_array_of_listed_ids_train_every_run_once(tiny_seed, tmp_path):
+    """Two run.py --shard auto processes of --array=1,5 started together: between them every run is trained
+    exactly once, and a --summarize afterwards sees them all."""
+    root, _ = tiny_seed
+    ini = write_ini(tmp_path / "claim.ini", path={"dataset_root": root / "SEED", "preprocessed_root": root / "pre",
+                                                  "result_path": tmp_path / "res"},
+                    data={"input_width": 16}, model=TINY_MODEL, training={"nbEpoch": 1, "batch_size": 32,
+                                                                           "num_threads": 1, "repeats": 2})
+    tasks = []
+    for task in (1, 5):
+        env = {**os.environ, "SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_TASK_MIN": "1",
+               "SLURM_ARRAY_TASK_MAX": "5", "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_STEP": "1"}
+        tasks.append(subprocess.Popen([sys.executable, "run.py", "-c", str(ini), "--shard", "auto"], cwd=ROOT, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    trained = []
+    for proc in tasks:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and "Traceback" not in err, err
+        trained += re.findall(r"^(sub\d+_ses\d+(?:_rep\d+)?): accuracy", out, re.M)
+    assert sorted(trained) == ["sub01_ses1", "sub01_ses1_rep1", "sub02_ses1", "sub02_ses1_rep1"]
+    p = run_cli("run.py", "-c", str(ini), "--summarize")
+    assert p.returncode == 0 and "4 trainings" in p.stdout, p.stderr
 
 
 @pytest.mark.slow
