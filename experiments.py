@@ -80,11 +80,9 @@ class Folder:
     seed_stds: dict = field(default_factory=dict)   # each run's sample std between its seeds, percent points
 
     def seed_std(self, keys=None) -> float | None:
-        """The std between seeds pooled over the runs of `keys` (default: all), percent points, as
-        results.seed_std; None where no run has two seeds."""
-        var = [self.seed_stds[k] ** 2 for k in (self.accuracy if keys is None else keys)
-               if self.seed_stds.get(k) is not None]
-        return float(np.sqrt(np.mean(var))) if var else None
+        """results.seed_std over the runs of `keys` (default: all): percent points, None where no run has
+        two seeds."""
+        return results.seed_std(self.seed_stds.get(k) for k in (self.accuracy if keys is None else keys))
 
 
 def read_folder(path: Path, subjects=None, sessions=None) -> Folder:
@@ -144,8 +142,8 @@ def read_folders(paths: list[Path], subjects=None, sessions=None) -> list[Folder
 
 def paired_statistics(reference: dict, other: dict) -> dict:
     """The statistics of `other` against `reference` ({(subject, session): accuracy %}) on the runs both
-    hold (module docstring): keys (the paired runs), n, mean, std, reference_mean, difference, ci (low, high) or None, p or None,
-    d_z or None, wins, ties, losses."""
+    hold (module docstring): keys (the paired runs), n, mean, std, reference_mean, difference, ci (low,
+    high) or None, p or None, d_z or None, wins, ties, losses."""
     keys = sorted(set(reference) & set(other))
     a = np.array([reference[k] for k in keys], dtype=np.float64)
     b = np.array([other[k] for k in keys], dtype=np.float64)
@@ -237,8 +235,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def _stat_row(f: Folder, stat: dict) -> list:
-    paired = set(f.accuracy) & set(stat["keys"])
-    return [f.label, f.model, stat["n"], f.seeds, (stat["mean"], stat["std"]), f.seed_std(paired), stat["difference"],
+    return [f.label, f.model, stat["n"], f.seeds, (stat["mean"], stat["std"]), f.seed_std(stat["keys"]), stat["difference"],
             stat["ci"], stat["p"], stat["d_z"], f"{stat['wins']}/{stat['ties']}/{stat['losses']}"]
 
 

@@ -448,7 +448,7 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
         # seeds per subject-session (the most any has), every training counted, and the std between seeds:
         # percent, the pooled within-run sample std, sqrt(mean over runs of the seeds' variance (ddof 1))
         "repeats": max(r["seeds"] for r in runs), "n_trainings": len(results),
-        "seed_std_accuracy": seed_std(runs),
+        "seed_std_accuracy": seed_std(r["accuracy_seed_std"] for r in runs),
         "per_class": per_class,   # precision, recall, F1 per class, means over the runs
         "warnings": warnings,
         "runs_of_this_invocation": sum(any(x["run"] in this_invocation for x in r["records"]) for r in runs),
@@ -511,10 +511,11 @@ def pool_repeats(records: list[dict]) -> list[dict]:
     return out
 
 
-def seed_std(pooled: list[dict]) -> float | None:
-    """The std between seeds of pool_repeats' runs, percent points: the pooled within-run sample std,
-    sqrt(mean over the runs of several seeds of their seeds' variance (ddof 1)); None if no run has two."""
-    var = [r["accuracy_seed_std"] ** 2 for r in pooled if r["accuracy_seed_std"] is not None]
+def seed_std(run_stds) -> float | None:
+    """The std between seeds of runs whose own seed std (pool_repeats' accuracy_seed_std, percent points;
+    None for one seed) is given: the pooled within-run sample std, sqrt(mean over the runs of several
+    seeds of their seeds' variance (ddof 1)); None if no run has two."""
+    var = [std ** 2 for std in run_stds if std is not None]
     return float(np.sqrt(np.mean(var))) if var else None
 
 

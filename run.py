@@ -525,10 +525,8 @@ def claim_runs(cfg: Config, args: argparse.Namespace, out: ResultDir, runs: list
                 taken.append((k, spec))
                 continue
             with lock:
-                failure = out.failure(spec)
-                if spec.name in finished_runs(out, all_sessions) or (
-                        failure.is_file() and failure.stat().st_mtime >= started):   # done, or failed, meanwhile
-                    continue
+                if spec.name in finished_runs(out, all_sessions) or failed_since(out.failure(spec), started):
+                    continue        # done, or failed in another task, meanwhile
                 outcomes = serial(cfg, [(k, spec)], len(runs), all_sessions, device, out, Progress(cfg.training.nbEpoch),
                                   args.tensorboard)
                 failed |= report(out, [(k, spec)], outcomes)
@@ -542,6 +540,14 @@ def claim_runs(cfg: Config, args: argparse.Namespace, out: ResultDir, runs: list
         print(f"shard auto done ({trained} trained by this task); after every task has finished: "
               f"python run.py -c {args.config} --summarize")
     return 1 if failed else 0
+
+
+def failed_since(record: Path, since: float) -> bool:
+    """Whether a failure record was written at or after `since` (a time.time())."""
+    try:
+        return record.stat().st_mtime >= since
+    except FileNotFoundError:
+        return False
 
 
 def demo_epilogue(out: ResultDir, cfg: Config, first: RunSpec) -> None:
