@@ -38,6 +38,31 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.Co
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def run_in_process(capsys, script: str, *args: str) -> subprocess.CompletedProcess:
+    """`python <script> <args>` as utils.cli_main runs it, but in this process, reported as run_cli reports
+    it: (exit code, stdout, stderr). Saves a command line's start-up (importing torch: 1-2 s); the tests
+    that check the process itself (signals, kills, workers, exit codes of the interpreter) use run_cli."""
+    import torch
+
+    import Preprocess
+    import run
+    import utils
+
+    main = {"run.py": run.main, "Preprocess.py": Preprocess.main}[script]
+    threads = torch.get_num_threads()
+    capsys.readouterr()         # what the test printed before is not the command's
+    try:
+        code, error = int(main(list(args)) or 0), ""
+    except utils.UserError as e:
+        code, error = 1, "error: " + utils.printable(str(e).replace("\n", " "), limit=None) + "\n"
+    except SystemExit as e:      # argparse
+        code, error = e.code, ""
+    finally:
+        torch.set_num_threads(threads)      # run.main may set it
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess([script, *args], code, out, err + error)
+
+
 def tiny_seed_tree(root: Path, preprocess: bool = True) -> tuple[Path, Path]:
     """Two synthetic SEED subjects (one session, short trials) under `root` and an INI for them at 16 x 16,
     2 epochs of the tiny model, one thread; preprocessed unless asked not to. Returns (root, ini)."""

@@ -34,7 +34,7 @@ import pytest
 import scipy.io
 import torch
 
-from conftest import ROOT, TINY_MODEL, Payload, write_ini
+from conftest import ROOT, TINY_MODEL, Payload, run_in_process, write_ini
 import synthetic
 
 FEATURES, RAW = "ExtractedFeatures/1_20131027.mat", "Preprocessed_EEG/1_20131027.mat"  # SEED subject 1, session 1
@@ -1014,26 +1014,6 @@ COMMAND_LINE = {"dataset-folder-missing", "ini-file-missing", "ini-not-an-ini-fi
                 "preprocessed-npy-truncated", "shard-malformed"}
 
 
-def run_in_process(script: str, args: list[str], capsys) -> subprocess.CompletedProcess:
-    """script's main(args) in this process, reported like the command line: (code, stdout, stderr)."""
-    import Preprocess
-    import run
-    import utils
-
-    main = {"run.py": run.main, "Preprocess.py": Preprocess.main}[script]
-    threads = torch.get_num_threads()
-    try:
-        code, error = main(args), ""
-    except utils.UserError as e:
-        code, error = 1, "error: " + str(e).replace("\n", " ") + "\n"
-    except SystemExit as e:      # argparse
-        code, error = e.code, ""
-    finally:
-        torch.set_num_threads(threads)      # run.main may set it
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out, err + error)
-
-
 @pytest.mark.parametrize("bad", CASES)
 def test_bad_input_fails_cleanly(bad: Case, trees: Trees, tmp_path: Path, capsys):
     run = bad.script == "run.py"
@@ -1052,7 +1032,7 @@ def test_bad_input_fails_cleanly(bad: Case, trees: Trees, tmp_path: Path, capsys
             p = subprocess.run([*w.prefix, sys.executable, bad.script, "-c", str(ini), *w.args], cwd=ROOT,
                                capture_output=True, text=True, timeout=120)
         else:
-            p = run_in_process(bad.script, ["-c", str(ini), *w.args], capsys)
+            p = run_in_process(capsys, bad.script, "-c", str(ini), *w.args)
         after = snapshot(w.data, w.pre, w.res, *w.watch)
     finally:
         for folder in (w.pre, w.res):  # undo read_only() so that pytest can clean up

@@ -18,7 +18,7 @@ import run
 import tables
 import training
 import utils
-from conftest import TINY_MODEL, run_cli, tiny_seed_tree, write_ini
+from conftest import TINY_MODEL, run_in_process, tiny_seed_tree, write_ini
 
 
 def record(run_name: str, correct: int, *, n_test: int = 100, dataset: str = "SEED", protocol: str = "trial",
@@ -289,11 +289,11 @@ def test_baseline_chooses_C_on_validation_accuracy(tmp_path):
 
 
 @pytest.mark.slow
-def test_baseline_runs_repeat_summarize_predict_and_compare(tmp_path):
+def test_baseline_runs_repeat_summarize_predict_and_compare(tmp_path, capsys):
     """A baseline in the network's protocol: two seeds per run, records summarize and compare as the network's
     do, and --predict reproduces the run's test accuracy from its checkpoint."""
     root, ini = tiny_seed_tree(tmp_path)
-    p = run_cli("run.py", "-c", str(ini), "--set", "model.name=logistic_regression", "--set", "training.repeats=2")
+    p = run_in_process(capsys, "run.py", "-c", str(ini), "--set", "model.name=logistic_regression", "--set", "training.repeats=2")
     assert p.returncode == 0, p.stderr
     folder = root / "res" / "model.name=logistic_regression"         # repeats changes no folder, the model does
     assert re.search(r"^logistic_regression, ours +[\d.]+ \+- [\d.]+ +[\d.]+ +-?[\d.]+  2 \(all of this invocation\)$",
@@ -307,7 +307,7 @@ def test_baseline_runs_repeat_summarize_predict_and_compare(tmp_path):
     assert r["C"] in baselines.C_GRID and [row["C"] for row in r["selection"]] == list(baselines.C_GRID)
     assert r["n_val"] > 0 and r["warnings"] == []
 
-    p = run_cli("run.py", "-c", str(ini), "--set", "model.name=logistic_regression", "--predict", "sub01_ses1",
+    p = run_in_process(capsys, "run.py", "-c", str(ini), "--set", "model.name=logistic_regression", "--predict", "sub01_ses1",
                 "--subjects", "1", "--sessions", "1")
     assert p.returncode == 0, p.stderr
     rows = list(csv.DictReader(open(folder / "predictions" / "sub01_ses1_on_sub01_ses1.csv")))
@@ -316,8 +316,8 @@ def test_baseline_runs_repeat_summarize_predict_and_compare(tmp_path):
     assert len(test) == record1["n_test"]
     assert np.mean([row["true_label"] == row["predicted_label"] for row in test]) == pytest.approx(record1["accuracy"])
 
-    assert run_cli("run.py", "-c", str(ini), "--set", "model.name=linear_svm").returncode == 0
-    p = run_cli("run.py", "--compare", str(folder), str(root / "res" / "model.name=linear_svm"))
+    assert run_in_process(capsys, "run.py", "-c", str(ini), "--set", "model.name=linear_svm").returncode == 0
+    p = run_in_process(capsys, "run.py", "--compare", str(folder), str(root / "res" / "model.name=linear_svm"))
     assert p.returncode == 0, p.stderr
     assert re.search(r"^model\.name=linear_svm +linear_svm +2 +1 ", p.stdout, re.M)
     assert (root / "res" / "comparisons" / "model.name=logistic_regression_vs_model.name=linear_svm"
@@ -328,15 +328,15 @@ def test_baseline_runs_repeat_summarize_predict_and_compare(tmp_path):
 
 
 @pytest.mark.slow
-def test_ablation_trains_the_six_configurations_in_their_set_folders(tmp_path):
+def test_ablation_trains_the_six_configurations_in_their_set_folders(tmp_path, capsys):
     """--ablation --shard trains (no table), then --ablation trains the rest and prints the table: six rows,
     each folder the one its --set would use, the paper's values, paired differences from the full model."""
     root, ini = tiny_seed_tree(tmp_path)
     common = ["run.py", "-c", str(ini), "--ablation", "--set", "training.nbEpoch=1"]
-    p = run_cli(*common, "--shard", "0/2")
+    p = run_in_process(capsys, *common, "--shard", "0/2")
     assert p.returncode == 0, p.stderr
     assert "Ablation, SEED" not in p.stdout and "--ablation --set training.nbEpoch=1" in p.stdout.splitlines()[-1]
-    p = run_cli(*common)
+    p = run_in_process(capsys, *common)
     assert p.returncode == 0, p.stderr
     folders = {"full model": "training.nbEpoch=1"}
     for name, override, _, _ in experiments.ABLATIONS[1:]:

@@ -22,7 +22,7 @@ import run
 import sharding
 import training
 import utils
-from conftest import GLIBC, ROOT, TINY_MODEL, run_cli, tiny_seed_tree, write_ini
+from conftest import GLIBC, ROOT, TINY_MODEL, run_cli, run_in_process, tiny_seed_tree, write_ini
 
 # SEED's trial labels, 0-based (negative 0, neutral 1, positive 2), trials 1..15
 SEED_LABELS = np.array([1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1]) + 1
@@ -172,9 +172,9 @@ def tiny_seed(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_run_trains_writes_results_and_resumes(tiny_seed):
+def test_run_trains_writes_results_and_resumes(tiny_seed, capsys):
     root, ini = tiny_seed
-    p = run_cli("run.py", "-c", str(ini))
+    p = run_in_process(capsys, "run.py", "-c", str(ini))
     assert p.returncode == 0, p.stderr
     assert "96.02" in p.stdout  # the paper's number beside ours
     res = root / "res"
@@ -193,17 +193,17 @@ def test_run_trains_writes_results_and_resumes(tiny_seed):
     assert summary["config"]["training"]["nbEpoch"] == 2
     assert len((res / "results.csv").read_text().splitlines()) == 3
 
-    again = run_cli("run.py", "-c", str(ini))
+    again = run_in_process(capsys, "run.py", "-c", str(ini))
     assert again.returncode == 0, again.stderr
     assert "2 already finished" in again.stdout
     assert json.loads((res / "summary.json").read_text())["mean_accuracy"] == summary["mean_accuracy"]
 
-    merged = run_cli("run.py", "-c", str(ini), "--summarize")
+    merged = run_in_process(capsys, "run.py", "-c", str(ini), "--summarize")
     assert merged.returncode == 0 and "SST-EmotionNet, ours" in merged.stdout and "(none of this invocation)" in merged.stdout
 
 
 @pytest.mark.slow
-def test_loso_results_of_another_subject_pool_are_refused(tmp_path):
+def test_loso_results_of_another_subject_pool_are_refused(tmp_path, capsys):
     """Adding a subject changes every loso run of its session (more training data, maybe another
     validation subject): the finished runs made without it are not reused or merged."""
     import synthetic
@@ -214,15 +214,15 @@ def test_loso_results_of_another_subject_pool_are_refused(tmp_path):
                               "result_path": tmp_path / "res"},
                         data={"input_width": 16}, model=TINY_MODEL,
                         training={"nbEpoch": 1, "batch_size": 32, "num_threads": 1, "protocol": "loso"}))
-    assert run_cli("Preprocess.py", "-c", ini, "--subjects", "1,2,3").returncode == 0
-    p = run_cli("run.py", "-c", ini, "--subjects", "1")
+    assert run_in_process(capsys, "Preprocess.py", "-c", ini, "--subjects", "1,2,3").returncode == 0
+    p = run_in_process(capsys, "run.py", "-c", ini, "--subjects", "1")
     assert p.returncode == 0, p.stderr
     assert "not comparable with loso" in p.stdout
     result = json.loads((tmp_path / "res" / "runs" / "sub01_ses1.json").read_text())
     assert result["subject_pool"] == [1, 2, 3]
 
-    assert run_cli("Preprocess.py", "-c", ini, "--subjects", "4").returncode == 0
-    again = run_cli("run.py", "-c", ini)
+    assert run_in_process(capsys, "Preprocess.py", "-c", ini, "--subjects", "4").returncode == 0
+    again = run_in_process(capsys, "run.py", "-c", ini)
     assert again.returncode == 1
     assert again.stderr.splitlines() == [
         f"error: {tmp_path}/res/runs/sub01_ses1.json: trained with subjects [1, 2, 3] of session 1, but the "
@@ -233,7 +233,7 @@ def test_loso_results_of_another_subject_pool_are_refused(tmp_path):
 
     # --summarize does not look at the maps, but loso runs of one session that pooled different subjects are not merged
     (runs / "sub02_ses1.json").write_text(json.dumps(dict(result, run="sub02_ses1", subject=2, subject_pool=[1, 2, 3, 4])))
-    merged = run_cli("run.py", "-c", ini, "--summarize")
+    merged = run_in_process(capsys, "run.py", "-c", ini, "--summarize")
     assert merged.returncode == 1
     assert merged.stderr.splitlines() == [
         f"error: {runs}/sub01_ses1.json and {runs}/sub02_ses1.json: loso runs of session 1 that pooled different "
@@ -242,7 +242,7 @@ def test_loso_results_of_another_subject_pool_are_refused(tmp_path):
     # a loso result without its pool (an older version's) is not guessed at
     (runs / "sub02_ses1.json").unlink()
     (runs / "sub01_ses1.json").write_text(json.dumps({k: v for k, v in result.items() if k != "subject_pool"}))
-    merged = run_cli("run.py", "-c", ini, "--summarize")
+    merged = run_in_process(capsys, "run.py", "-c", ini, "--summarize")
     assert merged.returncode == 1
     assert merged.stderr.splitlines() == [f"error: {runs}/sub01_ses1.json: a loso result without its subject_pool "
                                           f"(made by an older version); delete it to redo that run"]
@@ -376,9 +376,9 @@ def test_progress_lines_reach_a_log_file_as_they_happen(tiny_seed, tmp_path):
 
 
 @pytest.mark.slow
-def test_set_overrides_get_their_own_result_folder_and_are_recorded(tiny_seed):
+def test_set_overrides_get_their_own_result_folder_and_are_recorded(tiny_seed, capsys):
     root, ini = tiny_seed
-    p = run_cli("run.py", "-c", str(ini), "--subjects", "1", "--set", "training.nbEpoch=1",
+    p = run_in_process(capsys, "run.py", "-c", str(ini), "--subjects", "1", "--set", "training.nbEpoch=1",
                 "--set", "model.attention=spatial")
     assert p.returncode == 0, p.stderr
     folder = root / "res" / "model.attention=spatial,training.nbEpoch=1"     # sorted: the order given does not matter
@@ -387,7 +387,7 @@ def test_set_overrides_get_their_own_result_folder_and_are_recorded(tiny_seed):
     assert record["epochs_run"] == 1 and summary["config"]["model"]["attention"] == "spatial"
     assert summary["overrides"] == ["training.nbEpoch=1", "model.attention=spatial"]
     assert "overrides: training.nbEpoch=1 model.attention=spatial" in p.stdout
-    bad = run_cli("run.py", "-c", str(ini), "--set", "training.nbEpoch=0")
+    bad = run_in_process(capsys, "run.py", "-c", str(ini), "--set", "training.nbEpoch=0")
     assert bad.returncode == 1 and "nbEpoch" in bad.stderr and len(bad.stderr.splitlines()) == 1
 
 
@@ -618,9 +618,9 @@ def test_tensorboard_logs_every_epoch(tiny_seed, tmp_path):
 
 
 @pytest.mark.slow
-def test_results_carry_per_class_metrics_warnings_and_who_trained_them(tiny_seed, tmp_path):
+def test_results_carry_per_class_metrics_warnings_and_who_trained_them(tiny_seed, tmp_path, capsys):
     root, ini = tiny_seed
-    p = run_cli("run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"), "--subjects", "1")
+    p = run_in_process(capsys, "run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"), "--subjects", "1")
     assert p.returncode == 0, p.stderr
     record = json.loads((tmp_path / "res" / "runs" / "sub01_ses1.json").read_text())
     cm = np.array(record["confusion_matrix"])
@@ -641,13 +641,13 @@ def test_results_carry_per_class_metrics_warnings_and_who_trained_them(tiny_seed
     assert re.search(rf"^majority class +{100 * major:.2f} +{summary['majority_macro_f1']:.3f} +0\.000$", table, re.M)
     assert re.search(r"^SST-EmotionNet, ours +[\d.]+ \+- [\d.]+ +[\d.]+ +-?[\d.]+  1 \(all of this invocation\)$", table, re.M)
 
-    p = run_cli("run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"))    # sub02 now, sub01 earlier
+    p = run_in_process(capsys, "run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"))    # sub02 now, sub01 earlier
     assert "  2 (1 of this invocation)" in p.stdout
-    p = run_cli("run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"), "--summarize", "--subjects", "2")
+    p = run_in_process(capsys, "run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"), "--summarize", "--subjects", "2")
     assert p.returncode == 0 and "  1 (none of this invocation)" in p.stdout
     assert "results.csv and summary.json not written" in p.stdout          # a part does not replace the whole
     assert json.loads((tmp_path / "res" / "summary.json").read_text())["n_runs"] == 2
-    p = run_cli("run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"), "--summarize", "--shard", "0/2")
+    p = run_in_process(capsys, "run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"), "--summarize", "--shard", "0/2")
     assert p.returncode == 1 and p.stderr.startswith("error: --summarize merges finished runs; --shard selects work")
 
 
@@ -686,7 +686,7 @@ def test_cross_session_split_holds_out_a_session():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset, base", [("SEED", "SEED.ini"), ("SEED-IV", "SEED_IV.ini")])
-def test_cross_session_and_predict_end_to_end(tmp_path, dataset, base):
+def test_cross_session_and_predict_end_to_end(tmp_path, dataset, base, capsys):
     """Both datasets: cross_session trains 3 runs per subject, each tested on a held-out session;
     --predict applies one to another session and writes its CSV; the three Python lines give the same."""
     import preprocessed
@@ -700,8 +700,8 @@ def test_cross_session_and_predict_end_to_end(tmp_path, dataset, base):
                           "result_path": tmp_path / "res"},
                     data={"input_width": 16}, model=TINY_MODEL,
                     training={"nbEpoch": 1, "batch_size": 32, "num_threads": 1, "protocol": "cross_session"})
-    assert run_cli("Preprocess.py", "-c", str(ini), "--no-maps").returncode == 0
-    p = run_cli("run.py", "-c", str(ini))
+    assert run_in_process(capsys, "Preprocess.py", "-c", str(ini), "--no-maps").returncode == 0
+    p = run_in_process(capsys, "run.py", "-c", str(ini))
     assert p.returncode == 0, p.stderr
     assert "honest: per subject, one session held out" in p.stdout
     cfg = config.load_config(ini)
@@ -716,7 +716,7 @@ def test_cross_session_and_predict_end_to_end(tmp_path, dataset, base):
     assert {s.session for s in parts} == {1, 2, 3} and set(split.train) <= set(range(len(sessions[1].label), len(de)))
     np.testing.assert_allclose(stats["de_mean"][0], de[split.train].mean(0), rtol=1e-5)   # training windows only
 
-    p = run_cli("run.py", "-c", str(ini), "--predict", "sub01_ses1", "--subjects", "1", "--sessions", "2")
+    p = run_in_process(capsys, "run.py", "-c", str(ini), "--predict", "sub01_ses1", "--subjects", "1", "--sessions", "2")
     assert p.returncode == 0, p.stderr
     path = tmp_path / "res" / "predictions" / "sub01_ses1_on_sub01_ses2.csv"
     rows = [line.split(",") for line in path.read_text().splitlines()]
@@ -735,9 +735,9 @@ def test_cross_session_and_predict_end_to_end(tmp_path, dataset, base):
     probabilities = training.predict_probabilities(net, trained, stats, sessions[2])
     assert np.allclose(probabilities, body[:, 4:], atol=1e-5)
 
-    bad = run_cli("run.py", "-c", str(ini), "--predict", "sub01_ses1")
+    bad = run_in_process(capsys, "run.py", "-c", str(ini), "--predict", "sub01_ses1")
     assert bad.returncode == 1 and bad.stderr.startswith("error: --predict sub01_ses1: give one subject and one session")
-    gone = run_cli("run.py", "-c", str(ini), "--predict", "sub09_ses1", "--subjects", "1", "--sessions", "2")
+    gone = run_in_process(capsys, "run.py", "-c", str(ini), "--predict", "sub09_ses1", "--subjects", "1", "--sessions", "2")
     assert gone.returncode == 1 and "sub09_ses1.pt: checkpoint not found" in gone.stderr
 
 
@@ -785,7 +785,7 @@ def test_readme_try_it_commands_run_as_written(tmp_path):
 
 
 @pytest.mark.slow
-def test_cross_session_results_of_another_session_pool_are_refused(tmp_path):
+def test_cross_session_results_of_another_session_pool_are_refused(tmp_path, capsys):
     """A session preprocessed later changes every cross_session run of its subject: the finished ones are
     not reused or merged (as loso's subject pool)."""
     import synthetic
@@ -796,12 +796,12 @@ def test_cross_session_results_of_another_session_pool_are_refused(tmp_path):
                               "result_path": tmp_path / "res"},
                         data={"input_width": 16}, model=TINY_MODEL,
                         training={"nbEpoch": 1, "batch_size": 32, "num_threads": 1, "protocol": "cross_session"}))
-    assert run_cli("Preprocess.py", "-c", ini, "--sessions", "1,2", "--no-maps").returncode == 0
-    p = run_cli("run.py", "-c", ini)
+    assert run_in_process(capsys, "Preprocess.py", "-c", ini, "--sessions", "1,2", "--no-maps").returncode == 0
+    p = run_in_process(capsys, "run.py", "-c", ini)
     assert p.returncode == 0, p.stderr
     assert json.loads((tmp_path / "res" / "runs" / "sub01_ses1.json").read_text())["session_pool"] == [1, 2]
-    assert run_cli("Preprocess.py", "-c", ini, "--sessions", "3", "--no-maps").returncode == 0
-    again = run_cli("run.py", "-c", ini)
+    assert run_in_process(capsys, "Preprocess.py", "-c", ini, "--sessions", "3", "--no-maps").returncode == 0
+    again = run_in_process(capsys, "run.py", "-c", ini)
     assert again.returncode == 1 and again.stderr.splitlines() == [
         f"error: {tmp_path}/res/runs/sub01_ses1.json: trained with sessions [1, 2] of subject 1, but the preprocessed "
         f"sessions are now [1, 2, 3]; choose another [path] result_path or delete {tmp_path}/res/runs to start over"]

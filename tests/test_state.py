@@ -32,7 +32,7 @@ import torch
 
 import checkpoints
 import config
-from conftest import ROOT, TINY_MODEL, Payload, run_cli, tiny_seed_tree, write_ini
+from conftest import ROOT, TINY_MODEL, Payload, run_cli, run_in_process, tiny_seed_tree, write_ini
 import figures
 import fileio
 import Preprocess
@@ -201,21 +201,21 @@ def test_damaged_manifest_marks_its_session_not_preprocessed(finished, tmp_path)
 
 
 @pytest.mark.slow
-def test_damaged_or_missing_best_checkpoint_is_named(finished, tmp_path):
+def test_damaged_or_missing_best_checkpoint_is_named(finished, tmp_path, capsys):
     root, ini = copy_of(finished, tmp_path)
     best = root / "res" / "checkpoints" / "sub01_ses1.pt"
     best.write_bytes(best.read_bytes()[:300])
-    p = run_cli("run.py", "-c", str(ini), "--explain", "sub01_ses1")
+    p = run_in_process(capsys, "run.py", "-c", str(ini), "--explain", "sub01_ses1")
     assert p.returncode == 1 and p.stderr.startswith(f"error: {best}: not a readable checkpoint")
     assert len(p.stderr.splitlines()) == 1
     checkpoint = torch.load(root / "res" / "checkpoints" / "sub02_ses1.pt", weights_only=False)
     torch.save({**checkpoint, "normalization": None}, best)
-    p = run_cli("run.py", "-c", str(ini), "--explain", "sub01_ses1")
+    p = run_in_process(capsys, "run.py", "-c", str(ini), "--explain", "sub01_ses1")
     assert p.returncode == 1 and "damaged checkpoint (normalization: expected the input statistics" in p.stderr
     best.unlink()
-    p = run_cli("run.py", "-c", str(ini), "--explain", "sub01_ses1")
+    p = run_in_process(capsys, "run.py", "-c", str(ini), "--explain", "sub01_ses1")
     assert p.returncode == 1 and "checkpoint not found, although the run finished" in p.stderr
-    p = run_cli("run.py", "-c", str(ini), "--summarize")         # counted, and said
+    p = run_in_process(capsys, "run.py", "-c", str(ini), "--summarize")         # counted, and said
     assert p.returncode == 0
     assert p.stderr.startswith(f"warning: {root / 'res' / 'checkpoints'}: no checkpoint for finished run(s) sub01_ses1")
     assert json.loads((root / "res" / "summary.json").read_text())["runs_without_checkpoint"] == ["sub01_ses1"]
