@@ -26,7 +26,7 @@ Output, per subject-session, under [path] preprocessed_root:
                temporal.npy   (N, W, W, P) float32    raw EEG maps, uV (without raw EEG: absent)
                de.npy         (N, 62, 5) float32      the same DE per electrode, unnormalised
                eeg.npy        (N, 62, P) float32      the same resampled segments per electrode
-               label.npy      (N,) int64              0-based class (datasets.CLASS_NAMES)
+               label.npy      (N,) int64              0-based class (the dataset entry's class_names)
                trial.npy      (N,) int64              1-based trial number
                manifest.json  [data] config, shapes, dtypes, sources, bytes; written last: its
                               presence marks the session complete
@@ -47,17 +47,41 @@ from pathlib import Path
 
 import numpy as np
 
-from config import Config, add_set_argument, data_override_root, load_config
-from datasets import (BANDS, BANDS_HZ, CHANNELS, FEATURE_FOLDERS, GRID_SIZE, RAW_FOLDER, SAMPLING_RATE, TRIAL_WINDOWS,
-                      WINDOW_S, Recording, find_recordings, read_features, read_labels, read_raw)
-from fileio import (BLOCK, check_output_folder, make_folder, publish, remove_stale_temporaries, staged_path,
-                    write_json)
-from inputs import (TemporalSpec, electrodes_to_maps, interpolation_matrix, resample_matrix, save_maps_npy,
-                    temporal_samples, temporal_spec)
+from sst.cli import cli_main, int_list, refuse_empty_values
+from sst.config import Config, add_set_argument, data_override_root, load_config
+from sst.data import datasets
+from sst.data.electrodes import BANDS, CHANNELS, GRID_SIZE, SAMPLING_RATE
+from sst.data.inputs import (
+    TemporalSpec,
+    electrodes_to_maps,
+    interpolation_matrix,
+    resample_matrix,
+    save_maps_npy,
+    temporal_samples,
+    temporal_spec,
+)
+from sst.data.readers import Recording, find_recordings, read_features, read_labels, read_raw
+
 # Session and load_preprocessed stay importable from here (Preprocess.load_preprocessed, as earlier versions)
-from preprocessed import (ARRAYS, MANIFEST, SESSION_FOLDER, Session, load_preprocessed,  # noqa: F401
-                      manifest_matches_folder, read_manifest, session_folder)
-from utils import ConfigError, DataError, cli_main, git_commit, int_list, refuse_empty_values
+from sst.data.session_store import (
+    ARRAYS,
+    MANIFEST,
+    SESSION_FOLDER,
+    manifest_matches_folder,
+    read_manifest,
+    session_folder,
+)
+from sst.errors import ConfigError, DataError
+from sst.fileio import (
+    BLOCK,
+    check_output_folder,
+    make_folder,
+    publish,
+    remove_stale_temporaries,
+    staged_path,
+    write_json,
+)
+from sst.runtime import git_commit
 
 # ----------------------------------------------------------------------------- DE from raw EEG
 
@@ -74,7 +98,7 @@ def differential_entropy(raw: np.ndarray, bands_hz, window: int) -> np.ndarray:
     zero-phase (sosfiltfilt) over the whole trial. In nats of uV: the lab's de_LDS uses an
     STFT-energy variant, log2(100 * E), so the values differ in scale (not in ranking).
     """
-    from scipy import signal   # seconds to import: only feature = de_raw needs it
+    from scipy import signal  # seconds to import: only feature = de_raw needs it
 
     n_windows = raw.shape[-1] // window
     out = np.empty((raw.shape[0], n_windows, len(bands_hz)))
@@ -142,7 +166,7 @@ def _load_session(rec: Recording, cfg: Config, labels: np.ndarray, spec: Tempora
         if short is not None:
             raise DataError(f"{rec.raw}: trial {short} (key *_eeg{short}) has {raw[short].shape[1]} samples, "
                             f"shorter than one {spec.window}-sample DE window")
-        de = {k: differential_entropy(x, BANDS_HZ[cfg.data.dataset], spec.window) for k, x in raw.items()}
+        de = {k: differential_entropy(x, datasets.get(cfg.data.dataset).bands_hz, spec.window) for k, x in raw.items()}
         return de, raw
     de = read_features(rec.features, cfg.data.feature)
     _check_trials(rec.features, de, len(labels), cfg.data.feature)
@@ -251,10 +275,11 @@ def estimated_bytes(cfg: Config, maps: bool = True) -> int:
     samples' maps they are streamed through (inputs.save_maps_npy: the maps are never held whole).
     """
     data = cfg.data
-    windows = max(sum(t) for t in TRIAL_WINDOWS[data.dataset].values())
+    entry = datasets.get(data.dataset)
+    windows = max(sum(t) for t in entry.trial_windows.values())
     width2, points = data.input_width ** 2, data.temInput_length
     matrices = width2 * (2 * GRID_SIZE ** 2 * 8 + len(CHANNELS) * (8 + 4))
-    raw = len(CHANNELS) * SAMPLING_RATE * WINDOW_S[data.dataset] * windows * 8
+    raw = len(CHANNELS) * SAMPLING_RATE * entry.window_s * windows * 8
     arrays = windows * len(CHANNELS) * (len(BANDS) + points) * (4 + 8)
     buffer = 2 * (64 * width2 * max(len(BANDS), points) * 4 + BLOCK) if maps else 0
     return matrices + raw + arrays + buffer
@@ -324,13 +349,14 @@ def preprocess(cfg: Config, force: bool = False, subjects=None, sessions=None, m
     recordings = _select(find_recordings(data.dataset, root), subjects, sessions, root)
     has_raw = recordings[0].raw is not None  # find_recordings pairs the folders: all or none have raw EEG
     has_features = recordings[0].features is not None
+    entry = datasets.get(data.dataset)
     if data.feature == "de_raw" and not has_raw:
-        raise DataError(f"{root / RAW_FOLDER[data.dataset]}: not found, needed for [data] feature = de_raw (DE from raw EEG)")
+        raise DataError(f"{root / entry.raw_folder}: not found, needed for [data] feature = de_raw (DE from raw EEG)")
     if data.feature != "de_raw" and not has_features:
-        raise DataError(f"{root / FEATURE_FOLDERS[data.dataset][0]}: not found, needed for [data] feature = {data.feature} "
-                        f"(feature = de_raw computes DE from {RAW_FOLDER[data.dataset]}/ instead)")
+        raise DataError(f"{root / entry.feature_folders[0]}: not found, needed for [data] feature = {data.feature} "
+                        f"(feature = de_raw computes DE from {entry.raw_folder}/ instead)")
     if not has_raw:
-        print(f"no raw EEG under {root / RAW_FOLDER[data.dataset]}: only the spatial-spectral stream can be trained "
+        print(f"no raw EEG under {root / entry.raw_folder}: only the spatial-spectral stream can be trained "
               f"(set [model] streams = spectral)")
     labels = read_labels(data.dataset, root)
     interpolation, resampling = interpolation_matrix(data.input_width), resample_matrix(spec)
@@ -376,7 +402,6 @@ def preprocess(cfg: Config, force: bool = False, subjects=None, sessions=None, m
 
 
 # ----------------------------------------------------------------------------- command line
-
 
 
 def main(argv: list[str] | None = None) -> int:

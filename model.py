@@ -37,10 +37,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import config
-import fileio
-import utils
-from optim import adam, param_groups  # noqa: F401  (model.adam, model.param_groups: the authors' optimizer)
+from sst import cli, config, errors, fileio
+from sst import plugins as sst_plugins
 
 BN_EPSILON = 1.1e-5     # Keras BatchNormalization(epsilon=1.1e-5) in the authors' code
 BN_MOMENTUM = 0.01      # Keras momentum 0.99 weighs the old running value; PyTorch's weighs the new one
@@ -553,7 +551,7 @@ class SSTEmotionNet(nn.Module):
 
 def stream_sources(cfg: config.Config) -> dict[str, str]:
     """{stream name: source array} of the network `cfg` builds, without building it (plugins imported)."""
-    utils.import_plugins(cfg.model.plugins, cfg.where("model", "plugins"))
+    sst_plugins.import_plugins(cfg.model.plugins, cfg.where("model", "plugins"))
     return {name: STREAM_SOURCES.get(name) for name in config.stream_names(cfg.model.streams)}
 
 
@@ -562,7 +560,7 @@ def build_model(cfg: config.Config, plugins: bool = True) -> SSTEmotionNet:
     (plugins=False: not, e.g. for a checkpoint's config, whose variants must be registered already). A
     config it cannot build raises one ConfigError naming the file, section and key."""
     if plugins:
-        utils.import_plugins(cfg.model.plugins, cfg.where("model", "plugins"))
+        sst_plugins.import_plugins(cfg.model.plugins, cfg.where("model", "plugins"))
     try:
         net = SSTEmotionNet(**config.model_arguments(cfg))
     except ModelArgumentError as e:
@@ -581,7 +579,7 @@ def build_model(cfg: config.Config, plugins: bool = True) -> SSTEmotionNet:
 
 def load_keras_weights(net: SSTEmotionNet, path: str | Path) -> int:
     """The authors' Keras .h5 into an official-order `net`, in place (keras_weights.py); tensors loaded."""
-    from keras_weights import load_keras_weights as load     # h5py: imported when needed
+    from sst.models.keras_weights import load_keras_weights as load
     return load(net, path)
 
 
@@ -625,11 +623,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keras-weights", type=Path, metavar="FILE.h5", help="load the authors' Keras weights "
                         "(.h5) into the official-order network")
     parser.add_argument("--save", type=Path, metavar="FILE.pt", help="with --keras-weights: save the state dict")
-    args = utils.refuse_empty_values(parser).parse_args(argv)
+    args = cli.refuse_empty_values(parser).parse_args(argv)
     cfg = config.load_config(args.config, args.set, sections=("model",))  # the network needs no paths or training keys
     if args.save:   # written by an atomic rename: an input named there would be lost, not read
         if not args.keras_weights:
-            raise utils.UserError("--save goes with --keras-weights")
+            raise errors.UserError("--save goes with --keras-weights")
         fileio.refuse_overwriting(args.save, "--save", [("--keras-weights", args.keras_weights), ("-c", args.config),
                                                         *(("[model] plugins", p) for p in cfg.model.plugins)])
     if args.keras_weights and cfg.model.block_order != "official":
@@ -646,4 +644,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    utils.cli_main(main)
+    cli.cli_main(main)

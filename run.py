@@ -46,22 +46,21 @@ from pathlib import Path
 
 import torch
 
-import config
-import experiments
-import fileio
 import model as model_lib
-import predictions
 import Preprocess
-import preprocessed
-import results
-import tables
-import utils
-from config import Config
-from results import ResultDir
-from sharding import CLAIM, parse_shard, plan_runs, slurm_array_index  # noqa: F401  (run.parse_shard, ...)
-from training import (Diverged, RunSpec, Trainer, build_run_data, check_run_data, confusion_matrix, result_warnings,
-                      run_seed, scores, subject_pool)
-from utils import DataError, UserError, printable
+from sst import cli, config, fileio, runtime
+from sst.config import Config
+from sst.data import session_store
+from sst.errors import DataError, UserError, printable
+from sst.reporting import experiments, predictions, summaries, tables
+from sst.results import provenance, store
+from sst.results.store import ResultDir
+from sst.training import runspec
+from sst.training.loop import Diverged, Trainer, build_run_data, check_run_data
+from sst.training.metrics import confusion_matrix, result_warnings, scores
+from sst.training.protocols import subject_pool
+from sst.training.runspec import RunSpec, run_seed
+from sst.training.sharding import CLAIM, parse_shard, plan_runs
 
 # --demo: synthetic SEED data of this size, and these keys changed from the INI file's values.
 DEMO_DATA = {"subjects": (1, 2), "sessions": (1,), "trial_fraction": 0.15, "seed": 0}
@@ -121,7 +120,7 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
     """Train, select and test one run, resuming its partial state; write its files. Returns the result.
     A classical baseline ([model] name) is fitted by baselines.train_run instead."""
     if cfg.model.name != "sst_emotionnet":
-        import baselines
+        from sst.models import baselines
 
         return baselines.train_run(cfg, spec, sessions, out, progress, k, n)
     start = time.perf_counter()
@@ -130,12 +129,12 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
     partial = out.partial(spec)
     if partial.exists():
         try:
-            results.load_partial(partial, trainer, out.config_key, out)
+            store.load_partial(partial, trainer, out.config_key, out)
             print(f"{spec.name}: resuming after epoch {len(trainer.history)} of {cfg.training.nbEpoch}", flush=True)
-        except results.DamagedFile as e:     # set aside, so that no rerun trips over it again
-            results.set_aside(partial, str(e))
+        except store.DamagedFile as e:     # set aside, so that no rerun trips over it again
+            store.set_aside(partial, str(e))
             trainer = Trainer(cfg, spec, data, device)
-        except results.OtherCode as e:     # another configuration: never resumed, never overwritten
+        except store.OtherCode as e:     # another configuration: never resumed, never overwritten
             raise out.refuse(str(e)) from None
         except ValueError as e:     # another configuration's or subject pool's: overwritten after the first epoch
             print(f"{spec.name}: ignoring {partial.name} ({e}); starting over", file=sys.stderr)
@@ -148,8 +147,8 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
         writer = SummaryWriter(log_dir=str(out.root / "tensorboard" / spec.name))
 
     def on_epoch(row: dict) -> None:
-        results.save_partial(partial, trainer, out.config_key, out.code)
-        results.write_epochs_csv(out.epochs_csv(spec), trainer.history)
+        store.save_partial(partial, trainer, out.config_key, out.code)
+        store.write_epochs_csv(out.epochs_csv(spec), trainer.history)
         if writer is not None:
             for key, value in row.items():
                 if key != "epoch":
@@ -181,13 +180,13 @@ def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, 
         "wall_seconds": time.perf_counter() - start, "device": str(device), "accelerated": trainer.accelerated,
         "config_key": out.config_key, "code": out.code, "precision": out.precision, "warnings": warnings,
     }
-    results.write_result(out, cfg, trainer, result)
+    store.write_result(out, cfg, trainer, result)
     return result
 
 
 def result_line(r: dict) -> str:
     if r.get("model", "sst_emotionnet") != "sst_emotionnet":
-        import baselines
+        from sst.models import baselines
 
         return baselines.result_line(r)
     return (f"{r['run']}: accuracy {100 * r['accuracy']:.2f}%  macro-F1 {r['macro_f1']:.3f}  "
@@ -208,12 +207,12 @@ def prepare(device: torch.device, threads: int | None) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     else:
-        utils.keep_freed_memory()
+        runtime.keep_freed_memory()
 
 
 def _start_worker(devices, threads: int, progress: Progress, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the parent's: it stops every worker
-    utils.die_with_parent(parent)                    # a killed parent leaves no worker training on
+    cli.die_with_parent(parent)                    # a killed parent leaves no worker training on
     device = torch.device(devices.get())
     prepare(device, threads)
     _WORKER.update(device=device, progress=progress)
@@ -222,10 +221,10 @@ def _start_worker(devices, threads: int, progress: Progress, parent: int) -> Non
 def _run_in_worker(task: tuple) -> tuple[str, str, object]:
     """One run in a worker: its own sessions (memory-mapped), then train_run. ('done' | 'failed', run, result | error)."""
     cfg, spec, k, n, tensorboard = task
-    sessions = preprocessed.load_preprocessed(cfg, *pooled(cfg, [spec.subject], [spec.session]))
+    sessions = session_store.load_preprocessed(cfg, *pooled(cfg, [spec.subject], [spec.session]))
     try:
         device = _WORKER["device"]
-        return "done", spec.name, train_run(cfg, spec, sessions, device, ResultDir(cfg, results.precision(device, cfg)),
+        return "done", spec.name, train_run(cfg, spec, sessions, device, ResultDir(cfg, provenance.precision(device, cfg)),
                                             _WORKER["progress"], k, n, tensorboard)
     except Diverged as e:
         return "failed", spec.name, str(e)
@@ -237,7 +236,7 @@ class WorkerProcess(multiprocessing.context.SpawnProcess):
 
     @staticmethod
     def _Popen(process_obj):
-        with utils.children_ignore_ctrl_c():        # only while this one process is started (a few ms)
+        with cli.children_ignore_ctrl_c():        # only while this one process is started (a few ms)
             return multiprocessing.context.SpawnProcess._Popen(process_obj)
 
 
@@ -283,11 +282,10 @@ def pooled(cfg: Config, subjects, sessions) -> tuple:
 
 def demo_config(base: Config, root: Path) -> Config:
     """A reduced configuration of `base` on small synthetic SEED data under `root`."""
-    import datasets
-    import synthetic
+    from sst.data import datasets, synthetic
 
     data_root = root / "SEED"
-    if not (data_root / datasets.RAW_FOLDER["SEED"]).exists():
+    if not (data_root / datasets.get("SEED").raw_folder).exists():
         print(f"writing synthetic SEED-format data to {data_root}")
         synthetic.write_seed(data_root, **DEMO_DATA)
     paths = {"dataset_root": data_root, "preprocessed_root": root / "SEED_preprocessed", "result_path": root / "results"}
@@ -298,7 +296,7 @@ def override_folder(cfg: Config) -> str | None:
     """The result subfolder for --set overrides that change results (e.g. training.nbEpoch=5); None if
     there are none or they set the result path themselves."""
     changing = [o for o in cfg.overrides if not o.startswith("path.")
-                and o.split("=", 1)[0] not in {f"training.{k}" for k in results.NON_RESULT_TRAINING_KEYS}]
+                and o.split("=", 1)[0] not in {f"training.{k}" for k in provenance.NON_RESULT_TRAINING_KEYS}]
     if not changing or any(o.startswith("path.result_path=") for o in cfg.overrides):
         return None
     return config.folder_name(changing)
@@ -317,8 +315,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     config.add_set_argument(parser)
     parser.add_argument("--result-path", type=Path, help="write results here instead of [path] result_path (by "
                         "default, --set values that change results get their own subfolder of it)")
-    parser.add_argument("--subjects", type=utils.int_list, help="comma-separated subject numbers (default: all preprocessed)")
-    parser.add_argument("--sessions", type=utils.int_list, help="comma-separated session numbers (default: all)")
+    parser.add_argument("--subjects", type=cli.int_list, help="comma-separated subject numbers (default: all preprocessed)")
+    parser.add_argument("--sessions", type=cli.int_list, help="comma-separated session numbers (default: all)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in a worker process (CPU threads "
                         "divided among them; on CUDA spread over the visible devices); default 1")
     parser.add_argument("--shard", type=str, help="I/N: run every N-th run starting at I (0-based), or auto (a SLURM "
@@ -342,10 +340,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--demo", action="store_true", help="synthetic SEED data, reduced training, end to end")
     parser.add_argument("--demo-dir", type=Path, default=Path(__file__).resolve().parent / ".cache" / "demo",
                         help="where --demo writes its data and results (default .cache/demo)")
-    args = utils.refuse_empty_values(parser).parse_args(argv)
+    args = cli.refuse_empty_values(parser).parse_args(argv)
     for flag, name in (("--predict", args.predict), ("--explain", args.explain)):
         if name is not None:
-            results.run_named(name, flag)       # before any work: a name is never a path
+            runspec.run_named(name, flag)       # before any work: a name is never a path
     actions = [flag for flag, given in (("--summarize", args.summarize), ("--explain", args.explain),
                                         ("--predict", args.predict), ("--demo", args.demo), ("--ablation", args.ablation),
                                         ("--compare", args.compare)) if given]
@@ -403,7 +401,7 @@ def summarize_results(cfg: Config, args: argparse.Namespace) -> int:
     out.check_writable()
     with out.lock():        # beside the shards of this configuration; never beside another's
         # sets damaged records aside only if not None
-        if results.summarize(cfg, out, args.subjects, args.sessions, fmt=args.format) is None:
+        if summaries.summarize(cfg, out, args.subjects, args.sessions, fmt=args.format) is None:
             raise DataError(f"{out.root / 'runs'}: no finished run of subjects {args.subjects or 'all'}, sessions "
                             f"{args.sessions or 'all'} to summarize")
         out.tidy([], done)
@@ -412,9 +410,9 @@ def summarize_results(cfg: Config, args: argparse.Namespace) -> int:
 
 def explain(cfg: Config, run: str) -> int:
     """--explain RUN: attention and input figures of a finished run, under figures/RUN."""
-    import figures
+    from sst.reporting import figures
 
-    spec = results.run_named(run, "--explain")
+    spec = runspec.run_named(run, "--explain")
     root = cfg.path.result_path
     for path in figures.explain_run(experiments.checkpoint_path(cfg, spec.name, base_result_path(cfg)),
                                     cfg.path.preprocessed_root, fileio.child(root / "figures", spec.name)):
@@ -429,11 +427,11 @@ def train(cfg: Config, args: argparse.Namespace) -> int:
     if shard == CLAIM and args.jobs > 1:
         raise UserError("--shard auto: this SLURM array's task ids are not evenly spaced, so each task takes one run "
                         "at a time that no other has taken; leave out --jobs, or use an evenly spaced --array")
-    device = utils.resolve_device(cfg.training.device, cfg.where("training", "device"))
-    out = ResultDir(cfg, results.precision(device, cfg))
+    device = runtime.resolve_device(cfg.training.device, cfg.where("training", "device"))
+    out = ResultDir(cfg, provenance.precision(device, cfg))
     if args.demo:
         Preprocess.preprocess(cfg)
-    all_sessions = preprocessed.load_preprocessed(cfg, *pooled(cfg, subjects, sessions))
+    all_sessions = session_store.load_preprocessed(cfg, *pooled(cfg, subjects, sessions))
     runs = plan_runs([(s.subject, s.session) for s in all_sessions], subjects, sessions, shard,
                      cfg.training.repeats)
     if not runs:
@@ -481,7 +479,7 @@ def train_runs(cfg: Config, args: argparse.Namespace, out: ResultDir, runs: list
         outcomes = serial(cfg, todo, len(runs), all_sessions, device, out, progress, args.tensorboard)
     failed = report(out, todo, outcomes)
     if shard is None:
-        results.summarize(cfg, out, this_invocation={spec.name for _, spec in todo}, fmt=args.format)
+        summaries.summarize(cfg, out, this_invocation={spec.name for _, spec in todo}, fmt=args.format)
         if args.demo:
             demo_epilogue(out, cfg, runs[0])
     elif not args.ablation:     # the ablation says once what to run after its shards
@@ -552,7 +550,7 @@ def failed_since(record: Path, since: float) -> bool:
 
 def demo_epilogue(out: ResultDir, cfg: Config, first: RunSpec) -> None:
     """--demo: the attention and input figures of its first run, then where everything went."""
-    import figures
+    from sst.reporting import figures
 
     made = sorted(out.root.glob("figures/*.png"))
     if out.checkpoint(first).is_file():
@@ -589,4 +587,4 @@ def serial(cfg: Config, todo: list[tuple[int, RunSpec]], n: int, sessions: list,
 
 
 if __name__ == "__main__":
-    utils.cli_main(main)
+    cli.cli_main(main)

@@ -34,8 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-import config  # noqa: E402
-import utils  # noqa: E402
+from sst import cli, config
 
 RUNS, EPOCHS = 45, 50           # the SEED protocol: 15 subjects x 3 sessions, nbEpoch 50
 SUBJECTS = 4                    # synthetic subjects written: --jobs 4 trains four runs at once
@@ -99,7 +98,7 @@ def info(args) -> int:
 
 
 def _write_subject(root: Path, subject: int, fraction: float) -> None:
-    import synthetic
+    from sst.data import synthetic
 
     synthetic.write_seed(root, subjects=(subject,), sessions=(1,), trial_fraction=fraction, seed=0)
 
@@ -114,9 +113,9 @@ def data(args) -> int:
     cfg = load(args)
     with open(os.devnull, "w") as quiet, _redirect(quiet):      # a line per session
         Preprocess.preprocess(cfg, maps=False)
-    import preprocessed
+    from sst.data import session_store
 
-    windows = [len(s.label) for s in preprocessed.load_preprocessed(cfg)]
+    windows = [len(s.label) for s in session_store.load_preprocessed(cfg)]
     print(f"data: synthetic SEED, {SUBJECTS} subjects x 1 session ({windows[0]} windows each), Preprocess.py "
           f"--no-maps: {time.perf_counter() - start:.0f} s")
     return 0
@@ -128,17 +127,17 @@ def data(args) -> int:
 def check(args) -> int:
     """bf16 autocast against float32 on one device: one training-mode step (dropout off) on a batch of the
     synthetic session's windows, its loss, logits and gradients."""
-    import preprocessed
-    import training
+    from sst.data import session_store
+    from sst.training import loop, runspec
 
     device = torch.device(args.device)
     if device.type == "cuda":     # the float32 reference in float32, not TF32
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     cfg = load(args, model={"dropout": 0.0})
-    spec = training.RunSpec(1, 1)
-    data = training.build_run_data(cfg, spec, preprocessed.load_preprocessed(cfg, [1], [1]))
-    trainer = training.Trainer(cfg, spec, data, device)
-    idx = training.to_device(torch.from_numpy(data.split.train[:64]), device)
+    spec = runspec.RunSpec(1, 1)
+    data = loop.build_run_data(cfg, spec, session_store.load_preprocessed(cfg, [1], [1]))
+    trainer = loop.Trainer(cfg, spec, data, device)
+    idx = loop.to_device(torch.from_numpy(data.split.train[:64]), device)
     y = trainer.labels.index_select(0, idx)
     out = {}
     for precision in ("float32", "bf16"):
@@ -175,8 +174,8 @@ class Timers:
     when Trainer.fit starts; checks the gradients after each epoch, outside the timed part."""
 
     def __init__(self):
-        import results
-        import training
+        from sst.results import store
+        from sst.training import loop
 
         self.calls: list[tuple[str, float]] = []
         self.grads_finite: list[bool] = []
@@ -197,12 +196,12 @@ class Timers:
         def check_grads(trainer, *_):       # after the epoch's last step: outside the timed part
             timers.grads_finite.append(all(bool(torch.isfinite(p.grad).all()) for p in trainer.net.parameters()
                                            if p.grad is not None))
-        wrap(training.Trainer, "train_epoch", "training", check_grads)
-        wrap(training.Trainer, "predict", "evaluation")
-        wrap(results, "save_partial", "state save")
+        wrap(loop.Trainer, "train_epoch", "training", check_grads)
+        wrap(loop.Trainer, "predict", "evaluation")
+        wrap(store, "save_partial", "state save")
         self.fit_starts: list[float] = []
-        fit = training.Trainer.fit
-        training.Trainer.fit = lambda *a, **k: (self.fit_starts.append(time.perf_counter()), fit(*a, **k))[1]
+        fit = loop.Trainer.fit
+        loop.Trainer.fit = lambda *a, **k: (self.fit_starts.append(time.perf_counter()), fit(*a, **k))[1]
 
 
 def make_progress(planned: int):
@@ -225,11 +224,10 @@ def runs(args) -> int:
     """Two runs of sub01_ses1 one after the other in this process, as run.py trains them (--jobs 1): the first
     pays the one-off costs (cuDNN's autotuning, first kernels), the second shows the steady state. (Every run of
     SEED's trial protocol has the same batch sizes, 3394 windows a session: a process autotunes them once.)"""
-    import checkpoints
-    import preprocessed
-    import results
     import run
-    import training
+    from sst.data import session_store
+    from sst.results import checkpoints, provenance, store
+    from sst.training import runspec
 
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -243,9 +241,9 @@ def runs(args) -> int:
     walls, intervals, splits, finite = [], [], [], []
     for k in (1, 2):
         cfg = load(args, f"runs{k}", training={"nbEpoch": epochs, "patience": epochs})
-        spec = training.RunSpec(1, 1)
-        sessions = preprocessed.load_preprocessed(cfg, [1], [1])
-        out = results.ResultDir(cfg, results.precision(device, cfg))
+        spec = runspec.RunSpec(1, 1)
+        sessions = session_store.load_preprocessed(cfg, [1], [1])
+        out = store.ResultDir(cfg, provenance.precision(device, cfg))
         progress = make_progress(epochs)
         timers.calls.clear()
         start = time.perf_counter()
@@ -283,7 +281,7 @@ def runs(args) -> int:
 
     # the first run's best checkpoint, loaded and predicted on the CPU, against the device
     trained = checkpoints.TrainedModel.load(load(args, "runs1").path.result_path / "checkpoints" / "sub01_ses1.pt")
-    session = preprocessed.load_preprocessed(cfg, [1], [1])[0]
+    session = session_store.load_preprocessed(cfg, [1], [1])[0]
     arrays = trained.source_arrays([session], np.arange(min(256, len(session.label))))
     probabilities = {}
     for where in ("cpu", args.device):
@@ -405,9 +403,9 @@ def _training_steps(cfg: config.Config, device: torch.device, batch: int, bf16: 
                     steps: int) -> tuple[float, int]:
     """(samples/s over `steps` steps after `warmup` untimed ones, peak bytes allocated on a CUDA device) of a
     fresh network."""
-    import fastcpu
     import model as model_lib
-    import optim
+    from sst.models import fastcpu
+    from sst.training import optim
 
     torch.manual_seed(0)
     if device.type == "cuda":       # what earlier networks left is freed (they were locals of earlier calls)
@@ -474,4 +472,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    utils.cli_main(main)
+    cli.cli_main(main)

@@ -40,8 +40,8 @@ import torch  # noqa: E402
 from tf_keras import layers as L  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import config  # noqa: E402  (the project is a flat set of scripts)
 import model  # noqa: E402
+from sst import config
 
 EPS = 1.1e-5
 SMALL = {"data": {"input_width": 16, "specInput_length": 5, "temInput_length": 9},

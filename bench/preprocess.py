@@ -46,23 +46,20 @@ from scipy.interpolate import griddata  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import datasets  # noqa: E402
 import Preprocess  # noqa: E402
-import preprocessed  # noqa: E402
-import synthetic  # noqa: E402
-from config import load_config  # noqa: E402
-
 from common import cpu_model  # noqa: E402  (bench/common.py)
+from sst.config import load_config
+from sst.data import electrodes, readers, session_store, synthetic
 
 
 def reference(de_samples: np.ndarray, segments: np.ndarray, spec, width: int) -> None:
     """Per-sample maps as common toolkits build them; de_samples (n, 62, 5), segments (n, 62, length)."""
-    grid_r, grid_c = np.mgrid[0:datasets.GRID_SIZE, 0:datasets.GRID_SIZE]
+    grid_r, grid_c = np.mgrid[0:electrodes.GRID_SIZE, 0:electrodes.GRID_SIZE]
     for de, segment in zip(de_samples, segments):
         resampled = signal.resample_poly(segment, spec.up, spec.down, axis=-1)  # (62, points)
         for frame in np.concatenate([de, resampled], axis=1).T:  # 5 bands + 25 time points, (62,) each
-            grid = griddata(datasets.GRID_POSITIONS, frame, (grid_r, grid_c), method="cubic", fill_value=0.0)
-            ndimage.zoom(grid, width / datasets.GRID_SIZE, order=3)
+            grid = griddata(electrodes.GRID_POSITIONS, frame, (grid_r, grid_c), method="cubic", fill_value=0.0)
+            ndimage.zoom(grid, width / electrodes.GRID_SIZE, order=3)
 
 
 def paths(folder: Path) -> list[str]:
@@ -123,14 +120,14 @@ def main() -> None:
         synthetic.write_seed(folder / "SEED", subjects=(1,), sessions=sessions)
         overrides = paths(folder)
         cfg = load_config(ROOT / "SEED.ini", overrides)
-        recordings = datasets.find_recordings("SEED", folder / "SEED")
+        recordings = readers.find_recordings("SEED", folder / "SEED")
         read = sum(p.stat().st_size for r in recordings for p in (r.features, r.raw)) / len(recordings)
 
         with phase_timings() as timings:
             Preprocess.preprocess(cfg, force=True)                      # also warms the page cache for the command
-        session = preprocessed.load_preprocessed(cfg, sessions=[1])[0]
+        session = session_store.load_preprocessed(cfg, sessions=[1])[0]
         spec = Preprocess.temporal_spec(cfg)
-        raw = datasets.read_raw(recordings[0].raw)[1]
+        raw = readers.read_raw(recordings[0].raw)[1]
         starts = np.arange(args.ref_samples) * spec.window + spec.offset
         segments = raw[:, starts[:, None] + np.arange(spec.length)].transpose(1, 0, 2)  # (n_ref, 62, length)
         de = np.array(session.de[:args.ref_samples], dtype=np.float64)
@@ -150,7 +147,7 @@ def main() -> None:
         no_maps = statistics.median(command_seconds(overrides, "--no-maps") for _ in range(args.repeats)) / len(sessions)
         Preprocess.preprocess(cfg, force=True)                          # the maps back, for the byte count
         written = sum((folder / "pre" / f"sub01_ses{k}" / f"{name}.npy").stat().st_size
-                      for k in sessions for name in preprocessed.ARRAYS) / len(sessions)
+                      for k in sessions for name in session_store.ARRAYS) / len(sessions)
         references.append(per_sample_reference())
         per_session_ref = min(references) * len(session.label)
 

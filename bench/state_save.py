@@ -27,18 +27,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import config  # noqa: E402
-import fileio  # noqa: E402
 import model as model_lib  # noqa: E402
-import results  # noqa: E402
-import training  # noqa: E402
-import utils  # noqa: E402
 from common import cpu_model  # noqa: E402
+from sst import cli, config, errors, fileio, runtime
+from sst.results import store
+from sst.training import loop, protocols, runspec
 
 EPOCHS = 45 * 50
 
 
-def trainer_after_a_step(cfg: config.Config) -> training.Trainer:
+def trainer_after_a_step(cfg: config.Config) -> loop.Trainer:
     """A CPU Trainer of `cfg`'s network on random inputs, one step of 8 windows trained, its best set."""
     n = 16
     g = torch.Generator().manual_seed(0)
@@ -46,10 +44,10 @@ def trainer_after_a_step(cfg: config.Config) -> training.Trainer:
     width = {"de": cfg.data.specInput_length, "eeg": cfg.data.temInput_length}
     arrays = {s: torch.randn(n, 62, width[s], generator=g) for s in sources}
     rows = np.arange(n)
-    data = training.RunData({name: arrays[s] for name, s in model_lib.stream_sources(cfg).items()},
-                            torch.arange(n) % cfg.model.nb_class, training.Split(rows[:8], rows[8:12], rows[12:]),
+    data = loop.RunData({name: arrays[s] for name, s in model_lib.stream_sources(cfg).items()},
+                            torch.arange(n) % cfg.model.nb_class, protocols.Split(rows[:8], rows[8:12], rows[12:]),
                             {}, [1])
-    trainer = training.Trainer(cfg.replace(training={"batch_size": 8}), training.RunSpec(1, 1), data,
+    trainer = loop.Trainer(cfg.replace(training={"batch_size": 8}), runspec.RunSpec(1, 1), data,
                                torch.device("cpu"))
     loss, accuracy = trainer.train_epoch(1)
     trainer.history.append({"epoch": 1, "train_loss": loss, "train_accuracy": accuracy, "seconds": 1.0})
@@ -57,13 +55,13 @@ def trainer_after_a_step(cfg: config.Config) -> training.Trainer:
     return trainer
 
 
-def gpu_layout(trainer: training.Trainer) -> dict:
+def gpu_layout(trainer: loop.Trainer) -> dict:
     """Trainer.state() with its network, optimizer and best checkpoint in one host buffer per dtype."""
     state = trainer.state()
-    return state | training.host_copy({k: state[k] for k in ("net", "optimizer", "best")}, snapshot=True)
+    return state | loop.host_copy({k: state[k] for k in ("net", "optimizer", "best")}, snapshot=True)
 
 
-def fsync_alone(path: Path, trainer: training.Trainer) -> float:
+def fsync_alone(path: Path, trainer: loop.Trainer) -> float:
     """Seconds of the fsync of a state just written (the write itself not timed)."""
     torch.save({"config_key": "bench", "code": None, **trainer.state()}, path)
     with open(path, "rb+") as fh:
@@ -87,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to write (default: a temporary folder under .cache/, the repository's file system)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
-        raise utils.UserError("--repeats must be >= 1")
+        raise errors.UserError("--repeats must be >= 1")
     cfg = config.load_config(args.config)
-    utils.keep_freed_memory()       # as run.py on the CPU
+    runtime.keep_freed_memory()       # as run.py on the CPU
     trainer = trainer_after_a_step(cfg)
     state = trainer.state()
-    tensors = [t for part in ("net", "optimizer", "best") for t in training.tensors_in(state[part])]
+    tensors = [t for part in ("net", "optimizer", "best") for t in loop.tensors_in(state[part])]
     mib = sum(t.numel() * t.element_size() for t in tensors) / 2**20
     root = args.dir or Path(__file__).resolve().parents[1] / ".cache"
     fileio.make_folder(root)
@@ -134,8 +132,8 @@ def _timed(fn) -> float:
 
 
 def _csv(path: Path, history: list[dict], durable: bool) -> None:
-    results.write_epochs_csv(path, [{**row, "epoch": k + 1} for k, row in enumerate(history)], durable)
+    store.write_epochs_csv(path, [{**row, "epoch": k + 1} for k, row in enumerate(history)], durable)
 
 
 if __name__ == "__main__":
-    utils.cli_main(main)
+    cli.cli_main(main)

@@ -57,11 +57,11 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import config
-import fastcpu  # noqa: E402  (the project is a flat set of scripts)
 import model  # noqa: E402
-import utils  # noqa: E402
 from common import cpu_model, matrix_product  # noqa: E402  (bench/common.py)
+from sst import cli, config, errors, runtime
+from sst.models import fastcpu
+from sst.training import optim
 
 TORCHEEG_VERSION = "1.1.3"
 PRODUCT_SIZE = 2048      # the reference matrix product: float32, PRODUCT_SIZE x PRODUCT_SIZE
@@ -139,16 +139,16 @@ def main(argv: list[str] | None = None) -> int:
                              "(no page faults from re-mapping; see the docstring)")
     args = parser.parse_args(argv)
     if min(args.batch, args.iters, args.latency_runs) < 1 or args.warmup < 0:
-        raise utils.UserError("--batch, --iters and --latency-runs must be >= 1, --warmup >= 0")
+        raise errors.UserError("--batch, --iters and --latency-runs must be >= 1, --warmup >= 0")
     if args.compile_torcheeg and args.warmup < 1:
-        raise utils.UserError("--compile-torcheeg needs --warmup >= 1 (the first step compiles; it is not timed)")
+        raise errors.UserError("--compile-torcheeg needs --warmup >= 1 (the first step compiles; it is not timed)")
     if args.compile_torcheeg and args.no_torcheeg:
-        raise utils.UserError("--compile-torcheeg and --no-torcheeg exclude each other")
-    if args.keep_freed_memory and not utils.keep_freed_memory():
-        raise utils.UserError("--keep-freed-memory needs glibc's mallopt, which this system's C library lacks")
+        raise errors.UserError("--compile-torcheeg and --no-torcheeg exclude each other")
+    if args.keep_freed_memory and not runtime.keep_freed_memory():
+        raise errors.UserError("--keep-freed-memory needs glibc's mallopt, which this system's C library lacks")
 
     cfg = config.load_config(args.config)
-    device = utils.resolve_device(args.device, where="--device")
+    device = runtime.resolve_device(args.device, where="--device")
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = device.type == "cuda"
@@ -181,10 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         # as run.py builds it: channels-last 3D parameters (oneDNN's convolutions run faster on them)
         net = model.build_model(cfg.replace(model={"block_order": order})).to(device,
                                                                            memory_format=torch.channels_last_3d)
-        optimizer = model.adam(net, cfg.training.l2, cfg.training.lr)
+        optimizer = optim.adam(net, cfg.training.l2, cfg.training.lr)
         forward = fastcpu.accelerate(net) if accelerated else net
         if forward is None:     # the definition was edited: there is no accelerated figure to give
-            raise utils.UserError("fastcpu stepped aside (see the line above): model.py is not the definition it "
+            raise errors.UserError("fastcpu stepped aside (see the line above): model.py is not the definition it "
                                   "was written for, so only the definition can be measured")
         name = f"{'accelerated' if accelerated else 'definition'} ({order})"
         nets[name] = net
@@ -266,4 +266,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    utils.cli_main(main)
+    cli.cli_main(main)

@@ -46,15 +46,15 @@ def run_in_process(capsys, script: str, *args: str) -> subprocess.CompletedProce
 
     import Preprocess
     import run
-    import utils
+    from sst import errors
 
     main = {"run.py": run.main, "Preprocess.py": Preprocess.main}[script]
     threads = torch.get_num_threads()
     capsys.readouterr()         # what the test printed before is not the command's
     try:
         code, error = int(main(list(args)) or 0), ""
-    except utils.UserError as e:
-        code, error = 1, "error: " + utils.printable(str(e).replace("\n", " "), limit=None) + "\n"
+    except errors.UserError as e:
+        code, error = 1, "error: " + errors.printable(str(e).replace("\n", " "), limit=None) + "\n"
     except SystemExit as e:      # argparse
         code, error = e.code, ""
     finally:
@@ -66,7 +66,7 @@ def run_in_process(capsys, script: str, *args: str) -> subprocess.CompletedProce
 def tiny_seed_tree(root: Path, preprocess: bool = True) -> tuple[Path, Path]:
     """Two synthetic SEED subjects (one session, short trials) under `root` and an INI for them at 16 x 16,
     2 epochs of the tiny model, one thread; preprocessed unless asked not to. Returns (root, ini)."""
-    import synthetic
+    from sst.data import synthetic
 
     if not (root / "SEED").exists():
         synthetic.write_seed(root / "SEED", subjects=(1, 2), sessions=(1,), trial_fraction=0.05, seed=0)
@@ -97,8 +97,8 @@ def tiny_run(n: int = 96, **training):
     batch 16, 3 epochs unless `training` says otherwise."""
     import torch
 
-    import config
-    import training as training_lib
+    from sst import config
+    from sst.training import loop, protocols, runspec
 
     cfg = config.load_config(ROOT / "SEED.ini").replace(
         data={"input_width": 16, "temInput_length": 9}, model={k: int(v) for k, v in TINY_MODEL.items()},
@@ -108,6 +108,6 @@ def tiny_run(n: int = 96, **training):
     de = torch.randn(n, 62, cfg.data.specInput_length, generator=g) + 0.5 * label[:, None, None]
     eeg = torch.randn(n, 62, cfg.data.temInput_length, generator=g)
     rows = np.arange(n)
-    split = training_lib.Split(rows[:int(0.6 * n)], rows[int(0.6 * n):int(0.8 * n)], rows[int(0.8 * n):])
-    data = training_lib.RunData({"spectral": de, "temporal": eeg}, label, split, {}, [1])
-    return cfg, training_lib.RunSpec(1, 1), data
+    split = protocols.Split(rows[:int(0.6 * n)], rows[int(0.6 * n):int(0.8 * n)], rows[int(0.8 * n):])
+    data = loop.RunData({"spectral": de, "temporal": eeg}, label, split, {}, [1])
+    return cfg, runspec.RunSpec(1, 1), data

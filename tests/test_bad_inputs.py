@@ -35,7 +35,7 @@ import scipy.io
 import torch
 
 from conftest import ROOT, TINY_MODEL, Payload, run_in_process, write_ini
-import synthetic
+from sst.data import synthetic
 
 FEATURES, RAW = "ExtractedFeatures/1_20131027.mat", "Preprocessed_EEG/1_20131027.mat"  # SEED subject 1, session 1
 IV_FEATURES = "eeg_feature_smooth/1/1_20160518.mat"  # SEED-IV subject 1, session 1
@@ -54,8 +54,8 @@ class Trees:
 
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory) -> Trees:
-    from config import load_config
     import Preprocess
+    from sst.config import load_config
 
     base = tmp_path_factory.mktemp("trees")
     seed = synthetic.write_seed(base / "SEED", subjects=(1,), sessions=(1,), trial_fraction=0.03)
@@ -1060,27 +1060,26 @@ NOT_RUN_NAMES = ["../../x", "..", ".", "", "/etc/passwd", "sub01_ses1/../../x", 
 
 @pytest.mark.parametrize("name", NOT_RUN_NAMES, ids=range(len(NOT_RUN_NAMES)))
 def test_what_is_not_a_run_name_never_becomes_a_path(name):
-    import fileio
-    import results
-    import utils
+    from sst import errors, fileio
+    from sst.training import runspec
 
-    with pytest.raises(utils.UserError) as refused:
-        results.run_named(name, "--predict")
+    with pytest.raises(errors.UserError) as refused:
+        runspec.run_named(name, "--predict")
     message = str(refused.value)
     assert message.startswith("--predict ") and "not a run name" in message and message.isprintable()
     assert len(message) < 400
     if "/" in name or name in ("", ".", "..") or "\x00" in name or len(name.encode("utf-8", "surrogateescape")) > 255:
-        with pytest.raises(utils.UserError):
+        with pytest.raises(errors.UserError):
             fileio.child(Path("/results/checkpoints"), name, "--predict")
 
 
 def commands() -> dict:
     """Each command line's main and the arguments before its options (figures.py: a sub-command)."""
-    import checkpoints
-    import figures
     import model
     import Preprocess
     import run
+    from sst.reporting import figures
+    from sst.results import checkpoints
 
     out = {"run.py": (run.main, []), "Preprocess.py": (Preprocess.main, []), "model.py": (model.main, []),
            "synthetic.py": (synthetic.main, []), "checkpoints.py": (checkpoints.main, [])}
@@ -1115,13 +1114,13 @@ def options_taking_a_value(main, before: list[str], monkeypatch) -> list[str]:
 def test_every_option_refuses_an_empty_value(command, monkeypatch, capsys):
     """`--shard "$UNSET"` and its kind: each option of each command line that takes a value refuses an empty
     or blank one with one error naming the option, before any work."""
-    import utils
+    from sst import errors
 
     main, before = commands()[command]
     options = options_taking_a_value(main, before, monkeypatch)
     assert options
     for option in options:
         for value in ("", "  "):
-            with pytest.raises(utils.UserError, match=rf"^(-\w/)?{re.escape(option)}: empty value "):
+            with pytest.raises(errors.UserError, match=rf"^(-\w/)?{re.escape(option)}: empty value "):
                 main([*before, option, value])
     assert capsys.readouterr() == ("", "")

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import config
 from conftest import ROOT, write_ini
-import utils
+from sst import config, errors
 
 
 @pytest.mark.parametrize("name, dataset, classes", [("SEED.ini", "SEED", 3), ("SEED_IV.ini", "SEED-IV", 4)])
@@ -33,7 +32,7 @@ def test_a_tilde_in_a_path_is_the_home_folder(tmp_path, monkeypatch):
 
 def test_a_tilde_that_cannot_be_expanded_is_named(tmp_path):
     ini = write_ini(tmp_path / "a.ini", path={"result_path": "~no_such_user_sst/results"})
-    with pytest.raises(utils.ConfigError, match=re.escape(f"{ini}: [path] result_path: cannot expand "
+    with pytest.raises(errors.ConfigError, match=re.escape(f"{ini}: [path] result_path: cannot expand "
                                                           f"'~no_such_user_sst/results' (unknown user")):
         config.load_config(ini)
 
@@ -66,7 +65,7 @@ def test_round_trip_through_a_dict():
 ])
 def test_bad_values_name_section_and_key(tmp_path, edit, expected):
     """[model] values are checked once, by the network (model.build_model names the key)."""
-    with pytest.raises(utils.ConfigError) as e:
+    with pytest.raises(errors.ConfigError) as e:
         load_and_build(write_ini(tmp_path / "bad.ini", **edit))
     assert expected in str(e.value) and "bad.ini" in str(e.value)
 
@@ -74,9 +73,9 @@ def test_bad_values_name_section_and_key(tmp_path, edit, expected):
 def test_replace_checks_values(tmp_path):
     cfg = config.load_config(ROOT / "SEED.ini")
     assert cfg.replace(training={"nbEpoch": 3}).training.nbEpoch == 3
-    with pytest.raises(utils.ConfigError, match="nbEpoch"):
+    with pytest.raises(errors.ConfigError, match="nbEpoch"):
         cfg.replace(training={"nbEpoch": 0})
-    with pytest.raises(utils.ConfigError, match="unknown key"):
+    with pytest.raises(errors.ConfigError, match="unknown key"):
         cfg.replace(training={"epochs": 3})
 
 
@@ -95,7 +94,7 @@ def test_a_later_override_wins_and_an_override_may_supply_a_missing_key(tmp_path
     assert config.load_config(ini, ["training.nbEpoch=3", "training.nbEpoch=4"]).training.nbEpoch == 4
     text = ini.read_text().replace("nbEpoch = 50\n", "")
     (tmp_path / "b.ini").write_text(text)
-    with pytest.raises(utils.ConfigError, match=re.escape("[training] nbEpoch: missing required key")):
+    with pytest.raises(errors.ConfigError, match=re.escape("[training] nbEpoch: missing required key")):
         config.load_config(tmp_path / "b.ini")
     assert config.load_config(tmp_path / "b.ini", ["training.nbEpoch=7"]).training.nbEpoch == 7
 
@@ -117,17 +116,17 @@ def test_resolved_values_do_not_depend_on_where_they_came_from(tmp_path):
 ])
 def test_an_override_is_checked_like_the_file(tmp_path, section, key, value):
     ini = write_ini(tmp_path / "a.ini", **{section: {key: value}})
-    with pytest.raises(utils.ConfigError) as in_file:
+    with pytest.raises(errors.ConfigError) as in_file:
         load_and_build(ini)
     override = f"{section}.{key}={value}"
-    with pytest.raises(utils.ConfigError) as from_set:
+    with pytest.raises(errors.ConfigError) as from_set:
         load_and_build(write_ini(tmp_path / "b.ini"), [override])
     assert str(in_file.value).startswith(f"{ini}: [{section}] {key}: ")
     assert str(from_set.value) == f"--set {override}: " + str(in_file.value).removeprefix(f"{ini}: ")
 
 
 def test_the_override_message_of_the_brief():
-    with pytest.raises(utils.ConfigError) as e:
+    with pytest.raises(errors.ConfigError) as e:
         config.load_config(ROOT / "SEED.ini", ["training.nbEpoch=0"])
     assert str(e.value) == "--set training.nbEpoch=0: [training] nbEpoch: expected a positive integer, got 0"
 
@@ -147,7 +146,7 @@ def test_the_override_message_of_the_brief():
     ("training.device=;cpu", "--set training.device=;cpu: [training] device: expected no ';' or '#'"),
 ])
 def test_a_malformed_override_is_named(override, expected):
-    with pytest.raises(utils.ConfigError) as e:
+    with pytest.raises(errors.ConfigError) as e:
         config.load_config(ROOT / "SEED.ini", [override])
     assert str(e.value).startswith(expected), str(e.value)
 
@@ -228,7 +227,7 @@ def test_the_authors_ini_builds_the_same_network(tmp_path):
 def test_the_authors_ini_loaded_whole_names_every_problem_at_once(tmp_path):
     ini = tmp_path / "authors.ini"
     ini.write_text(AUTHORS_INI)
-    with pytest.raises(utils.ConfigError) as e:
+    with pytest.raises(errors.ConfigError) as e:
         config.load_config(ini)
     message = str(e.value)
     assert message.startswith(f"{ini}: 4 problems: [path] train_specInput_root_path, train_tempInput_root_path, "
@@ -247,12 +246,12 @@ def test_the_input_sizes_may_stand_in_model(tmp_path):
     ini = write_ini(tmp_path / "a.ini", model={"input_width": 32, "temInput_length": 9}, data={"temInput_length": 9})
     assert (config.load_config(ini).data.input_width, config.load_config(ini).data.temInput_length) == (32, 9)
     ini = write_ini(tmp_path / "b.ini", model={"input_width": 16})
-    with pytest.raises(utils.ConfigError) as e:
+    with pytest.raises(errors.ConfigError) as e:
         config.load_config(ini)
     assert str(e.value) == (f"{ini}: [data] input_width = 32 and [model] input_width = 16: "
                             "given in both sections with different values (keep one)")
     assert config.load_config(ini, ["data.input_width=8"]).data.input_width == 8   # an override replaces both
-    with pytest.raises(utils.ConfigError, match=re.escape(r"[model] input_width: expected an integer, got 'x'")):
+    with pytest.raises(errors.ConfigError, match=re.escape(r"[model] input_width: expected an integer, got 'x'")):
         config.load_config(write_ini(tmp_path / "c.ini", model={"input_width": "x"}))
 
 
@@ -263,7 +262,7 @@ def test_all_layout_problems_of_this_projects_ini_at_once(tmp_path):
         assert old in text
         text = text.replace(old, new)
     (tmp_path / "a.ini").write_text(text)
-    with pytest.raises(utils.ConfigError) as e:
+    with pytest.raises(errors.ConfigError) as e:
         config.load_config(tmp_path / "a.ini")
     assert str(e.value) == (
         f"{tmp_path / 'a.ini'}: 7 problems: unknown section [optimizer] (expected [path], [data], [model], [training]); "
@@ -278,11 +277,11 @@ def test_model_sections_only_reads_model_and_the_input_sizes(tmp_path):
     cfg = config.load_config(ini, sections=("model",))   # [training] and [path] are not read; no dataset to check nb_class
     assert cfg.model.nb_class == 4 and cfg.data == config.InputSizes(input_width=32, specInput_length=5, temInput_length=25)
     assert config.load_config(ini, ["data.input_width=16"], sections=("model",)).data.input_width == 16
-    with pytest.raises(utils.ConfigError, match=re.escape("--set training.nbEpoch=5: not used here: this command reads "
+    with pytest.raises(errors.ConfigError, match=re.escape("--set training.nbEpoch=5: not used here: this command reads "
                                                           "only [model] and the input sizes")):
         config.load_config(ini, ["training.nbEpoch=5"], sections=("model",))
     (tmp_path / "b.ini").write_text("[model]\ndepth_spec = 16\n")
-    with pytest.raises(utils.ConfigError) as e:
+    with pytest.raises(errors.ConfigError) as e:
         config.load_config(tmp_path / "b.ini", sections=("model",))
     assert str(e.value) == (f"{tmp_path / 'b.ini'}: 2 problems: [model] depth_tem, nb_dense_block, gr_spec, gr_tem, "
                             "nb_class: missing required keys; [data] input_width, specInput_length, temInput_length: "
@@ -298,7 +297,7 @@ def test_a_byte_order_mark_is_accepted(tmp_path):
 
 
 def test_a_folder_given_as_the_ini_file_is_named(tmp_path):
-    with pytest.raises(utils.ConfigError) as e:
+    with pytest.raises(errors.ConfigError) as e:
         config.load_config(tmp_path)
     assert str(e.value) == f"{tmp_path}: cannot read the config file (Is a directory)"
 
@@ -311,7 +310,7 @@ def test_a_folder_given_as_the_ini_file_is_named(tmp_path):
 ])
 def test_text_that_is_not_this_ini_syntax(tmp_path, text, expected):
     (tmp_path / "a.ini").write_text(text)
-    with pytest.raises(utils.ConfigError) as e:
+    with pytest.raises(errors.ConfigError) as e:
         config.load_config(tmp_path / "a.ini")
     assert expected in str(e.value) and "\n" not in str(e.value)
 
@@ -319,7 +318,7 @@ def test_text_that_is_not_this_ini_syntax(tmp_path, text, expected):
 def test_text_that_is_not_utf8(tmp_path):
     (tmp_path / "a.ini").write_bytes((ROOT / "SEED.ini").read_text().replace("; SST", "; \u00e9 SST").encode("latin-1"))
     expected = "a.ini: not a readable INI file (not UTF-8 text: byte 0xe9 at offset 2)"
-    with pytest.raises(utils.ConfigError, match=re.escape(expected)):
+    with pytest.raises(errors.ConfigError, match=re.escape(expected)):
         config.load_config(tmp_path / "a.ini")
 
 
@@ -347,7 +346,7 @@ def test_comments(tmp_path, line, value):
 ])
 def test_no_value_loses_text_silently(tmp_path, line, expected):
     (tmp_path / "a.ini").write_text((ROOT / "SEED.ini").read_text().replace("result_path = results/SEED", line))
-    with pytest.raises(utils.ConfigError) as e:
+    with pytest.raises(errors.ConfigError) as e:
         config.load_config(tmp_path / "a.ini")
     assert str(e.value).startswith(f"{tmp_path / 'a.ini'}: {expected}"), str(e.value)
 
@@ -369,10 +368,10 @@ def test_the_ini_defaults_of_model_keys_are_the_networks():
 def test_result_keys_of_earlier_versions_are_kept(ini, key):
     """Float32 results made before the keys added since (attention_block, plugins, accelerator) keep their
     key: the frozen values are what commit 27dd1a6 gave the shipped INI files. bf16 is another key."""
-    import results
+    from sst.results import provenance
 
     cfg = config.load_config(ROOT / ini)
-    assert results.result_key(cfg) == results.result_key(cfg, "float32") == key
-    assert results.result_key(cfg, "bf16") != key
-    assert results.result_key(cfg.replace(training={"accelerator": "off", "num_threads": 1})) == key
-    assert results.result_key(cfg.replace(model={"attention_block": "mine"})) != key
+    assert provenance.result_key(cfg) == provenance.result_key(cfg, "float32") == key
+    assert provenance.result_key(cfg, "bf16") != key
+    assert provenance.result_key(cfg.replace(training={"accelerator": "off", "num_threads": 1})) == key
+    assert provenance.result_key(cfg.replace(model={"attention_block": "mine"})) != key

@@ -12,9 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import config
-from conftest import ROOT, TINY_MODEL, run_cli, tiny_run, write_ini
 import model
+from sst.training import optim
+from conftest import ROOT, TINY_MODEL, run_cli, tiny_run, write_ini
+from sst import config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -65,7 +66,7 @@ def test_cuda_bf16_autocast_trains():
     with torch.no_grad():     # a copy: training-mode BN updates its running statistics
         reference = F.cross_entropy(copy.deepcopy(net).train()(spectral, temporal), labels).item()
     net.train()
-    optimizer = model.adam(net, 1e-4, 1e-3)
+    optimizer = optim.adam(net, 1e-4, 1e-3)
     losses = []
     for _ in range(10):
         optimizer.zero_grad()
@@ -81,7 +82,7 @@ def test_cuda_bf16_autocast_trains():
 
 def test_run_py_trains_on_cuda(tmp_path):
     """run.py with device = cuda: trains, writes results and a checkpoint that loads on the CPU."""
-    import synthetic
+    from sst.data import synthetic
 
     synthetic.write_seed(tmp_path / "SEED", subjects=(1,), sessions=(1,), trial_fraction=0.05, seed=0)
     ini = write_ini(tmp_path / "cuda.ini",
@@ -104,18 +105,18 @@ def test_run_py_trains_on_cuda(tmp_path):
 def test_cuda_resume_keeps_the_partial_state(tmp_path):
     """A partial state saved on CUDA (one host buffer per dtype) loads with weights_only and resumes; its RNG
     states are CPU tensors; generator states of absent devices are left, with one line."""
-    import results
-    import training
+    from sst.results import store
+    from sst.training import loop
 
     cfg, spec, data = tiny_run(nbEpoch=1)
-    trainer = training.Trainer(cfg, spec, data, torch.device("cuda"))
+    trainer = loop.Trainer(cfg, spec, data, torch.device("cuda"))
     assert trainer.inputs["spectral"].is_cuda and trainer.labels.is_cuda
     trainer.fit()
-    results.save_partial(tmp_path / "p.pt", trainer, "key")
+    store.save_partial(tmp_path / "p.pt", trainer, "key")
     saved = torch.load(tmp_path / "p.pt", map_location="cpu", weights_only=True)
     assert all(t.device.type == "cpu" for t in saved["net"].values())
-    resumed = training.Trainer(cfg, spec, data, torch.device("cuda"))
-    results.load_partial(tmp_path / "p.pt", resumed, "key")
+    resumed = loop.Trainer(cfg, spec, data, torch.device("cuda"))
+    store.load_partial(tmp_path / "p.pt", resumed, "key")
     assert len(resumed.history) == 1
     resumed._load_cuda_rng(torch.cuda.get_rng_state_all() + [torch.cuda.get_rng_state(0)])   # one device too many
 
@@ -125,12 +126,12 @@ def test_cuda_epoch_waits_for_the_device_a_fixed_number_of_times():
     8 steps as with 1 (the end of the epoch, the end of the pass), never once per step."""
     import warnings
 
-    import training
+    from sst.training import loop
 
     counts = {}
     for batch_size, n in ((8, 100), (32, 40)):
         cfg, spec, data = tiny_run(n=n, batch_size=batch_size)
-        trainer = training.Trainer(cfg, spec, data, torch.device("cuda"))
+        trainer = loop.Trainer(cfg, spec, data, torch.device("cuda"))
         trainer.train_epoch(1)     # warm: the first epoch initialises cuDNN and the allocator
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -146,14 +147,14 @@ def test_cuda_epoch_waits_for_the_device_a_fixed_number_of_times():
 
 def test_cuda_trainer_matches_the_cpu_cuda_branch_to_float32_rounding():
     """The Trainer on CUDA in float32 (TF32 off) against the same loop on the CPU with the accelerator off."""
-    import training
+    from sst.training import loop
 
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     histories = []
     for device, accelerator in ((torch.device("cpu"), "off"), (torch.device("cuda"), "auto")):
         cfg, spec, data = tiny_run(nbEpoch=2, amp=False, accelerator=accelerator)
         cfg = cfg.replace(model={"dropout": 0.0})     # the devices draw different dropout masks
-        trainer = training.Trainer(cfg, spec, data, device)
+        trainer = loop.Trainer(cfg, spec, data, device)
         trainer.fit()
         histories.append(trainer.history)
     for cpu_row, cuda_row in zip(*histories):

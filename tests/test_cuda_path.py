@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from conftest import ROOT, tiny_run
-import results
-import training
+from sst.results import provenance, store
+from sst.training import loop, metrics
 
 
-class PerStepSyncTrainer(training.Trainer):
+class PerStepSyncTrainer(loop.Trainer):
     """The training loop as it was before the CUDA path lost its per-step waits (commit 1c9fefe), for the
     bit-identity tests: host arrays copied per batch, the loss checked and read every step."""
 
@@ -49,7 +49,7 @@ class PerStepSyncTrainer(training.Trainer):
             logits = self._forward(batch, self.train_net)
             loss = F.cross_entropy(logits, y)
             if not torch.isfinite(loss):
-                raise training.Diverged(f"{self.where(epoch)}: training loss became {loss.item()}")
+                raise loop.Diverged(f"{self.where(epoch)}: training loss became {loss.item()}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -70,7 +70,7 @@ class PerStepSyncTrainer(training.Trainer):
         return sum(losses) / len(indices), torch.cat(preds).numpy()
 
 
-def old_state(trainer: training.Trainer) -> dict:
+def old_state(trainer: loop.Trainer) -> dict:
     """Trainer.state() as it was (commit 1c9fefe): the live tensors, one storage each, in their layouts."""
     return {"subject_pool": trainer.data.subjects, "session_pool": trainer.data.sessions,
             "net": trainer.net.state_dict(), "optimizer": trainer.optimizer.state_dict(),
@@ -108,7 +108,7 @@ def test_results_are_bit_identical_to_the_per_step_sync_loop(accelerator):
     """History, best checkpoint, final weights and test predictions, bit for bit, for the same seed."""
     cfg, spec, data = tiny_run(accelerator=accelerator)
     trainers, outcomes = [], []
-    for cls in (PerStepSyncTrainer, training.Trainer):     # one after the other: a Trainer seeds torch's generator
+    for cls in (PerStepSyncTrainer, loop.Trainer):     # one after the other: a Trainer seeds torch's generator
         trainers.append(cls(cfg, spec, data, CPU))
         trainers[-1].fit()
         outcomes.append(trainers[-1].evaluate())
@@ -122,7 +122,7 @@ def test_results_are_bit_identical_to_the_per_step_sync_loop(accelerator):
     assert new_loss == old_loss and np.array_equal(new_truth, old_truth) and np.array_equal(new_pred, old_pred)
 
 
-def poison(trainer: training.Trainer, row: int) -> None:
+def poison(trainer: loop.Trainer, row: int) -> None:
     """Make one training window's values NaN in the trainer's device arrays (and its host arrays)."""
     for x in (*trainer.inputs.values(), *trainer.data.inputs.values()):
         x[row] = math.nan
@@ -132,12 +132,12 @@ def test_a_diverging_epoch_fails_as_before_and_is_not_kept():
     """A NaN loss in epoch 1: the same Diverged message as the per-step check; nothing of the epoch kept."""
     cfg, spec, data = tiny_run()
     messages = []
-    for cls in (PerStepSyncTrainer, training.Trainer):
+    for cls in (PerStepSyncTrainer, loop.Trainer):
         run = copy.deepcopy(data)
         trainer = cls(cfg, spec, run, CPU)
         poison(trainer, int(run.split.train[-1]))
         kept = []
-        with pytest.raises(training.Diverged) as e:
+        with pytest.raises(loop.Diverged) as e:
             trainer.fit(kept.append)
         messages.append(str(e.value))
         assert kept == [] and trainer.history == [] and trainer.best["state"] is None
@@ -147,14 +147,14 @@ def test_a_diverging_epoch_fails_as_before_and_is_not_kept():
 def test_an_epoch_that_turned_non_finite_leaves_the_last_finished_one():
     """Divergence in epoch 2: epoch 1's row, best checkpoint and saved state are what remains."""
     cfg, spec, data = tiny_run()
-    trainer = training.Trainer(cfg, spec, copy.deepcopy(data), CPU)
+    trainer = loop.Trainer(cfg, spec, copy.deepcopy(data), CPU)
     saved = []
 
     def on_epoch(row):
         saved.append(copy.deepcopy(trainer.state()))
         poison(trainer, int(data.split.train[0]))    # epoch 2 sees a NaN window
 
-    with pytest.raises(training.Diverged, match=r"epoch 2: training loss became nan"):
+    with pytest.raises(loop.Diverged, match=r"epoch 2: training loss became nan"):
         trainer.fit(on_epoch)
     assert len(saved) == 1 and [r["epoch"] for r in trainer.history] == [1] and trainer.best["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in trainer.best["state"].values() if t.is_floating_point())
@@ -189,7 +189,7 @@ def waits(fn) -> int:
     return counter.count
 
 
-@pytest.mark.parametrize("cls, per_step", [(training.Trainer, False), (PerStepSyncTrainer, True)])
+@pytest.mark.parametrize("cls, per_step", [(loop.Trainer, False), (PerStepSyncTrainer, True)])
 def test_the_cuda_branch_waits_once_per_epoch_and_once_per_evaluation(cls, per_step):
     """The CUDA branch (definition, arrays on the device) on the CPU: the number of operations that would make
     the host wait for a CUDA device does not grow with the steps of an epoch or the batches of an evaluation
@@ -212,7 +212,7 @@ def test_the_cuda_branch_waits_once_per_epoch_and_once_per_evaluation(cls, per_s
 def test_the_run_arrays_are_moved_once_and_shared():
     cfg, spec, data = tiny_run()
     data.inputs["spectral_again"] = data.inputs["spectral"]
-    trainer = training.Trainer(cfg, spec, data, CPU)
+    trainer = loop.Trainer(cfg, spec, data, CPU)
     assert trainer.inputs["spectral_again"] is trainer.inputs["spectral"]
     assert trainer.inputs["spectral"] is data.inputs["spectral"]    # on the CPU: no copy at all
 
@@ -221,21 +221,21 @@ def test_the_run_arrays_are_moved_once_and_shared():
 
 
 def storages(tree) -> set:
-    return {t.untyped_storage().data_ptr() for t in training.tensors_in(tree)}
+    return {t.untyped_storage().data_ptr() for t in loop.tensors_in(tree)}
 
 
 def test_partial_state_is_one_buffer_per_dtype_loads_safely_and_resumes_bit_identically(tmp_path):
     """The state as a CUDA Trainer saves it (host_copy: one host buffer per dtype; on the CPU the live tensors are
     saved, so snapshot=True stands in): torch.load(weights_only=True) reads it, and it resumes bit-identically."""
     cfg, spec, data = tiny_run(nbEpoch=2)
-    uninterrupted = training.Trainer(cfg, spec, data, CPU)
+    uninterrupted = loop.Trainer(cfg, spec, data, CPU)
     uninterrupted.fit()
-    first = training.Trainer(cfg, spec, data, CPU)
+    first = loop.Trainer(cfg, spec, data, CPU)
 
     def save_after_epoch_1(row):
         if row["epoch"] == 1:
             state = first.state()
-            state |= training.host_copy({k: state[k] for k in ("net", "optimizer", "best")}, snapshot=True)
+            state |= loop.host_copy({k: state[k] for k in ("net", "optimizer", "best")}, snapshot=True)
             torch.save({"config_key": "key", "code": None, **state}, tmp_path / "p.pt")
 
     first.fit(save_after_epoch_1)
@@ -245,8 +245,8 @@ def test_partial_state_is_one_buffer_per_dtype_loads_safely_and_resumes_bit_iden
     assert len(storages(parts)) == len(dtypes) == 2    # float32 and int64 (BN batch counts)
     assert saved["best"]["epoch"] == 1 and len(saved["history"]) == 1
 
-    resumed = training.Trainer(cfg, spec, data, CPU)
-    results.load_partial(tmp_path / "p.pt", resumed, "key")
+    resumed = loop.Trainer(cfg, spec, data, CPU)
+    store.load_partial(tmp_path / "p.pt", resumed, "key")
     resumed.fit()
     assert without_seconds(resumed.history) == without_seconds(uninterrupted.history)
     assert_same_tensors(resumed.net.state_dict(), uninterrupted.net.state_dict())
@@ -255,9 +255,9 @@ def test_partial_state_is_one_buffer_per_dtype_loads_safely_and_resumes_bit_iden
 
 def test_the_saved_partial_state_loads_with_weights_only(tmp_path):
     cfg, spec, data = tiny_run(nbEpoch=1)
-    trainer = training.Trainer(cfg, spec, data, CPU)
+    trainer = loop.Trainer(cfg, spec, data, CPU)
     trainer.fit()
-    results.save_partial(tmp_path / "p.pt", trainer, "key", {"training.py": "abc"})
+    store.save_partial(tmp_path / "p.pt", trainer, "key", {"training.py": "abc"})
     saved = torch.load(tmp_path / "p.pt", map_location="cpu", weights_only=True)
     assert saved["config_key"] == "key" and saved["code"] == {"training.py": "abc"} and saved["best"]["epoch"] == 1
 
@@ -265,13 +265,13 @@ def test_the_saved_partial_state_loads_with_weights_only(tmp_path):
 def test_a_partial_state_of_the_former_layout_resumes_bit_identically(tmp_path):
     """A state saved as before (live tensors, channels-last Adam moments, one storage each) still resumes."""
     cfg, spec, data = tiny_run(nbEpoch=2)
-    uninterrupted = training.Trainer(cfg, spec, data, CPU)
+    uninterrupted = loop.Trainer(cfg, spec, data, CPU)
     uninterrupted.fit()
-    first = training.Trainer(cfg, spec, data, CPU)
+    first = loop.Trainer(cfg, spec, data, CPU)
     first.fit(lambda row: torch.save({"config_key": "key", "code": None, **old_state(first)}, tmp_path / "old.pt")
               if row["epoch"] == 1 else None)
-    resumed = training.Trainer(cfg, spec, data, CPU)
-    results.load_partial(tmp_path / "old.pt", resumed, "key")
+    resumed = loop.Trainer(cfg, spec, data, CPU)
+    store.load_partial(tmp_path / "old.pt", resumed, "key")
     resumed.fit()
     assert without_seconds(resumed.history) == without_seconds(uninterrupted.history)
     assert_same_tensors(resumed.net.state_dict(), uninterrupted.net.state_dict())
@@ -281,8 +281,8 @@ def test_host_copy_keeps_values_shapes_types_and_state_dict_versions():
     net = torch.nn.Sequential(torch.nn.Conv3d(2, 3, 1), torch.nn.BatchNorm3d(3))
     net = net.to(memory_format=torch.channels_last_3d)
     tree = {"net": net.state_dict(), "pair": (torch.ones(2, dtype=torch.int64), 3), "list": [torch.zeros(()), "x"]}
-    assert training.host_copy(tree)["net"]["0.weight"] is tree["net"]["0.weight"]   # host tensors: as they are
-    copied = training.host_copy(tree, snapshot=True)
+    assert loop.host_copy(tree)["net"]["0.weight"] is tree["net"]["0.weight"]   # host tensors: as they are
+    copied = loop.host_copy(tree, snapshot=True)
     assert type(copied["net"]) is type(tree["net"]) and copied["net"]._metadata == tree["net"]._metadata
     assert_same_tensors(copied["net"], tree["net"])
     assert isinstance(copied["pair"], tuple) and copied["pair"][1] == 3 and copied["list"][1] == "x"
@@ -296,16 +296,16 @@ def test_the_partial_state_is_not_fsynced_the_result_is(tmp_path, monkeypatch):
     import os
 
     cfg, spec, data = tiny_run(nbEpoch=1)
-    trainer = training.Trainer(cfg, spec, data, CPU)
+    trainer = loop.Trainer(cfg, spec, data, CPU)
     trainer.fit()
     synced = []
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
-    results.save_partial(tmp_path / "p.pt", trainer, "key")
-    results.write_epochs_csv(tmp_path / "p.epochs.csv", trainer.history)
+    store.save_partial(tmp_path / "p.pt", trainer, "key")
+    store.write_epochs_csv(tmp_path / "p.epochs.csv", trainer.history)
     assert synced == []
-    out = results.ResultDir(cfg.replace(path={"result_path": tmp_path}), "float32")
-    results.write_result(out, cfg, trainer, {"run": spec.name})
+    out = store.ResultDir(cfg.replace(path={"result_path": tmp_path}), "float32")
+    store.write_result(out, cfg, trainer, {"run": spec.name})
     assert len(synced) == 3        # the best checkpoint, the epochs CSV and the run record
 
 
@@ -315,7 +315,7 @@ def test_the_partial_state_is_not_fsynced_the_result_is(tmp_path, monkeypatch):
 def test_resume_restores_the_cuda_generator_states_that_fit(monkeypatch, capsys):
     """A state saved with more CUDA generators than this machine has devices: those that fit, and one line."""
     cfg, spec, data = tiny_run()
-    trainer = training.Trainer(cfg, spec, data, CPU)
+    trainer = loop.Trainer(cfg, spec, data, CPU)
     restored = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
@@ -346,8 +346,8 @@ def version(text: str) -> tuple[int, ...]:
 # The newest torch API the code relies on, where: fastcpu's autocast decorators take device_type from 2.4
 # (torch.amp.custom_fwd), optim.adam's fused Adam runs on the CPU from 2.4. An older torch is not installable
 # here, so the bound is checked against this list and the installed torch, not run.
-NEWEST_APIS = {("fastcpu.py", "torch.amp.custom_fwd(forward, device_type="): "2.4",
-               ("optim.py", "fused=True"): "2.4"}
+NEWEST_APIS = {("sst/models/fastcpu.py", "torch.amp.custom_fwd(forward, device_type="): "2.4",
+               ("sst/training/optim.py", "fused=True"): "2.4"}
 
 
 def test_the_torch_lower_bound_covers_the_apis_the_code_uses():
@@ -361,14 +361,14 @@ def test_the_torch_lower_bound_covers_the_apis_the_code_uses():
 # ----------------------------------------------------------------------------- precision in the result key
 
 
-def finished_run(out: results.ResultDir, cfg, spec, trainer: training.Trainer) -> None:
+def finished_run(out: store.ResultDir, cfg, spec, trainer: loop.Trainer) -> None:
     """The files of a finished run, as run.train_run writes them."""
     loss, truth, predicted = trainer.evaluate()
-    cm = training.confusion_matrix(truth, predicted, cfg.model.nb_class)
+    cm = metrics.confusion_matrix(truth, predicted, cfg.model.nb_class)
     split = trainer.data.split
-    results.write_result(out, cfg, trainer, {
+    store.write_result(out, cfg, trainer, {
         "run": spec.name, "subject": spec.subject, "session": spec.session, "protocol": cfg.training.protocol,
-        "dataset": cfg.data.dataset, **training.scores(cm), "test_loss": loss, "confusion_matrix": cm.tolist(),
+        "dataset": cfg.data.dataset, **metrics.scores(cm), "test_loss": loss, "confusion_matrix": cm.tolist(),
         "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
         "subject_pool": trainer.data.subjects, "best_epoch": trainer.best["epoch"],
         "epochs_run": len(trainer.history), "history": trainer.history, "seconds": 1.0,
@@ -377,19 +377,19 @@ def finished_run(out: results.ResultDir, cfg, spec, trainer: training.Trainer) -
 
 def test_bf16_and_float32_keys_differ_and_float32_keys_are_as_before():
     cfg, _, _ = tiny_run()
-    assert results.result_key(cfg, "float32") == results.result_key(cfg)
-    assert results.result_key(cfg, "bf16") != results.result_key(cfg)
-    assert results.ResultDir(cfg, "bf16").config_key != results.ResultDir(cfg, "float32").config_key
-    assert results.precision(torch.device("cuda"), cfg) == "bf16"
-    assert results.precision(torch.device("cuda"), cfg.replace(training={"amp": False})) == "float32"
-    assert results.precision(CPU, cfg) == "float32"
+    assert provenance.result_key(cfg, "float32") == provenance.result_key(cfg)
+    assert provenance.result_key(cfg, "bf16") != provenance.result_key(cfg)
+    assert store.ResultDir(cfg, "bf16").config_key != store.ResultDir(cfg, "float32").config_key
+    assert provenance.precision(torch.device("cuda"), cfg) == "bf16"
+    assert provenance.precision(torch.device("cuda"), cfg.replace(training={"amp": False})) == "float32"
+    assert provenance.precision(CPU, cfg) == "float32"
 
 
 def trained_for_an_epoch(result_path):
     """(cfg, spec, data, trainer) of a tiny run trained for one epoch, its results going to `result_path`."""
     cfg, spec, data = tiny_run(nbEpoch=1)
     cfg = cfg.replace(path={"result_path": result_path})
-    trainer = training.Trainer(cfg, spec, data, CPU)
+    trainer = loop.Trainer(cfg, spec, data, CPU)
     trainer.fit()
     return cfg, spec, data, trainer
 
@@ -397,12 +397,12 @@ def trained_for_an_epoch(result_path):
 @pytest.mark.parametrize("saved, resumed", [("bf16", "float32"), ("float32", "bf16")])
 def test_a_partial_state_of_one_precision_is_never_resumed_by_the_other(tmp_path, saved, resumed):
     cfg, spec, data, trainer = trained_for_an_epoch(tmp_path)
-    mine, theirs = results.ResultDir(cfg, saved), results.ResultDir(cfg, resumed)
-    results.save_partial(mine.partial(spec), trainer, mine.config_key, mine.code)
+    mine, theirs = store.ResultDir(cfg, saved), store.ResultDir(cfg, resumed)
+    store.save_partial(mine.partial(spec), trainer, mine.config_key, mine.code)
     with pytest.raises(ValueError, match="another configuration"):
-        results.load_partial(theirs.partial(spec), training.Trainer(cfg, spec, data, CPU), theirs.config_key, theirs)
-    again = training.Trainer(cfg, spec, data, CPU)
-    results.load_partial(mine.partial(spec), again, mine.config_key, mine)     # its own precision resumes
+        store.load_partial(theirs.partial(spec), loop.Trainer(cfg, spec, data, CPU), theirs.config_key, theirs)
+    again = loop.Trainer(cfg, spec, data, CPU)
+    store.load_partial(mine.partial(spec), again, mine.config_key, mine)     # its own precision resumes
     assert len(again.history) == 1
 
 
@@ -410,15 +410,15 @@ def test_a_partial_state_made_with_other_code_is_refused_and_kept(tmp_path, monk
     """A partial state whose code fingerprint differs (an edit of training.py since) is never resumed and
     never overwritten: OtherCode naming the file, and run.train_run refuses the run in one line."""
     import run
-    from utils import ConfigError
+    from sst.errors import ConfigError
 
     cfg, spec, data, trainer = trained_for_an_epoch(tmp_path)
-    out = results.ResultDir(cfg, "float32")
+    out = store.ResultDir(cfg, "float32")
     path = out.partial(spec)
-    results.save_partial(path, trainer, out.config_key, {**out.code, "training.py": "0" * 16})
+    store.save_partial(path, trainer, out.config_key, {**out.code, "training.py": "0" * 16})
     saved = path.read_bytes()
-    with pytest.raises(results.OtherCode, match=r"training\.py changed since"):
-        results.load_partial(path, training.Trainer(cfg, spec, data, CPU), out.config_key, out)
+    with pytest.raises(store.OtherCode, match=r"training\.py changed since"):
+        store.load_partial(path, loop.Trainer(cfg, spec, data, CPU), out.config_key, out)
     with pytest.raises(ConfigError, match=rf"{spec.name}.partial.pt: made with other code \(training\.py changed "
                                           rf"since\).*--result-path"):
         monkeypatch.setattr(run, "build_run_data", lambda *args: data)
@@ -428,12 +428,12 @@ def test_a_partial_state_made_with_other_code_is_refused_and_kept(tmp_path, monk
 
 @pytest.mark.parametrize("saved, other", [("bf16", "float32"), ("float32", "bf16")])
 def test_a_finished_run_of_one_precision_is_never_reused_by_the_other(tmp_path, saved, other):
-    from utils import ConfigError
+    from sst.errors import ConfigError
 
     cfg, spec, _, trainer = trained_for_an_epoch(tmp_path)
-    finished_run(results.ResultDir(cfg, saved), cfg, spec, trainer)
-    assert list(results.ResultDir(cfg, saved).finished()) == [spec.name]
+    finished_run(store.ResultDir(cfg, saved), cfg, spec, trainer)
+    assert list(store.ResultDir(cfg, saved).finished()) == [spec.name]
     with pytest.raises(ConfigError, match="made with a different configuration"):
-        results.ResultDir(cfg, other).finished()
-    summary = results.ResultDir(cfg)            # --summarize, --predict: either precision, never a mix
+        store.ResultDir(cfg, other).finished()
+    summary = store.ResultDir(cfg)            # --summarize, --predict: either precision, never a mix
     assert list(summary.finished()) == [spec.name] and summary.precision_found == saved

@@ -18,15 +18,14 @@ import pytest
 import scipy.io
 from scipy import fft
 
-import datasets as D
-import synthetic
-from utils import DataError
+from sst.data import datasets, electrodes, readers, synthetic
+from sst.errors import DataError
 
 FRACTION = 0.02
 
 
 def windows(dataset, session, fraction=FRACTION):
-    return [max(synthetic.MIN_WINDOWS, round(t * fraction)) for t in D.TRIAL_WINDOWS[dataset][session]]
+    return [max(synthetic.MIN_WINDOWS, round(t * fraction)) for t in datasets.get(dataset).trial_windows[session]]
 
 
 @pytest.fixture(scope="module")
@@ -67,32 +66,32 @@ def write_v73(path: Path, arrays: dict) -> None:
 
 
 def test_channels_and_grid():
-    assert len(D.CHANNELS) == 62 == len(set(D.CHANNELS))
-    assert D.GRID_POSITIONS.shape == (62, 2) and D.GRID_POSITIONS.dtype == np.int64
-    assert len({tuple(p) for p in D.GRID_POSITIONS.tolist()}) == 62  # one electrode per cell
-    assert D.GRID_POSITIONS.min() == 0 and D.GRID_POSITIONS.max() == D.GRID_SIZE - 1
-    at = dict(zip(D.CHANNELS, D.GRID_POSITIONS.tolist()))
+    assert len(electrodes.CHANNELS) == 62 == len(set(electrodes.CHANNELS))
+    assert electrodes.GRID_POSITIONS.shape == (62, 2) and electrodes.GRID_POSITIONS.dtype == np.int64
+    assert len({tuple(p) for p in electrodes.GRID_POSITIONS.tolist()}) == 62  # one electrode per cell
+    assert electrodes.GRID_POSITIONS.min() == 0 and electrodes.GRID_POSITIONS.max() == electrodes.GRID_SIZE - 1
+    at = dict(zip(electrodes.CHANNELS, electrodes.GRID_POSITIONS.tolist()))
     assert at["FP1"] == [0, 3] and at["AF4"] == [1, 5] and at["F7"] == [2, 0] and at["CZ"] == [4, 4]
     assert at["TP8"] == [5, 8] and at["PO7"] == [7, 1] and at["CB1"] == [8, 2] and at["CB2"] == [8, 6]
-    assert not D.GRID_POSITIONS.flags.writeable
+    assert not electrodes.GRID_POSITIONS.flags.writeable
 
 
 def test_dataset_tables():
-    assert sum(D.TRIAL_WINDOWS["SEED"][1]) == 3394
-    assert [sum(D.TRIAL_WINDOWS["SEED-IV"][s]) for s in D.SESSIONS] == [851, 832, 822]
-    assert D.TRIAL_LABELS["SEED"][1][:3] == (2, 1, 0)  # label.mat 1, 0, -1
-    for dataset in D.DATASETS:
-        n_trials = len(D.TRIAL_LABELS[dataset][1])
+    assert sum(datasets.get("SEED").trial_windows[1]) == 3394
+    assert [sum(datasets.get("SEED-IV").trial_windows[s]) for s in datasets.SEED.sessions] == [851, 832, 822]
+    assert datasets.get("SEED").trial_labels[1][:3] == (2, 1, 0)  # label.mat 1, 0, -1
+    for dataset in datasets.DATASETS:
+        n_trials = len(datasets.get(dataset).trial_labels[1])
         assert n_trials == {"SEED": 15, "SEED-IV": 24}[dataset]
-        assert D.N_TRAIN_TRIALS[dataset] < n_trials
-        assert D.N_CLASSES[dataset] == {"SEED": 3, "SEED-IV": 4}[dataset]
-        for s in D.SESSIONS:
-            assert len(D.TRIAL_LABELS[dataset][s]) == len(D.TRIAL_WINDOWS[dataset][s]) == n_trials
-            assert set(D.TRIAL_LABELS[dataset][s]) == set(range(D.N_CLASSES[dataset]))
-        assert sorted(D.SUBJECTS[dataset]) == list(range(1, 16))
-        for prefix, dates in D.SUBJECTS[dataset].values():
+        assert datasets.get(dataset).n_train_trials < n_trials
+        assert datasets.get(dataset).n_classes == {"SEED": 3, "SEED-IV": 4}[dataset]
+        for s in datasets.SEED.sessions:
+            assert len(datasets.get(dataset).trial_labels[s]) == len(datasets.get(dataset).trial_windows[s]) == n_trials
+            assert set(datasets.get(dataset).trial_labels[s]) == set(range(datasets.get(dataset).n_classes))
+        assert sorted(datasets.get(dataset).subjects) == list(range(1, 16))
+        for prefix, dates in datasets.get(dataset).subjects.values():
             assert len(dates) == 3 and list(dates) == sorted(dates, key=int)
-        assert len(D.BANDS_HZ[dataset]) == len(D.BANDS)
+        assert len(datasets.get(dataset).bands_hz) == len(electrodes.BANDS)
 
 
 # ----------------------------------------------------------------------------- synthetic format
@@ -119,7 +118,7 @@ def test_synthetic_seed_layout(seed_tree):
     assert 5 < raw["jl_eeg1"].std() < 100  # tens of microvolts
     for folder in ("ExtractedFeatures", "Preprocessed_EEG"):
         label = scipy.io.loadmat(seed_tree / folder / "label.mat")["label"]
-        assert label.shape == (1, 15) and label.tolist()[0] == list(D.SEED_LABEL_VALUES)
+        assert label.shape == (1, 15) and label.tolist()[0] == list(datasets.SEED.label_values)
         assert (seed_tree / folder / "readme.txt").is_file()
 
 
@@ -150,9 +149,9 @@ def nearest_mean_accuracy(x: np.ndarray, y: np.ndarray, train: np.ndarray) -> fl
     return float((predicted == y[~train]).mean())
 
 
-@pytest.mark.parametrize("dataset", D.DATASETS)
+@pytest.mark.parametrize("dataset", datasets.DATASETS)
 def test_synthetic_class_signal_is_learnable_not_trivial(dataset):
-    window, chance = D.WINDOW_S[dataset] * D.SAMPLING_RATE, 1 / D.N_CLASSES[dataset]
+    window, chance = datasets.get(dataset).window_s * electrodes.SAMPLING_RATE, 1 / datasets.get(dataset).n_classes
     de_scores, segment_scores = [], []
     for subject in (1, 2, 3, 4):
         raw, features = synthetic.session_data(dataset, subject, 1, trial_fraction=0.1)
@@ -163,9 +162,9 @@ def test_synthetic_class_signal_is_learnable_not_trivial(dataset):
             segment = x[:, np.arange(n)[:, None] * window + np.arange(40)]  # (62, n, 40): the 200-ms segments
             spectrum = np.log(np.abs(fft.rfft(segment * np.hanning(40), axis=-1)) ** 2)[:, :, 1:11]  # 5-50 Hz
             segments.append(spectrum.transpose(1, 0, 2).reshape(n, -1))
-            y += [D.TRIAL_LABELS[dataset][1][k - 1]] * n
+            y += [datasets.get(dataset).trial_labels[1][k - 1]] * n
             trial += [k] * n
-        y, train = np.array(y), np.array(trial) <= D.N_TRAIN_TRIALS[dataset]
+        y, train = np.array(y), np.array(trial) <= datasets.get(dataset).n_train_trials
         de_scores.append(nearest_mean_accuracy(np.concatenate(de), y, train))
         segment_scores.append(nearest_mean_accuracy(np.concatenate(segments), y, train))
     assert chance + 0.3 < np.mean(de_scores) < 0.99
@@ -173,7 +172,7 @@ def test_synthetic_class_signal_is_learnable_not_trivial(dataset):
 
 
 def test_synthetic_cli(tmp_path):
-    result = subprocess.run([sys.executable, "synthetic.py", "--dataset", "SEED-IV", "--out", str(tmp_path / "SEED_IV"),
+    result = subprocess.run([sys.executable, "-m", "sst.data.synthetic", "--dataset", "SEED-IV", "--out", str(tmp_path / "SEED_IV"),
                              "--subjects", "3", "--sessions", "2", "--trial-fraction", "0.02", "--no-raw"],
                             cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -185,7 +184,7 @@ def test_synthetic_cli(tmp_path):
 
 
 def test_find_recordings_seed_order_and_strays(seed_tree):
-    recordings = D.find_recordings("SEED", seed_tree)
+    recordings = readers.find_recordings("SEED", seed_tree)
     assert [(r.subject, r.session) for r in recordings] == [(2, 1), (2, 2), (10, 1), (10, 2)]
     assert recordings[2].features == seed_tree / "ExtractedFeatures" / "10_20131130.mat"
     assert recordings[3].raw == seed_tree / "Preprocessed_EEG" / "10_20131204.mat"
@@ -194,13 +193,13 @@ def test_find_recordings_seed_order_and_strays(seed_tree):
 def test_find_recordings_sessions_from_dates(tmp_path, capsys):
     # only session 2 of subject 1: its known date keeps session number 2
     root = synthetic.write_seed(tmp_path / "SEED", subjects=(1,), sessions=(2,), trial_fraction=FRACTION, raw=False)
-    assert [(r.subject, r.session, r.raw) for r in D.find_recordings("SEED", root)] == [(1, 2, None)]
+    assert [(r.subject, r.session, r.raw) for r in readers.find_recordings("SEED", root)] == [(1, 2, None)]
     assert capsys.readouterr().err == ""
     # unknown dates: session = rank of the date, compared as numbers, said in one warning line
     folder = root / "ExtractedFeatures"
     shutil.copy(folder / "1_20131030.mat", folder / "1_20200101.mat")
     (folder / "1_20131030.mat").rename(folder / "1_20191231.mat")
-    assert [(r.session, r.features.name) for r in D.find_recordings("SEED", root)] == [(1, "1_20191231.mat"), (2, "1_20200101.mat")]
+    assert [(r.session, r.features.name) for r in readers.find_recordings("SEED", root)] == [(1, "1_20191231.mat"), (2, "1_20200101.mat")]
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("warning: 2 SEED file(s) dated outside the session table") and "numbered by date rank" in line
     assert f"{folder / '1_20191231.mat'} (subject 1, made session 1; known dates 20131027, 20131030, 20131107)" in line
@@ -210,13 +209,13 @@ def test_find_recordings_sessions_from_dates(tmp_path, capsys):
 def test_find_recordings_extracted_features_1s(tmp_path):
     root = synthetic.write_seed(tmp_path / "SEED", subjects=(3,), sessions=(1,), trial_fraction=FRACTION)
     (root / "ExtractedFeatures").rename(root / "ExtractedFeatures_1s")
-    (recording,) = D.find_recordings("SEED", root)
+    (recording,) = readers.find_recordings("SEED", root)
     assert recording.features == root / "ExtractedFeatures_1s" / "3_20140603.mat" and recording.raw is not None
-    assert D.read_labels("SEED", root)[1].tolist() == list(D.TRIAL_LABELS["SEED"][1])
+    assert readers.read_labels("SEED", root)[1].tolist() == list(datasets.get("SEED").trial_labels[1])
 
 
 def test_find_recordings_seed_iv_session_folders(seed_iv_tree):
-    recordings = D.find_recordings("SEED-IV", seed_iv_tree)
+    recordings = readers.find_recordings("SEED-IV", seed_iv_tree)
     assert [(r.subject, r.session) for r in recordings] == [(1, 1), (1, 2), (10, 1), (10, 2)]
     assert recordings[1].features == seed_iv_tree / "eeg_feature_smooth" / "2" / "1_20161125.mat"
     assert recordings[1].raw == seed_iv_tree / "eeg_raw_data" / "2" / "1_20161125.mat"
@@ -231,22 +230,22 @@ def test_find_recordings_seed_files_named_after_subjects(tmp_path):
         for path in (root / folder).glob("[17]_*.mat"):
             name = {"1": "dujingcheng", "7": "penghuiling"}[path.name[0]]
             path.rename(path.with_name(name + path.name[1:]))
-    recordings = D.find_recordings("SEED", root)
+    recordings = readers.find_recordings("SEED", root)
     assert [(r.subject, r.session, r.raw.name, r.prefix) for r in recordings] == [
         (1, 1, "dujingcheng_20131027.mat", "djc"), (1, 2, "dujingcheng_20131030.mat", "djc"),
         (7, 1, "penghuiling_20131027.mat", "phl"), (7, 2, "penghuiling_20131030.mat", "phl")]
     assert recordings[2].features == root / "ExtractedFeatures" / "penghuiling_20131027.mat"
-    assert list(D.read_raw(recordings[2].raw, recordings[2].prefix)) == list(range(1, 16))
+    assert list(readers.read_raw(recordings[2].raw, recordings[2].prefix)) == list(range(1, 16))
     with pytest.raises(DataError, match="keys phl_eeg<trial>, but the subject named in the file name has djc_eeg"):
-        D.read_raw(recordings[2].raw, "djc")
+        readers.read_raw(recordings[2].raw, "djc")
     shutil.copy(root / "ExtractedFeatures" / "dujingcheng_20131027.mat", root / "ExtractedFeatures" / "1_20131027.mat")
     with pytest.raises(DataError, match="holds the same recording .subject 1, 20131027.; keep one"):
-        D.find_recordings("SEED", root)
+        readers.find_recordings("SEED", root)
 
 
 def test_read_compressed_mat(seed_tree, tmp_path):
     """MATLAB's default save compresses its variables; the synthetic files are written uncompressed."""
-    for folder, read in (("ExtractedFeatures", lambda p: D.read_features(p, "de_LDS")), ("Preprocessed_EEG", D.read_raw)):
+    for folder, read in (("ExtractedFeatures", lambda p: readers.read_features(p, "de_LDS")), ("Preprocessed_EEG", readers.read_raw)):
         source = seed_tree / folder / "2_20140404.mat"
         arrays = {k: v for k, v in scipy.io.loadmat(source).items() if not k.startswith("__")}
         scipy.io.savemat(tmp_path / "c.mat", arrays, do_compression=True)
@@ -275,7 +274,7 @@ def test_find_recordings_errors(seed_tree, tmp_path, damage, message):
     if damage == "raw_missing":
         (root / "Preprocessed_EEG" / "10_20131204.mat").unlink()
     with pytest.raises(DataError, match=message):
-        D.find_recordings("SEED", root)
+        readers.find_recordings("SEED", root)
 
 
 def test_find_recordings_seed_more_files_than_sessions(tmp_path, capsys):
@@ -286,17 +285,17 @@ def test_find_recordings_seed_more_files_than_sessions(tmp_path, capsys):
     message = (f"{folder}: subject 1 has 4 files (1_20131027.mat, 1_20131028.mat, 1_20131030.mat, 1_20131107.mat); "
                f"SEED has 3 sessions per subject, one file each")
     with pytest.raises(DataError, match=re.escape(message)):
-        D.find_recordings("SEED", root)
+        readers.find_recordings("SEED", root)
     # a partial download with the copy: still read, by date rank, and the copy is named in a warning
     (folder / "1_20131030.mat").unlink()
-    recordings = D.find_recordings("SEED", root)
+    recordings = readers.find_recordings("SEED", root)
     assert [(r.session, r.features.name) for r in recordings] == [
         (1, "1_20131027.mat"), (2, "1_20131028.mat"), (3, "1_20131107.mat")]
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("warning: 1 SEED file(s)") and f"{folder / '1_20131028.mat'} (subject 1, made session 2;" in line
     # a partial download of known dates: sessions from the table, no warning
     (folder / "1_20131028.mat").unlink()
-    assert [(r.session, r.features.name) for r in D.find_recordings("SEED", root)] == [
+    assert [(r.session, r.features.name) for r in readers.find_recordings("SEED", root)] == [
         (1, "1_20131027.mat"), (3, "1_20131107.mat")]
     assert capsys.readouterr().err == ""
 
@@ -311,16 +310,16 @@ def test_find_recordings_seed_iv_session_folder_errors(seed_iv_tree, tmp_path, f
     root = shutil.copytree(seed_iv_tree, tmp_path / "SEED_IV")
     features = root / "eeg_feature_smooth"
     for name in folders:
-        shutil.copytree(features / str(int(name) if int(name) in D.SESSIONS else 1), features / name)
+        shutil.copytree(features / str(int(name) if int(name) in datasets.SEED.sessions else 1), features / name)
     with pytest.raises(DataError, match=re.escape(message.format(f=features))):
-        D.find_recordings("SEED-IV", root)
+        readers.find_recordings("SEED-IV", root)
 
 
 def test_find_recordings_seed_iv_stray_folders_ignored(seed_iv_tree, tmp_path):
     root = shutil.copytree(seed_iv_tree, tmp_path / "SEED_IV")
     for name in ("notes", "1_old", "²"):
         (root / "eeg_feature_smooth" / name).mkdir()
-    assert [(r.subject, r.session) for r in D.find_recordings("SEED-IV", root)] == [(1, 1), (1, 2), (10, 1), (10, 2)]
+    assert [(r.subject, r.session) for r in readers.find_recordings("SEED-IV", root)] == [(1, 1), (1, 2), (10, 1), (10, 2)]
 
 
 # ----------------------------------------------------------------------------- labels
@@ -342,27 +341,27 @@ def write_readme(root: Path, *lines: str) -> Path:
 
 
 def iv_line(session: int, labels=None) -> str:
-    return f"session{session}_label = [{','.join(map(str, labels or D.TRIAL_LABELS['SEED-IV'][session]))}];"
+    return f"session{session}_label = [{','.join(map(str, labels or datasets.get('SEED-IV').trial_labels[session]))}];"
 
 
 def test_seed_label_mats_must_agree(tmp_path, capsys):
-    good = list(D.SEED_LABEL_VALUES)
+    good = list(datasets.SEED.label_values)
     root = write_label_mats(tmp_path / "SEED", good, good)
-    assert D.read_labels("SEED", root)[2].tolist() == list(D.TRIAL_LABELS["SEED"][2])
+    assert readers.read_labels("SEED", root)[2].tolist() == list(datasets.get("SEED").trial_labels[2])
     bad = good.copy()
     bad[3], bad[6] = 1, 0  # trials 4 and 7: -1 in the real file
     write_label_mats(root, good, bad)
     message = (f"{root / 'ExtractedFeatures' / 'label.mat'} and {root / 'Preprocessed_EEG' / 'label.mat'} disagree on "
                f"2 of 15 trials (trial 4: -1 vs 1); expected the same labels in both")
     with pytest.raises(DataError, match=re.escape(message)):
-        D.read_labels("SEED", root)
+        readers.read_labels("SEED", root)
     # the newer release's folder name counts too
     (root / "ExtractedFeatures").rename(root / "ExtractedFeatures_1s")
     with pytest.raises(DataError, match=re.escape(f"{root / 'ExtractedFeatures_1s' / 'label.mat'} and ")):
-        D.read_labels("SEED", root)
+        readers.read_labels("SEED", root)
     # one label.mat alone is read as before
     (root / "Preprocessed_EEG" / "label.mat").unlink()
-    assert D.read_labels("SEED", root)[1].tolist() == list(D.TRIAL_LABELS["SEED"][1])
+    assert readers.read_labels("SEED", root)[1].tolist() == list(datasets.get("SEED").trial_labels[1])
     assert capsys.readouterr().err == ""
 
 
@@ -372,11 +371,11 @@ def test_seed_label_mat_of_one_class(tmp_path, capsys):
     message = (f"{path}: key label (every session): all 15 trials have label 1 (positive); expected trials of the "
                f"3 SEED classes (-1 negative, 0 neutral, 1 positive)")
     with pytest.raises(DataError, match=re.escape(message)):
-        D.read_labels("SEED", root)
+        readers.read_labels("SEED", root)
     # two classes: usable, said in one warning line
     two = [1, 0] * 7 + [1]
     write_label_mats(root, two, two)
-    assert D.read_labels("SEED", root)[1].tolist() == [v + 1 for v in two]
+    assert readers.read_labels("SEED", root)[1].tolist() == [v + 1 for v in two]
     (line,) = capsys.readouterr().err.splitlines()
     assert line == (f"warning: {path}: key label (every session) has no trial labelled -1 (negative); "
                     f"SEED has 3 classes per session")
@@ -384,8 +383,8 @@ def test_seed_label_mat_of_one_class(tmp_path, capsys):
 
 def test_seed_iv_readme_session_given_twice(tmp_path, capsys):
     root = write_readme(tmp_path / "SEED_IV", iv_line(1), iv_line(2), iv_line(3), iv_line(2))
-    labels = D.read_labels("SEED-IV", root)
-    assert all(labels[s].tolist() == list(D.TRIAL_LABELS["SEED-IV"][s]) for s in D.SESSIONS)
+    labels = readers.read_labels("SEED-IV", root)
+    assert all(labels[s].tolist() == list(datasets.get("SEED-IV").trial_labels[s]) for s in datasets.SEED.sessions)
     out, err = capsys.readouterr()
     assert out == "" and err.splitlines() == [
         f"warning: {root / 'ReadMe.txt'}: session2_label and session2_label give the same labels twice; using them once"]
@@ -394,13 +393,13 @@ def test_seed_iv_readme_session_given_twice(tmp_path, capsys):
     message = (f"{root / 'ReadMe.txt'}: session 3 labelled twice, by session3_label and session3_label, differently "
                f"(trial 1: 1 vs 3); expected one line per session")
     with pytest.raises(DataError, match=re.escape(message)):
-        D.read_labels("SEED-IV", root)
+        readers.read_labels("SEED-IV", root)
     write_readme(root, iv_line(1), iv_line(2), iv_line(3), iv_line(1).replace("session1", "session01", 1))
-    D.read_labels("SEED-IV", root)  # session01_label is session 1 again, with the same labels: a warning
+    readers.read_labels("SEED-IV", root)  # session01_label is session 1 again, with the same labels: a warning
     assert "session1_label and session01_label give the same labels twice" in capsys.readouterr().err
     write_readme(root, iv_line(1), iv_line(2), iv_line(3), iv_line(1, other).replace("session1", "session01", 1))
     with pytest.raises(DataError, match=re.escape("session 1 labelled twice, by session1_label and session01_label")):
-        D.read_labels("SEED-IV", root)
+        readers.read_labels("SEED-IV", root)
 
 
 def test_seed_iv_readme_session_out_of_range(tmp_path):
@@ -408,7 +407,7 @@ def test_seed_iv_readme_session_out_of_range(tmp_path):
     root = write_readme(tmp_path / "SEED_IV", iv_line(1), iv_line(2), iv_line(3), extra)
     message = f"{root / 'ReadMe.txt'}: session4_label: SEED-IV has sessions 1, 2, 3 (expected session1_label .. session3_label)"
     with pytest.raises(DataError, match=re.escape(message)):
-        D.read_labels("SEED-IV", root)
+        readers.read_labels("SEED-IV", root)
 
 
 def test_seed_iv_readme_session_of_one_class(tmp_path, capsys):
@@ -416,10 +415,10 @@ def test_seed_iv_readme_session_of_one_class(tmp_path, capsys):
     message = (f"{root / 'ReadMe.txt'}: session2_label: all 24 trials have label 0 (neutral); expected trials of the "
                f"4 SEED-IV classes (0 neutral, 1 sad, 2 fear, 3 happy)")
     with pytest.raises(DataError, match=re.escape(message)):
-        D.read_labels("SEED-IV", root)
+        readers.read_labels("SEED-IV", root)
     # classes missing from sessions 1 and 3: usable, said in one warning line naming both
     write_readme(root, iv_line(1, [0, 1] * 12), iv_line(2), iv_line(3, [3, 2, 1] * 8))
-    assert D.read_labels("SEED-IV", root)[1].tolist() == [0, 1] * 12
+    assert readers.read_labels("SEED-IV", root)[1].tolist() == [0, 1] * 12
     (line,) = capsys.readouterr().err.splitlines()
     assert line == (f"warning: {root / 'ReadMe.txt'}: session1_label has no trial labelled 2 (fear), 3 (happy); "
                     f"session3_label has no trial labelled 0 (neutral); SEED-IV has 4 classes per session")
@@ -435,7 +434,7 @@ def test_read_raw_trial_from_key_not_position(tmp_path):
     arrays.update({f"abc_eeg{i}": rng.normal(size=(62, 5)) for i in range(3, 10)})
     scipy.io.savemat(tmp_path / "1_20200101.mat", arrays)  # keys on disk in this (insertion) order
     assert [name for name, _, _ in scipy.io.whosmat(tmp_path / "1_20200101.mat")][:2] == ["abc_eeg10", "abc_eeg2"]
-    raw = D.read_raw(tmp_path / "1_20200101.mat")
+    raw = readers.read_raw(tmp_path / "1_20200101.mat")
     assert list(raw) == list(range(1, 11))
     for i in range(1, 11):
         assert np.array_equal(raw[i], arrays[f"abc_eeg{i}"])
@@ -445,42 +444,42 @@ def test_read_features_trial_from_key(tmp_path):
     arrays = {f"de_LDS{i}": np.full((62, i, 5), float(i)) for i in (10, 2, 1, 3, 4, 5, 6, 7, 8, 9)}
     arrays["psd_LDS1"] = np.zeros((62, 1, 5))
     scipy.io.savemat(tmp_path / "f.mat", arrays)
-    features = D.read_features(tmp_path / "f.mat", "de_LDS")
+    features = readers.read_features(tmp_path / "f.mat", "de_LDS")
     assert list(features) == list(range(1, 11))
     assert all(features[i].shape == (62, i, 5) and features[i][0, 0, 0] == i for i in features)
 
 
 def test_read_v73_hdf5(seed_tree, tmp_path):
     source = seed_tree / "ExtractedFeatures" / "2_20140404.mat"
-    original = D.read_features(source, "de_LDS")
+    original = readers.read_features(source, "de_LDS")
     write_v73(tmp_path / "2_20140404.mat", {f"de_LDS{i}": a for i, a in original.items()})
-    assert h5py.is_hdf5(tmp_path / "2_20140404.mat") and D._is_hdf5(tmp_path / "2_20140404.mat")
-    assert not h5py.is_hdf5(source) and not D._is_hdf5(source)
+    assert h5py.is_hdf5(tmp_path / "2_20140404.mat") and readers._is_hdf5(tmp_path / "2_20140404.mat")
+    assert not h5py.is_hdf5(source) and not readers._is_hdf5(source)
     with h5py.File(tmp_path / "plain.h5", "w") as f:        # no MATLAB header: the signature at byte 0
         f["x"] = np.zeros(3)
-    assert D._is_hdf5(tmp_path / "plain.h5")
-    copy = D.read_features(tmp_path / "2_20140404.mat", "de_LDS")
+    assert readers._is_hdf5(tmp_path / "plain.h5")
+    copy = readers.read_features(tmp_path / "2_20140404.mat", "de_LDS")
     assert list(copy) == list(original) and all(np.array_equal(copy[i], original[i]) for i in original)
-    raw = D.read_raw(seed_tree / "Preprocessed_EEG" / "2_20140404.mat")
+    raw = readers.read_raw(seed_tree / "Preprocessed_EEG" / "2_20140404.mat")
     write_v73(tmp_path / "raw.mat", {f"jl_eeg{i}": a for i, a in raw.items()})
-    assert all(np.array_equal(D.read_raw(tmp_path / "raw.mat")[i], raw[i]) for i in raw)
+    assert all(np.array_equal(readers.read_raw(tmp_path / "raw.mat")[i], raw[i]) for i in raw)
 
 
 def test_read_labels(seed_tree, seed_iv_tree, tmp_path, capsys):
-    labels = D.read_labels("SEED", seed_tree)
+    labels = readers.read_labels("SEED", seed_tree)
     assert sorted(labels) == [1, 2, 3]
-    assert labels[1].dtype == np.int64 and labels[1].tolist() == [v + 1 for v in D.SEED_LABEL_VALUES]
-    labels = D.read_labels("SEED-IV", seed_iv_tree)
-    assert all(labels[s].tolist() == list(D.TRIAL_LABELS["SEED-IV"][s]) for s in D.SESSIONS)
+    assert labels[1].dtype == np.int64 and labels[1].tolist() == [v + 1 for v in datasets.SEED.label_values]
+    labels = readers.read_labels("SEED-IV", seed_iv_tree)
+    assert all(labels[s].tolist() == list(datasets.get("SEED-IV").trial_labels[s]) for s in datasets.SEED.sessions)
     assert capsys.readouterr().out == ""
     root = shutil.copytree(seed_iv_tree, tmp_path / "SEED_IV")
     (root / "ReadMe.txt").write_text("session1_label = [3,2,1,0,3,2,1,0,3,2,1,0,3,2,1,0,3,2,1,0,3,2,1,0];\n")
-    labels = D.read_labels("SEED-IV", root)
-    assert labels[1].tolist()[:4] == [3, 2, 1, 0] and labels[2].tolist() == list(D.TRIAL_LABELS["SEED-IV"][2])
+    labels = readers.read_labels("SEED-IV", root)
+    assert labels[1].tolist()[:4] == [3, 2, 1, 0] and labels[2].tolist() == list(datasets.get("SEED-IV").trial_labels[2])
     assert capsys.readouterr().out.count("note:") == 1
     (root / "ReadMe.txt").unlink()
-    labels = D.read_labels("SEED-IV", root)
-    assert all(labels[s].tolist() == list(D.TRIAL_LABELS["SEED-IV"][s]) for s in D.SESSIONS)
+    labels = readers.read_labels("SEED-IV", root)
+    assert all(labels[s].tolist() == list(datasets.get("SEED-IV").trial_labels[s]) for s in datasets.SEED.sessions)
     out = capsys.readouterr().out
     assert out.count("note:") == 1 and "no ReadMe.txt" in out
 
@@ -495,16 +494,16 @@ def test_read_labels(seed_tree, seed_iv_tree, tmp_path, capsys):
 def test_read_features_errors(tmp_path, arrays, message):
     scipy.io.savemat(tmp_path / "1_20200101.mat", arrays)
     with pytest.raises(DataError, match=message):
-        D.read_features(tmp_path / "1_20200101.mat", "de_LDS")
+        readers.read_features(tmp_path / "1_20200101.mat", "de_LDS")
 
 
 def test_read_raw_errors(tmp_path):
     scipy.io.savemat(tmp_path / "a.mat", {"ab_eeg1": np.zeros((62, 10)), "cd_eeg2": np.zeros((62, 10))})
     with pytest.raises(DataError, match="different prefixes"):
-        D.read_raw(tmp_path / "a.mat")
+        readers.read_raw(tmp_path / "a.mat")
     scipy.io.savemat(tmp_path / "b.mat", {"ab_eeg1": np.zeros((10, 62))})
     with pytest.raises(DataError, match=r"b.mat: key ab_eeg1: expected \(62, N\)"):
-        D.read_raw(tmp_path / "b.mat")
+        readers.read_raw(tmp_path / "b.mat")
     (tmp_path / "c.mat").write_text("this is text, not MATLAB\n")
     with pytest.raises(DataError, match="c.mat: not a readable MATLAB .mat file"):
-        D.read_raw(tmp_path / "c.mat")
+        readers.read_raw(tmp_path / "c.mat")

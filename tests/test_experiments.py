@@ -8,28 +8,25 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import baselines
-import checkpoints
-import config
-import experiments
-import fileio
-import results
 import run
-import tables
-import training
-import utils
+from sst.training import sharding
 from conftest import TINY_MODEL, run_in_process, tiny_seed_tree, write_ini
+from sst import config, errors, fileio
+from sst.models import baselines
+from sst.reporting import experiments, summaries, tables
+from sst.results import checkpoints, provenance, store
+from sst.training import loop, metrics, protocols, runspec
 
 
 def record(run_name: str, correct: int, *, n_test: int = 100, dataset: str = "SEED", protocol: str = "trial",
            key: str = "k" * 16, model: str | None = None) -> dict:
     """A runs/<run>.json record that passes schemas.RUN_RECORD, `correct` of `n_test` test windows right."""
-    spec = training.RunSpec.parse(run_name)
+    spec = runspec.RunSpec.parse(run_name)
     n_class = 3 if dataset == "SEED" else 4
     cm = np.zeros((n_class, n_class), dtype=int)
     cm[0, 0], cm[0, 1] = correct, n_test - correct
     r = {"run": run_name, "subject": spec.subject, "session": spec.session, "protocol": protocol, "dataset": dataset,
-         **training.scores(cm), "test_loss": 1.0, "confusion_matrix": cm.tolist(), "n_train": 200, "n_val": 20,
+         **metrics.scores(cm), "test_loss": 1.0, "confusion_matrix": cm.tolist(), "n_train": 200, "n_val": 20,
          "n_test": n_test, "best_epoch": 1, "epochs_run": 1, "seconds": 1.0, "config_key": key,
          "history": [{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "seconds": 1.0}]}
     if model:
@@ -121,13 +118,13 @@ def test_compare_refuses_folders_that_do_not_pair(tmp_path):
                             (other, f"{other}: no run in common with {a} (runs are paired by subject and session)"),
                             (empty, f"{empty}/runs: no finished runs to compare"),
                             (tmp_path / "nothing", f"{tmp_path}/nothing: not a result folder (no runs/ in it)")):
-        with pytest.raises(utils.UserError, match=re.escape(message)):
+        with pytest.raises(errors.UserError, match=re.escape(message)):
             run.main(["--compare", str(a), str(folder)])
     mixed = tmp_path / "mixed"
     write_folder(mixed, [record("sub01_ses1", 70), record("sub02_ses1", 70, key="x" * 16)])
-    with pytest.raises(utils.UserError, match="runs of 2 configurations"):
+    with pytest.raises(errors.UserError, match="runs of 2 configurations"):
         run.main(["--compare", str(a), str(mixed)])
-    with pytest.raises(utils.UserError, match="--compare: give at least two result folders"):
+    with pytest.raises(errors.UserError, match="--compare: give at least two result folders"):
         run.main(["--compare", str(a)])
     assert not (tmp_path / "comparisons").exists()
 
@@ -156,13 +153,13 @@ def test_table_formats_hold_the_same_numbers():
 
 def test_runs_repeat_with_consecutive_seeds(tmp_path):
     available = [(1, 1), (2, 1)]
-    specs = run.plan_runs(available, None, None, None, repeats=3)
+    specs = sharding.plan_runs(available, None, None, None, repeats=3)
     assert [s.name for s in specs] == ["sub01_ses1", "sub02_ses1", "sub01_ses1_rep1", "sub02_ses1_rep1",
                                        "sub01_ses1_rep2", "sub02_ses1_rep2"]
-    assert all(training.RunSpec.parse(s.name) == s for s in specs)
-    assert [s.name for s in run.plan_runs(available, None, None, None)] == ["sub01_ses1", "sub02_ses1"]
+    assert all(runspec.RunSpec.parse(s.name) == s for s in specs)
+    assert [s.name for s in sharding.plan_runs(available, None, None, None)] == ["sub01_ses1", "sub02_ses1"]
     cfg = config.load_config(write_ini(tmp_path / "a.ini", training={"seed": 2**32 - 1}))
-    assert [training.run_seed(cfg, s) for s in specs[::2]] == [2**32 - 1, 0, 1]      # NumPy's 32-bit seeds wrap
+    assert [runspec.run_seed(cfg, s) for s in specs[::2]] == [2**32 - 1, 0, 1]      # NumPy's 32-bit seeds wrap
 
 
 def test_the_trainer_seeds_each_repeat(tmp_path):
@@ -172,12 +169,12 @@ def test_the_trainer_seeds_each_repeat(tmp_path):
     cfg = config.load_config(write_ini(tmp_path / "a.ini", data={"input_width": 16}, model=TINY_MODEL,
                                       training={"accelerator": "off"}))
     n = 12
-    data = training.RunData({"spectral": torch.zeros(n, 62, 5), "temporal": torch.zeros(n, 62, 25)},
-                            torch.zeros(n, dtype=torch.long), training.Split(np.arange(8), np.arange(8, 10),
+    data = loop.RunData({"spectral": torch.zeros(n, 62, 5), "temporal": torch.zeros(n, 62, 25)},
+                            torch.zeros(n, dtype=torch.long), protocols.Split(np.arange(8), np.arange(8, 10),
                                                                              np.arange(10, 12)), {}, [1])
 
     def start(c, repeat):
-        t = training.Trainer(c, training.RunSpec(1, 1, repeat), data, torch.device("cpu"))
+        t = loop.Trainer(c, runspec.RunSpec(1, 1, repeat), data, torch.device("cpu"))
         return t.net.state_dict(), torch.randperm(50, generator=t.shuffle)
 
     base, rep1, shifted = start(cfg, 0), start(cfg, 1), start(cfg.replace(training={"seed": 43}), 0)
@@ -193,22 +190,22 @@ def test_repeats_and_the_default_model_keep_result_keys(tmp_path):
         del d["training"][k]
     import hashlib
 
-    assert results.result_key(cfg) == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-    assert results.result_key(cfg.replace(training={"repeats": 5})) == results.result_key(cfg)
-    assert results.result_key(cfg.replace(model={"name": "linear_svm"})) != results.result_key(cfg)
+    assert provenance.result_key(cfg) == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    assert provenance.result_key(cfg.replace(training={"repeats": 5})) == provenance.result_key(cfg)
+    assert provenance.result_key(cfg.replace(model={"name": "linear_svm"})) != provenance.result_key(cfg)
     assert run.override_folder(config.load_config(tmp_path / "a.ini", ["training.repeats=3"])) is None
     # a baseline's code is its own: editing the network does not make its results "other code"
-    assert set(results.code_fingerprint(cfg)) == set(results.NETWORK_CODE_FILES)
-    assert set(results.code_fingerprint(cfg.replace(model={"name": "linear_svm"}))) == set(results.BASELINE_CODE_FILES)
+    assert set(provenance.code_fingerprint(cfg)) == set(provenance.NETWORK_CODE_FILES)
+    assert set(provenance.code_fingerprint(cfg.replace(model={"name": "linear_svm"}))) == set(provenance.BASELINE_CODE_FILES)
 
 
 def test_summary_pools_repeats_and_prints_each_format(tmp_path, capsys):
     cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
-    key = results.result_key(cfg)
+    key = provenance.result_key(cfg)
     correct = {"sub01_ses1": 60, "sub01_ses1_rep1": 70, "sub02_ses1": 80, "sub02_ses1_rep1": 84, "sub03_ses1": 50}
     write_folder(tmp_path / "res", [record(name, k, key=key) for name, k in correct.items()])
-    out = results.ResultDir(cfg)
-    summary = results.summarize(cfg, out, fmt="text")
+    out = store.ResultDir(cfg)
+    summary = summaries.summarize(cfg, out, fmt="text")
     text = capsys.readouterr().out
     runs = [65, 82, 50]                                          # percent, seeds averaged per run
     assert summary["n_runs"] == 3 and summary["n_trainings"] == 5 and summary["repeats"] == 2
@@ -227,17 +224,17 @@ def test_summary_pools_repeats_and_prints_each_format(tmp_path, capsys):
     assert saved["mean_accuracy"] == pytest.approx(float(text.split("SST-EmotionNet, ours")[1].split()[0]), abs=0.005)
 
     # --format csv / latex print results.summary_table (summarize itself: test_summarize_format_on_the_command_line)
-    lines = results.summary_table(summary).render("csv").splitlines()
+    lines = summaries.summary_table(summary).render("csv").splitlines()
     assert lines[0] == "row,accuracy_percent_mean,accuracy_percent_std,macro_f1,kappa,runs"
     assert lines[-1].startswith(f'"SST-EmotionNet, ours",{summary["mean_accuracy"]!r},{summary["std_accuracy"]!r},')
-    assert "SST-EmotionNet, ours & 65.67 $\\pm$ 13.07" in results.summary_table(summary).render("latex")
+    assert "SST-EmotionNet, ours & 65.67 $\\pm$ 13.07" in summaries.summary_table(summary).render("latex")
 
 
 def test_summarize_format_on_the_command_line(tmp_path, capsys):
     """run.py --summarize --format prints the same numbers as each format's table; results.csv and
     summary.json are written whatever the format."""
     ini = write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"})
-    key = results.result_key(config.load_config(ini))
+    key = provenance.result_key(config.load_config(ini))
     write_folder(tmp_path / "res", [record(f"sub0{s}_ses1", 60 + 10 * s, key=key) for s in (1, 2)])   # 70, 80
     expected = {"text": re.compile(r"^SST-EmotionNet, ours +75\.00 \+- 5\.00 ", re.M),
                 "markdown": re.compile(r"^\| SST-EmotionNet, ours \| 75\.00 ± 5\.00 \|", re.M),
@@ -254,8 +251,8 @@ def test_summarize_format_on_the_command_line(tmp_path, capsys):
 
 def test_summary_of_single_seed_runs_is_unchanged(tmp_path, capsys):
     cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
-    write_folder(tmp_path / "res", [record(f"sub0{s}_ses1", 60 + s, key=results.result_key(cfg)) for s in (1, 2)])
-    summary = results.summarize(cfg, results.ResultDir(cfg))
+    write_folder(tmp_path / "res", [record(f"sub0{s}_ses1", 60 + s, key=provenance.result_key(cfg)) for s in (1, 2)])
+    summary = summaries.summarize(cfg, store.ResultDir(cfg))
     text = capsys.readouterr().out
     assert summary["repeats"] == 1 and summary["seed_std_accuracy"] is None and summary["n_runs"] == 2
     assert "seeds per run" not in text
@@ -273,8 +270,8 @@ def test_baseline_chooses_C_on_validation_accuracy(tmp_path):
     label = np.repeat([0, 1, 2], 40)
     x = rng.normal(size=(120, 310))
     x[:, :3] += 4 * np.eye(3)[label]                     # nearly separable: several C tie on validation
-    split = training.Split(np.arange(0, 120, 2), np.arange(1, 120, 4), np.arange(3, 120, 4))
-    clf, C, grid, problems = baselines.fit(cfg, training.RunSpec(1, 1), x, label, split)
+    split = protocols.Split(np.arange(0, 120, 2), np.arange(1, 120, 4), np.arange(3, 120, 4))
+    clf, C, grid, problems = baselines.fit(cfg, runspec.RunSpec(1, 1), x, label, split)
     assert [row["C"] for row in grid] == list(baselines.C_GRID)
     best = max(row["val_accuracy"] for row in grid)
     assert C == min(row["C"] for row in grid if row["val_accuracy"] == best)      # ties: the smaller C
@@ -283,7 +280,7 @@ def test_baseline_chooses_C_on_validation_accuracy(tmp_path):
 
     probabilities = torch.softmax(net(torch.from_numpy(x)), 1).numpy()
     assert np.allclose(probabilities, clf.predict_proba(x), atol=1e-10)        # the checkpoint is the classifier
-    _, C, grid, _ = baselines.fit(cfg, training.RunSpec(1, 1), x, label, training.Split(split.train, split.val[:0],
+    _, C, grid, _ = baselines.fit(cfg, runspec.RunSpec(1, 1), x, label, protocols.Split(split.train, split.val[:0],
                                                                                         split.test))
     assert C == baselines.DEFAULT_C and len(grid) == 1 and "val_accuracy" not in grid[0]
 
@@ -339,7 +336,7 @@ def test_ablation_trains_the_six_configurations_in_their_set_folders(tmp_path, c
     p = run_in_process(capsys, *common)
     assert p.returncode == 0, p.stderr
     folders = {"full model": "training.nbEpoch=1"}
-    for name, override, _, _ in experiments.ABLATIONS[1:]:
+    for name, override, _ in experiments.ABLATIONS[1:]:
         folders[name] = config.folder_name([override, "training.nbEpoch=1"])    # exactly as --set names it
     accuracy = {}
     for name, folder in folders.items():
@@ -348,9 +345,10 @@ def test_ablation_trains_the_six_configurations_in_their_set_folders(tmp_path, c
         accuracy[name] = [100 * json.loads(q.read_text())["accuracy"] for q in runs]
     assert p.stdout.count("1 already finished") == 6          # the shard's runs were reused
     table = p.stdout[p.stdout.index("Ablation, SEED, protocol trial"):]
-    for (name, override, _, paper), line in zip(experiments.ABLATIONS, table.splitlines()[2:8]):
-        assert line.startswith(name) and (override or "-") in line
-        assert (f"{paper[0]} / {paper[1]}" if isinstance(paper, tuple) else f"{paper}") in line
+    # the paper's bars as SPEC.md reads them off (not the table under test)
+    paper = ("96.0 / 95.4", "92.8", "87.7", "94.0", "92.6", "88.3")
+    for (name, override, _), value, line in zip(experiments.ABLATIONS, paper, table.splitlines()[2:8]):
+        assert line.startswith(name) and (override or "-") in line and value in line
     out = root / "res" / "comparisons" / "training.nbEpoch=1_ablation"
     rows = list(csv.DictReader(open(out / "ablation.csv")))
     assert [r["configuration"] for r in rows] == [a[0] for a in experiments.ABLATIONS]
@@ -395,13 +393,13 @@ def test_ablation_table_pairs_each_configuration_with_the_full_model(tmp_path, c
 
 def test_ablation_refuses_what_would_mix_its_configurations(tmp_path):
     ini = write_ini(tmp_path / "a.ini", data={"input_width": 16}, model=TINY_MODEL)
-    with pytest.raises(utils.UserError, match="--ablation sets model.attention itself"):
+    with pytest.raises(errors.UserError, match="--ablation sets model.attention itself"):
         run.main(["-c", str(ini), "--ablation", "--set", "model.attention=none"])
-    with pytest.raises(utils.UserError, match="--result-path would put all six in one folder"):
+    with pytest.raises(errors.UserError, match="--result-path would put all six in one folder"):
         run.main(["-c", str(ini), "--ablation", "--result-path", str(tmp_path / "x")])
-    with pytest.raises(utils.UserError, match=r"\[path\] result_path: set by --set, it would hold all six"):
+    with pytest.raises(errors.UserError, match=r"\[path\] result_path: set by --set, it would hold all six"):
         run.main(["-c", str(ini), "--ablation", "--set", f"path.result_path={tmp_path / 'x'}"])
-    with pytest.raises(utils.UserError, match="the ablation starts from the full model"):
+    with pytest.raises(errors.UserError, match="the ablation starts from the full model"):
         run.main(["-c", str(write_ini(tmp_path / "b.ini", model={**TINY_MODEL, "streams": "spectral"})), "--ablation"])
     assert not (tmp_path / "x").exists()
 
@@ -416,12 +414,12 @@ def test_checkpoint_not_found_names_the_folders_that_hold_the_run(tmp_path):
     (held / "checkpoints").mkdir(parents=True)
     (held / "checkpoints" / "sub01_ses1.pt").write_bytes(b"")
     fileio.write_json(held / "summary.json", {"overrides": ["training.nbEpoch=3"]})
-    with pytest.raises(utils.UserError, match=re.escape(
+    with pytest.raises(errors.UserError, match=re.escape(
             f"{tmp_path}/res/checkpoints/sub01_ses1.pt: checkpoint not found; sub01_ses1 is in {held} (trained with "
             f"--set training.nbEpoch=3): repeat the --set values it was trained with, or give --result-path with its "
             f"folder")):
         run.main(["-c", str(ini), "--predict", "sub01_ses1", "--subjects", "1", "--sessions", "1"])
-    with pytest.raises(utils.UserError, match=re.escape("sub02_ses1.pt: checkpoint not found")):   # nowhere
+    with pytest.raises(errors.UserError, match=re.escape("sub02_ses1.pt: checkpoint not found")):   # nowhere
         run.main(["-c", str(ini), "--predict", "sub02_ses1", "--subjects", "1", "--sessions", "1"])
-    with pytest.raises(utils.UserError, match=re.escape(f"{held} (trained with --set training.nbEpoch=3)")):
+    with pytest.raises(errors.UserError, match=re.escape(f"{held} (trained with --set training.nbEpoch=3)")):
         run.main(["-c", str(ini), "--set", "training.lr=0.01", "--explain", "sub01_ses1"])

@@ -10,10 +10,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import config
-from conftest import ROOT
-import fastcpu
 import model
+from sst.training import optim
+from conftest import ROOT
+from sst import config
+from sst.models import fastcpu
+from sst.results import provenance
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,7 @@ def assert_trains_alike(net, definition, batches, labels, steps: int = 2):
     """`steps` Adam steps of the accelerated net and of the definition: loss, every gradient each step,
     then parameters, running statistics and eval outputs."""
     fast = fastcpu.accelerate(net)
-    optimizers = [model.adam(m, 1e-4, 1e-3) for m in (net, definition)]
+    optimizers = [optim.adam(m, 1e-4, 1e-3) for m in (net, definition)]
     for step in range(steps):
         spectral, temporal = batches[step % len(batches)]
         losses = []
@@ -132,7 +134,7 @@ def test_checkpoints_load_both_ways(cfg):
     torch.manual_seed(0)
     net = model.build_model(c)
     fast = fastcpu.accelerate(net)
-    opt = model.adam(net, 1e-4, 1e-3)
+    opt = optim.adam(net, 1e-4, 1e-3)
     x = inputs(c, 4)
     F.cross_entropy(fast(*x), torch.tensor([0, 1, 2, 0])).backward()
     opt.step()
@@ -296,18 +298,18 @@ def test_frozen_batch_norm_and_own_forward_run_as_defined(cfg):
 
 def test_the_accelerator_was_written_for_this_definition(cfg):
     """WRITTEN_FOR records the definition the parity tests above hold it to. After an edit of model.py that
-    these tests accept, refresh the table with `python fastcpu.py` (and only then)."""
+    these tests accept, refresh the table with `python -m sst.models.fastcpu` (and only then)."""
     live = fastcpu.definition_fingerprints()
     stale = {k: (fastcpu.WRITTEN_FOR.get(k), v) for k, v in live.items() if fastcpu.WRITTEN_FOR.get(k) != v}
-    assert not stale and set(live) == set(fastcpu.WRITTEN_FOR), f"run `python fastcpu.py` after the parity tests: {stale}"
+    assert not stale and set(live) == set(fastcpu.WRITTEN_FOR), f"run `python -m sst.models.fastcpu` after the parity tests: {stale}"
     assert fastcpu.definition_changes(model.build_model(small(cfg))) == []
 
 
 def test_comments_and_docstrings_do_not_count():
     source = "def f(x):\n    return x + 1\n"
     worded = 'def f(x):\n    """Add one."""\n    # why: ...\n    return (x +\n            1)\n'
-    assert fastcpu.utils.code_digest(source) == fastcpu.utils.code_digest(worded)
-    assert fastcpu.utils.code_digest(source) != fastcpu.utils.code_digest(source.replace("+ 1", "+ 2"))
+    assert provenance.code_digest(source) == provenance.code_digest(worded)
+    assert provenance.code_digest(source) != provenance.code_digest(source.replace("+ 1", "+ 2"))
 
 
 @pytest.mark.parametrize("where", ["class", "module"])
@@ -342,6 +344,7 @@ def test_an_edit_of_the_definition_trains_as_edited(tmp_path):
     edited.mkdir()
     for path in ROOT.glob("*.py"):
         shutil.copy(path, edited / path.name)
+    shutil.copytree(ROOT / "sst", edited / "sst", ignore=shutil.ignore_patterns("__pycache__"))
     text = (edited / "model.py").read_text()
     original = "        spatial, depth = self.weights(x)\n        if spatial is not None:"
     assert original in text

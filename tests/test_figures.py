@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, TINY_MODEL, run_cli, write_ini
-import figures
+from sst.reporting import figures
 
 
 def assert_png(path: Path, min_px: int = 200) -> None:
@@ -86,12 +86,10 @@ def tiny(tmp_path_factory):
     freshly built tiny network in run.py's format (statistics of the session as normalisation)."""
     import torch
 
-    import config
     import model
     import Preprocess
-    import preprocessed
-    import synthetic
-    import utils
+    from sst import config, runtime
+    from sst.data import session_store, synthetic
 
     root = tmp_path_factory.mktemp("tiny")
     ini = write_ini(root / "tiny.ini", path={"dataset_root": root / "SEED", "preprocessed_root": root / "pre",
@@ -100,9 +98,9 @@ def tiny(tmp_path_factory):
     cfg = config.load_config(ini)
     synthetic.write_seed(root / "SEED", subjects=(1,), sessions=(1,), trial_fraction=0.05, seed=0)
     Preprocess.preprocess(cfg)
-    sessions = preprocessed.load_preprocessed(cfg)
+    sessions = session_store.load_preprocessed(cfg)
     de, eeg = np.asarray(sessions[0].de), np.asarray(sessions[0].eeg)
-    utils.set_seed(0)
+    runtime.set_seed(0)
     net = model.build_model(cfg)
     checkpoint = cfg.path.result_path / "checkpoints" / "sub01_ses1.pt"
     checkpoint.parent.mkdir(parents=True)
@@ -115,7 +113,7 @@ def tiny(tmp_path_factory):
 
 
 def test_electrode_pixels_follow_the_interpolation_geometry():
-    import inputs
+    from sst.data import inputs
 
     # width 17: every grid cell falls on a pixel, where the interpolated map equals the electrode's value
     width = 17
@@ -166,7 +164,7 @@ def test_architecture_stages_add_up_to_the_model(tiny):
 
 
 def test_architecture_figure_of_the_seed_config(tmp_path):
-    import config
+    from sst import config
 
     stages = figures.model_stages(config.load_config(ROOT / "SEED.ini"))
     assert stages["total"] == 1_573_185  # docs/reference.md: the paper order's trainable parameters
@@ -177,10 +175,10 @@ def test_architecture_figure_of_the_seed_config(tmp_path):
 @pytest.mark.slow
 def test_cli_architecture_and_explain(tiny):
     out = tiny["root"] / "arch.png"
-    proc = run_cli("figures.py", "architecture", "-c", str(tiny["ini"]), "--out", str(out))
+    proc = run_cli("-m", "sst.reporting.figures", "architecture", "-c", str(tiny["ini"]), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert_png(out)
-    proc = run_cli("figures.py", "explain", "-c", str(tiny["ini"]), "--run", "sub01_ses1")
+    proc = run_cli("-m", "sst.reporting.figures", "explain", "-c", str(tiny["ini"]), "--run", "sub01_ses1")
     assert proc.returncode == 0, proc.stderr
     folder = tiny["cfg"].path.result_path / "figures" / "sub01_ses1"
     assert sorted(p.name for p in folder.glob("*.png")) == [
@@ -188,7 +186,7 @@ def test_cli_architecture_and_explain(tiny):
 
 
 def test_cli_demo_without_results_says_what_to_run(tmp_path):
-    proc = run_cli("figures.py", "demo", "--demo-dir", str(tmp_path / "nothing"), "--out-dir", str(tmp_path / "out"))
+    proc = run_cli("-m", "sst.reporting.figures", "demo", "--demo-dir", str(tmp_path / "nothing"), "--out-dir", str(tmp_path / "out"))
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "python run.py --demo" in proc.stderr
     assert not (tmp_path / "out").exists()
@@ -204,7 +202,7 @@ def test_demo_figures_from_a_demo_folder(tiny, tmp_path):
     (demo / "results" / "checkpoints").mkdir(parents=True)
     shutil.copy(tiny["checkpoint"], demo / "results" / "checkpoints" / "sub01_ses1.pt")
     results = [fake_run(1, 1)]
-    import fileio
+    from sst import fileio
 
     fileio.write_json(demo / "results" / "runs" / "sub01_ses1.json", results[0])
     fileio.write_json(demo / "results" / "summary.json", fake_summary(results))
@@ -215,7 +213,7 @@ def test_demo_figures_from_a_demo_folder(tiny, tmp_path):
         assert_png(p)
     assert sorted(p.name for p in (tmp_path / "figure").iterdir()) == sorted(p.name for p in paths)  # no leftovers
     committed = {p: p.stat().st_mtime_ns for p in (ROOT / "figure").iterdir()}
-    proc = run_cli("figures.py", "demo", "--demo-dir", str(demo))       # by default into the demo's result folder
+    proc = run_cli("-m", "sst.reporting.figures", "demo", "--demo-dir", str(demo))       # by default into the demo's result folder
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (demo / "results" / "figures" / "demo").iterdir()) == sorted(p.name for p in paths)
     assert {p: p.stat().st_mtime_ns for p in (ROOT / "figure").iterdir()} == committed
@@ -270,12 +268,12 @@ def test_per_subject_figure_says_the_papers_protocol(drawn, tmp_path):
 
 @pytest.mark.slow
 def test_the_demo_says_where_its_results_and_figures_went(tiny, capsys):
-    import results
     import run
-    import training
+    from sst.results import store
+    from sst.training import runspec
 
-    out = results.ResultDir(tiny["cfg"])
-    run.demo_epilogue(out, tiny["cfg"], training.RunSpec(1, 1))
+    out = store.ResultDir(tiny["cfg"])
+    run.demo_epilogue(out, tiny["cfg"], runspec.RunSpec(1, 1))
     text = capsys.readouterr().out
     assert text.startswith(f"results: {out.root} (runs/*.json") and "figures:" in text
     assert f"{out.root}/figures/sub01_ses1/attention_spatial.png" in text

@@ -1,10 +1,18 @@
-"""The core's layout (issue contracts): no import cycle between the project's modules, counting imports made
-inside functions too, and model.py, utils.py and run.py within their line budgets."""
+"""The layout (docs/architecture.md): scripts at the root, the library in the package `sst`; no import cycle,
+counting imports made inside functions too; the package never imports a script, except the definition of the
+network (model.py) where a model kind builds it; the scripts within their line budgets."""
 import ast
 
 from conftest import ROOT
 
-MODULES = {p.stem: p for p in ROOT.glob("*.py")}
+SCRIPTS = {p.stem: p for p in ROOT.glob("*.py")}
+PACKAGE = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+           for p in (ROOT / "sst").rglob("*.py")}
+MODULES = {**SCRIPTS, **PACKAGE}
+# The package modules that may import model.py: the registry that builds the network from a config, and what
+# exists only for the network (its accelerator, its Keras weights, its figures).
+IMPORT_MODEL = {"sst.models.kinds", "sst.models.fastcpu", "sst.models.keras_weights", "sst.reporting.figures",
+                "sst.training.loop", "sst.results.checkpoints"}
 
 
 def imports_of(path) -> set[str]:
@@ -12,10 +20,12 @@ def imports_of(path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            found |= {a.name.split(".")[0] for a in node.names}
+            found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module.split(".")[0])
-    return (found & set(MODULES)) - {path.stem}
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    return {m for m in found if m in MODULES} - {name}
 
 
 def test_no_import_cycle():
@@ -34,9 +44,22 @@ def test_no_import_cycle():
     for name in sorted(graph):
         if name not in state:
             visit(name, [])
-    assert {"config", "fileio", "preprocessed", "checkpoints", "keras_weights"} <= set(graph)
+    assert {"sst.config", "sst.fileio", "sst.results.checkpoints", "run", "model"} <= set(graph)
+
+
+def test_the_package_imports_no_script():
+    """Nothing in sst/ runs back up to a script: only the modules of IMPORT_MODEL reach the definition."""
+    for name, path in PACKAGE.items():
+        scripts = {m for m in imports_of(path) if m in SCRIPTS}
+        allowed = {"model"} if name in IMPORT_MODEL else set()
+        assert scripts <= allowed, f"{name} imports {sorted(scripts - allowed)}"
+
+
+def test_the_root_holds_the_scripts_and_the_package():
+    assert set(SCRIPTS) == {"run", "Preprocess", "model", "utils"}
+    assert (ROOT / "sst" / "__init__.py").is_file()
 
 
 def test_line_budgets():
-    lines = {name: len(MODULES[name].read_text(encoding="utf-8").splitlines()) for name in ("model", "utils", "run")}
+    lines = {name: len(SCRIPTS[name].read_text(encoding="utf-8").splitlines()) for name in ("model", "utils", "run")}
     assert lines["model"] < 650 and lines["utils"] < 600 and lines["run"] < 600, lines

@@ -11,16 +11,17 @@ import math
 import re
 import subprocess
 import sys
+
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import config
-from conftest import ROOT, run_cli, write_ini
 import model
-import utils
+from sst.training import optim
+from conftest import ROOT, run_cli, write_ini
+from sst import config, errors
 
 SEED_INI = ROOT / "SEED.ini"
 SEED_IV_INI = ROOT / "SEED_IV.ini"
@@ -218,7 +219,7 @@ def test_initialisation(cfg):
 
 def test_param_groups_decay_exactly_the_l2_kernels(cfg):
     net = model.build_model(cfg)
-    decay, rest = model.param_groups(net, 1e-4)
+    decay, rest = optim.param_groups(net, 1e-4)
     names = {id(p): n for n, p in net.named_parameters()}
     decayed = sorted(names[id(p)] for p in decay["params"])
     assert decay["weight_decay"] == 2e-4 and rest["weight_decay"] == 0
@@ -240,13 +241,13 @@ def test_adam_weight_decay_equals_keras_l2(cfg):
     spectral, temporal = inputs(c, 4)
     labels = torch.tensor([0, 1, 2, 0])
     l2 = 1e-2
-    opt_a = model.adam(a, l2, lr=1e-3)
+    opt_a = optim.adam(a, l2, lr=1e-3)
     assert opt_a.defaults["fused"] and [g["weight_decay"] for g in opt_a.param_groups] == [2 * l2, 0.0]
     opt_b = torch.optim.Adam(b.parameters(), lr=1e-3)
     torch.manual_seed(1)
     F.cross_entropy(a(spectral, temporal), labels).backward()
     torch.manual_seed(1)
-    penalty = sum((p ** 2).sum() for p in model.param_groups(b, l2)[0]["params"])
+    penalty = sum((p ** 2).sum() for p in optim.param_groups(b, l2)[0]["params"])
     (F.cross_entropy(b(spectral, temporal), labels) + l2 * penalty).backward()
     opt_a.step()
     opt_b.step()
@@ -287,7 +288,7 @@ def test_a_few_steps_lower_the_loss(cfg):
     c = small(cfg)
     torch.manual_seed(0)
     net = model.build_model(c)
-    optimizer = torch.optim.Adam(model.param_groups(net, c.training.l2), lr=1e-3)
+    optimizer = torch.optim.Adam(optim.param_groups(net, c.training.l2), lr=1e-3)
     spectral, temporal = inputs(c, 12)
     labels = torch.arange(12) % 3
     losses = []
@@ -323,7 +324,7 @@ def test_attention_weights(cfg):
     ({"model": {"compression_spec": 0.01}}, "[model] compression_spec"),
 ])
 def test_invalid_config_fails_at_construction(cfg, keys, key):
-    with pytest.raises(utils.ConfigError, match=re.escape(key + ":")):
+    with pytest.raises(errors.ConfigError, match=re.escape(key + ":")):
         model.build_model(cfg.replace(**keys))
 
 
@@ -436,7 +437,7 @@ class GateAttention(nn.Module):
 def test_extra_stream_and_attention_variant_through_the_public_api(cfg):
     """A registered stream and a registered attention variant: built by name, forward unchanged,
     one training step (through the CPU accelerator too, which runs unknown parts as defined)."""
-    import fastcpu
+    from sst.models import fastcpu
 
     model.register_stream("toy", source="de")(lambda arguments: ToyStream())
     model.register_attention("gate")(GateAttention)
@@ -449,7 +450,7 @@ def test_extra_stream_and_attention_variant_through_the_public_api(cfg):
         spectral, temporal = inputs(c, 4)
         toy = torch.randn(4, 8, 8, 3)
         labels = torch.tensor([0, 1, 2, 1])
-        optimizer = model.adam(net, 1e-4, 1e-2)
+        optimizer = optim.adam(net, 1e-4, 1e-2)
         before = net.toy.linear.weight.detach().clone()
         for forward in (net, fastcpu.accelerate(net)):
             optimizer.zero_grad()
@@ -584,15 +585,15 @@ def test_keras_weights_mismatch_names_the_layer(cfg, tmp_path):
     name, weights = layers[5]
     layers[5] = (name, [(w, v[..., :-1]) if w == "kernel" else (w, v) for w, v in weights])   # one output too few
     write_keras_h5(tmp_path / "bad.h5", layers, full_model=True)
-    with pytest.raises(utils.DataError, match=f"Keras layer {name} kernel has shape .* expected"):
+    with pytest.raises(errors.DataError, match=f"Keras layer {name} kernel has shape .* expected"):
         model.load_keras_weights(model.build_model(c), tmp_path / "bad.h5")
     write_keras_h5(tmp_path / "short.h5", keras_layers(net)[:-1], full_model=False)   # the last Dense missing
-    with pytest.raises(utils.DataError, match="dense layers with weights, the network has"):
+    with pytest.raises(errors.DataError, match="dense layers with weights, the network has"):
         model.load_keras_weights(model.build_model(c), tmp_path / "short.h5")
     (tmp_path / "text.h5").write_text("not hdf5")
-    with pytest.raises(utils.DataError, match="text.h5: not a readable HDF5"):
+    with pytest.raises(errors.DataError, match="text.h5: not a readable HDF5"):
         model.load_keras_weights(model.build_model(c), tmp_path / "text.h5")
-    with pytest.raises(utils.ConfigError, match="official"):
+    with pytest.raises(errors.ConfigError, match="official"):
         model.load_keras_weights(model.build_model(small(cfg)), tmp_path / "short.h5")
 
 
@@ -685,7 +686,7 @@ def test_keras_files_are_checked_before_reading(cfg, tmp_path, damage):
     edit, expected = KERAS_DAMAGE[damage]
     with h5py.File(path, "r+") as f:
         edit(f, layer, kernel, tmp_path)
-    with pytest.raises(utils.DataError) as refused:
+    with pytest.raises(errors.DataError) as refused:
         model.load_keras_weights(model.build_model(c), path)
     assert str(refused.value).startswith(f"{path}: ") and expected in str(refused.value), str(refused.value)
 
@@ -695,9 +696,9 @@ def test_keras_weights_path_over_255_bytes_is_one_clear_error(tmp_path):
     the command line and through model.load_keras_weights."""
     ini = write_ini(tmp_path / "small.ini")
     long = tmp_path / ("k" * 300 + ".h5")
-    with pytest.raises(utils.UserError, match=r"^--keras-weights: a path component of 303 bytes \(k+.*at most 255"):
+    with pytest.raises(errors.UserError, match=r"^--keras-weights: a path component of 303 bytes \(k+.*at most 255"):
         model.main(["-c", str(ini), "--keras-weights", str(long)])
-    with pytest.raises(utils.DataError, match=r"Keras weights file: a path component of 303 bytes"):
+    with pytest.raises(errors.DataError, match=r"Keras weights file: a path component of 303 bytes"):
         model.load_keras_weights(model.build_model(small(config.load_config(ini), block_order="official")), long)
 
 
@@ -716,7 +717,7 @@ def test_save_onto_an_input_is_refused(tmp_path, target):
     if target == "a-hard-link":
         os.link(weights, save)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    with pytest.raises(utils.UserError, match=rf"^--save {re.escape(str(save))}: that is the (--keras-weights|-c) file "):
+    with pytest.raises(errors.UserError, match=rf"^--save {re.escape(str(save))}: that is the (--keras-weights|-c) file "):
         model.main(["-c", str(ini), "--keras-weights", str(weights), "--save", str(save)])
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 

@@ -8,10 +8,9 @@ import textwrap
 
 import pytest
 
-import config
 import model
-import utils
 from conftest import TINY_MODEL, run_cli, tiny_seed_tree, write_ini
+from sst import config, errors
 
 # A plugin as a researcher writes it: an attention variant and a third stream (on the DE maps).
 PLUGIN = textwrap.dedent('''
@@ -63,11 +62,11 @@ def test_plugin_paths_are_relative_to_the_ini_and_stay_beside_it(tmp_path, monke
     assert config.load_config(ini).model.plugins == ((tmp_path / "plugin.py").resolve(),)
     assert config.Config.from_dict(config.load_config(ini).to_dict()).model.plugins == config.load_config(ini).model.plugins
     outside = write_ini(tmp_path / "sub" / "b.ini", model={"plugins": "../plugin.py"})
-    with pytest.raises(utils.ConfigError, match=r"b.ini: \[model\] plugins: ../plugin.py is outside the INI file's folder"):
+    with pytest.raises(errors.ConfigError, match=r"b.ini: \[model\] plugins: ../plugin.py is outside the INI file's folder"):
         config.load_config(outside)
     monkeypatch.chdir(tmp_path)     # with --set, a path typed on the command line: from the current folder
     assert config.load_config(outside, ["model.plugins=plugin.py"]).model.plugins == ((tmp_path / "plugin.py").resolve(),)
-    with pytest.raises(utils.ConfigError, match=r"--set model.plugins=notes.txt: \[model\] plugins: expected Python"):
+    with pytest.raises(errors.ConfigError, match=r"--set model.plugins=notes.txt: \[model\] plugins: expected Python"):
         config.load_config(outside, ["model.plugins=notes.txt"])
 
 
@@ -79,7 +78,7 @@ def test_a_plugin_registers_variants_that_build_by_name(tmp_path):
     assert type(net.spectral.features.attention1).__name__ == "Gate"
     assert net.stream_names == ["spectral", "temporal", "means_a"] and net.sources["means_a"] == "de"
     unknown = write_ini(tmp_path / "b.ini", model={**TINY_MODEL, "attention_block": "nope"})
-    with pytest.raises(utils.ConfigError, match=r"b.ini: \[model\] attention_block: expected one of .*got 'nope' "
+    with pytest.raises(errors.ConfigError, match=r"b.ini: \[model\] attention_block: expected one of .*got 'nope' "
                                                 r"\(registered by a \[model\] plugins file\?\)"):
         model.build_model(config.load_config(unknown))
 
@@ -87,11 +86,11 @@ def test_a_plugin_registers_variants_that_build_by_name(tmp_path):
 def test_a_plugin_that_fails_on_import_is_named_with_its_line(tmp_path):
     (tmp_path / "broken.py").write_text("import model\n\nraise RuntimeError('not yet')\n")
     ini = write_ini(tmp_path / "a.ini", model={"plugins": "broken.py"})
-    with pytest.raises(utils.ConfigError, match=r"a.ini: \[model\] plugins: .*broken.py, line 3: the plugin failed on "
+    with pytest.raises(errors.ConfigError, match=r"a.ini: \[model\] plugins: .*broken.py, line 3: the plugin failed on "
                                                 r"import \(RuntimeError: not yet\)"):
         model.build_model(config.load_config(ini))
     (tmp_path / "syntax.py").write_text("def f(:\n")
-    with pytest.raises(utils.ConfigError, match=r"syntax.py, line 1: the plugin failed on import \(SyntaxError"):
+    with pytest.raises(errors.ConfigError, match=r"syntax.py, line 1: the plugin failed on import \(SyntaxError"):
         model.build_model(config.load_config(write_ini(tmp_path / "b.ini", model={"plugins": "syntax.py"})))
 
 
@@ -99,7 +98,7 @@ def test_a_stream_whose_source_does_not_fit_its_maps_is_named(tmp_path):
     (tmp_path / "p.py").write_text(PLUGIN.format(attention="gate_b", stream="means_b").replace(
         'source="de"', 'source="eeg"'))     # (W, W, bands) maps declared as raw-EEG maps
     ini = write_ini(tmp_path / "a.ini", model={**TINY_MODEL, "plugins": "p.py", "streams": "spectral, means_b"})
-    with pytest.raises(utils.ConfigError, match=r"\[model\] streams: stream means_b takes \(32, 32, 5\) maps, but its "
+    with pytest.raises(errors.ConfigError, match=r"\[model\] streams: stream means_b takes \(32, 32, 5\) maps, but its "
                                                 r"source 'eeg'"):
         model.build_model(config.load_config(ini))
 

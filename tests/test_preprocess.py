@@ -21,14 +21,20 @@ import pytest
 from scipy import signal, stats
 from scipy.interpolate import RectBivariateSpline
 
-import datasets as D
-import inputs
-import synthetic
-from inputs import (electrodes_to_maps, grid_interpolation_matrix, interpolation_matrix, resample_matrix,
-                    save_maps_npy, temporal_samples, temporal_spec)
-from config import load_config
-from Preprocess import differential_entropy, gaussian_de, load_preprocessed
-from utils import ConfigError, DataError
+from Preprocess import differential_entropy, gaussian_de
+from sst.data.session_store import load_preprocessed
+from sst.config import load_config
+from sst.data import datasets, electrodes, inputs, readers, synthetic
+from sst.data.inputs import (
+    electrodes_to_maps,
+    grid_interpolation_matrix,
+    interpolation_matrix,
+    resample_matrix,
+    save_maps_npy,
+    temporal_samples,
+    temporal_spec,
+)
+from sst.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 FRACTION = 0.03
@@ -53,7 +59,7 @@ def preprocess_cli(ini: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def windows(dataset, session):
-    return [max(synthetic.MIN_WINDOWS, round(t * FRACTION)) for t in D.TRIAL_WINDOWS[dataset][session]]
+    return [max(synthetic.MIN_WINDOWS, round(t * FRACTION)) for t in datasets.get(dataset).trial_windows[session]]
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +81,8 @@ def test_each_electrode_lands_on_its_cell(width):
     # pixel p sits at grid coordinate p * 8 / (width - 1): cell (r, c) is pixel (r, c) * (width - 1) / 8
     matrix = interpolation_matrix(width)
     assert matrix.shape == (width * width, 62) and matrix.dtype == np.float64
-    step = (width - 1) // (D.GRID_SIZE - 1)
-    pixels = D.GRID_POSITIONS[:, 0] * step * width + D.GRID_POSITIONS[:, 1] * step
+    step = (width - 1) // (electrodes.GRID_SIZE - 1)
+    pixels = electrodes.GRID_POSITIONS[:, 0] * step * width + electrodes.GRID_POSITIONS[:, 1] * step
     np.testing.assert_allclose(matrix[pixels], np.eye(62), atol=1e-12)  # value e on its cell, 0 on the others'
 
 
@@ -112,9 +118,9 @@ def test_electrodes_to_maps_is_the_per_sample_product():
     assert maps.shape == (7, 32, 32, 3) and maps.dtype == np.float32
     for n in range(7):
         np.testing.assert_allclose(maps[n].reshape(1024, 3), matrix @ x[n], rtol=1e-5, atol=1e-5)
-    pos = D.GRID_POSITIONS[D.CHANNELS.index("OZ")]
+    pos = electrodes.GRID_POSITIONS[electrodes.CHANNELS.index("OZ")]
     onehot = np.zeros((1, 62, 1))
-    onehot[0, D.CHANNELS.index("OZ")] = 1
+    onehot[0, electrodes.CHANNELS.index("OZ")] = 1
     peak = np.unravel_index(np.argmax(electrodes_to_maps(onehot, matrix, 32)[0, :, :, 0]), (32, 32))
     assert np.allclose(np.array(peak) * 8 / 31, pos, atol=0.5)  # width 32: the peak is the pixel nearest the cell
 
@@ -153,7 +159,7 @@ def test_save_maps_npy_writes_the_maps(tmp_path, monkeypatch, width, channels, r
 def test_pwrite_all_raises_instead_of_looping(tmp_path, monkeypatch):
     """A write that makes no progress, or an EINVAL under an O_DIRECT flag that will not clear, is an
     error rather than an endless retry."""
-    import fileio
+    from sst import fileio
 
     with open(tmp_path / "f", "wb") as fh:
         monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: 0)
@@ -189,9 +195,9 @@ def test_gaussian_de_closed_form():
 def test_de_of_gaussian_noise():
     rng = np.random.default_rng(0)
     sigma, window = 5.0, 200 * 30
-    de = differential_entropy(rng.normal(0, sigma, (4, 20 * window)), D.BANDS_HZ["SEED"], window)
+    de = differential_entropy(rng.normal(0, sigma, (4, 20 * window)), datasets.get("SEED").bands_hz, window)
     assert de.shape == (4, 20, 5)
-    for b, (lo, hi) in enumerate(D.BANDS_HZ["SEED"]):
+    for b, (lo, hi) in enumerate(datasets.get("SEED").bands_hz):
         sos = signal.butter(4, (lo, hi), btype="bandpass", fs=200, output="sos")
         _, h = signal.sosfreqz(sos, worN=2 ** 16, fs=200)
         variance = sigma ** 2 * np.mean(np.abs(h) ** 4)  # white noise through the zero-phase (squared) filter
@@ -242,7 +248,7 @@ def check_session(folder: Path, dataset: str, session: int, has_temporal: bool =
     arrays = {k: np.load(folder / f"{k}.npy") for k in expected}
     assert all(arrays[k].shape == s and str(arrays[k].dtype) == d for k, (s, d) in expected.items())
     assert arrays["trial"].tolist() == np.repeat(np.arange(1, len(n_windows) + 1), n_windows).tolist()
-    assert arrays["label"].tolist() == np.repeat(D.TRIAL_LABELS[dataset][session], n_windows).tolist()
+    assert arrays["label"].tolist() == np.repeat(datasets.get(dataset).trial_labels[session], n_windows).tolist()
     matrix = interpolation_matrix(width)
     assert np.array_equal(electrodes_to_maps(arrays["de"], matrix, width), arrays["spectral"])  # run.py relies on it
     # per batch too, to float32 rounding: BLAS may block a 4-sample product differently from the session's
@@ -264,10 +270,10 @@ def test_end_to_end_seed(seed_root, tmp_path):
     manifest, arrays = check_session(tmp_path / "pre" / "sub02_ses1", "SEED", 1)
     assert manifest["subject"] == 2 and manifest["sources"]["raw"].endswith("Preprocessed_EEG/2_20140404.mat")
     assert manifest["data"] == load_config(ini).to_dict()["data"]
-    features = D.read_features(seed_root / "ExtractedFeatures" / "2_20140404.mat", "de_LDS")
+    features = readers.read_features(seed_root / "ExtractedFeatures" / "2_20140404.mat", "de_LDS")
     assert np.array_equal(arrays["de"][arrays["trial"] == 3], features[3].transpose(1, 0, 2).astype(np.float32))
     # eeg = resample_poly of the segment with 16 samples of context either side (away from the trial edges)
-    raw = D.read_raw(seed_root / "Preprocessed_EEG" / "2_20140404.mat")[4]
+    raw = readers.read_raw(seed_root / "Preprocessed_EEG" / "2_20140404.mat")[4]
     first = int(np.flatnonzero(arrays["trial"] == 4)[0])
     expected = signal.resample_poly(raw[:, 200 - 16: 200 + 40 + 16], 5, 8, axis=-1)[:, 10:35]
     np.testing.assert_allclose(arrays["eeg"][first + 1], expected, rtol=1e-4, atol=1e-3)
@@ -290,7 +296,7 @@ def test_end_to_end_seed_iv(seed_iv_root, tmp_path):
     assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["sub01_ses1", "sub01_ses2"]
     check_session(tmp_path / "pre" / "sub01_ses1", "SEED-IV", 1)
     _, arrays = check_session(tmp_path / "pre" / "sub01_ses2", "SEED-IV", 2)
-    raw = D.read_raw(seed_iv_root / "eeg_raw_data" / "2" / "1_20161125.mat")[1]
+    raw = readers.read_raw(seed_iv_root / "eeg_raw_data" / "2" / "1_20161125.mat")[1]
     expected = signal.resample_poly(raw[:, 800 - 16: 800 + 40 + 16], 5, 8, axis=-1)[:, 10:35]  # window 1 starts at 4 s
     np.testing.assert_allclose(arrays["eeg"][1], expected, rtol=1e-4, atol=1e-3)
 
@@ -393,8 +399,8 @@ def test_estimated_memory_covers_a_session_and_refuses_the_impossible(tmp_path):
 def test_written_values_are_checked(tmp_path, capsys):
     """Resampling overshoot beyond float32's range is an error naming the raw file; float64 values
     that float32 flushes to zero are a warning naming the file."""
-    from datasets import Recording
     import Preprocess
+    from sst.data.readers import Recording
 
     cfg = load_config(ROOT / "SEED.ini")
     rec = Recording(subject=1, session=1, features=tmp_path / "f.mat", raw=tmp_path / "r.mat", prefix=None)

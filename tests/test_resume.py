@@ -35,7 +35,7 @@ import scipy.io
 import torch
 
 from conftest import ROOT, TINY_MODEL, run_cli, write_ini
-import synthetic
+from sst.data import synthetic
 
 RUNS = ("sub01_ses1", "sub02_ses1")
 TRAINING = {"nbEpoch": 3, "batch_size": 32, "num_threads": 1, "seed": 42}
@@ -177,7 +177,7 @@ def test_preprocess_killed_mid_session_redoes_that_session_only(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_only_temporaries_of_dead_processes_are_removed(tmp_path):
-    import fileio
+    from sst import fileio
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # reaped: its pid no longer exists
@@ -207,33 +207,33 @@ def test_same_seed_same_run_other_seed_other_run(tiny, reference, tmp_path):
 
 def test_resumed_trainer_keeps_early_stopping_and_refuses_other_configs(tiny, tmp_path):
     """In-process: a partial state saved at an early stop trains no further; one of another config is refused."""
-    import preprocessed
-    from config import load_config
-    import results
-    import training
+    from sst.config import load_config
+    from sst.data import session_store
+    from sst.results import provenance, store
+    from sst.training import loop, runspec
 
     cfg = load_config(make_ini(tmp_path / "a.ini", tiny / "SEED", tiny / "pre", tmp_path / "res", patience=1))
-    spec = training.RunSpec(1, 1)
-    data = training.build_run_data(cfg, spec, preprocessed.load_preprocessed(cfg, subjects=[1]))
-    trainer = training.Trainer(cfg, spec, data, torch.device("cpu"))
+    spec = runspec.RunSpec(1, 1)
+    data = loop.build_run_data(cfg, spec, session_store.load_preprocessed(cfg, subjects=[1]))
+    trainer = loop.Trainer(cfg, spec, data, torch.device("cpu"))
     trainer.history = [{"epoch": 1}, {"epoch": 2}]
     trainer.best["wait"] = 1  # the state saved when epoch 2 stopped training (patience 1)
     epochs = []
     trainer.fit(epochs.append)
     assert len(trainer.history) == 2 and epochs == []
 
-    key = results.result_key(cfg)
-    results.save_partial(tmp_path / "partial.pt", trainer, key)
-    other = training.Trainer(cfg.replace(training={"lr": 1e-3}), spec, data, torch.device("cpu"))
+    key = provenance.result_key(cfg)
+    store.save_partial(tmp_path / "partial.pt", trainer, key)
+    other = loop.Trainer(cfg.replace(training={"lr": 1e-3}), spec, data, torch.device("cpu"))
     with pytest.raises(ValueError, match="another configuration"):
-        results.load_partial(tmp_path / "partial.pt", other, results.result_key(other.cfg))
+        store.load_partial(tmp_path / "partial.pt", other, provenance.result_key(other.cfg))
     older = {k: v for k, v in trainer.state().items() if k != "subject_pool"}
-    training.Trainer(cfg, spec, data, torch.device("cpu")).load_state(older)   # trial protocol: the pool is not needed
+    loop.Trainer(cfg, spec, data, torch.device("cpu")).load_state(older)   # trial protocol: the pool is not needed
     loso = cfg.replace(training={"protocol": "loso"})
-    saved = training.Trainer(loso, spec, data, torch.device("cpu")).state()
+    saved = loop.Trainer(loso, spec, data, torch.device("cpu")).state()
     data.subjects = [1, 2, 3]    # loso, after subjects 2 and 3 were preprocessed
     with pytest.raises(ValueError, match=r"pooled subjects \[1\], now \[1, 2, 3\]"):
-        training.Trainer(loso, spec, data, torch.device("cpu")).load_state(saved)
+        loop.Trainer(loso, spec, data, torch.device("cpu")).load_state(saved)
 
 
 # ----------------------------------------------------------------------------- NaN guard
@@ -330,14 +330,14 @@ def test_resume_from_a_contiguous_optimizer_state_trains_as_uninterrupted(tiny, 
     3D) resumes with Adam's moments in the parameters' layout: the next step equals the uninterrupted one."""
     import copy
 
-    from config import load_config
-    import preprocessed
-    import training
+    from sst.config import load_config
+    from sst.data import session_store
+    from sst.training import loop, runspec
 
     cfg = load_config(make_ini(tmp_path / "a.ini", tiny / "SEED", tiny / "pre", tmp_path / "res"))
-    spec = training.RunSpec(1, 1)
-    data = training.build_run_data(cfg, spec, preprocessed.load_preprocessed(cfg, subjects=[1]))
-    first = training.Trainer(cfg, spec, data, torch.device("cpu"))
+    spec = runspec.RunSpec(1, 1)
+    data = loop.build_run_data(cfg, spec, session_store.load_preprocessed(cfg, subjects=[1]))
+    first = loop.Trainer(cfg, spec, data, torch.device("cpu"))
     first.train_epoch(1)
     state = copy.deepcopy(first.state())        # state() holds live tensors, which the next steps change
     for moments in state["optimizer"]["state"].values():           # as saved from contiguous parameters
@@ -346,9 +346,9 @@ def test_resume_from_a_contiguous_optimizer_state_trains_as_uninterrupted(tiny, 
                 moments[key] = value.contiguous()
     assert any(v.dim() == 5 and v.is_contiguous() for m in state["optimizer"]["state"].values()
                for v in m.values() if torch.is_tensor(v))
-    resumed = training.Trainer(cfg, spec, data, torch.device("cpu"))
+    resumed = loop.Trainer(cfg, spec, data, torch.device("cpu"))
     resumed.load_state(state)
-    reference = training.Trainer(cfg, spec, data, torch.device("cpu"))
+    reference = loop.Trainer(cfg, spec, data, torch.device("cpu"))
     reference.load_state(copy.deepcopy(first.state()))
     for trainer in (resumed, reference):
         torch.manual_seed(5)

@@ -14,15 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-import config
-import fileio
-import inputs
-import results
 import run
-import sharding
-import training
-import utils
 from conftest import GLIBC, ROOT, TINY_MODEL, run_cli, run_in_process, tiny_seed_tree, write_ini
+from sst import config, errors, fileio
+from sst.data import inputs
+from sst.reporting import summaries
+from sst.results import checkpoints, provenance, store
+from sst.training import loop, metrics, protocols, runspec, sharding
 
 # SEED's trial labels, 0-based (negative 0, neutral 1, positive 2), trials 1..15
 SEED_LABELS = np.array([1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1]) + 1
@@ -34,9 +32,9 @@ SEED_LABELS = np.array([1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1]) + 1
 def test_scores_match_hand_computation():
     y_true = np.array([0, 0, 1, 1, 2, 2])
     y_pred = np.array([0, 1, 1, 1, 2, 0])
-    cm = training.confusion_matrix(y_true, y_pred, 3)
+    cm = metrics.confusion_matrix(y_true, y_pred, 3)
     assert cm.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
-    s = training.scores(cm)
+    s = metrics.scores(cm)
     assert s["accuracy"] == pytest.approx(4 / 6)
     assert s["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
     # p_observed 2/3, p_chance (2*2 + 2*3 + 2*1) / 36 = 1/3
@@ -46,39 +44,39 @@ def test_scores_match_hand_computation():
 def test_trial_split_holds_out_whole_trials():
     trial = np.repeat(np.arange(1, 16), 4)
     label = SEED_LABELS[trial - 1]
-    s = training.trial_split("SEED", trial, label, val_trials_per_class=1)
+    s = protocols.trial_split("SEED", trial, label, val_trials_per_class=1)
     assert set(trial[s.test]) == set(range(10, 16))
     # the last training trial of each class: negative 7, neutral 8, positive 9
     assert set(trial[s.val]) == {7, 8, 9}
     assert set(trial[s.train]) == set(range(1, 7))
     assert len(np.intersect1d(s.train, s.val)) == 0
-    no_val = training.trial_split("SEED", trial, label, val_trials_per_class=0)
+    no_val = protocols.trial_split("SEED", trial, label, val_trials_per_class=0)
     assert len(no_val.val) == 0 and set(trial[no_val.train]) == set(range(1, 10))
 
 
 def test_trial_split_that_would_leave_a_class_untrained_is_refused(tmp_path):
-    import datasets
+    from sst.data import datasets
 
     cfg = config.load_config(write_ini(tmp_path / "iv.ini", "SEED_IV.ini", training={"val_trials_per_class": 2}))
-    labels = np.array(datasets.TRIAL_LABELS["SEED-IV"][1])   # session 1: trials 1-16 hold class 3 twice
+    labels = np.array(datasets.get("SEED-IV").trial_labels[1])   # session 1: trials 1-16 hold class 3 twice
     trial = np.repeat(np.arange(1, 25), 3)
-    with pytest.raises(utils.ConfigError, match=r"iv.ini: \[training\] val_trials_per_class = 2 takes every training "
+    with pytest.raises(errors.ConfigError, match=r"iv.ini: \[training\] val_trials_per_class = 2 takes every training "
                                               r"trial of class 3 \(happy\) of sub01_ses1"):
-        training.make_split(cfg, training.RunSpec(1, 1), np.ones_like(trial), trial, labels[trial - 1])
-    one = training.make_split(cfg.replace(training={"val_trials_per_class": 1}), training.RunSpec(1, 1), np.ones_like(trial),
+        protocols.make_split(cfg, runspec.RunSpec(1, 1), np.ones_like(trial), trial, labels[trial - 1])
+    one = protocols.make_split(cfg.replace(training={"val_trials_per_class": 1}), runspec.RunSpec(1, 1), np.ones_like(trial),
                          trial, labels[trial - 1])
     assert set(labels[trial[one.train] - 1]) == {0, 1, 2, 3}
 
 
 def test_failure_records_outlive_the_invocation_until_the_run_finishes(tmp_path):
     cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
-    out = results.ResultDir(cfg)
-    out.record_failure(training.RunSpec(2, 1), "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan")
-    out.record_failure(training.RunSpec(3, 1), "another")
+    out = store.ResultDir(cfg)
+    out.record_failure(runspec.RunSpec(2, 1), "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan")
+    out.record_failure(runspec.RunSpec(3, 1), "another")
     assert out.failures({}) == {"sub02_ses1": "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan",
                                 "sub03_ses1": "another"}
     assert list(out.failures({"sub03_ses1": {}})) == ["sub02_ses1"]      # finished since: not a failure
-    other = results.ResultDir(cfg.replace(training={"lr": 1e-3}))
+    other = store.ResultDir(cfg.replace(training={"lr": 1e-3}))
     assert other.failures({}) == {}                                       # another configuration's record
     (tmp_path / "res" / "failed" / "list.json").write_text("[1, 2]")      # JSON, but not a record: skipped
     (tmp_path / "res" / "failed" / "norun.json").write_text('{"error": "x"}')
@@ -88,32 +86,32 @@ def test_failure_records_outlive_the_invocation_until_the_run_finishes(tmp_path)
 
 def test_summary_of_failed_runs_only_prints_them(tmp_path, capsys):
     cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
-    out = results.ResultDir(cfg)
-    out.record_failure(training.RunSpec(2, 1), "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan")
-    assert results.summarize(cfg, out) is None and not (tmp_path / "res" / "summary.json").exists()
+    out = store.ResultDir(cfg)
+    out.record_failure(runspec.RunSpec(2, 1), "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan")
+    assert summaries.summarize(cfg, out) is None and not (tmp_path / "res" / "summary.json").exists()
     assert capsys.readouterr().out.splitlines() == [
         f"no finished runs under {tmp_path}/res/runs",
         "failed: sub02_ses1: sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan"]
 
 
 def test_random_split_is_a_seeded_partition():
-    s = training.random_split(1000, test_fraction=0.4, val_fraction=0.1, seed=3)
+    s = protocols.random_split(1000, test_fraction=0.4, val_fraction=0.1, seed=3)
     together = np.concatenate([s.train, s.val, s.test])
     assert sorted(together.tolist()) == list(range(1000))
     assert len(s.test) == 400 and len(s.val) == 60
-    again = training.random_split(1000, 0.4, 0.1, seed=3)
+    again = protocols.random_split(1000, 0.4, 0.1, seed=3)
     assert np.array_equal(s.test, again.test)
-    assert not np.array_equal(s.test, training.random_split(1000, 0.4, 0.1, seed=4).test)
+    assert not np.array_equal(s.test, protocols.random_split(1000, 0.4, 0.1, seed=4).test)
 
 
 def test_loso_split_tests_one_subject_and_validates_on_another(tmp_path):
     cfg = config.load_config(write_ini(tmp_path / "a.ini", training={"protocol": "loso"}))
     subject = np.repeat([1, 2, 3, 4], 5)
-    s = training.make_split(cfg, training.RunSpec(2, 1), subject, np.ones(20, int), np.zeros(20, int))
+    s = protocols.make_split(cfg, runspec.RunSpec(2, 1), subject, np.ones(20, int), np.zeros(20, int))
     assert set(subject[s.test]) == {2}
     assert set(subject[s.val]) == {3}
     assert set(subject[s.train]) == {1, 4}
-    last = training.make_split(cfg, training.RunSpec(4, 1), subject, np.ones(20, int), np.zeros(20, int))
+    last = protocols.make_split(cfg, runspec.RunSpec(4, 1), subject, np.ones(20, int), np.zeros(20, int))
     assert set(subject[last.val]) == {1}  # wraps around
 
 
@@ -131,26 +129,26 @@ def test_zscore_uses_training_statistics_only():
 
 def test_shards_partition_the_runs():
     available = [(s, k) for s in range(1, 16) for k in (1, 2, 3)]
-    shards = [run.plan_runs(available, None, None, (i, 4)) for i in range(4)]
+    shards = [sharding.plan_runs(available, None, None, (i, 4)) for i in range(4)]
     names = [r.name for shard in shards for r in shard]
     assert len(names) == 45 and len(set(names)) == 45
-    picked = run.plan_runs(available, {2, 10}, {3}, None)
+    picked = sharding.plan_runs(available, {2, 10}, {3}, None)
     assert [r.name for r in picked] == ["sub02_ses3", "sub10_ses3"]
 
 
 def test_result_key_tracks_settings_that_change_results(tmp_path):
     cfg = config.load_config(write_ini(tmp_path / "a.ini"))
-    key = results.result_key(cfg)
-    assert results.result_key(cfg.replace(training={"device": "cpu"})) == key
-    assert results.result_key(cfg.replace(path={"result_path": tmp_path})) == key
-    assert results.result_key(cfg.replace(training={"lr": 1e-3})) != key
-    assert results.result_key(cfg.replace(model={"attention": "none"})) != key
+    key = provenance.result_key(cfg)
+    assert provenance.result_key(cfg.replace(training={"device": "cpu"})) == key
+    assert provenance.result_key(cfg.replace(path={"result_path": tmp_path})) == key
+    assert provenance.result_key(cfg.replace(training={"lr": 1e-3})) != key
+    assert provenance.result_key(cfg.replace(model={"attention": "none"})) != key
 
 
 def test_early_stopping_and_checkpoint_follow_keras_semantics(tmp_path):
     """Best checkpoint: strictly higher val accuracy. Stop: `patience` epochs without lower val loss."""
     cfg = config.load_config(write_ini(tmp_path / "a.ini", training={"patience": 2}))
-    trainer = training.Trainer.__new__(training.Trainer)
+    trainer = loop.Trainer.__new__(loop.Trainer)
     trainer.cfg = cfg
     trainer.net = type("Net", (), {"state_dict": lambda self: {"epoch": len(rows)}})()
     trainer.best = {"val_accuracy": -math.inf, "val_loss": math.inf, "epoch": 0, "state": None, "wait": 0}
@@ -206,7 +204,7 @@ def test_run_trains_writes_results_and_resumes(tiny_seed, capsys):
 def test_loso_results_of_another_subject_pool_are_refused(tmp_path, capsys):
     """Adding a subject changes every loso run of its session (more training data, maybe another
     validation subject): the finished runs made without it are not reused or merged."""
-    import synthetic
+    from sst.data import synthetic
 
     synthetic.write_seed(tmp_path / "SEED", subjects=(1, 2, 3, 4), sessions=(1,), trial_fraction=0.03, seed=0)
     ini = str(write_ini(tmp_path / "loso.ini",
@@ -279,11 +277,11 @@ def test_batch_maps_equal_the_stored_maps(tiny_seed):
     """run.py builds each batch's maps from electrode values; they must be Preprocess.py's maps."""
     import torch
 
-    import preprocessed
+    from sst.data import session_store
 
     root, ini = tiny_seed
     cfg = config.load_config(ini)
-    session = preprocessed.load_preprocessed(cfg, subjects=[1], sessions=[1])[0]
+    session = session_store.load_preprocessed(cfg, subjects=[1], sessions=[1])[0]
     build = inputs.MapBuilder(cfg.data.input_width, torch.device("cpu"))
     for arrays, stored in ((session.de, "spectral.npy"), (session.eeg, "temporal.npy")):
         maps = build(torch.tensor(np.asarray(arrays[3:40]))).numpy()  # a copy: the memmap is read-only
@@ -295,8 +293,7 @@ def test_batch_maps_equal_the_stored_maps(tiny_seed):
 FAULTS_SCRIPT = """
 import resource
 import torch
-import config
-import utils
+from sst import runtime
 
 def faults():  # minor page faults while a 64 MiB tensor is allocated, written and freed
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -304,7 +301,7 @@ def faults():  # minor page faults while a 64 MiB tensor is allocated, written a
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 default = min(faults() for _ in range(3))
-kept = utils.keep_freed_memory()
+kept = runtime.keep_freed_memory()
 torch.ones(32 << 20)  # 128 MiB from the heap, then free: room for the next 64 MiB blocks
 print(default, min(faults() for _ in range(3)), kept)
 """
@@ -329,9 +326,9 @@ def test_run_keeps_freed_memory_when_training_on_cpu(tiny_seed, tmp_path):
                     path={"dataset_root": root / "SEED", "preprocessed_root": root / "pre", "result_path": tmp_path / "res"},
                     data={"input_width": 16}, model=TINY_MODEL,
                     training={"nbEpoch": 1, "num_threads": 1, "device": "cpu"})
-    script = ("import utils, run\n"
+    script = ("import run\nfrom sst import runtime\n"
               "calls = []\n"
-              "utils.keep_freed_memory = lambda: calls.append(1) or True\n"
+              "runtime.keep_freed_memory = lambda: calls.append(1) or True\n"
               f"code = run.main(['-c', {str(ini)!r}, '--subjects', '1'])\n"
               "print('calls', len(calls), 'exit', code)\n")
     p = run_cli("-c", script)
@@ -490,10 +487,10 @@ def test_shard_auto_reads_the_slurm_array(monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "12")
     monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "10")
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
-    assert run.parse_shard("auto") == (2, 4)
+    assert sharding.parse_shard("auto") == (2, 4)
     monkeypatch.delenv("SLURM_ARRAY_TASK_COUNT")
-    with pytest.raises(utils.UserError, match="--shard auto: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set"):
-        run.parse_shard("auto")
+    with pytest.raises(errors.UserError, match="--shard auto: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set"):
+        sharding.parse_shard("auto")
 
 
 # --array=...: every task id of the array, and (MIN, MAX, STEP, COUNT) as SLURM sets them
@@ -507,7 +504,7 @@ def test_shard_auto_gives_each_task_of_an_evenly_spaced_array_its_own_shard(arra
     ids, (low, high, step, count) = SLURM_ARRAYS[array]
     env = {"SLURM_ARRAY_TASK_MIN": str(low), "SLURM_ARRAY_TASK_MAX": str(high), "SLURM_ARRAY_TASK_STEP": str(step),
            "SLURM_ARRAY_TASK_COUNT": str(count)}
-    shards = [run.slurm_array_index({**env, "SLURM_ARRAY_TASK_ID": str(i)}) for i in ids]
+    shards = [sharding.slurm_array_index({**env, "SLURM_ARRAY_TASK_ID": str(i)}) for i in ids]
     assert shards == [(k, count) for k in range(count)]
 
 
@@ -519,7 +516,7 @@ def test_shard_auto_gives_each_task_of_an_evenly_spaced_array_its_own_shard(arra
                                  {"ID": 7, "MIN": 1, "MAX": 7, "COUNT": 3}])               # alike (1,4,7 too)
 def test_shard_auto_in_an_array_of_listed_ids_takes_runs_nobody_has_taken(env):
     """No task of a list can compute its position: each takes the runs no other has (run.claim_runs)."""
-    assert run.slurm_array_index({f"SLURM_ARRAY_TASK_{k}": str(v) for k, v in env.items()}) == sharding.CLAIM
+    assert sharding.slurm_array_index({f"SLURM_ARRAY_TASK_{k}": str(v) for k, v in env.items()}) == sharding.CLAIM
 
 
 @pytest.mark.parametrize("env", [{"ID": 9, "MIN": 0, "COUNT": 4},                           # beyond the array
@@ -527,8 +524,8 @@ def test_shard_auto_in_an_array_of_listed_ids_takes_runs_nobody_has_taken(env):
                                  {"ID": 1, "MIN": 1, "MAX": 7, "COUNT": 0},                 # no task
                                  {"ID": 2, "MIN": 1, "MAX": 17, "STEP": 4, "COUNT": 5}])    # off 1-17:4's step
 def test_shard_auto_refuses_a_task_that_is_not_one_of_its_array(env):
-    with pytest.raises(utils.UserError, match=r"--shard auto: this task is not one of the array's .*give --shard I/N"):
-        run.slurm_array_index({f"SLURM_ARRAY_TASK_{k}": str(v) for k, v in env.items()})
+    with pytest.raises(errors.UserError, match=r"--shard auto: this task is not one of the array's .*give --shard I/N"):
+        sharding.slurm_array_index({f"SLURM_ARRAY_TASK_{k}": str(v) for k, v in env.items()})
 
 
 def test_tasks_of_an_array_of_listed_ids_share_the_runs(tiny_seed, tmp_path, monkeypatch, capsys):
@@ -541,10 +538,10 @@ def test_tasks_of_an_array_of_listed_ids_share_the_runs(tiny_seed, tmp_path, mon
                                                                            "num_threads": 1})
     for k, v in {"ID": 5, "MIN": 1, "MAX": 7, "COUNT": 3}.items():
         monkeypatch.setenv(f"SLURM_ARRAY_TASK_{k}", str(v))
-    with pytest.raises(utils.UserError, match="not evenly spaced, so each task takes one run at a time .* leave out "
+    with pytest.raises(errors.UserError, match="not evenly spaced, so each task takes one run at a time .* leave out "
                                               "--jobs"):
         run.main(["-c", str(ini), "--shard", "auto", "--jobs", "2"])
-    other = results.ResultDir(config.load_config(ini)).lock(["sub01_ses1"])    # another task is training sub01
+    other = store.ResultDir(config.load_config(ini)).lock(["sub01_ses1"])    # another task is training sub01
     with other:
         assert run.main(["-c", str(ini), "--shard", "auto"]) == 0
     out = capsys.readouterr().out
@@ -561,9 +558,9 @@ def test_tasks_of_an_array_of_listed_ids_need_the_lock(tmp_path, monkeypatch):
     """Without a lock nothing keeps two tasks off one run: refused in one line, not a warning."""
     cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
     monkeypatch.setattr(fileio, "fcntl", None)
-    with pytest.raises(utils.OutputError, match=r"res: cannot lock the folder \(this system has no fcntl\), which "
+    with pytest.raises(errors.OutputError, match=r"res: cannot lock the folder \(this system has no fcntl\), which "
                                                 r"--shard auto in an array of listed task ids needs.*--shard I/N"):
-        results.ResultDir(cfg).claim("sub01_ses1")
+        store.ResultDir(cfg).claim("sub01_ses1")
 
 
 @pytest.mark.slow
@@ -595,7 +592,7 @@ def test_two_tasks_of_an_array_of_listed_ids_train_every_run_once(tiny_seed, tmp
 def test_tensorboard_without_the_package_is_one_clear_error(tiny_seed, monkeypatch):
     root, ini = tiny_seed
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)      # as if not installed
-    with pytest.raises(utils.UserError, match="--tensorboard needs the tensorboard package: pip install tensorboard"):
+    with pytest.raises(errors.UserError, match="--tensorboard needs the tensorboard package: pip install tensorboard"):
         run.main(["-c", str(ini), "--tensorboard"])
 
 
@@ -652,9 +649,9 @@ def test_results_carry_per_class_metrics_warnings_and_who_trained_them(tiny_seed
 
 
 def test_demo_takes_no_overrides_and_actions_one_at_a_time():
-    with pytest.raises(utils.UserError, match="--demo fixes its own keys"):
+    with pytest.raises(errors.UserError, match="--demo fixes its own keys"):
         run.main(["--demo", "--set", "training.nbEpoch=3"])
-    with pytest.raises(utils.UserError, match="^--summarize and --predict: one at a time$"):
+    with pytest.raises(errors.UserError, match="^--summarize and --predict: one at a time$"):
         run.main(["--summarize", "--predict", "sub01_ses1"])
 
 
@@ -666,16 +663,16 @@ def test_override_folders_are_order_free_and_short():
 
 def test_a_collapsed_run_is_flagged():
     cfg = config.load_config(ROOT / "SEED.ini")
-    assert training.result_warnings(cfg, np.array([2, 2, 2]), 500) == [
+    assert metrics.result_warnings(cfg, np.array([2, 2, 2]), 500) == [
         "every test window predicted as class 2 (positive): the model collapsed to one class"]
-    assert training.result_warnings(cfg, np.array([0, 2, 1]), 500) == []
+    assert metrics.result_warnings(cfg, np.array([0, 2, 1]), 500) == []
 
 
 def test_cross_session_split_holds_out_a_session():
     session = np.repeat([1, 2, 3], 30)
     trial = np.tile(np.repeat(np.arange(1, 16), 2), 3)
     label = SEED_LABELS[trial - 1]
-    s = training.cross_session_split(session, trial, label, test_session=2, val_trials_per_class=1)
+    s = protocols.cross_session_split(session, trial, label, test_session=2, val_trials_per_class=1)
     assert set(session[s.test]) == {2} and len(s.test) == 30
     assert set(session[s.val]) == {1, 3} and set(session[s.train]) == {1, 3}
     # validation: in each training session the last trial of each class (negative 15, neutral 13, positive 14)
@@ -689,8 +686,7 @@ def test_cross_session_split_holds_out_a_session():
 def test_cross_session_and_predict_end_to_end(tmp_path, dataset, base, capsys):
     """Both datasets: cross_session trains 3 runs per subject, each tested on a held-out session;
     --predict applies one to another session and writes its CSV; the three Python lines give the same."""
-    import preprocessed
-    import synthetic
+    from sst.data import session_store, synthetic
 
     write = synthetic.write_seed if dataset == "SEED" else synthetic.write_seed_iv
     write(tmp_path / "data", subjects=(1,), sessions=(1, 2, 3), trial_fraction=0.05 if dataset == "SEED" else 0.1,
@@ -705,13 +701,13 @@ def test_cross_session_and_predict_end_to_end(tmp_path, dataset, base, capsys):
     assert p.returncode == 0, p.stderr
     assert "honest: per subject, one session held out" in p.stdout
     cfg = config.load_config(ini)
-    sessions = {s.session: s for s in preprocessed.load_preprocessed(cfg)}
+    sessions = {s.session: s for s in session_store.load_preprocessed(cfg)}
     for k in (1, 2, 3):
         record = json.loads((tmp_path / "res" / "runs" / f"sub01_ses{k}.json").read_text())
         assert record["n_test"] == len(sessions[k].label)
         assert record["n_train"] + record["n_val"] == sum(len(sessions[j].label) for j in (1, 2, 3) if j != k)
     stats = torch.load(tmp_path / "res" / "checkpoints" / "sub01_ses1.pt", weights_only=False)["normalization"]
-    parts, _, split = training.run_split(cfg, training.RunSpec(1, 1), list(sessions.values()))
+    parts, _, split = protocols.run_split(cfg, runspec.RunSpec(1, 1), list(sessions.values()))
     de = np.concatenate([np.asarray(s.de) for s in parts])
     assert {s.session for s in parts} == {1, 2, 3} and set(split.train) <= set(range(len(sessions[1].label), len(de)))
     np.testing.assert_allclose(stats["de_mean"][0], de[split.train].mean(0), rtol=1e-5)   # training windows only
@@ -731,8 +727,8 @@ def test_cross_session_and_predict_end_to_end(tmp_path, dataset, base, capsys):
     assert body[0, 1] == 0 and (body[:, 1][body[:, 0] == 1] == np.arange((body[:, 0] == 1).sum())).all()
     accuracy = 100 * (body[:, 2] == body[:, 3]).mean()
     assert f"accuracy {accuracy:.2f}%" in p.stdout
-    net, trained, stats = results.load_trained(tmp_path / "res" / "checkpoints" / "sub01_ses1.pt")
-    probabilities = training.predict_probabilities(net, trained, stats, sessions[2])
+    net, trained, stats = checkpoints.load_trained(tmp_path / "res" / "checkpoints" / "sub01_ses1.pt")
+    probabilities = checkpoints.predict_probabilities(net, trained, stats, sessions[2])
     assert np.allclose(probabilities, body[:, 4:], atol=1e-5)
 
     bad = run_in_process(capsys, "run.py", "-c", str(ini), "--predict", "sub01_ses1")
@@ -757,7 +753,7 @@ def test_shard_auto_in_a_slurm_array_job(tiny_seed, tmp_path):
 @pytest.mark.slow
 def test_readme_try_it_commands_run_as_written(tmp_path):
     """README "Try it on data shaped like yours": its three commands, exactly as written, in a copy of the
-    repository's scripts (the INI's relative paths then land in the temporary folder)."""
+    repository's scripts and package (the INI's relative paths then land in the temporary folder)."""
     text = (ROOT / "README.md").read_text()
     block = text[text.index("## Try it on data shaped like yours"):]
     block = block[block.index("```bash\n") + 8:]
@@ -765,6 +761,7 @@ def test_readme_try_it_commands_run_as_written(tmp_path):
     assert len(commands) == 3
     for path in [*ROOT.glob("*.py"), *ROOT.glob("*.ini")]:
         shutil.copy(path, tmp_path / path.name)
+    shutil.copytree(ROOT / "sst", tmp_path / "sst", ignore=shutil.ignore_patterns("__pycache__"))
     for command in commands:
         p = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert p.returncode == 0, f"{command}\n{p.stderr}"
@@ -788,7 +785,7 @@ def test_readme_try_it_commands_run_as_written(tmp_path):
 def test_cross_session_results_of_another_session_pool_are_refused(tmp_path, capsys):
     """A session preprocessed later changes every cross_session run of its subject: the finished ones are
     not reused or merged (as loso's subject pool)."""
-    import synthetic
+    from sst.data import synthetic
 
     synthetic.write_seed(tmp_path / "SEED", subjects=(1,), sessions=(1, 2, 3), trial_fraction=0.03, seed=0)
     ini = str(write_ini(tmp_path / "x.ini",
@@ -814,25 +811,25 @@ def test_runs_of_other_code_or_precision_are_another_configuration(tmp_path):
     from test_figures import fake_run
 
     cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
-    training_dir = results.ResultDir(cfg, "float32")
+    training_dir = store.ResultDir(cfg, "float32")
     record = {**fake_run(1, 1), "seconds": 1.0, "config_key": training_dir.config_key, "code": dict(training_dir.code)}
-    fileio.write_json(training_dir.run_json(training.RunSpec(1, 1)), record)
+    fileio.write_json(training_dir.run_json(runspec.RunSpec(1, 1)), record)
     assert list(training_dir.finished()) == ["sub01_ses1"]
-    fileio.write_json(training_dir.run_json(training.RunSpec(1, 1)), {**record, "code": {**record["code"], "model.py": "0"}})
-    with pytest.raises(utils.ConfigError, match=r"sub01_ses1.json: made with other code \(model.py changed since\): "
+    fileio.write_json(training_dir.run_json(runspec.RunSpec(1, 1)), {**record, "code": {**record["code"], "model.py": "0"}})
+    with pytest.raises(errors.ConfigError, match=r"sub01_ses1.json: made with other code \(model.py changed since\): "
                                                 r"another configuration; keep both with --result-path"):
         training_dir.finished()
     legacy = {k: v for k, v in record.items() if k != "code"}
-    fileio.write_json(training_dir.run_json(training.RunSpec(1, 1)), legacy)
-    with pytest.raises(utils.ConfigError, match="made by an earlier version that did not record its code"):
+    fileio.write_json(training_dir.run_json(runspec.RunSpec(1, 1)), legacy)
+    with pytest.raises(errors.ConfigError, match="made by an earlier version that did not record its code"):
         training_dir.finished()
-    reading = results.ResultDir(cfg)
+    reading = store.ResultDir(cfg)
     assert list(reading.finished()) == ["sub01_ses1"] and reading.precision_found == "float32"
-    assert results.ResultDir(cfg, "bf16").config_key != training_dir.config_key
-    fileio.write_json(training_dir.run_json(training.RunSpec(2, 1)),
-                      {**fake_run(2, 1), "seconds": 1.0, "config_key": results.result_key(cfg, "bf16")})
-    with pytest.raises(utils.ConfigError, match="sub02_ses1.json: bf16 results beside float32 ones"):
-        results.ResultDir(cfg).finished()
-    training_dir.run_json(training.RunSpec(1, 1)).unlink()
-    with pytest.raises(utils.ConfigError, match="sub02_ses1.json: made with a different configuration"):
+    assert store.ResultDir(cfg, "bf16").config_key != training_dir.config_key
+    fileio.write_json(training_dir.run_json(runspec.RunSpec(2, 1)),
+                      {**fake_run(2, 1), "seconds": 1.0, "config_key": provenance.result_key(cfg, "bf16")})
+    with pytest.raises(errors.ConfigError, match="sub02_ses1.json: bf16 results beside float32 ones"):
+        store.ResultDir(cfg).finished()
+    training_dir.run_json(runspec.RunSpec(1, 1)).unlink()
+    with pytest.raises(errors.ConfigError, match="sub02_ses1.json: made with a different configuration"):
         training_dir.finished()     # a bf16 run is never reused by float32 training

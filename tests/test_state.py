@@ -30,18 +30,14 @@ import numpy as np
 import pytest
 import torch
 
-import checkpoints
-import config
-from conftest import ROOT, TINY_MODEL, Payload, run_cli, run_in_process, tiny_seed_tree, write_ini
-import figures
-import fileio
 import Preprocess
-import preprocessed
-import results
 import run
-import schemas
-import training
-import utils
+from conftest import ROOT, TINY_MODEL, Payload, run_cli, run_in_process, tiny_seed_tree, write_ini
+from sst import config, errors, fileio, schemas
+from sst.data import session_store
+from sst.reporting import figures, summaries
+from sst.results import checkpoints, provenance, store
+from sst.training import loop, runspec
 
 DROP_ROOT_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
@@ -85,7 +81,7 @@ def test_damaged_run_record_is_set_aside(finished, tmp_path, capsys, damage):
     path = root / "res" / "runs" / "sub01_ses1.json"
     edit, problem = RECORD_DAMAGE[damage]
     path.write_text(edit(json.loads(path.read_text())))
-    out = results.ResultDir(cfg)
+    out = store.ResultDir(cfg)
     done = out.finished()
     assert sorted(done) == ["sub02_ses1"] and path.is_file() and capsys.readouterr().err == ""  # found, not moved
     out.tidy([], done)                                  # once the command's checks have passed
@@ -114,7 +110,7 @@ def test_concurrent_shards_set_a_damaged_record_aside_once(finished, tmp_path, c
     path = root / "res" / "runs" / "sub01_ses1.json"
     good = path.read_text()
     path.write_text("{not json")
-    first, second = results.ResultDir(cfg), results.ResultDir(cfg)
+    first, second = store.ResultDir(cfg), store.ResultDir(cfg)
     done = first.finished()
     second.finished()
     first.tidy([], done)
@@ -142,10 +138,10 @@ def test_a_refused_command_sets_nothing_aside(finished, tmp_path):
 
 
 def partial_state(cfg) -> dict:
-    spec = training.RunSpec(1, 1)
-    data = training.build_run_data(cfg, spec, preprocessed.load_preprocessed(cfg, subjects=[1]))
-    trainer = training.Trainer(cfg, spec, data, torch.device("cpu"))
-    return {"config_key": results.result_key(cfg), **trainer.state()}, trainer
+    spec = runspec.RunSpec(1, 1)
+    data = loop.build_run_data(cfg, spec, session_store.load_preprocessed(cfg, subjects=[1]))
+    trainer = loop.Trainer(cfg, spec, data, torch.device("cpu"))
+    return {"config_key": provenance.result_key(cfg), **trainer.state()}, trainer
 
 
 PARTIAL_DAMAGE = {
@@ -165,10 +161,10 @@ def test_damaged_partial_state_is_refused_as_damaged(finished, tmp_path, damage)
     state, trainer = partial_state(cfg)
     path = tmp_path / "x.partial.pt"
     torch.save(state, path)
-    results.load_partial(path, trainer, state["config_key"])      # the undamaged one loads
+    store.load_partial(path, trainer, state["config_key"])      # the undamaged one loads
     PARTIAL_DAMAGE[damage](path, state)
-    with pytest.raises(results.DamagedFile):
-        results.load_partial(path, partial_state(cfg)[1], state["config_key"])
+    with pytest.raises(store.DamagedFile):
+        store.load_partial(path, partial_state(cfg)[1], state["config_key"])
 
 
 @pytest.mark.slow
@@ -192,12 +188,12 @@ def test_damaged_manifest_marks_its_session_not_preprocessed(finished, tmp_path)
     root, ini = copy_of(finished, tmp_path)
     manifest = root / "pre" / "sub01_ses1" / "manifest.json"
     manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items() if k != "arrays"}))
-    with pytest.raises(utils.DataError, match=r"manifest.json: arrays: missing, so sub01_ses1 counts as not "
+    with pytest.raises(errors.DataError, match=r"manifest.json: arrays: missing, so sub01_ses1 counts as not "
                                               r"preprocessed; run `python Preprocess.py -c .* --subjects 1 --sessions 1`"):
-        preprocessed.load_preprocessed(config.load_config(ini))
+        session_store.load_preprocessed(config.load_config(ini))
     p = run_cli("Preprocess.py", "-c", str(ini))            # rebuilt without --force
     assert p.returncode == 0 and p.stdout.startswith("sub01_ses1:"), p.stderr
-    assert len(preprocessed.load_preprocessed(config.load_config(ini))) == 2
+    assert len(session_store.load_preprocessed(config.load_config(ini))) == 2
 
 
 @pytest.mark.slow
@@ -227,8 +223,8 @@ def test_a_checkpoint_whose_config_or_weights_do_not_make_a_network_is_named(fin
     for damaged in ({**checkpoint, "config": {"model": {}}},
                     {**checkpoint, "model": {k: torch.zeros(1) for k in checkpoint["model"]}}):
         torch.save(damaged, tmp_path / "x.pt")
-        with pytest.raises(utils.DataError, match=r"x.pt: damaged checkpoint \(its config or weights do not make"):
-            results.load_trained(tmp_path / "x.pt")
+        with pytest.raises(errors.DataError, match=r"x.pt: damaged checkpoint \(its config or weights do not make"):
+            checkpoints.load_trained(tmp_path / "x.pt")
 
 
 @pytest.mark.slow
@@ -285,10 +281,10 @@ def test_full_disk_during_force_keeps_the_old_session(finished, tmp_path, monkey
         return np.lib.format.write_array(fh, np.asanyarray(array))
 
     monkeypatch.setattr(np, "save", full)
-    with pytest.raises(utils.OutputError, match=rf"{folder}/\w+\.npy: cannot write \(no space left on device\)"):
+    with pytest.raises(errors.OutputError, match=rf"{folder}/\w+\.npy: cannot write \(no space left on device\)"):
         Preprocess.preprocess(cfg, force=True, subjects=[1])
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before        # nothing added, nothing changed
-    assert len(preprocessed.load_preprocessed(cfg, subjects=[1])) == 1
+    assert len(session_store.load_preprocessed(cfg, subjects=[1])) == 1
 
 
 def test_torch_save_failure_is_one_line_naming_the_file(tmp_path, monkeypatch):
@@ -298,7 +294,7 @@ def test_torch_save_failure_is_one_line_naming_the_file(tmp_path, monkeypatch):
                            "PytorchStreamWriter failed writing file data/0: file write failed")
 
     monkeypatch.setattr(torch, "save", failing)
-    with pytest.raises(utils.OutputError, match=rf"{tmp_path}/x.pt: cannot write \(\[enforce fail"):
+    with pytest.raises(errors.OutputError, match=rf"{tmp_path}/x.pt: cannot write \(\[enforce fail"):
         with fileio.atomic_path(tmp_path / "x.pt") as tmp:
             torch.save({}, tmp)
     assert list(tmp_path.iterdir()) == []
@@ -421,11 +417,11 @@ def test_a_checkpoint_payload_never_runs(finished, tmp_path, place):
         "--predict": lambda: run.main([*args, "--predict", "sub01_ses1", "--subjects", "1", "--sessions", "1"]),
         "--explain": lambda: run.main([*args, "--explain", "sub01_ses1"]),
         "figures.py explain": lambda: figures.main(["explain", "-c", str(ini), "--run", "sub01_ses1"]),
-        "results.load_trained": lambda: results.load_trained(best),
+        "results.load_trained": lambda: checkpoints.load_trained(best),
         "checkpoints.py --convert": lambda: checkpoints.main(["--convert", str(best)]),
     }
     for reader in readers.values():
-        with pytest.raises(utils.DataError, match=rf"^{best}: holds objects whose loading would run code \(io.open\)"):
+        with pytest.raises(errors.DataError, match=rf"^{best}: holds objects whose loading would run code \(io.open\)"):
             reader()
     assert not marker.exists()
 
@@ -437,8 +433,8 @@ def test_a_partial_state_payload_never_runs(finished, tmp_path):
     for damaged in ({**state, "history": Payload(marker)}, {**state, "best": {**state["best"], "state": Payload(marker)}},
                     Payload(marker)):
         torch.save(damaged, path)
-        with pytest.raises(results.DamagedFile, match=r"^holds objects whose loading would run code \(io.open\)"):
-            results.load_partial(path, trainer, state["config_key"])
+        with pytest.raises(store.DamagedFile, match=r"^holds objects whose loading would run code \(io.open\)"):
+            store.load_partial(path, trainer, state["config_key"])
     assert not marker.exists()
 
 
@@ -463,7 +459,7 @@ def test_what_run_py_writes_loads_with_the_safe_loader(finished, tmp_path):
     assert all(torch.is_tensor(v) for v in checkpoint["normalization"].values())
     assert checkpoint["subject_pool"] == [1] and checkpoint["session_pool"] == [1]
     state, trainer = partial_state(config.load_config(ini))
-    results.save_partial(tmp_path / "x.partial.pt", trainer, state["config_key"], {"model.py": "0"})
+    store.save_partial(tmp_path / "x.partial.pt", trainer, state["config_key"], {"model.py": "0"})
     assert torch.load(tmp_path / "x.partial.pt", weights_only=True)["code"] == {"model.py": "0"}
 
 
@@ -476,7 +472,7 @@ def test_a_checkpoint_of_an_earlier_version_loads_and_converts(finished, tmp_pat
     path = tmp_path / "sub01_ses1.pt"
     torch.save({**checkpoint, "normalization": {k: v.numpy() for k, v in checkpoint["normalization"].items()}}, path)
     for _ in range(2):      # before and after the conversion
-        _, _, stats = results.load_trained(path)
+        _, _, stats = checkpoints.load_trained(path)
         for key, value in checkpoint["normalization"].items():
             assert isinstance(stats[key], np.ndarray) and np.array_equal(stats[key], value.numpy())
         assert checkpoints.main(["--convert", str(path)]) == 0
@@ -500,8 +496,8 @@ def test_a_permission_error_is_not_called_damage(finished, tmp_path, monkeypatch
 
     monkeypatch.setattr(checkpoints, "open", refusing, raising=False)
     for read, path in ((lambda: checkpoints.load_checkpoint(best), best),
-                       (lambda: results.load_partial(partial, trainer, state["config_key"]), partial)):
-        with pytest.raises(utils.DataError) as refused:
+                       (lambda: store.load_partial(partial, trainer, state["config_key"]), partial)):
+        with pytest.raises(errors.DataError) as refused:
             read()
         assert str(refused.value) == (f"{path}: cannot read the file (Permission denied); check its permissions (it is "
                                       f"not damaged, nothing was changed)")
@@ -517,8 +513,8 @@ def test_odd_failure_records_are_named_and_skipped(finished, tmp_path, capsys):
     failed.mkdir()
     odd = {"x.json": "../../x", "other.json": "sub01_ses1", "seven.json": 7, "esc.json": "\x1b[2J", "sub01_ses1.json": None}
     for name, run_name in odd.items():
-        (failed / name).write_text(json.dumps({"run": run_name, "error": "?", "config_key": results.result_key(cfg)}))
-    assert results.summarize(cfg, results.ResultDir(cfg), subjects=[1, 2]) is not None
+        (failed / name).write_text(json.dumps({"run": run_name, "error": "?", "config_key": provenance.result_key(cfg)}))
+    assert summaries.summarize(cfg, store.ResultDir(cfg), subjects=[1, 2]) is not None
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == len(odd) and all(f"{failed}/" in line and line.endswith("; skipped") for line in warnings)
     assert any("'\\x1b[2J'" in line for line in warnings) and not any("\x1b" in line for line in warnings)
@@ -535,7 +531,7 @@ def copy_of_results(finished, tmp_path) -> list[str]:
 def test_predictions_mark_the_windows_the_run_trained_on(finished, tmp_path, capsys):
     """--predict on the run's own session: a warning with the test-only accuracy, and the CSV's split column
     (the trial protocol: trials 1-9 train or validation, 10-15 test); on another subject's session: unseen."""
-    import datasets
+    from sst.data import datasets
 
     args = copy_of_results(finished, tmp_path)
     assert run.main([*args, "--predict", "sub01_ses1", "--subjects", "1", "--sessions", "1"]) == 0
@@ -543,7 +539,7 @@ def test_predictions_mark_the_windows_the_run_trained_on(finished, tmp_path, cap
     assert err.startswith("warning: sub01_ses1 trained on this session (protocol trial): ") and "test windows only" in err
     rows = [line.split(",") for line in (tmp_path / "res" / "predictions" / "sub01_ses1_on_sub01_ses1.csv").read_text().splitlines()]
     assert rows[0][-1] == "split" and rows[0][:4] == ["trial", "window", "true_label", "predicted_label"]
-    trained = {row[-1] for row in rows[1:] if int(row[0]) <= datasets.N_TRAIN_TRIALS["SEED"]}
+    trained = {row[-1] for row in rows[1:] if int(row[0]) <= datasets.get("SEED").n_train_trials}
     assert trained == {"train", "validation"} and {row[-1] for row in rows[1:] if int(row[0]) > 9} == {"test"}
     assert run.main([*args, "--predict", "sub01_ses1", "--subjects", "2", "--sessions", "1"]) == 0
     assert capsys.readouterr().err == ""
@@ -553,7 +549,7 @@ def test_predictions_mark_the_windows_the_run_trained_on(finished, tmp_path, cap
 
 # ----------------------------------------------------------------------------- one configuration per result folder
 
-HOLDER = ("import fileio, json, sys; fileio.FolderLock(sys.argv[1]).acquire(json.loads(sys.argv[2]), lambda h: None); "
+HOLDER = ("import json, sys; from sst import fileio; fileio.FolderLock(sys.argv[1]).acquire(json.loads(sys.argv[2]), lambda h: None); "
           "print('held', flush=True); sys.stdin.read()")
 
 
@@ -577,24 +573,24 @@ def test_one_configuration_writes_a_result_folder_at_a_time(finished, tmp_path):
     root, ini = copy_of(finished, tmp_path)
     cfg = config.load_config(ini)
     res = root / "res"
-    other_code = results.ResultDir(cfg, "float32")
+    other_code = store.ResultDir(cfg, "float32")
     other_code.code = {**other_code.code, "model.py": "0" * 16}
-    with holder(res, results.ResultDir(cfg, "float32").holder_info(["sub01_ses1"])) as other:
+    with holder(res, store.ResultDir(cfg, "float32").holder_info(["sub01_ses1"])) as other:
         who = rf"PID {other.pid} on .* \(python.* -c .*\), since "
         refused = {
-            "other settings": (results.ResultDir(cfg.replace(training={"nbEpoch": 3}), "float32"), []),
-            "another precision": (results.ResultDir(cfg, "bf16"), []),
+            "other settings": (store.ResultDir(cfg.replace(training={"nbEpoch": 3}), "float32"), []),
+            "another precision": (store.ResultDir(cfg, "bf16"), []),
             "other code": (other_code, []),
         }
         for out, runs in refused.values():
-            with pytest.raises(utils.OutputError, match=rf"^{res}: in use by another configuration: {who}"):
+            with pytest.raises(errors.OutputError, match=rf"^{res}: in use by another configuration: {who}"):
                 out.lock(runs)
-        with pytest.raises(utils.OutputError, match=rf"^{res}: sub01_ses1 already being trained by {who}"):
-            results.ResultDir(cfg, "float32").lock(["sub01_ses1"])
-        for out, runs in ((results.ResultDir(cfg, "float32"), ["sub02_ses1"]), (results.ResultDir(cfg), [])):
+        with pytest.raises(errors.OutputError, match=rf"^{res}: sub01_ses1 already being trained by {who}"):
+            store.ResultDir(cfg, "float32").lock(["sub01_ses1"])
+        for out, runs in ((store.ResultDir(cfg, "float32"), ["sub02_ses1"]), (store.ResultDir(cfg), [])):
             with out.lock(runs):        # a shard of other runs; --summarize
                 pass
-    with results.ResultDir(cfg.replace(training={"nbEpoch": 3}), "float32").lock([]):   # the killed holder's is gone
+    with store.ResultDir(cfg.replace(training={"nbEpoch": 3}), "float32").lock([]):   # the killed holder's is gone
         assert len(list((res / ".lock").glob("*.json"))) == 1
 
 
@@ -606,13 +602,13 @@ def test_run_py_of_another_configuration_is_refused_and_predict_runs_beside(fini
     args = copy_of_results(finished, tmp_path)
     res, fresh = tmp_path / "res", tmp_path / "fresh"
     for folder in (res, fresh):
-        with holder(folder, results.ResultDir(cfg, "float32").holder_info(["sub01_ses1"])) as other:
+        with holder(folder, store.ResultDir(cfg, "float32").holder_info(["sub01_ses1"])) as other:
             before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
             for extra in ([], ["--summarize"]):
-                with pytest.raises(utils.OutputError, match=rf"^{folder}: in use by another configuration: PID {other.pid} "):
+                with pytest.raises(errors.OutputError, match=rf"^{folder}: in use by another configuration: PID {other.pid} "):
                     run.main(["-c", str(ini), "--result-path", str(folder), "--set", "training.nbEpoch=3", *extra])
             assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before      # nothing written
-    with holder(res, results.ResultDir(cfg, "float32").holder_info(["sub01_ses1"])):
+    with holder(res, store.ResultDir(cfg, "float32").holder_info(["sub01_ses1"])):
         assert run.main([*args, "--predict", "sub02_ses1", "--subjects", "2", "--sessions", "1"]) == 0
 
 
@@ -642,8 +638,8 @@ def test_two_configurations_on_one_result_folder_with_real_processes(finished, t
 
 CHAIN = ("import subprocess, sys; child = subprocess.Popen([sys.executable, '-c', sys.argv[1]]); "
          "print(child.pid, flush=True); child.wait()")
-WORKER = ("import os, sys, time; sys.path.insert(0, {root!r}); import utils; {disable}"
-          "utils.die_with_parent(os.getppid()); print('ready', flush=True); time.sleep(600)")
+WORKER = ("import os, sys, time; sys.path.insert(0, {root!r}); from sst import cli; {disable}"
+          "cli.die_with_parent(os.getppid()); print('ready', flush=True); time.sleep(600)")
 
 
 def gone(pid: int, wait: float = 30.0) -> bool:
@@ -664,7 +660,7 @@ def gone(pid: int, wait: float = 30.0) -> bool:
 def test_a_worker_ends_when_its_parent_is_killed(how):
     """utils.die_with_parent, as each --jobs worker calls it: the parent killed with SIGKILL, the worker
     ends too, by the kernel's signal (Linux) or by its watchdog thread alone (elsewhere)."""
-    disable = "utils.ctypes = None; " if how == "watchdog" else ""      # as where there is no prctl
+    disable = "cli.ctypes = None; " if how == "watchdog" else ""      # as where there is no prctl
     parent = subprocess.Popen([sys.executable, "-c", CHAIN, WORKER.format(root=str(ROOT), disable=disable)],
                               stdout=subprocess.PIPE, text=True)
     try:

@@ -1,11 +1,11 @@
 """Synthetic SEED and SEED-IV in exactly the distributed on-disk format, with a planted class signal.
 
-    python synthetic.py --dataset SEED --out data/SEED --subjects 1,2 --sessions 1 --trial-fraction 0.1
-    python synthetic.py --dataset SEED-IV --out data/SEED_IV      # full size: 45 sessions, several GB
+    python -m sst.data.synthetic --dataset SEED --out data/SEED --subjects 1,2 --sessions 1 --trial-fraction 0.1
+    python -m sst.data.synthetic --dataset SEED-IV --out data/SEED_IV      # full size: 45 sessions, several GB
 
 or from Python: `write_seed(root, subjects=(1, 2), sessions=(1,), trial_fraction=0.1)`, `write_seed_iv(...)`.
 
-What is written is what the lab ships (see datasets.py): the folder tree, file names with the real
+What is written is what the lab ships (see sst/data/datasets.py): the folder tree, file names with the real
 session dates, keys in the real order (all 12 feature families for SEED, 4 for SEED-IV), float64
 arrays of the real shapes, written by scipy.io.savemat (so only __header__, __version__ and
 __globals__ appear besides them), label.mat and readme.txt in SEED's folders, ReadMe.txt with the
@@ -13,7 +13,7 @@ __globals__ appear besides them), label.mat and readme.txt in SEED's folders, Re
 (at least MIN_WINDOWS windows). Not written: Channel Order.xlsx and the eye-tracking folders
 (nothing here reads them).
 
-Signal model, per trial (electrodes in datasets.CHANNELS order):
+Signal model, per trial (electrodes in electrodes.CHANNELS order):
   raw EEG = Gaussian noise coloured in the frequency domain: a 1/f-like background band-limited to
   0.5-75 Hz (the lab's band-pass), times per-electrode, per-band power gains in log2 units,
         subject baseline (electrode gains, alpha over posterior electrodes)
@@ -29,7 +29,7 @@ Signal model, per trial (electrodes in datasets.CHANNELS order):
   of the 23 front-back pairs.
 So a class moves DE by its signature (log2 power units) and the 200-ms raw segments carry the same
 band power differences. With the defaults, a nearest-class-mean classifier on z-scored de_LDS,
-trained on the first trials of a session and tested on the others (datasets.N_TRAIN_TRIALS),
+trained on the first trials of a session and tested on the others (the entry's n_train_trials),
 scores about 0.9 on SEED and 0.8 on SEED-IV; on the log spectra of the single 200-ms segments
 about 0.8 and 0.65 (chance 0.33 and 0.25; tests/test_datasets.py checks this). Output is deterministic given `seed`, per subject-session (writing
 subjects (1, 2) or (2,) gives subject 2 the same data).
@@ -44,11 +44,11 @@ import numpy as np
 import scipy.io
 from scipy import fft, ndimage
 
-from datasets import (BANDS, BANDS_HZ, CHANNELS, CLASS_NAMES, DATASETS, FEATURE_FAMILIES, FEATURE_FOLDERS,
-                      GRID_POSITIONS, GRID_SIZE, RAW_FOLDER, SAMPLING_RATE, SEED_LABEL_VALUES, SESSIONS,
-                      SMOOTHINGS, SUBJECTS, TRIAL_LABELS, TRIAL_WINDOWS, WINDOW_S)
-from fileio import atomic_path
-from utils import cli_main, int_list, refuse_empty_values
+from sst.cli import cli_main, int_list, refuse_empty_values
+from sst.data import datasets
+from sst.data.datasets import SMOOTHINGS
+from sst.data.electrodes import BANDS, CHANNELS, GRID_POSITIONS, GRID_SIZE, SAMPLING_RATE
+from sst.fileio import atomic_path
 
 MIN_WINDOWS = 3  # DE windows per trial at the smallest trial_fraction
 RAW_STD_UV = 20.0  # typical raw EEG amplitude (the real data: tens of uV)
@@ -90,8 +90,9 @@ FRONT_BACK = _pairs(lambda r, c: (GRID_SIZE - 1 - r, c) if r < GRID_SIZE // 2 el
 
 def _signature(dataset: str) -> np.ndarray:
     """(n_classes, 62, 5) float64 log2 power change per class, electrode and band."""
-    out = np.zeros((len(CLASS_NAMES[dataset]), len(CHANNELS), len(BANDS)))
-    for c, name in enumerate(CLASS_NAMES[dataset]):
+    names = datasets.get(dataset).class_names
+    out = np.zeros((len(names), len(CHANNELS), len(BANDS)))
+    for c, name in enumerate(names):
         for region, band, change in CLASS_SIGNATURES[dataset][name]:
             out[c, REGIONS[region], BANDS.index(band)] += SIGNAL * change
     return out
@@ -99,7 +100,7 @@ def _signature(dataset: str) -> np.ndarray:
 
 def _band_weights(dataset: str, freqs: np.ndarray) -> np.ndarray:
     """(5, F) float64: 1 where a frequency lies in a DE band, else 0."""
-    return np.array([(freqs >= lo) & (freqs <= hi) for lo, hi in BANDS_HZ[dataset]], dtype=np.float64)
+    return np.array([(freqs >= lo) & (freqs <= hi) for lo, hi in datasets.get(dataset).bands_hz], dtype=np.float64)
 
 
 def _colored_noise(rng: np.random.Generator, gains: np.ndarray, n: int, dataset: str) -> np.ndarray:
@@ -131,7 +132,7 @@ def _smooth(x: np.ndarray, smoothing: str) -> np.ndarray:
 
 
 def _feature_arrays(de: np.ndarray, psd: np.ndarray, smoothing: str) -> dict[str, np.ndarray]:
-    """family -> (rows, T, 5) float64 for one smoothing, families as in datasets.FEATURE_FAMILIES["SEED"]."""
+    """family -> (rows, T, 5) float64 for one smoothing, families as in the SEED entry's feature_families."""
     de, psd = _smooth(de, smoothing), _smooth(psd, smoothing)
     left, right = de[LEFT_RIGHT[:, 0]], de[LEFT_RIGHT[:, 1]]
     dasm, rasm = left - right, left / right
@@ -146,11 +147,12 @@ def session_data(dataset: str, subject: int, session: int, trial_fraction: float
     raw: trial -> (62, N) float64 uV at 200 Hz (SEED N = 200*T + 1; SEED-IV N = 800*W + 1 + up to 199).
     features: key -> array, every key of the feature file in the real order (e.g. 'de_LDS3': (62, T, 5)).
     """
-    windows = [max(MIN_WINDOWS, round(t * trial_fraction)) for t in TRIAL_WINDOWS[dataset][session]]
-    labels = TRIAL_LABELS[dataset][session]
-    window = WINDOW_S[dataset] * SAMPLING_RATE
+    entry = datasets.get(dataset)
+    windows = [max(MIN_WINDOWS, round(t * trial_fraction)) for t in entry.trial_windows[session]]
+    labels = entry.trial_labels[session]
+    window = entry.window_s * SAMPLING_RATE
     signature = _signature(dataset)
-    dataset_id = DATASETS.index(dataset)
+    dataset_id = list(datasets.DATASETS).index(dataset)
     subject_rng = np.random.default_rng([seed, dataset_id, subject])  # the same person in every session
     baseline = (subject_rng.normal(0, 0.3, (len(CHANNELS), 1)) + subject_rng.normal(0, 0.3, (1, len(BANDS)))
                 + subject_rng.normal(0, 0.2, (len(CHANNELS), len(BANDS))))
@@ -164,11 +166,11 @@ def session_data(dataset: str, subject: int, session: int, trial_fraction: float
     for trial, (n_windows, label) in enumerate(zip(windows, labels), start=1):
         nuisance = region_of @ rng.normal(0, TRIAL_NUISANCE, (len(REGIONS), len(BANDS))) \
             + rng.normal(0, TRIAL_NUISANCE / 2, baseline.shape)
-        extra = 1 if dataset == "SEED" else 1 + int(rng.integers(0, 200))  # SEED-IV raw lengths vary
+        extra = 1 + (int(rng.integers(0, entry.raw_slack + 1)) if entry.raw_slack else 0)   # SEED-IV's lengths vary
         raw[trial] = _colored_noise(rng, baseline + strength * signature[label] + nuisance, n_windows * window + extra, dataset)
         de, psd = _stft_de(raw[trial], window, dataset)
         by_smoothing = {s: _feature_arrays(de, psd, s) for s in SMOOTHINGS}
-        for family in FEATURE_FAMILIES[dataset]:
+        for family in entry.feature_families:
             for smoothing in SMOOTHINGS:
                 features[f"{family}_{smoothing}{trial}"] = by_smoothing[smoothing][family]
     return raw, features
@@ -187,60 +189,61 @@ def _write(dataset: str, root: str | Path, subjects: Iterable[int], sessions: It
     if not (features or raw):
         raise ValueError("nothing to write: features and raw are both False")
     subjects, sessions = sorted(set(subjects)), sorted(set(sessions))
-    unknown = [s for s in subjects if s not in SUBJECTS[dataset]] + [s for s in sessions if s not in SESSIONS]
+    entry = datasets.get(dataset)
+    unknown = [s for s in subjects if s not in entry.subjects] + [s for s in sessions if s not in entry.sessions]
     if unknown:
         raise ValueError(f"unknown subject or session {unknown[0]} for {dataset}")
-    features_dir, raw_dir = root / FEATURE_FOLDERS[dataset][0], root / RAW_FOLDER[dataset]
+    features_dir, raw_dir = root / entry.feature_folders[0], root / entry.raw_folder
     for subject in subjects:
-        prefix, dates = SUBJECTS[dataset][subject]
+        prefix, dates = entry.subjects[subject]
         for session in sessions:
             name = f"{subject}_{dates[session - 1]}.mat"
-            folder = "" if dataset == "SEED" else str(session)  # SEED-IV: one folder per session
+            folder = str(session) if entry.session_folders else ""
             eeg, feature_arrays = session_data(dataset, subject, session, trial_fraction, seed)
             if features:
                 _savemat(features_dir / folder / name, feature_arrays)
             if raw:
                 _savemat(raw_dir / folder / name, {f"{prefix}_eeg{k}": x for k, x in eeg.items()})
-    note = f"Synthetic {dataset} written by synthetic.py (seed {seed}, trial_fraction {trial_fraction}); not real EEG.\n"
-    if dataset == "SEED":
+    note = f"Synthetic {dataset} written by sst.data.synthetic (seed {seed}, trial_fraction {trial_fraction}); " \
+           f"not real EEG.\n"
+    if entry.label_file == "label.mat":
         for folder in [d for d, written in ((features_dir, features), (raw_dir, raw)) if written]:
-            _savemat(folder / "label.mat", {"label": np.array([SEED_LABEL_VALUES], dtype=np.int32)})
+            _savemat(folder / "label.mat", {"label": np.array([entry.label_values], dtype=np.int32)})
             (folder / "readme.txt").write_text(note + "label.mat: 1 positive, 0 neutral, -1 negative per trial.\n")
     else:
-        lines = [f"session{s}_label = [{','.join(map(str, TRIAL_LABELS[dataset][s]))}];" for s in SESSIONS]
-        (root / "ReadMe.txt").write_text(note + "The labels of the three sessions for the same subjects are as follows,\n"
-                                         "0: neutral, 1: sad, 2: fear, 3: happy\n" + "\n".join(lines) + "\n")
+        lines = [f"session{s}_label = [{','.join(map(str, entry.trial_labels[s]))}];" for s in entry.sessions]
+        classes = ", ".join(f"{k}: {name}" for k, name in enumerate(entry.class_names))
+        (root / entry.label_file).write_text(note + "The labels of the three sessions for the same subjects are as "
+                                             "follows,\n" + classes + "\n" + "\n".join(lines) + "\n")
     return root
 
 
-def write_seed(root: str | Path, subjects: Iterable[int] = tuple(range(1, 16)), sessions: Iterable[int] = SESSIONS,
+def write_seed(root: str | Path, subjects: Iterable[int] = tuple(range(1, 16)), sessions: Iterable[int] = (1, 2, 3),
                trial_fraction: float = 1.0, seed: int = 0, features: bool = True, raw: bool = True) -> Path:
     """Write synthetic SEED under `root` (ExtractedFeatures/, Preprocessed_EEG/); returns root."""
     return _write("SEED", root, subjects, sessions, trial_fraction, seed, features, raw)
 
 
-def write_seed_iv(root: str | Path, subjects: Iterable[int] = tuple(range(1, 16)), sessions: Iterable[int] = SESSIONS,
+def write_seed_iv(root: str | Path, subjects: Iterable[int] = tuple(range(1, 16)), sessions: Iterable[int] = (1, 2, 3),
                   trial_fraction: float = 1.0, seed: int = 0, features: bool = True, raw: bool = True) -> Path:
     """Write synthetic SEED-IV under `root` (eeg_feature_smooth/<s>/, eeg_raw_data/<s>/, ReadMe.txt); returns root."""
     return _write("SEED-IV", root, subjects, sessions, trial_fraction, seed, features, raw)
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write synthetic SEED / SEED-IV in the real on-disk format.")
-    parser.add_argument("--dataset", choices=DATASETS, required=True)
+    parser.add_argument("--dataset", choices=tuple(datasets.DATASETS), required=True)
     parser.add_argument("--out", type=Path, required=True, help="dataset folder to write (e.g. data/SEED)")
     parser.add_argument("--subjects", type=int_list, default=list(range(1, 16)), help="e.g. 1,2 (default: all 15)")
-    parser.add_argument("--sessions", type=int_list, default=list(SESSIONS), help="e.g. 1 (default: 1,2,3)")
+    parser.add_argument("--sessions", type=int_list, default=[1, 2, 3], help="e.g. 1 (default: 1,2,3)")
     parser.add_argument("--trial-fraction", type=float, default=1.0, help="fraction of the real trial lengths")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-raw", action="store_true", help="write only the DE features")
     parser.add_argument("--no-features", action="store_true", help="write only the raw EEG")
     args = refuse_empty_values(parser).parse_args(argv)
-    write = write_seed if args.dataset == "SEED" else write_seed_iv
     try:
-        root = write(args.out, args.subjects, args.sessions, args.trial_fraction, args.seed,
-                     features=not args.no_features, raw=not args.no_raw)
+        root = _write(args.dataset, args.out, args.subjects, args.sessions, args.trial_fraction, args.seed,
+                      features=not args.no_features, raw=not args.no_raw)
     except ValueError as e:
         parser.error(str(e))
     print(f"wrote synthetic {args.dataset} ({len(args.subjects)} subjects x {len(args.sessions)} sessions) under {root}")

@@ -39,12 +39,12 @@ import warnings
 import numpy as np
 import torch
 
-import checkpoints
-import fileio
-import inputs
-import training
-from config import Config
-from errors import DataError, UserError
+from sst import fileio
+from sst.config import Config
+from sst.data import inputs
+from sst.errors import DataError, UserError
+from sst.results import checkpoints
+from sst.training import metrics, protocols, runspec
 
 MODELS = ("linear_svm", "logistic_regression")
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)   # decades around sklearn's default 1
@@ -63,7 +63,7 @@ def estimator(name: str, C: float, seed: int):
     return LogisticRegression(C=C, max_iter=2_000, random_state=seed)
 
 
-def features(cfg: Config, parts: list, split: training.Split) -> tuple[np.ndarray, dict]:
+def features(cfg: Config, parts: list, split: protocols.Split) -> tuple[np.ndarray, dict]:
     """(N, 62 * bands) float64 flattened DE of the pooled sessions, z-scored with the training windows'
     statistics (as the network's inputs), and those statistics (saved in the checkpoint)."""
     de = np.concatenate([np.asarray(s.de, dtype=np.float32) for s in parts])
@@ -74,14 +74,14 @@ def features(cfg: Config, parts: list, split: training.Split) -> tuple[np.ndarra
     return de.reshape(len(de), -1).astype(np.float64), stats
 
 
-def fit(cfg: Config, spec: training.RunSpec, x: np.ndarray, label: np.ndarray, split: training.Split):
+def fit(cfg: Config, spec: runspec.RunSpec, x: np.ndarray, label: np.ndarray, split: protocols.Split):
     """Fit one classifier per C of C_GRID on the training windows; keep the best on validation accuracy.
 
     Returns (the chosen fitted classifier, its C, the grid's rows {C, train_accuracy, val_accuracy,
     seconds}, warnings: a solver that did not converge at the chosen C)."""
-    from threadpoolctl import threadpool_limits   # scikit-learn's own dependency
+    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
-    seed = training.run_seed(cfg, spec)
+    seed = runspec.run_seed(cfg, spec)
     rows, fitted, unconverged = [], [], []
     for C in C_GRID if len(split.val) else (DEFAULT_C,):
         start = time.perf_counter()
@@ -104,11 +104,11 @@ def fit(cfg: Config, spec: training.RunSpec, x: np.ndarray, label: np.ndarray, s
     return fitted[best], rows[best]["C"], rows, problems
 
 
-def train_run(cfg: Config, spec: training.RunSpec, sessions: list, out, progress, k: int = 1, n: int = 1) -> dict:
+def train_run(cfg: Config, spec: runspec.RunSpec, sessions: list, out, progress, k: int = 1, n: int = 1) -> dict:
     """Fit, select and test one baseline run (run.train_run's counterpart); write its checkpoint, then its
     record (last: it marks the run finished). Returns the record."""
     start = time.perf_counter()
-    parts, label, split = training.run_split(cfg, spec, sessions)
+    parts, label, split = protocols.run_split(cfg, spec, sessions)
     x, stats = features(cfg, parts, split)
     clf, C, grid, problems = fit(cfg, spec, x, label, split)
     net = checkpoints.LinearDE.from_classifier(clf)
@@ -118,9 +118,9 @@ def train_run(cfg: Config, spec: training.RunSpec, sessions: list, out, progress
     truth = label[split.test]
     predicted = probabilities.argmax(1)
     test_loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(truth)), truth], 1e-300, None))))
-    cm = training.confusion_matrix(truth, predicted, cfg.model.nb_class)
+    cm = metrics.confusion_matrix(truth, predicted, cfg.model.nb_class)
     # no optimizer steps to count (the solver runs to convergence): 100 keeps the step warning out
-    notes = problems + training.result_warnings(cfg, predicted, 100)
+    notes = problems + metrics.result_warnings(cfg, predicted, 100)
     chosen = next(row for row in grid if row["C"] == C)
     val = f", validation {100 * chosen['val_accuracy']:.1f}%" if "val_accuracy" in chosen else ", no validation windows"
     print(f"[{k}/{n}] {spec.name} {cfg.model.name}: C {C:g} chosen of {len(grid)}{val}", flush=True)
@@ -130,10 +130,10 @@ def train_run(cfg: Config, spec: training.RunSpec, sessions: list, out, progress
     result = {
         "run": spec.name, "subject": spec.subject, "session": spec.session,
         "protocol": cfg.training.protocol, "dataset": cfg.data.dataset, "model": cfg.model.name,
-        "repeat": spec.repeat, "seed": training.run_seed(cfg, spec),
-        **training.scores(cm), "test_loss": test_loss, "confusion_matrix": cm.tolist(),
+        "repeat": spec.repeat, "seed": runspec.run_seed(cfg, spec),
+        **metrics.scores(cm), "test_loss": test_loss, "confusion_matrix": cm.tolist(),
         "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
-        "subject_pool": training.subject_pool(parts), "session_pool": sorted({int(s.session) for s in parts}),
+        "subject_pool": protocols.subject_pool(parts), "session_pool": sorted({int(s.session) for s in parts}),
         "best_epoch": 0, "epochs_run": 0, "history": [], "C": C, "selection": grid,
         "seconds": sum(row["seconds"] for row in grid), "wall_seconds": time.perf_counter() - start, "device": "cpu",
         "config_key": out.config_key, "code": out.code, "precision": out.precision, "warnings": notes,
@@ -151,4 +151,3 @@ def result_line(r: dict) -> str:
     """run.py's line for a finished baseline run (the network's names its best epoch instead of C)."""
     return (f"{r['run']}: accuracy {100 * r['accuracy']:.2f}%  macro-F1 {r['macro_f1']:.3f}  kappa {r['kappa']:.3f}  "
             f"{r.get('model', 'baseline')} C {r.get('C', math.nan):g}  {r['wall_seconds']:.1f} s")
-

@@ -37,9 +37,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from datasets import N_CLASSES
-from errors import ConfigError
-from fileio import check_path
+from sst.data import datasets
+from sst.errors import ConfigError
+from sst.fileio import check_path
 
 if TYPE_CHECKING:
     import argparse
@@ -81,7 +81,7 @@ class InputSizes:
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig(InputSizes):
-    dataset: str = _key(choices=("SEED", "SEED-IV"))
+    dataset: str = _key(choices=tuple(datasets.DATASETS), doc="an entry of sst/data/datasets.py")
     feature: str = _key("de_LDS", choices=("de_LDS", "de_movingAve", "de_raw"),
                         doc="de_raw: DE computed from raw EEG (needs the raw EEG folder)")
     temporal_window_s: float = _key(0.2, check=_positive, expect="a positive number of seconds",
@@ -487,7 +487,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
         built[name] = cls(**values)
     cfg = Config(**{name: built.get(name) for name in SECTIONS}, source=path, overrides=tuple(o.text for o in sets))
     if isinstance(cfg.data, DataConfig) and cfg.model is not None:
-        expected = N_CLASSES[cfg.data.dataset]
+        expected = datasets.get(cfg.data.dataset).n_classes
         if cfg.model.nb_class != expected:
             raise ConfigError(f"{wheres['model.nb_class']}: {cfg.data.dataset} has {expected} classes, "
                               f"got {cfg.model.nb_class}")

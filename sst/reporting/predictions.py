@@ -15,17 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-import checkpoints
-import datasets
-import experiments
-import fileio
-import preprocessed
-import results
-import training
-from config import Config
-from results import ResultDir
-from training import RunSpec, confusion_matrix, scores
-from utils import ConfigError, UserError
+from sst import fileio
+from sst.config import Config
+from sst.data import datasets, session_store
+from sst.errors import ConfigError, UserError
+from sst.reporting import experiments
+from sst.results import checkpoints, store
+from sst.results.store import ResultDir
+from sst.training import protocols, runspec
+from sst.training.metrics import confusion_matrix, scores
+from sst.training.runspec import RunSpec
 
 
 def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions, base: Path) -> int:
@@ -33,7 +32,7 @@ def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions, base: Pat
     predictions/<RUN>_on_subSS_sesK.csv (its `split` column: what each window was to the run) and prints
     accuracy, macro-F1 and kappa, and a warning when the run trained on that session. `base`: the INI's
     result_path, whose --set subfolders are searched when the run is not under cfg's (experiments.checkpoint_path)."""
-    spec = training.run_named(run, "--predict")
+    spec = runspec.run_named(run, "--predict")
     if not subjects or not sessions or len(subjects) != 1 or len(sessions) != 1:
         raise UserError(f"--predict {run}: give one subject and one session, e.g. --subjects 3 --sessions 2")
     subject, session_number = subjects[0], sessions[0]
@@ -43,13 +42,13 @@ def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions, base: Pat
     if changed:
         raise ConfigError(f"{cfg.where('data', changed[0])}: {cfg.to_dict()['data'][changed[0]]!r}, but {run} was "
                           f"trained with {theirs[changed[0]]!r}; preprocess with the run's [data]")
-    session = preprocessed.load_preprocessed(cfg, [subject], [session_number])[0]
+    session = session_store.load_preprocessed(cfg, [subject], [session_number])[0]
     probabilities = trained.probabilities(session)
     truth, predicted = np.asarray(session.label), probabilities.argmax(1)
     trial = np.asarray(session.trial)
     window = np.arange(len(trial)) - np.searchsorted(trial, trial)    # 0-based window within its trial
     roles = window_roles(trained, out, session)
-    names = datasets.CLASS_NAMES[trained.cfg.data.dataset]
+    names = datasets.get(trained.cfg.data.dataset).class_names
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["trial", "window", "true_label", "predicted_label", *(f"p_{name}" for name in names), "split"])
@@ -91,7 +90,7 @@ def window_roles(trained: checkpoints.TrainedModel, out: ResultDir, session) -> 
     pools = {k: ckpt[k] for k in ("subject_pool", "session_pool") if k in ckpt}
     if protocol in ("loso", "cross_session") and len(pools) < 2:     # an earlier checkpoint: its run record
         try:
-            record = results.json_load(out.run_json(spec))
+            record = store.json_load(out.run_json(spec))
             pools = {k: record[k] for k in ("subject_pool", "session_pool")}
         except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError):
             return np.full(n, "unknown", dtype=object)
@@ -99,22 +98,22 @@ def window_roles(trained: checkpoints.TrainedModel, out: ResultDir, session) -> 
         if session.session != spec.session or session.subject not in pools["subject_pool"]:
             return roles
         pool = np.asarray(sorted(pools["subject_pool"]))
-        split = training.make_split(cfg, spec, pool, np.zeros_like(pool), np.zeros_like(pool))
+        split = protocols.make_split(cfg, spec, pool, np.zeros_like(pool), np.zeros_like(pool))
         roles[:] = split_roles(split, len(pool))[np.searchsorted(pool, session.subject)]
         return roles
     if protocol == "cross_session":
         if session.subject != spec.subject or session.session not in pools["session_pool"]:
             return roles
-        split = training.cross_session_split(np.full(n, session.session), trial, label, spec.session,
+        split = protocols.cross_session_split(np.full(n, session.session), trial, label, spec.session,
                                              cfg.training.val_trials_per_class)
     elif (session.subject, session.session) == (spec.subject, spec.session):
-        split = training.make_split(cfg, spec, np.full(n, session.subject), trial, label, np.full(n, session.session))
+        split = protocols.make_split(cfg, spec, np.full(n, session.subject), trial, label, np.full(n, session.session))
     else:
         return roles
     return split_roles(split, n)
 
 
-def split_roles(split: training.Split, n: int) -> np.ndarray:
+def split_roles(split: protocols.Split, n: int) -> np.ndarray:
     """(n,) "train", "validation" or "test" per index of a Split (paper: validation is the test set: "test")."""
     roles = np.full(n, "unseen", dtype=object)
     roles[split.train], roles[split.val], roles[split.test] = "train", "validation", "test"

@@ -18,7 +18,7 @@ Check = Callable[[Any], bool]
 
 
 def _tensor(x) -> bool:
-    import torch    # here, not at the top: Preprocess.py reads manifests and must not pay torch's import (1 s)
+    import torch  # here, not at the top: Preprocess.py reads manifests and must not pay torch's import (1 s)
 
     return torch.is_tensor(x)
 

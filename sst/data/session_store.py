@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-import schemas
-from config import Config, data_overrides
-from errors import DataError
-from fileio import list_folder
+from sst import schemas
+from sst.config import Config, data_overrides
+from sst.errors import DataError
+from sst.fileio import list_folder
 
 MANIFEST = "manifest.json"
 ARRAYS = ("spectral", "temporal", "de", "eeg", "label", "trial")  # .npy files of a session, in write order
@@ -70,7 +70,7 @@ class Session:
     session: int
     de: np.ndarray  # (N, 62, specInput_length) float32, DE per electrode and band, unnormalised
     eeg: np.ndarray | None  # (N, 62, temInput_length) float32, resampled raw segment, uV; None without raw EEG
-    label: np.ndarray  # (N,) int64, 0-based class (datasets.CLASS_NAMES)
+    label: np.ndarray  # (N,) int64, 0-based class (the dataset entry's class_names)
     trial: np.ndarray  # (N,) int64, 1-based trial number
     path: Path  # the session folder (spectral.npy, temporal.npy, manifest.json)
 

@@ -13,7 +13,7 @@ maps on disk (to float32 rounding; tests/test_preprocess.py checks it).
 
 Interpolation (decided here; the paper says "cubic"): the spline of scipy.interpolate's
 RectBivariateSpline with kx = ky = 3, s = 0 (computed in NumPy) - the tensor-product cubic spline
-through the 81 grid cells of datasets.py's 9x9 grid (empty cells 0) - evaluated on a W x W lattice
+through the 81 grid cells of sst/data/electrodes.py's 9x9 grid (empty cells 0) - evaluated on a W x W lattice
 spanning the grid corner to corner (pixel p at grid coordinate p * 8 / (W - 1)). It is linear in
 the cell values: one (W*W, 62) matrix.
 Resampling: scipy.signal.resample_poly (Kaiser-windowed FIR, up/down = temInput_length / segment
@@ -34,10 +34,11 @@ from fractions import Fraction
 
 import numpy as np
 
-from config import Config
-from datasets import CHANNELS, GRID_POSITIONS, GRID_SIZE, SAMPLING_RATE, WINDOW_S
-from errors import ConfigError
-from fileio import BLOCK, aligned_empty, direct_writes, pwrite_all
+from sst.config import Config
+from sst.data import datasets
+from sst.data.electrodes import CHANNELS, GRID_POSITIONS, GRID_SIZE, SAMPLING_RATE
+from sst.errors import ConfigError
+from sst.fileio import BLOCK, aligned_empty, direct_writes, pwrite_all
 
 # ----------------------------------------------------------------------------- spatial maps
 
@@ -89,7 +90,7 @@ def grid_interpolation_matrix(width: int) -> np.ndarray:
 
 
 def interpolation_matrix(width: int) -> np.ndarray:
-    """(width*width, 62) float64: electrode values (datasets.CHANNELS order) -> width x width map.
+    """(width*width, 62) float64: electrode values (electrodes.CHANNELS order) -> width x width map.
 
     The electrodes sit on their GRID_POSITIONS cells, the other 19 cells are 0.
     """
@@ -243,11 +244,12 @@ def _samples(cfg: Config, key: str) -> int:
 def temporal_spec(cfg: Config) -> TemporalSpec:
     """The TemporalSpec of a config; ConfigError if the segment does not fit inside its DE window."""
     data = cfg.data
-    window = WINDOW_S[data.dataset] * SAMPLING_RATE
+    window_s = datasets.get(data.dataset).window_s
+    window = window_s * SAMPLING_RATE
     length, offset = _samples(cfg, "temporal_window_s"), _samples(cfg, "temporal_offset_s")
     if length < 1 or offset + length > window:
         raise ConfigError(f"{cfg.origin('data', 'temporal_offset_s', 'temporal_window_s')}: [data] temporal_offset_s + "
-                          f"temporal_window_s: expected at most the {WINDOW_S[data.dataset]} s DE window of "
+                          f"temporal_window_s: expected at most the {window_s} s DE window of "
                           f"{data.dataset}, got "
                           f"{data.temporal_offset_s} + {data.temporal_window_s} s")
     ratio = Fraction(data.temInput_length, length)

@@ -1,9 +1,9 @@
 """Figures of results, attention, inputs and the network itself (matplotlib only, no display).
 
-    python figures.py architecture -c SEED.ini --out figure/architecture.png
-    python figures.py demo                       # the demo's figures into .cache/demo/results/figures/demo/
-    python figures.py demo --readme              # replace the README's committed figure/demo_*.png, on purpose
-    python figures.py explain -c SEED.ini --run sub01_ses1   # attention and input maps of one finished run
+    python -m sst.reporting.figures architecture -c SEED.ini --out figure/architecture.png
+    python -m sst.reporting.figures demo                       # the demo's figures into .cache/demo/results/figures/demo/
+    python -m sst.reporting.figures demo --readme              # replace the README's committed figure/demo_*.png, on purpose
+    python -m sst.reporting.figures explain -c SEED.ini --run sub01_ses1   # attention and input maps of one finished run
 
 What each function draws (each writes PNGs into a folder and returns their paths):
     run_figures(results, summary, out_dir)        curves.png: train/val loss and accuracy per run;
@@ -50,14 +50,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyBboxPatch, Patch
 from PIL import Image
 
-import config
-from config import Config
-import datasets
-import fileio
-import inputs
-import preprocessed
-import utils
-from utils import UserError
+from sst import cli, config, fileio
+from sst.config import Config
+from sst.data import datasets, electrodes, inputs, session_store
+from sst.errors import UserError
 
 ROOT = Path(__file__).resolve().parent
 DPI = 110
@@ -320,7 +316,7 @@ def _confusion_figure(results: list[dict], summary: dict, path: Path) -> Path:
     """Confusion matrix summed over runs: counts, and rows normalised to 100% (recall on the diagonal)."""
     cm = np.asarray(summary.get("confusion_matrix") or np.sum([r["confusion_matrix"] for r in results], axis=0))
     n_class = cm.shape[0]
-    names = datasets.CLASS_NAMES[summary["dataset"]]
+    names = datasets.get(summary["dataset"]).class_names
     rows = cm.sum(1, keepdims=True)
     pct = np.divide(100.0 * cm, rows, out=np.zeros(cm.shape), where=rows > 0)
     fig = Figure(figsize=(9.2, 4.3))
@@ -376,7 +372,7 @@ def _per_subject_figure(results: list[dict], summary: dict, path: Path) -> Path:
         ax.axhline(paper["mean"], color=OKABE_ITO["vermillion"], lw=1.6, ls="--", zorder=3,
                    label=f"paper: {paper['mean']:.2f} ± {paper['std']:.2f}%\n(authors' protocol: the test\n"
                          f"set chose the checkpoint)")
-    n_class = datasets.N_CLASSES[summary["dataset"]]
+    n_class = datasets.get(summary["dataset"]).n_classes
     ax.axhline(100 / n_class, color="0.4", lw=1.0, ls=":", zorder=3, label=f"chance ({100 / n_class:.0f}%)")
     ax.set_xticks(x, [str(s) for s in subjects])
     ax.set_xlim(-0.6, len(subjects) - 0.4)
@@ -401,7 +397,7 @@ def electrode_pixels(width: int) -> np.ndarray:
     to corner (pixel p at grid coordinate p * 8 / (width - 1)), so grid cell (r, c) lies at pixel
     (r, c) * (width - 1) / 8 - on a pixel centre when 8 divides width - 1, between pixels for 32.
     """
-    return datasets.GRID_POSITIONS * (width - 1) / (datasets.GRID_SIZE - 1)
+    return electrodes.GRID_POSITIONS * (width - 1) / (electrodes.GRID_SIZE - 1)
 
 
 def draw_scalp(ax, image: np.ndarray, width: int, *, cmap: str = "viridis", norm: Normalize | None = None,
@@ -418,13 +414,13 @@ def draw_scalp(ax, image: np.ndarray, width: int, *, cmap: str = "viridis", norm
                    interpolation="nearest")
     rc = electrode_pixels(width)
     if names:
-        for (r, c), name in zip(rc, datasets.CHANNELS):
+        for (r, c), name in zip(rc, electrodes.CHANNELS):
             ax.text(c, r, name, ha="center", va="center", fontsize=fontsize, color="black", path_effects=HALO)
     else:
         ax.scatter(rc[:, 1], rc[:, 0], s=5, c="white", edgecolors="black", linewidths=0.5)
     ax.set_xticks([])
     ax.set_yticks([])
-    margin = max(0.0, (width - 1) / (datasets.GRID_SIZE - 1) / 2 - 0.5)  # half a grid cell: edge electrodes whole
+    margin = max(0.0, (width - 1) / (electrodes.GRID_SIZE - 1) / 2 - 0.5)  # half a grid cell: edge electrodes whole
     ax.set_xlim(-0.5 - margin, width - 0.5 + margin)
     ax.set_ylim(width - 0.5 + margin, -0.5 - margin)
     ax.spines[:].set_visible(False)
@@ -466,7 +462,7 @@ def input_figures(session, cfg: Config, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     fileio.make_folder(out_dir)
     width, dataset, window_ms = cfg.data.input_width, cfg.data.dataset, 1000 * cfg.data.temporal_window_s
-    names = datasets.CLASS_NAMES[dataset]
+    names = datasets.get(dataset).class_names
     picks = _one_per_class(np.asarray(session.label), np.asarray(session.trial))
     matrix = inputs.interpolation_matrix(width)
     where = f"sub{session.subject:02d} ses{session.session}"
@@ -475,7 +471,7 @@ def input_figures(session, cfg: Config, out_dir: Path) -> list[Path]:
         z, _, _ = inputs.zscore(np.asarray(session.de, dtype=np.float64), np.arange(len(session.label)),
                                 inputs.NORMALISATION_AXES["de"])
         maps = inputs.electrodes_to_maps(z[list(picks.values())], matrix, width)          # (K, W, W, bands)
-        bands = [f"{b}\n{lo}-{hi} Hz" for b, (lo, hi) in zip(datasets.BANDS, datasets.BANDS_HZ[dataset])]
+        bands = [f"{b}\n{lo}-{hi} Hz" for b, (lo, hi) in zip(electrodes.BANDS, datasets.get(dataset).bands_hz)]
         paths.append(_map_sheet(maps, width, [names[c] for c in picks], bands,
                                 f"Spatial-spectral input ({where}): DE per band on the {width}x{width} map, "
                                 f"one window per class", "DE, z-score over the session", out_dir / "inputs_spectral.png",
@@ -537,7 +533,7 @@ def attention_weights(checkpoint_path: Path, sessions: list, *, per_class: int =
     inputs normalised with the run's training statistics and mapped as in training, at most `per_class`
     windows per class). Returns (config, labels (n,), {block: {"spatial": (n, H, W), "spectral_temporal":
     (n, D)}}) with only the parts the model has."""
-    import checkpoints     # torch: imported when needed, not by every figure
+    from sst.results import checkpoints
 
     trained = checkpoints.TrainedModel.load(checkpoint_path)
     label, weights = trained.attention_weights(sessions, per_class=per_class, batch_size=batch_size)
@@ -555,7 +551,7 @@ def attention_figures(checkpoint_path: Path, sessions: list, out_dir: Path, *, p
     cfg, label, weights = attention_weights(checkpoint_path, sessions, per_class=per_class)
     out_dir = Path(out_dir)
     fileio.make_folder(out_dir)
-    names = datasets.CLASS_NAMES[cfg.data.dataset]
+    names = datasets.get(cfg.data.dataset).class_names
     classes = [c for c in range(cfg.model.nb_class) if (label == c).any()]
     run = Path(checkpoint_path).stem
     paths = []
@@ -623,8 +619,8 @@ def _depth_axis(cfg: Config, stream: str, D: int) -> tuple[list[str], str]:
     import model as model_lib
 
     if model_lib.STREAM_SOURCES.get(stream, "de" if stream == "spectral" else "eeg") == "de":     # DE bands
-        if D == cfg.data.specInput_length == len(datasets.BANDS):
-            return list(datasets.BANDS), "DE band"
+        if D == cfg.data.specInput_length == len(electrodes.BANDS):
+            return list(electrodes.BANDS), "DE band"
         return [f"{j + 1}" for j in range(D)], f"depth slice (pooled from {cfg.data.specInput_length} bands, low to high)"
     window_ms = 1000 * cfg.data.temporal_window_s
     return [f"{(j + 0.5) * window_ms / D:.0f}" for j in range(D)], \
@@ -829,11 +825,11 @@ def _draw_architecture(ax, cfg: Config, order: str, table: dict, n_rows: int) ->
 def explain_run(checkpoint_path: Path, preprocessed_root: Path, out_dir: Path) -> list[Path]:
     """Attention and input figures of one run: its checkpoint fed with its own subject-session
     (every window; for LOSO runs the held-out subject's session)."""
-    import checkpoints
+    from sst.results import checkpoints
 
     ckpt = checkpoints.load_checkpoint(checkpoint_path)
     cfg = Config.from_dict(ckpt["config"]).replace(path={"preprocessed_root": Path(preprocessed_root)})
-    sessions = preprocessed.load_preprocessed(cfg, subjects=[ckpt["subject"]], sessions=[ckpt["session"]])
+    sessions = session_store.load_preprocessed(cfg, subjects=[ckpt["subject"]], sessions=[ckpt["session"]])
     paths = attention_figures(checkpoint_path, sessions, out_dir)
     paths += input_figures(sessions[0], cfg, out_dir)
     return paths
@@ -876,7 +872,7 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("-c", "--config", default="SEED.ini", help="INI file of the run (for its paths)")
     explain.add_argument("--run", required=True, help="run name, e.g. sub01_ses1")
     explain.add_argument("--out-dir", type=Path, help="default: <result_path>/figures/<run>")
-    args = utils.refuse_empty_values(parser).parse_args(argv)
+    args = cli.refuse_empty_values(parser).parse_args(argv)
 
     if args.command == "architecture":
         paths = [architecture_figure(config.load_config(args.config), args.out)]
@@ -886,9 +882,9 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = ROOT / "figure" if args.readme else args.out_dir or args.demo_dir / "results" / "figures" / "demo"
         paths = demo_figures(args.demo_dir, out_dir)
     else:
-        import training     # torch: only for this command
+        from sst.training import runspec
 
-        spec = training.run_named(args.run, "--run")
+        spec = runspec.run_named(args.run, "--run")
         cfg = config.load_config(args.config)
         root = cfg.path.result_path
         paths = explain_run(root / "checkpoints" / f"{spec.name}.pt", cfg.path.preprocessed_root,
@@ -899,4 +895,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    utils.cli_main(main)
+    cli.cli_main(main)

@@ -47,8 +47,8 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 import model
-import utils
 from model import BN_EPSILON
+from sst.results import provenance
 
 ROW_BLOCK = 1 << 21     # elements per block of rows when a per-channel reduction needs a temporary
 MMAP_BYTES = 32 << 20   # glibc's malloc maps blocks this large afresh (page faults) on every allocation
@@ -745,7 +745,7 @@ def _fast_layout(x: torch.Tensor) -> torch.Tensor:
 
 # The definition's code that the fused nodes stand in for: every method of the parts they fuse, and the
 # forwards they replace. WRITTEN_FOR holds each one's utils.code_digest (comments, docstrings and layout do
-# not count) as it was when tests/test_fastcpu.py last held this file to model.py. `python fastcpu.py`
+# not count) as it was when tests/test_fastcpu.py last held this file to model.py. `python -m sst.models.fastcpu`
 # prints the live table: copy it here only once the parity tests pass on the edited definition.
 REPLACED = {
     "Conv3DSame": None, "DenseLayer3D": None, "DenseBlock3D": None, "Transition3D": None, "A3DBAttention": None,
@@ -780,7 +780,7 @@ WRITTEN_FOR = {
 
 def _digest(function) -> str:
     try:
-        return utils.code_digest(inspect.getsource(function))
+        return provenance.code_digest(inspect.getsource(function))
     except (OSError, TypeError, SyntaxError):    # no source: defined at run time (exec, a lambda's line, C)
         return "no source"
 

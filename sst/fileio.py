@@ -28,14 +28,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
+
+from sst.errors import DataError, OutputError, UserError, printable
+
 try:
     import fcntl
 except ImportError:  # Windows has no fcntl: writes there always go through the page cache
     fcntl = None
-
-import numpy as np
-
-from errors import DataError, OutputError, UserError, printable
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once, restored at once

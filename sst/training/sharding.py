@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 
-from errors import UserError
-from training import RunSpec
-from utils import printable
+from sst.errors import UserError, printable
+from sst.training.runspec import RunSpec
 
 CLAIM = "claim"     # parse_shard's answer for a SLURM array whose task ids are not evenly spaced
 

@@ -43,25 +43,22 @@ from pathlib import Path
 
 import numpy as np
 
-import fileio
-import results
-import schemas
-import tables
-from errors import ConfigError, DataError, UserError
-from training import RunSpec
+from sst import fileio, schemas
+from sst.data import datasets
+from sst.errors import ConfigError, DataError, UserError
+from sst.reporting import summaries, tables
+from sst.training.runspec import RunSpec
 
-# The paper's ablation study (bar charts read off to about +-0.3, SEED; shared/SPEC.md section 5):
-# (name, the --set that makes it, which chart, the paper's accuracy %). The full model appears in both
-# charts, with 96.0 in the streams chart and 95.4 in the attention chart.
+# The paper's ablation study (its bar charts; the values, where published, are the dataset entry's
+# paper_ablation: SEED's): (name, the --set that makes it, which chart). The full model is in both charts.
 ABLATIONS = (
-    ("full model", None, "both", (96.0, 95.4)),
-    ("spectral stream only", "model.streams=spectral", "streams", 92.8),
-    ("temporal stream only", "model.streams=temporal", "streams", 87.7),
-    ("spectral/temporal attention only", "model.attention=spectral_temporal", "attention", 94.0),
-    ("spatial attention only", "model.attention=spatial", "attention", 92.6),
-    ("no attention", "model.attention=none", "attention", 88.3),
+    ("full model", None, "both"),
+    ("spectral stream only", "model.streams=spectral", "streams"),
+    ("temporal stream only", "model.streams=temporal", "streams"),
+    ("spectral/temporal attention only", "model.attention=spectral_temporal", "attention"),
+    ("spatial attention only", "model.attention=spatial", "attention"),
+    ("no attention", "model.attention=none", "attention"),
 )
-PAPER_ABLATION_DATASET = "SEED"     # the only dataset the values above are given for
 
 
 # ----------------------------------------------------------------------------- reading result folders
@@ -82,7 +79,7 @@ class Folder:
     def seed_std(self, keys=None) -> float | None:
         """results.seed_std over the runs of `keys` (default: all): percent points, None where no run has
         two seeds."""
-        return results.seed_std(self.seed_stds.get(k) for k in (self.accuracy if keys is None else keys))
+        return summaries.seed_std(self.seed_stds.get(k) for k in (self.accuracy if keys is None else keys))
 
 
 def read_folder(path: Path, subjects=None, sessions=None) -> Folder:
@@ -114,7 +111,7 @@ def read_folder(path: Path, subjects=None, sessions=None) -> Folder:
     if len(kinds) > 1:
         raise ConfigError(f"{runs}: runs of {len(kinds)} configurations; a result folder compared must hold one")
     _, dataset, protocol, model = kinds.pop()
-    pooled = results.pool_repeats(records)
+    pooled = summaries.pool_repeats(records)
     return Folder(path, path.name or str(path), dataset, protocol, model,
                   {(r["subject"], r["session"]): 100 * r["accuracy"] for r in pooled}, max(r["seeds"] for r in pooled),
                   {(r["subject"], r["session"]): r["accuracy_seed_std"] for r in pooled})
@@ -152,7 +149,7 @@ def paired_statistics(reference: dict, other: dict) -> dict:
     out = {"keys": keys, "n": n, "mean": float(b.mean()), "std": float(b.std()), "reference_mean": float(a.mean()),
            "difference": float(d.mean()), "ci": None, "p": None, "d_z": None,
            "wins": int((d > 0).sum()), "ties": int((d == 0).sum()), "losses": int((d < 0).sum())}
-    from scipy import stats     # here: importing scipy.stats costs a second that other commands need not pay
+    from scipy import stats  # here: importing scipy.stats costs a second that other commands need not pay
 
     if n >= 2:
         sd = float(d.std(ddof=1))
@@ -207,7 +204,7 @@ def compare(paths: list[Path], out: Path | None = None, fmt: str = "text", subje
     table.notes += _limits(stats_by_folder)
     target = out or _default_out(first.path, "_vs_".join(f.label for f in folders))
     written = write_outputs(target, "comparison", table, folders)
-    import figures
+    from sst.reporting import figures
 
     written.append(figures.comparison_figure([f.label for f in folders], [f.accuracy for f in folders],
                                              f"{first.dataset}, protocol {first.protocol}",
@@ -286,7 +283,7 @@ def ablation(args: argparse.Namespace, resolve, train) -> int:
         raise UserError("--ablation puts each configuration in the subfolder of [path] result_path its --set names; "
                         "--result-path would put all six in one folder (set [path] result_path instead)")
     plans = []      # every configuration resolved and checked before anything is trained
-    for name, override, _, _ in ABLATIONS:
+    for name, override, _ in ABLATIONS:
         run_args = argparse.Namespace(**{**vars(args), "set": [*(args.set or ()), *([override] if override else [])]})
         plans.append((name, override, run_args, resolve(run_args)))
     cfg = plans[0][3]
@@ -326,20 +323,25 @@ def ablation_table(cfgs: list, out: Path | None, fmt: str = "text", subjects=Non
     full = folders[0]
     if full is None:
         raise DataError(f"{cfgs[0].path.result_path}: no finished run of the full model to compare with")
-    paper = full.dataset == PAPER_ABLATION_DATASET
+    entry = datasets.DATASETS.get(full.dataset)
+    values = entry.paper_ablation if entry is not None else {}
+    published = [d.name for d in datasets.DATASETS.values() if d.paper_ablation]
     table = tables.Table(f"Ablation, {full.dataset}, protocol {full.protocol}: difference from our full model, paired "
                          f"by subject and session", ABLATION_COLUMNS, notes=list(STATISTICS_NOTES))
-    table.notes.insert(0, "paper: read off its bar charts (about +-0.3), SEED; the full model is 96.0 in its streams "
-                          "chart, 95.4 in its attention chart; obtained under the authors' protocol (the test set "
-                          "chose the checkpoint)" if paper else f"paper: the paper's ablation values are SEED's; "
-                                                                  f"none for {full.dataset}")
+    full_pair = values.get("full model")
+    table.notes.insert(0, f"paper: read off its bar charts (about +-0.3), {full.dataset}; the full model is "
+                          f"{full_pair[0]} in its streams chart, {full_pair[1]} in its attention chart; obtained under "
+                          f"the authors' protocol (the test set chose the checkpoint)" if values else
+                          f"paper: the paper's ablation values are {', '.join(published) or 'none'}'s; none for "
+                          f"{full.dataset}")
     target = out or _default_out(full.path, f"{full.label}_ablation")
     stats_by_name, bars = {}, []
-    for (name, override, chart, value), f in zip(ABLATIONS, folders):
+    for (name, override, chart), f in zip(ABLATIONS, folders):
+        value = values.get(name)
         if f is not None and f.protocol != full.protocol:
             raise ConfigError(f"{f.path}: protocol {f.protocol}, the full model's is {full.protocol}")
         stat = None if f is None else paired_statistics(full.accuracy, f.accuracy) if f is not full else None
-        paper_value = (f"{value[0]} / {value[1]}" if isinstance(value, tuple) else value) if paper else None
+        paper_value = f"{value[0]} / {value[1]}" if isinstance(value, tuple) else value
         mean_std = _mean_std(list(f.accuracy.values())) if f is not None else None
         table.rows.append([name, override or "-", len(f.accuracy) if f else 0, mean_std, f.seed_std() if f else None,
                            paper_value,
@@ -351,10 +353,10 @@ def ablation_table(cfgs: list, out: Path | None, fmt: str = "text", subjects=Non
             f.label = name      # paired_runs.csv's columns
             if stat:
                 stats_by_name[name] = stat
-        bars.append((name, chart, mean_std, value if paper else None))
+        bars.append((name, chart, mean_std, value))
     table.notes += _limits(stats_by_name)
     written = write_outputs(target, "ablation", table, [f for f in folders if f is not None])
-    import figures
+    from sst.reporting import figures
 
     written.append(figures.ablation_figure(bars, f"{full.dataset}, protocol {full.protocol}", target / "ablation.png"))
     print(table.render(fmt))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import re
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -23,147 +22,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from config import Config
-import checkpoints
-import datasets
-import fastcpu
-import inputs
 import model as model_lib
-import optim
-import utils
-from utils import ConfigError, DataError, UserError, printable
-
-# ----------------------------------------------------------------------------- runs and splits
-
-
-# The names of runs: sub01_ses1, and sub01_ses1_rep2 for the third seed of [training] repeats.
-RUN_NAME = re.compile(r"sub(\d+)_ses(\d+)(?:_rep([1-9]\d*))?")
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One unit of work: a model trained and tested. For loso, `subject` is the held-out subject;
-    `repeat` r > 0 is the same run with seed [training] seed + r."""
-    subject: int
-    session: int
-    repeat: int = 0
-
-    @property
-    def name(self) -> str:
-        return f"sub{self.subject:02d}_ses{self.session}" + (f"_rep{self.repeat}" if self.repeat else "")
-
-    @property
-    def base(self) -> "RunSpec":
-        """The same subject-session's first seed (repeat 0): what repeats are pooled under."""
-        return RunSpec(self.subject, self.session)
-
-    @classmethod
-    def parse(cls, name: str) -> "RunSpec | None":
-        """The RunSpec a run name stands for (RUN_NAME), or None for anything else."""
-        match = RUN_NAME.fullmatch(name) if isinstance(name, str) and len(name) <= 64 else None   # int() of 4300+ digits fails
-        return cls(int(match[1]), int(match[2]), int(match[3] or 0)) if match else None
-
-
-def run_seed(cfg: Config, spec: RunSpec) -> int:
-    """The seed of one run: [training] seed + its repeat (wrapping at 2**32, NumPy's limit). Every run of a
-    repeat shares it, so results do not depend on run order or sharding; the random protocol's split
-    keeps the base seed, so repeats differ in training only (initial weights, shuffling, dropout)."""
-    return (cfg.training.seed + spec.repeat) % 2**32
-
-
-def run_named(text: str, where: str) -> RunSpec:
-    """The RunSpec of a run name given on the command line (--predict, --explain, figures.py --run): exactly as
-    run.py names runs (training.RUN_NAME: sub01_ses1, sub01_ses1_rep2); anything else, a path above all, is
-    one UserError, so that no name becomes a path outside the result folder."""
-    spec = RunSpec.parse(text)
-    if spec is None or spec.name != text:
-        hint = f"; did you mean {spec.name}?" if spec is not None else ""
-        raise UserError(f"{where} {printable(repr(text), 120)}: not a run name (expected subNN_sesK, e.g. "
-                              f"sub01_ses1, or subNN_sesK_repR, as the files under runs/ are named){hint}")
-    return spec
-
-
-@dataclass(frozen=True)
-class Split:
-    """Sample indices into the run's pooled arrays. `val` may be empty (no early stopping)."""
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-
-
-def trial_split(dataset: str, trial: np.ndarray, label: np.ndarray, val_trials_per_class: int) -> Split:
-    """Standard split (SEED trials 1-9 / 10-15, SEED-IV 1-16 / 17-24); validation = the last
-    `val_trials_per_class` training trials of each class, so no window of a validation trial
-    is trained on and the test trials are never looked at."""
-    n_train = datasets.N_TRAIN_TRIALS[dataset]
-    train_mask = trial <= n_train
-    val_mask = np.zeros_like(train_mask)
-    if val_trials_per_class:
-        for c in np.unique(label[train_mask]):
-            trials_c = np.unique(trial[train_mask & (label == c)])
-            val_mask |= np.isin(trial, trials_c[-val_trials_per_class:]) & train_mask
-    return Split(np.flatnonzero(train_mask & ~val_mask), np.flatnonzero(val_mask), np.flatnonzero(~train_mask))
-
-
-def random_split(n: int, test_fraction: float, val_fraction: float, seed: int) -> Split:
-    """Random split of windows (leaky: neighbouring 1-s windows of a trial are nearly identical)."""
-    perm = np.random.default_rng(seed).permutation(n)
-    n_test = int(round(n * test_fraction))
-    n_val = int(round((n - n_test) * val_fraction))
-    return Split(np.sort(perm[n_test + n_val:]), np.sort(perm[n_test:n_test + n_val]), np.sort(perm[:n_test]))
-
-
-def cross_session_split(session: np.ndarray, trial: np.ndarray, label: np.ndarray, test_session: int,
-                        val_trials_per_class: int) -> Split:
-    """One subject: test = every window of `test_session`, train = the other sessions, validation = the
-    last `val_trials_per_class` trials of each class in each training session (never the test session)."""
-    test = session == test_session
-    val = np.zeros_like(test)
-    if val_trials_per_class:
-        for k in np.unique(session[~test]):
-            in_k = session == k
-            for c in np.unique(label[in_k]):
-                trials_c = np.unique(trial[in_k & (label == c)])
-                val |= in_k & np.isin(trial, trials_c[-val_trials_per_class:])
-    return Split(np.flatnonzero(~test & ~val), np.flatnonzero(val), np.flatnonzero(test))
-
-
-def make_split(cfg: Config, spec: RunSpec, subject: np.ndarray, trial: np.ndarray, label: np.ndarray,
-               session: np.ndarray | None = None) -> Split:
-    """The protocol's split of one run's pooled samples (see README: Protocols); `session` per sample
-    is needed by cross_session only."""
-    t = cfg.training
-    if t.protocol == "cross_session":
-        if len(np.unique(session)) < 2:
-            raise DataError(f"{cfg.where('training', 'protocol')} = cross_session needs at least 2 preprocessed sessions "
-                            f"of subject {spec.subject}, found {len(np.unique(session))} under "
-                            f"{cfg.path.preprocessed_root}")
-        return cross_session_split(session, trial, label, spec.session, t.val_trials_per_class)
-    if t.protocol == "trial":
-        split = trial_split(cfg.data.dataset, trial, label, t.val_trials_per_class)
-        untrained = sorted(set(label[trial <= datasets.N_TRAIN_TRIALS[cfg.data.dataset]]) - set(label[split.train]))
-        if untrained:   # e.g. SEED-IV: 2 training trials of class 3 in session 1, of class 0 in session 3
-            name = datasets.CLASS_NAMES[cfg.data.dataset][untrained[0]]
-            raise ConfigError(f"{cfg.where('training', 'val_trials_per_class')} = {t.val_trials_per_class} takes every "
-                              f"training trial of class {untrained[0]} ({name}) of {spec.name} for validation; "
-                              f"use a smaller value")
-        return split
-    if t.protocol == "paper":
-        s = trial_split(cfg.data.dataset, trial, label, 0)
-        return Split(s.train, s.test, s.test)  # the authors' code validates on the test set
-    if t.protocol == "random":
-        return random_split(len(label), t.random_test_fraction, t.val_fraction, t.seed)
-    # loso: test = the held-out subject; validation = the next training subject (cyclically)
-    others = np.unique(subject[subject != spec.subject])
-    if len(others) < 2:
-        raise DataError(f"{cfg.where('training', 'protocol')} = loso needs at least 3 preprocessed subjects for "
-                        f"session {spec.session}, found {len(others) + 1} under {cfg.path.preprocessed_root}")
-    val_subject = others[np.searchsorted(others, spec.subject) % len(others)]
-    test = subject == spec.subject
-    val = subject == val_subject
-    return Split(np.flatnonzero(~test & ~val), np.flatnonzero(val), np.flatnonzero(test))
-
-
+from sst import runtime
+from sst.config import Config
+from sst.data import inputs
+from sst.errors import DataError
+from sst.models import fastcpu
+from sst.training import optim
+from sst.training.protocols import Split, run_split, subject_pool
+from sst.training.runspec import RunSpec, run_seed
 
 # ----------------------------------------------------------------------------- data
 
@@ -182,39 +49,6 @@ class RunData:
     stats: dict
     subjects: list[int]
     sessions: list[int] = dataclasses.field(default_factory=list)    # cross_session: the subject's sessions pooled
-
-
-def run_split(cfg: Config, spec: RunSpec, sessions: list) -> tuple[list, np.ndarray, Split]:
-    """The sessions a run pools, their labels (N,) and the protocol's split; DataError if it cannot be made.
-
-    Cheap (trial numbers and labels only): main() calls it for every run before writing anything.
-    """
-    if cfg.training.protocol == "loso":
-        parts = [s for s in sessions if s.session == spec.session]
-    elif cfg.training.protocol == "cross_session":
-        parts = [s for s in sessions if s.subject == spec.subject]
-    else:
-        parts = [s for s in sessions if (s.subject, s.session) == (spec.subject, spec.session)]
-    subject = np.concatenate([np.full(len(s.label), s.subject) for s in parts])
-    session = np.concatenate([np.full(len(s.label), s.session) for s in parts])
-    trial = np.concatenate([np.asarray(s.trial) for s in parts])
-    label = np.concatenate([np.asarray(s.label) for s in parts])
-    split = make_split(cfg, spec, subject, trial, label, session)
-    if len(split.train) == 0 or len(split.test) == 0:
-        raise DataError(f"{spec.name}: protocol {cfg.training.protocol} leaves "
-                        f"{len(split.train)} training and {len(split.test)} test samples")
-    untrained = sorted(set(label[split.test].tolist()) - set(label[split.train].tolist()))
-    if untrained:   # the model could never predict it: every test window of that class would count as an error
-        names = ", ".join(f"{c} ({datasets.CLASS_NAMES[cfg.data.dataset][c]})" for c in untrained)
-        tested = next((p for p in parts if (p.subject, p.session) == (spec.subject, spec.session)), parts[0])
-        raise DataError(f"{tested.path}: class {names} has test windows but no training window under protocol "
-                        f"{cfg.training.protocol} ({spec.name}); check the session's labels")
-    return parts, label, split
-
-
-def subject_pool(parts: list) -> list[int]:
-    """The subjects of a run's pooled sessions (run_split), sorted."""
-    return sorted(int(s.subject) for s in parts)
 
 
 def check_run_data(cfg: Config, spec: RunSpec, sessions: list) -> tuple[list, np.ndarray, Split]:
@@ -243,56 +77,6 @@ def build_run_data(cfg: Config, spec: RunSpec, sessions: list) -> RunData:
     return RunData({name: tensors[source] for name, source in streams.items()},
                    torch.from_numpy(label.astype(np.int64)), split, stats, subject_pool(parts),
                    sorted({int(s.session) for s in parts}))
-
-
-
-# ----------------------------------------------------------------------------- metrics
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_class: int) -> np.ndarray:
-    """(n_class, n_class) counts; rows = true class, columns = predicted class."""
-    return np.bincount(y_true * n_class + y_pred, minlength=n_class * n_class).reshape(n_class, n_class)
-
-
-def scores(cm: np.ndarray) -> dict:
-    """Accuracy, macro-F1 (classes absent from both truth and prediction are skipped), Cohen's kappa, and
-    per class (lists indexed by class): precision, recall, F1 (0 where undefined) and support."""
-    n = cm.sum()
-    tp = np.diag(cm).astype(float)
-    support, predicted = cm.sum(1), cm.sum(0)
-    present = (support + predicted) > 0
-    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=present)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    p_observed = tp.sum() / n
-    p_chance = float((support * predicted).sum()) / n ** 2
-    kappa = (p_observed - p_chance) / (1 - p_chance) if p_chance < 1 else 1.0
-    return {"accuracy": float(p_observed), "macro_f1": float(f1[present].mean()), "kappa": float(kappa),
-            "per_class": {"precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
-                          "support": support.tolist()}}
-
-
-def result_warnings(cfg: Config, predicted: np.ndarray, steps: int) -> list[str]:
-    """What makes a run's result mean less than its accuracy says: every test window predicted as one
-    class (the model collapsed), or fewer than 100 optimizer steps (it hardly trained)."""
-    out = []
-    if len(np.unique(predicted)) == 1:
-        c = int(predicted[0])
-        out.append(f"every test window predicted as class {c} ({datasets.CLASS_NAMES[cfg.data.dataset][c]}): "
-                   f"the model collapsed to one class")
-    if steps < 100:
-        out.append(f"trained for only {steps} optimizer steps (fewer than 100)")
-    return out
-
-
-@torch.no_grad()
-def predict_probabilities(net: torch.nn.Module, cfg: Config, stats: dict, session, batch_size: int = 256,
-                          device: str | torch.device = "cpu") -> np.ndarray:
-    """(N, nb_class) class probabilities of a trained network for a preprocessed session's windows
-    (preprocessed.Session), its inputs normalised with the training statistics `stats` (a checkpoint's
-    "normalization") and mapped as in training (checkpoints.TrainedModel.probabilities)."""
-    return checkpoints.TrainedModel(net, cfg, stats).probabilities(session, batch_size, device)
-
 
 
 # ----------------------------------------------------------------------------- device and host
@@ -370,7 +154,7 @@ class Trainer:
     def __init__(self, cfg: Config, spec: RunSpec, data: RunData, device: torch.device):
         self.cfg, self.spec, self.data, self.device = cfg, spec, data, device
         seed = run_seed(cfg, spec)  # the same for every run of a repeat: results don't depend on order or sharding
-        utils.set_seed(seed)
+        runtime.set_seed(seed)
         # channels-last 3D parameters: oneDNN runs the definition's convolutions 1.65x faster on them
         # (evaluation, batch 256, 2-core CPU; bench/README.md), and cuDNN prefers them for bf16
         self.net = model_lib.build_model(cfg).to(device, memory_format=torch.channels_last_3d)

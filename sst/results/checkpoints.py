@@ -18,7 +18,7 @@ registered already, e.g. by the plugins of the INI file given to run.py, or by m
 Checkpoints written by earlier versions hold their normalisation statistics as NumPy arrays, which
 the safe loader refuses; convert them once (reading them runs no code either):
 
-    python checkpoints.py --convert results/SEED/checkpoints/*.pt
+    python -m sst.results.checkpoints --convert results/SEED/checkpoints/*.pt
 """
 from __future__ import annotations
 
@@ -31,19 +31,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import fileio
-import inputs
 import model as model_lib
-import schemas
-import utils
-from config import Config
-from utils import DataError, UserError, printable
+from sst import cli, fileio, schemas
+from sst.config import Config
+from sst.data import inputs
+from sst.errors import DataError, UserError, printable
 
 # What a checkpoint of an earlier version holds beyond what torch's safe loader takes: NumPy arrays
 # (its normalisation statistics). `--convert` allows exactly these, and nothing that can run code.
 NUMPY_ARRAY_GLOBALS = ("numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct",
                        "numpy.ndarray", "numpy.dtype")
-CONVERT = "python checkpoints.py --convert"
+CONVERT = "python -m sst.results.checkpoints --convert"
 
 
 class NotLoaded(Exception):
@@ -293,14 +291,14 @@ def main(argv: list[str] | None = None) -> int:
                                                  "so that they load without running code.")
     parser.add_argument("--convert", nargs="+", type=Path, metavar="FILE.pt", required=True,
                         help="checkpoints/<run>.pt files to rewrite in place (each atomically)")
-    args = utils.refuse_empty_values(parser).parse_args(argv)
+    args = cli.refuse_empty_values(parser).parse_args(argv)
     for path in args.convert:
         print(convert(path))
     return 0
 
 
 if __name__ == "__main__":
-    utils.cli_main(main)
+    cli.cli_main(main)
 
 
 # ----------------------------------------------------------------------------- the classical baselines' models (baselines.py fits them)
@@ -356,3 +354,19 @@ class TrainedBaseline(TrainedModel):
     def attention_weights(self, sessions: list, per_class: int = 400, batch_size: int = 128):
         raise UserError(f"{self.checkpoint.get('run', 'this run')}: a {self.cfg.model.name} run is a linear model "
                         f"of DE features: it has no attention to draw")
+
+
+@torch.no_grad()
+def predict_probabilities(net: torch.nn.Module, cfg: Config, stats: dict, session, batch_size: int = 256,
+                          device: str | torch.device = "cpu") -> np.ndarray:
+    """(N, nb_class) class probabilities of a trained network for a preprocessed session's windows
+    (preprocessed.Session), its inputs normalised with the training statistics `stats` (a checkpoint's
+    "normalization") and mapped as in training (checkpoints.TrainedModel.probabilities)."""
+    return TrainedModel(net, cfg, stats).probabilities(session, batch_size, device)
+
+
+def load_trained(path: Path):
+    """(network in eval mode, its Config, its input statistics) from a run's best checkpoint
+    (checkpoints.TrainedModel.load)."""
+    trained = TrainedModel.load(path)
+    return trained.net, trained.cfg, trained.stats

@@ -1,4 +1,4 @@
-"""The authors' optimizer: Adam with Keras's L2 penalty on their kernels only (model.adam, model.param_groups).
+"""The authors' optimizer: Adam with Keras's L2 penalty on their kernels only.
 
     optimizer = adam(net, l2=1e-4, lr=1e-4)
 """

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from errors import ConfigError, DataError, printable
-from fileio import check_path
+from sst.errors import ConfigError, DataError, printable
+from sst.fileio import check_path
 
 KERAS_LAYER_TYPES = {"conv3d": nn.Conv3d, "batch_normalization": nn.BatchNorm3d, "dense": nn.Linear}
 MAX_NAMES_BYTES = 1 << 20   # layer_names, weight_names: a few kB in the authors' files

@@ -1,0 +1,1 @@
+"""Reporting: summaries, tables, figures, paired comparisons across result folders and predictions."""

@@ -1,0 +1,1 @@
+"""Training: protocols, runs, the training loop and its optimizer, metrics and sharding."""
