@@ -55,10 +55,9 @@ from sst.errors import DataError, UserError, printable
 from sst.reporting import experiments, predictions, summaries, tables
 from sst.results import provenance, store
 from sst.results.store import ResultDir
-from sst.training import runspec
+from sst.training import protocols, runspec
 from sst.training.loop import Diverged, Trainer, build_run_data, check_run_data
 from sst.training.metrics import confusion_matrix, result_warnings, scores
-from sst.training.protocols import subject_pool
 from sst.training.runspec import RunSpec, run_seed
 from sst.training.sharding import CLAIM, parse_shard, plan_runs
 
@@ -274,10 +273,9 @@ def run_parallel(cfg: Config, todo: list[tuple[int, RunSpec]], n: int, jobs: int
 
 
 def pooled(cfg: Config, subjects, sessions) -> tuple:
-    """(subjects, sessions) to load for runs of these: loso pools every subject of a session,
-    cross_session every session of a subject."""
-    protocol = cfg.training.protocol
-    return (None if protocol == "loso" else subjects), (None if protocol == "cross_session" else sessions)
+    """(subjects, sessions) to load for runs of these: what the protocol pools (loso every subject of a
+    session, cross_session every session of a subject)."""
+    return protocols.of(cfg).loading(subjects, sessions)
 
 
 def demo_config(base: Config, root: Path) -> Config:
@@ -454,9 +452,7 @@ def train(cfg: Config, args: argparse.Namespace) -> int:
 def finished_runs(out: ResultDir, all_sessions: list) -> dict[str, dict]:
     """out.finished(), checked against the subjects and sessions preprocessed now (loso, cross_session pools)."""
     done = out.finished()
-    out.check_pools(done, {k: subject_pool([s for s in all_sessions if s.session == k])
-                           for k in {s.session for s in all_sessions}},
-                    {j: sorted(s.session for s in all_sessions if s.subject == j) for j in {s.subject for s in all_sessions}})
+    out.check_pools(done, all_sessions)
     return done
 
 

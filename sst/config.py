@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from sst.data import datasets
 from sst.errors import ConfigError
 from sst.fileio import check_path
+from sst.training import protocols
 
 if TYPE_CHECKING:
     import argparse
@@ -122,7 +123,7 @@ class TrainingConfig:
     nbEpoch: int = _key(check=_positive, expect="a positive integer")
     batch_size: int = _key(check=_positive, expect="a positive integer")
     lr: float = _key(check=_positive, expect="a positive number")
-    protocol: str = _key("trial", choices=("trial", "paper", "random", "loso", "cross_session"))
+    protocol: str = _key("trial", choices=tuple(protocols.PROTOCOLS), doc="an entry of sst/training/protocols.py")
     patience: int = _key(20, check=_positive, expect="a positive integer")
     seed: int = _key(42, check=lambda x: 0 <= x < 2**32, expect="an integer in [0, 2**32 - 1]",
                      doc="NumPy's generator takes 32-bit seeds")

@@ -16,9 +16,14 @@ IMPORT_MODEL = {"sst.models.kinds", "sst.models.fastcpu", "sst.models.keras_weig
 
 
 def imports_of(path) -> set[str]:
-    """The project modules `path` imports anywhere in it (module level or inside functions)."""
+    """The project modules `path` imports anywhere in it (module level or inside functions); those under
+    `if TYPE_CHECKING:` only name types for annotations and never run, so they do not count."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            node.body = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:

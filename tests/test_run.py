@@ -41,6 +41,11 @@ def test_scores_match_hand_computation():
     assert s["kappa"] == pytest.approx(0.5)
 
 
+def pool(subject, trial, label) -> protocols.Pool:
+    """The samples of one session (session 1) as a protocol's split sees them."""
+    return protocols.Pool(np.asarray(subject), np.ones_like(subject), np.asarray(trial), np.asarray(label))
+
+
 def test_trial_split_holds_out_whole_trials():
     trial = np.repeat(np.arange(1, 16), 4)
     label = SEED_LABELS[trial - 1]
@@ -62,9 +67,9 @@ def test_trial_split_that_would_leave_a_class_untrained_is_refused(tmp_path):
     trial = np.repeat(np.arange(1, 25), 3)
     with pytest.raises(errors.ConfigError, match=r"iv.ini: \[training\] val_trials_per_class = 2 takes every training "
                                               r"trial of class 3 \(happy\) of sub01_ses1"):
-        protocols.make_split(cfg, runspec.RunSpec(1, 1), np.ones_like(trial), trial, labels[trial - 1])
-    one = protocols.make_split(cfg.replace(training={"val_trials_per_class": 1}), runspec.RunSpec(1, 1), np.ones_like(trial),
-                         trial, labels[trial - 1])
+        protocols.of(cfg).split(cfg, runspec.RunSpec(1, 1), pool(np.ones_like(trial), trial, labels[trial - 1]))
+    one = protocols.of(cfg).split(cfg.replace(training={"val_trials_per_class": 1}), runspec.RunSpec(1, 1),
+                                  pool(np.ones_like(trial), trial, labels[trial - 1]))
     assert set(labels[trial[one.train] - 1]) == {0, 1, 2, 3}
 
 
@@ -107,11 +112,11 @@ def test_random_split_is_a_seeded_partition():
 def test_loso_split_tests_one_subject_and_validates_on_another(tmp_path):
     cfg = config.load_config(write_ini(tmp_path / "a.ini", training={"protocol": "loso"}))
     subject = np.repeat([1, 2, 3, 4], 5)
-    s = protocols.make_split(cfg, runspec.RunSpec(2, 1), subject, np.ones(20, int), np.zeros(20, int))
+    s = protocols.of(cfg).split(cfg, runspec.RunSpec(2, 1), pool(subject, np.ones(20, int), np.zeros(20, int)))
     assert set(subject[s.test]) == {2}
     assert set(subject[s.val]) == {3}
     assert set(subject[s.train]) == {1, 4}
-    last = protocols.make_split(cfg, runspec.RunSpec(4, 1), subject, np.ones(20, int), np.zeros(20, int))
+    last = protocols.of(cfg).split(cfg, runspec.RunSpec(4, 1), pool(subject, np.ones(20, int), np.zeros(20, int)))
     assert set(subject[last.val]) == {1}  # wraps around
 
 

@@ -54,6 +54,7 @@ from sst import cli, config, fileio
 from sst.config import Config
 from sst.data import datasets, electrodes, inputs, session_store
 from sst.errors import UserError
+from sst.training import protocols
 
 ROOT = Path(__file__).resolve().parent
 DPI = 110
@@ -117,8 +118,13 @@ def run_figures(results: list[dict], summary: dict, out_dir: Path) -> list[Path]
                 _per_subject_figure(results, summary, out_dir / "per_subject.png")]
 
 
+def _protocol(name) -> protocols.Protocol:
+    """The entry of a record's protocol; one of an unknown name (a received folder) labels runs as trial does."""
+    return protocols.PROTOCOLS.get(name) or protocols.PROTOCOLS["trial"]
+
+
 def _run_title(r: dict) -> str:
-    who = f"test sub{r['subject']:02d}" if r.get("protocol") == "loso" else f"sub{r['subject']:02d}"
+    who = _protocol(r.get("protocol")).run_label(r["subject"])
     seed = re.search(r"_rep\d+$", str(r.get("run", "")))         # [training] repeats: the seed's run
     return f"{who} ses{r['session']}{seed[0].replace('_', ' ') if seed else ''}: {100 * r['accuracy']:.1f}%"
 
@@ -377,7 +383,7 @@ def _per_subject_figure(results: list[dict], summary: dict, path: Path) -> Path:
     ax.set_xticks(x, [str(s) for s in subjects])
     ax.set_xlim(-0.6, len(subjects) - 0.4)
     ax.set_ylim(0, 100)
-    ax.set_xlabel("held-out subject (leave-one-subject-out)" if protocol == "loso" else "subject")
+    ax.set_xlabel(_protocol(protocol).subject_axis)
     ax.set_ylabel("test accuracy (%)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3 if width >= 8 else 2, fontsize=8)
     note = summary.get("protocol_note", "")

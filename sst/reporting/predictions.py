@@ -65,8 +65,8 @@ def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions, base: Pat
         test = roles == "test"
         only = f"accuracy on its {test.sum()} test windows only: {100 * (truth[test] == predicted[test]).mean():.2f}%" \
             if test.any() else "none of them is a test window"
-        chose = " (under protocol paper the test windows chose the checkpoint too)" \
-            if trained.cfg.training.protocol == "paper" else ""
+        chose = f" (under protocol {trained.cfg.training.protocol} the test windows chose the checkpoint too)" \
+            if protocols.of(trained.cfg).selects_on_test else ""
         print(f"warning: {run} trained on this session (protocol {trained.cfg.training.protocol}): {seen.sum()} of "
               f"{len(roles)} windows were training or validation windows, so the accuracy above is not a test "
               f"accuracy; {only}{chose}; the split column of the CSV marks each window", file=sys.stderr)
@@ -79,42 +79,16 @@ def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions, base: Pat
 
 def window_roles(trained: checkpoints.TrainedModel, out: ResultDir, session) -> np.ndarray:
     """(N,) what each window of a preprocessed session was to a trained run: "train", "validation" (it chose
-    the checkpoint), "test", "unseen" (not in the run's data), or "unknown" (a loso or cross_session
-    checkpoint of an earlier version whose subject or session pool is recorded nowhere). The run's
-    split is rebuilt by the protocol's own functions (training.make_split) from the pools it recorded."""
+    the checkpoint), "test", "unseen" (not in the run's data), or "unknown" (a checkpoint of an earlier version
+    whose pool, which its protocol depends on, is recorded nowhere). The run's split is rebuilt by its
+    protocol's entry (Protocol.roles) from the pools it recorded."""
     cfg, ckpt = trained.cfg, trained.checkpoint
-    spec, protocol = RunSpec(ckpt["subject"], ckpt["session"]), cfg.training.protocol
-    trial, label = np.asarray(session.trial), np.asarray(session.label)
-    n = len(label)
-    roles = np.full(n, "unseen", dtype=object)
+    spec, protocol = RunSpec(ckpt["subject"], ckpt["session"]), protocols.of(cfg)
     pools = {k: ckpt[k] for k in ("subject_pool", "session_pool") if k in ckpt}
-    if protocol in ("loso", "cross_session") and len(pools) < 2:     # an earlier checkpoint: its run record
+    if protocol.pool_key is not None and protocol.pool_key not in pools:     # an earlier checkpoint: its run record
         try:
             record = store.json_load(out.run_json(spec))
             pools = {k: record[k] for k in ("subject_pool", "session_pool")}
         except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError):
-            return np.full(n, "unknown", dtype=object)
-    if protocol == "loso":      # one window per pooled subject stands for its whole session
-        if session.session != spec.session or session.subject not in pools["subject_pool"]:
-            return roles
-        pool = np.asarray(sorted(pools["subject_pool"]))
-        split = protocols.make_split(cfg, spec, pool, np.zeros_like(pool), np.zeros_like(pool))
-        roles[:] = split_roles(split, len(pool))[np.searchsorted(pool, session.subject)]
-        return roles
-    if protocol == "cross_session":
-        if session.subject != spec.subject or session.session not in pools["session_pool"]:
-            return roles
-        split = protocols.cross_session_split(np.full(n, session.session), trial, label, spec.session,
-                                             cfg.training.val_trials_per_class)
-    elif (session.subject, session.session) == (spec.subject, spec.session):
-        split = protocols.make_split(cfg, spec, np.full(n, session.subject), trial, label, np.full(n, session.session))
-    else:
-        return roles
-    return split_roles(split, n)
-
-
-def split_roles(split: protocols.Split, n: int) -> np.ndarray:
-    """(n,) "train", "validation" or "test" per index of a Split (paper: validation is the test set: "test")."""
-    roles = np.full(n, "unseen", dtype=object)
-    roles[split.train], roles[split.val], roles[split.test] = "train", "validation", "test"
-    return roles
+            return np.full(len(session.label), "unknown", dtype=object)
+    return protocol.roles(cfg, spec, pools, session)

@@ -8,21 +8,14 @@ import sys
 import numpy as np
 
 from sst import fileio, runtime
-from sst.data import datasets
 from sst.config import Config
+from sst.data import datasets
 from sst.errors import printable
 from sst.reporting import tables
 from sst.results.store import ResultDir
+from sst.training import protocols
 from sst.training.metrics import scores
 from sst.training.runspec import RunSpec
-
-PROTOCOL_NOTES = {
-    "trial": "honest: whole trials held out, validation from training trials",
-    "paper": "OPTIMISTIC: the test set is used for early stopping and checkpoint choice, as in the authors' code",
-    "random": "LEAKY: adjacent windows of one trial fall in both train and test",
-    "loso": "honest: leave one subject out, validation from another training subject",
-    "cross_session": "honest: per subject, one session held out, trained on the others, validation from those",
-}
 
 
 def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_invocation=(),
@@ -66,7 +59,7 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
     majority = [scores(majority_confusion(r["records"][0]["confusion_matrix"])) for r in runs]
     summary = {
         "dataset": cfg.data.dataset, "protocol": cfg.training.protocol,
-        "protocol_note": PROTOCOL_NOTES[cfg.training.protocol],
+        "protocol_note": protocols.of(cfg).note,
         "model": cfg.model.name,
         "n_runs": len(runs),
         "mean_accuracy": float(acc.mean()), "std_accuracy": float(acc.std()),  # percent; population std
@@ -184,7 +177,8 @@ def _table_notes(summary: dict) -> list[str]:
         rows.append(f"{summary['repeats']} seeds per run{first}, averaged per run: std between runs "
                     f"{summary['std_accuracy']:.2f}, between seeds {summary['seed_std_accuracy'] or 0:.2f} points "
                     f"({summary['n_trainings']} trainings)")
-    if summary["protocol"] in ("loso", "cross_session"):
+    protocol = protocols.PROTOCOLS.get(summary["protocol"])
+    if protocol is not None and not protocol.subject_dependent:
         rows.append(f"(the paper's number is subject-dependent, one model per subject-session: not comparable with "
                     f"{summary['protocol']})")
     if summary.get("warnings"):

@@ -28,6 +28,7 @@ from sst.results import checkpoints
 from sst.results.provenance import PRECISIONS, code_fingerprint, result_key
 from sst.training import loop
 from sst.training.loop import Trainer
+from sst.training import protocols
 from sst.training.runspec import RunSpec
 
 # ----------------------------------------------------------------------------- results
@@ -217,21 +218,26 @@ class ResultDir:
             if problem:
                 self.damaged.append((path, problem, file_identity(path)))
                 continue
-            if result["protocol"] == "loso" and "subject_pool" not in result:
-                raise ConfigError(f"{path}: a loso result without its subject_pool (made by an older version); "
+            key = _pool_key(result)
+            if key is not None and key not in result:
+                raise ConfigError(f"{path}: a {result['protocol']} result without its {key} (made by an older version); "
                                   f"delete it to redo that run")
             out[result["run"]] = result
             files[result["run"]] = path
-        pools: dict[int, tuple[str, list]] = {}
-        for result in out.values():   # loso: every run of a session must have pooled the same subjects
-            if result["protocol"] != "loso":
+        pools: dict[tuple, tuple[str, list]] = {}
+        for result in out.values():   # loso: every run of a session must have pooled the same subjects, and so on
+            protocol = protocols.PROTOCOLS.get(result["protocol"])
+            if protocol is None or protocol.pool_key is None:
                 continue
-            first = pools.setdefault(result["session"], (result["run"], result["subject_pool"]))
-            if result["subject_pool"] != first[1]:
+            spec, key = RunSpec(result["subject"], result["session"]), protocol.pool_key
+            first = pools.setdefault((protocol.name, protocol.pool_group(spec)), (result["run"], result[key]))
+            if result[key] != first[1]:
                 paths = f"{files[first[0]]} and {files[result['run']]}"
-                raise ConfigError(f"{paths}: loso runs of session {result['session']} that pooled different subjects "
-                                  f"({first[1]} and {result['subject_pool']}); choose another [path] result_path "
-                                  f"or delete the runs made with the subjects that are no longer preprocessed")
+                what = key.partition("_")[0]
+                raise ConfigError(f"{paths}: {protocol.name} runs of {protocol.pool_group_name} "
+                                  f"{protocol.pool_group(spec)} that pooled different {what}s ({first[1]} and "
+                                  f"{result[key]}); choose another [path] result_path or delete the runs made with "
+                                  f"the {what}s that are no longer preprocessed")
         if self.precision_found is not None:
             self.config_key = self.keys[self.precision_found]
         return out
@@ -263,23 +269,27 @@ class ResultDir:
         --explain and --predict cannot use them."""
         return [run for run in sorted(done) if not self.checkpoint(RunSpec.parse(run)).is_file()]
 
-    def check_pools(self, done: dict[str, dict], pools: dict[int, list[int]],
-                    session_pools: dict[int, list[int]] | None = None) -> None:
-        """Finished loso runs must have pooled the subjects preprocessed now (`pools`: session -> subjects),
-        finished cross_session runs the sessions (`session_pools`: subject -> sessions)."""
+    def check_pools(self, done: dict[str, dict], sessions: list) -> None:
+        """Finished runs must have pooled what their protocol would pool now from the preprocessed `sessions`
+        (Protocol.pool_key, pool_now): a loso run the subjects of its session, a cross_session run the sessions
+        of its subject. A group with nothing preprocessed now is not checked."""
         for result in done.values():
-            now = (session_pools or {}).get(result["subject"])
-            if result["protocol"] == "cross_session" and now is not None and result.get("session_pool") != now:
-                raise ConfigError(f"{self.run_json(RunSpec(result['subject'], result['session']))}: trained with "
-                                  f"sessions {result.get('session_pool')} of subject {result['subject']}, but the "
-                                  f"preprocessed sessions are now {now}; choose another [path] result_path or delete "
-                                  f"{self.root / 'runs'} to start over")
-            now = pools.get(result["session"])
-            if result["protocol"] == "loso" and now is not None and result["subject_pool"] != now:
-                raise ConfigError(f"{self.run_json(RunSpec(result['subject'], result['session']))}: trained with "
-                                  f"subjects {result['subject_pool']} of session {result['session']}, but the "
-                                  f"preprocessed subjects are now {now}; choose another [path] result_path or delete "
-                                  f"{self.root / 'runs'} to start over")
+            protocol = protocols.PROTOCOLS.get(result["protocol"])
+            if protocol is None or protocol.pool_key is None:
+                continue
+            spec, key = RunSpec(result["subject"], result["session"]), protocol.pool_key
+            now = protocol.pool_now(spec, sessions)
+            if now and result.get(key) != now:
+                what, group = key.partition("_")[0], protocol.pool_group_name
+                raise ConfigError(f"{self.run_json(spec)}: trained with {what}s {result.get(key)} of {group} "
+                                  f"{protocol.pool_group(spec)}, but the preprocessed {what}s are now {now}; choose "
+                                  f"another [path] result_path or delete {self.root / 'runs'} to start over")
+
+
+def _pool_key(record: dict) -> str | None:
+    """The pool field a record's protocol depends on (None: none, or a protocol this version does not know)."""
+    protocol = protocols.PROTOCOLS.get(record.get("protocol"))
+    return protocol.pool_key if protocol is not None else None
 
 
 def json_load(path: Path):

@@ -28,8 +28,8 @@ from sst.config import Config
 from sst.data import inputs
 from sst.errors import DataError
 from sst.models import fastcpu
-from sst.training import optim
-from sst.training.protocols import Split, run_split, subject_pool
+from sst.training import optim, protocols
+from sst.training.protocols import Split
 from sst.training.runspec import RunSpec, run_seed
 
 # ----------------------------------------------------------------------------- data
@@ -50,12 +50,17 @@ class RunData:
     subjects: list[int]
     sessions: list[int] = dataclasses.field(default_factory=list)    # cross_session: the subject's sessions pooled
 
+    @property
+    def pools(self) -> dict[str, list[int]]:
+        """The pools a run records (the protocol's pool_key names the one it depends on)."""
+        return {"subject_pool": self.subjects, "session_pool": self.sessions}
+
 
 def check_run_data(cfg: Config, spec: RunSpec, sessions: list) -> tuple[list, np.ndarray, Split]:
     """run_split, and every session pooled holds the source array of every stream (no raw EEG: no
     spatial-temporal stream); DataError naming the session folder otherwise. Cheap: run.py calls it
     for every run before anything is written."""
-    parts, label, split = run_split(cfg, spec, sessions)
+    parts, label, split = protocols.run_split(cfg, spec, sessions)
     streams = model_lib.stream_sources(cfg) if cfg.model.name == "sst_emotionnet" else {}   # baselines: DE only
     for name, source in streams.items():
         missing = next((s for s in parts if s.source(source) is None), None)
@@ -75,8 +80,8 @@ def build_run_data(cfg: Config, spec: RunSpec, sessions: list) -> RunData:
         arrays, stats = inputs.normalise_run(arrays, split.train)
     tensors = {source: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for source, x in arrays.items()}
     return RunData({name: tensors[source] for name, source in streams.items()},
-                   torch.from_numpy(label.astype(np.int64)), split, stats, subject_pool(parts),
-                   sorted({int(s.session) for s in parts}))
+                   torch.from_numpy(label.astype(np.int64)), split, stats, protocols.subject_pool(parts),
+                   protocols.session_pool(parts))
 
 
 # ----------------------------------------------------------------------------- device and host
@@ -249,11 +254,12 @@ class Trainer:
                 "history": self.history}
 
     def load_state(self, state: dict) -> None:
-        """Continue from `state()`; ValueError if it was saved for another pool of subjects (loso)."""
-        if self.cfg.training.protocol == "loso" and state.get("subject_pool") != self.data.subjects:
-            raise ValueError(f"saved when the run pooled subjects {state.get('subject_pool')}, now {self.data.subjects}")
-        if self.cfg.training.protocol == "cross_session" and state.get("session_pool") != self.data.sessions:
-            raise ValueError(f"saved when the run pooled sessions {state.get('session_pool')}, now {self.data.sessions}")
+        """Continue from `state()`; ValueError if it was saved for another pool than the run's now (the protocol's
+        pool_key: the subjects of a loso session, the sessions of a cross_session subject)."""
+        key = protocols.of(self.cfg).pool_key
+        if key is not None and state.get(key) != self.data.pools[key]:
+            what = key.partition("_")[0] + "s"
+            raise ValueError(f"saved when the run pooled {what} {state.get(key)}, now {self.data.pools[key]}")
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
         # Adam's moments in their parameter's memory layout: a state saved with contiguous parameters

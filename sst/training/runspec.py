@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sst.config import Config
 from sst.errors import UserError, printable
 
-# ----------------------------------------------------------------------------- runs and splits
+if TYPE_CHECKING:
+    from sst.config import Config
 
 
 # The names of runs: sub01_ses1, and sub01_ses1_rep2 for the third seed of [training] repeats.
