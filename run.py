@@ -38,7 +38,6 @@ if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_
 
 import argparse
 import importlib
-import math
 import multiprocessing
 import os
 import time
@@ -46,19 +45,18 @@ from pathlib import Path
 
 import torch
 
-import model as model_lib
 import Preprocess
 from sst import cli, config, fileio, runtime
 from sst.config import Config
 from sst.data import session_store
 from sst.errors import DataError, UserError, printable
+from sst.models import kinds
 from sst.reporting import experiments, predictions, summaries, tables
-from sst.results import provenance, store
+from sst.results import provenance
 from sst.results.store import ResultDir
 from sst.training import protocols, runspec
-from sst.training.loop import Diverged, Trainer, build_run_data, check_run_data
-from sst.training.metrics import confusion_matrix, result_warnings, scores
-from sst.training.runspec import RunSpec, run_seed
+from sst.training.loop import Diverged
+from sst.training.runspec import RunSpec
 from sst.training.sharding import CLAIM, parse_shard, plan_runs
 
 # --demo: synthetic SEED data of this size, and these keys changed from the INI file's values.
@@ -116,80 +114,15 @@ class Progress:
 
 def train_run(cfg: Config, spec: RunSpec, sessions: list, device: torch.device, out: ResultDir,
               progress: Progress, k: int = 1, n: int = 1, tensorboard: bool = False) -> dict:
-    """Train, select and test one run, resuming its partial state; write its files. Returns the result.
-    A classical baseline ([model] name) is fitted by baselines.train_run instead."""
-    if cfg.model.name != "sst_emotionnet":
-        from sst.models import baselines
-
-        return baselines.train_run(cfg, spec, sessions, out, progress, k, n)
-    start = time.perf_counter()
-    data = build_run_data(cfg, spec, sessions)
-    trainer = Trainer(cfg, spec, data, device)
-    partial = out.partial(spec)
-    if partial.exists():
-        try:
-            store.load_partial(partial, trainer, out.config_key, out)
-            print(f"{spec.name}: resuming after epoch {len(trainer.history)} of {cfg.training.nbEpoch}", flush=True)
-        except store.DamagedFile as e:     # set aside, so that no rerun trips over it again
-            store.set_aside(partial, str(e))
-            trainer = Trainer(cfg, spec, data, device)
-        except store.OtherCode as e:     # another configuration: never resumed, never overwritten
-            raise out.refuse(str(e)) from None
-        except ValueError as e:     # another configuration's or subject pool's: overwritten after the first epoch
-            print(f"{spec.name}: ignoring {partial.name} ({e}); starting over", file=sys.stderr)
-            trainer = Trainer(cfg, spec, data, device)
-    progress.run_ended(len(trainer.history))        # epochs a resumed run does not redo
-    writer = None
-    if tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(log_dir=str(out.root / "tensorboard" / spec.name))
-
-    def on_epoch(row: dict) -> None:
-        store.save_partial(partial, trainer, out.config_key, out.code)
-        store.write_epochs_csv(out.epochs_csv(spec), trainer.history)
-        if writer is not None:
-            for key, value in row.items():
-                if key != "epoch":
-                    writer.add_scalar(key, value, row["epoch"])
-            writer.flush()
-        print(progress.epoch_line(k, n, spec, row, cfg.training.nbEpoch), flush=True)
-
-    try:
-        trainer.fit(on_epoch)
-    finally:
-        if writer is not None:
-            writer.close()
-    progress.run_ended(cfg.training.nbEpoch - len(trainer.history))   # early stopping's unused epochs
-    test_loss, truth, predicted = trainer.evaluate()
-    cm = confusion_matrix(truth, predicted, cfg.model.nb_class)
-    steps = len(trainer.history) * math.ceil(len(data.split.train) / cfg.training.batch_size)
-    warnings = result_warnings(cfg, predicted, steps)
-    for warning in warnings:
-        print(f"warning: {spec.name}: {warning}", flush=True)
-    result = {
-        "run": spec.name, "subject": spec.subject, "session": spec.session,
-        "protocol": cfg.training.protocol, "dataset": cfg.data.dataset, "model": cfg.model.name,
-        "repeat": spec.repeat, "seed": run_seed(cfg, spec),
-        **scores(cm), "test_loss": test_loss, "confusion_matrix": cm.tolist(),
-        "n_train": len(data.split.train), "n_val": len(data.split.val), "n_test": len(data.split.test),
-        "subject_pool": data.subjects, "session_pool": data.sessions,
-        "best_epoch": trainer.best["epoch"], "epochs_run": len(trainer.history),
-        "history": trainer.history, "seconds": sum(r["seconds"] for r in trainer.history),
-        "wall_seconds": time.perf_counter() - start, "device": str(device), "accelerated": trainer.accelerated,
-        "config_key": out.config_key, "code": out.code, "precision": out.precision, "warnings": warnings,
-    }
-    store.write_result(out, cfg, trainer, result)
-    return result
+    """Train, select and test one run, resuming its partial state; write its files. Returns its record. How is
+    the model kind's ([model] name: sst.models.kinds)."""
+    return kinds.of(cfg).train_run(cfg, spec, sessions, device, out, progress, k, n, tensorboard)
 
 
 def result_line(r: dict) -> str:
-    if r.get("model", "sst_emotionnet") != "sst_emotionnet":
-        from sst.models import baselines
-
-        return baselines.result_line(r)
-    return (f"{r['run']}: accuracy {100 * r['accuracy']:.2f}%  macro-F1 {r['macro_f1']:.3f}  "
-            f"kappa {r['kappa']:.3f}  best epoch {r['best_epoch']}/{r['epochs_run']}  {r['wall_seconds']:.0f} s")
+    """The line run.py prints for a finished run, as its model kind words it."""
+    kind = kinds.KINDS.get(r.get("model")) or kinds.NETWORK     # records before [model] name: the network
+    return kind.result_line(r)
 
 
 # ----------------------------------------------------------------------------- runs in worker processes
@@ -223,7 +156,7 @@ def _run_in_worker(task: tuple) -> tuple[str, str, object]:
     sessions = session_store.load_preprocessed(cfg, *pooled(cfg, [spec.subject], [spec.session]))
     try:
         device = _WORKER["device"]
-        return "done", spec.name, train_run(cfg, spec, sessions, device, ResultDir(cfg, provenance.precision(device, cfg)),
+        return "done", spec.name, train_run(cfg, spec, sessions, device, kinds.result_dir(cfg, device),
                                             _WORKER["progress"], k, n, tensorboard)
     except Diverged as e:
         return "failed", spec.name, str(e)
@@ -382,7 +315,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
     cfg = config.data_override_root(cfg)
     if cfg.overrides:
         print(f"overrides: {' '.join(cfg.overrides)}; results under {cfg.path.result_path}")
-    model_lib.build_model(cfg)  # a config the network cannot be built from fails before any output; imports plugins
+    kinds.of(cfg).check(cfg)    # a config its model cannot be made from fails before any output; imports plugins
     return cfg
 
 
@@ -426,7 +359,7 @@ def train(cfg: Config, args: argparse.Namespace) -> int:
         raise UserError("--shard auto: this SLURM array's task ids are not evenly spaced, so each task takes one run "
                         "at a time that no other has taken; leave out --jobs, or use an evenly spaced --array")
     device = runtime.resolve_device(cfg.training.device, cfg.where("training", "device"))
-    out = ResultDir(cfg, provenance.precision(device, cfg))
+    out = kinds.result_dir(cfg, device)
     if args.demo:
         Preprocess.preprocess(cfg)
     all_sessions = session_store.load_preprocessed(cfg, *pooled(cfg, subjects, sessions))
@@ -438,7 +371,7 @@ def train(cfg: Config, args: argparse.Namespace) -> int:
     done = finished_runs(out, all_sessions)
     todo = [(k, r) for k, r in enumerate(runs, start=1) if r.name not in done]
     for _, spec in todo:  # every run's split and inputs can be made before anything is written
-        check_run_data(cfg, spec, all_sessions)
+        kinds.check_run(cfg, spec, all_sessions)
     out.check_writable()
     if shard == CLAIM:
         return claim_runs(cfg, args, out, runs, todo, all_sessions, device)

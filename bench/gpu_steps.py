@@ -226,7 +226,8 @@ def runs(args) -> int:
     SEED's trial protocol has the same batch sizes, 3394 windows a session: a process autotunes them once.)"""
     import run
     from sst.data import session_store
-    from sst.results import checkpoints, provenance, store
+    from sst.models import kinds
+    from sst.results import checkpoints
     from sst.training import runspec
 
     device = torch.device(args.device)
@@ -243,7 +244,7 @@ def runs(args) -> int:
         cfg = load(args, f"runs{k}", training={"nbEpoch": epochs, "patience": epochs})
         spec = runspec.RunSpec(1, 1)
         sessions = session_store.load_preprocessed(cfg, [1], [1])
-        out = store.ResultDir(cfg, provenance.precision(device, cfg))
+        out = kinds.result_dir(cfg, device)
         progress = make_progress(epochs)
         timers.calls.clear()
         start = time.perf_counter()

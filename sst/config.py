@@ -97,8 +97,8 @@ class ModelConfig:
     on) and the plugins that register variants. Only types are checked here: the network checks its own
     arguments (model.ModelArgumentError, reported by build_model with the file, section and key). Defaults
     are the network's (a test holds them equal)."""
-    name: str = _key("sst_emotionnet", choices=("sst_emotionnet", "linear_svm", "logistic_regression"),
-                     doc="the network, or a classical baseline on the flattened DE features (baselines.py)")
+    name: str = _key("sst_emotionnet", doc="a model kind of sst/models/kinds.py: the network, or a classical baseline "
+                                           "on the flattened DE features (linear_svm, logistic_regression)")
     depth_spec: int = _key(doc="of the form 3N+4: (depth - 4) / 3 / 2 layers per dense block")
     depth_tem: int = _key()
     nb_dense_block: int = _key()

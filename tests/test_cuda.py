@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 import model
-from sst.training import optim
 from conftest import ROOT, TINY_MODEL, run_cli, tiny_run, write_ini
 from sst import config
+from sst.training import optim
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 

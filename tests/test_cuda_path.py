@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from conftest import ROOT, tiny_run
-from sst.results import provenance, store
-from sst.training import loop, metrics
+from sst.models import kinds
+from sst.results import provenance, records, store
+from sst.training import loop
 
 
 class PerStepSyncTrainer(loop.Trainer):
@@ -305,7 +306,7 @@ def test_the_partial_state_is_not_fsynced_the_result_is(tmp_path, monkeypatch):
     store.write_epochs_csv(tmp_path / "p.epochs.csv", trainer.history)
     assert synced == []
     out = store.ResultDir(cfg.replace(path={"result_path": tmp_path}), "float32")
-    store.write_result(out, cfg, trainer, {"run": spec.name})
+    store.write_result(out, spec, kinds.NETWORK.checkpoint(cfg, trainer, out), {"run": spec.name}, trainer.history)
     assert len(synced) == 3        # the best checkpoint, the epochs CSV and the run record
 
 
@@ -362,17 +363,12 @@ def test_the_torch_lower_bound_covers_the_apis_the_code_uses():
 
 
 def finished_run(out: store.ResultDir, cfg, spec, trainer: loop.Trainer) -> None:
-    """The files of a finished run, as run.train_run writes them."""
+    """The files of a finished run, as the network's model kind writes them (kinds.Network.train_run)."""
     loss, truth, predicted = trainer.evaluate()
-    cm = metrics.confusion_matrix(truth, predicted, cfg.model.nb_class)
-    split = trainer.data.split
-    store.write_result(out, cfg, trainer, {
-        "run": spec.name, "subject": spec.subject, "session": spec.session, "protocol": cfg.training.protocol,
-        "dataset": cfg.data.dataset, **metrics.scores(cm), "test_loss": loss, "confusion_matrix": cm.tolist(),
-        "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
-        "subject_pool": trainer.data.subjects, "best_epoch": trainer.best["epoch"],
-        "epochs_run": len(trainer.history), "history": trainer.history, "seconds": 1.0,
-        "config_key": out.config_key, "code": out.code, "precision": out.precision})
+    record = records.run_record(cfg, spec, out, truth, predicted, loss, trainer.data.split, trainer.data.pools,
+                                steps=100, seconds=1.0, wall_seconds=1.0, device="cpu",
+                                best_epoch=trainer.best["epoch"], history=trainer.history)
+    store.write_result(out, spec, kinds.NETWORK.checkpoint(cfg, trainer, out), record, trainer.history)
 
 
 def test_bf16_and_float32_keys_differ_and_float32_keys_are_as_before():
@@ -380,9 +376,10 @@ def test_bf16_and_float32_keys_differ_and_float32_keys_are_as_before():
     assert provenance.result_key(cfg, "float32") == provenance.result_key(cfg)
     assert provenance.result_key(cfg, "bf16") != provenance.result_key(cfg)
     assert store.ResultDir(cfg, "bf16").config_key != store.ResultDir(cfg, "float32").config_key
-    assert provenance.precision(torch.device("cuda"), cfg) == "bf16"
-    assert provenance.precision(torch.device("cuda"), cfg.replace(training={"amp": False})) == "float32"
-    assert provenance.precision(CPU, cfg) == "float32"
+    network = kinds.get("sst_emotionnet")
+    assert network.precision(torch.device("cuda"), cfg) == "bf16"
+    assert network.precision(torch.device("cuda"), cfg.replace(training={"amp": False})) == "float32"
+    assert network.precision(CPU, cfg) == "float32"
 
 
 def trained_for_an_epoch(result_path):
@@ -407,21 +404,21 @@ def test_a_partial_state_of_one_precision_is_never_resumed_by_the_other(tmp_path
 
 
 def test_a_partial_state_made_with_other_code_is_refused_and_kept(tmp_path, monkeypatch):
-    """A partial state whose code fingerprint differs (an edit of training.py since) is never resumed and
+    """A partial state whose code identity differs (an edit of the Trainer since) is never resumed and
     never overwritten: OtherCode naming the file, and run.train_run refuses the run in one line."""
     import run
     from sst.errors import ConfigError
 
     cfg, spec, data, trainer = trained_for_an_epoch(tmp_path)
-    out = store.ResultDir(cfg, "float32")
+    out = kinds.result_dir(cfg, precision="float32")
     path = out.partial(spec)
-    store.save_partial(path, trainer, out.config_key, {**out.code, "training.py": "0" * 16})
+    store.save_partial(path, trainer, out.config_key, {**out.code, "sst.training.loop.Trainer": "0" * 16})
     saved = path.read_bytes()
-    with pytest.raises(store.OtherCode, match=r"training\.py changed since"):
+    with pytest.raises(store.OtherCode, match=r"sst\.training\.loop\.Trainer changed since"):
         store.load_partial(path, loop.Trainer(cfg, spec, data, CPU), out.config_key, out)
-    with pytest.raises(ConfigError, match=rf"{spec.name}.partial.pt: made with other code \(training\.py changed "
-                                          rf"since\).*--result-path"):
-        monkeypatch.setattr(run, "build_run_data", lambda *args: data)
+    with pytest.raises(ConfigError, match=rf"{spec.name}.partial.pt: made with other code \(sst\.training\.loop\.Trainer "
+                                          rf"changed since\).*--result-path"):
+        monkeypatch.setattr(loop, "build_run_data", lambda *args: data)
         run.train_run(cfg, spec, [], CPU, out, run.Progress(1))
     assert path.read_bytes() == saved
 

@@ -9,13 +9,12 @@ import pytest
 from scipy import stats
 
 import run
-from sst.training import sharding
 from conftest import TINY_MODEL, run_in_process, tiny_seed_tree, write_ini
 from sst import config, errors, fileio
-from sst.models import baselines
+from sst.models import baselines, kinds
 from sst.reporting import experiments, summaries, tables
-from sst.results import checkpoints, provenance, store
-from sst.training import loop, metrics, protocols, runspec
+from sst.results import provenance, store
+from sst.training import loop, metrics, protocols, runspec, sharding
 
 
 def record(run_name: str, correct: int, *, n_test: int = 100, dataset: str = "SEED", protocol: str = "trial",
@@ -194,9 +193,10 @@ def test_repeats_and_the_default_model_keep_result_keys(tmp_path):
     assert provenance.result_key(cfg.replace(training={"repeats": 5})) == provenance.result_key(cfg)
     assert provenance.result_key(cfg.replace(model={"name": "linear_svm"})) != provenance.result_key(cfg)
     assert run.override_folder(config.load_config(tmp_path / "a.ini", ["training.repeats=3"])) is None
-    # a baseline's code is its own: editing the network does not make its results "other code"
-    assert set(provenance.code_fingerprint(cfg)) == set(provenance.NETWORK_CODE_FILES)
-    assert set(provenance.code_fingerprint(cfg.replace(model={"name": "linear_svm"}))) == set(provenance.BASELINE_CODE_FILES)
+    # a baseline's code is its own: editing the network does not make its results "other code", nor the reverse
+    network, baseline = kinds.of(cfg).code(cfg), kinds.get("linear_svm").code(cfg.replace(model={"name": "linear_svm"}))
+    assert "model.SSTEmotionNet" in network and "sst.models.baselines.fit" not in network
+    assert "sst.models.baselines.fit" in baseline and not any(name.startswith("model.") for name in baseline)
 
 
 def test_summary_pools_repeats_and_prints_each_format(tmp_path, capsys):
@@ -275,7 +275,7 @@ def test_baseline_chooses_C_on_validation_accuracy(tmp_path):
     assert [row["C"] for row in grid] == list(baselines.C_GRID)
     best = max(row["val_accuracy"] for row in grid)
     assert C == min(row["C"] for row in grid if row["val_accuracy"] == best)      # ties: the smaller C
-    net = checkpoints.LinearDE.from_classifier(clf)
+    net = baselines.LinearDE.from_classifier(clf)
     import torch
 
     probabilities = torch.softmax(net(torch.from_numpy(x)), 1).numpy()

@@ -11,11 +11,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import model
-from sst.training import optim
 from conftest import ROOT
 from sst import config
 from sst.models import fastcpu
 from sst.results import provenance
+from sst.training import optim
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ PACKAGE = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__
            for p in (ROOT / "sst").rglob("*.py")}
 MODULES = {**SCRIPTS, **PACKAGE}
 # The package modules that may import model.py: the registry that builds the network from a config, and what
-# exists only for the network (its accelerator, its Keras weights, its figures).
-IMPORT_MODEL = {"sst.models.kinds", "sst.models.fastcpu", "sst.models.keras_weights", "sst.reporting.figures",
-                "sst.training.loop", "sst.results.checkpoints"}
+# exists only for the network (its training loop, its accelerator, its figures).
+IMPORT_MODEL = {"sst.models.kinds", "sst.models.fastcpu", "sst.reporting.figures",
+                "sst.training.loop"}
 
 
 def imports_of(path) -> set[str]:

@@ -19,9 +19,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import model
-from sst.training import optim
 from conftest import ROOT, run_cli, write_ini
 from sst import config, errors
+from sst.training import optim
 
 SEED_INI = ROOT / "SEED.ini"
 SEED_IV_INI = ROOT / "SEED_IV.ini"

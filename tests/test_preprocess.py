@@ -22,7 +22,6 @@ from scipy import signal, stats
 from scipy.interpolate import RectBivariateSpline
 
 from Preprocess import differential_entropy, gaussian_de
-from sst.data.session_store import load_preprocessed
 from sst.config import load_config
 from sst.data import datasets, electrodes, inputs, readers, synthetic
 from sst.data.inputs import (
@@ -34,6 +33,7 @@ from sst.data.inputs import (
     temporal_samples,
     temporal_spec,
 )
+from sst.data.session_store import load_preprocessed
 from sst.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[1]

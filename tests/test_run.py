@@ -18,6 +18,7 @@ import run
 from conftest import GLIBC, ROOT, TINY_MODEL, run_cli, run_in_process, tiny_seed_tree, write_ini
 from sst import config, errors, fileio
 from sst.data import inputs
+from sst.models import kinds
 from sst.reporting import summaries
 from sst.results import checkpoints, provenance, store
 from sst.training import loop, metrics, protocols, runspec, sharding
@@ -816,12 +817,12 @@ def test_runs_of_other_code_or_precision_are_another_configuration(tmp_path):
     from test_figures import fake_run
 
     cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
-    training_dir = store.ResultDir(cfg, "float32")
+    training_dir = kinds.result_dir(cfg, precision="float32")
     record = {**fake_run(1, 1), "seconds": 1.0, "config_key": training_dir.config_key, "code": dict(training_dir.code)}
     fileio.write_json(training_dir.run_json(runspec.RunSpec(1, 1)), record)
     assert list(training_dir.finished()) == ["sub01_ses1"]
-    fileio.write_json(training_dir.run_json(runspec.RunSpec(1, 1)), {**record, "code": {**record["code"], "model.py": "0"}})
-    with pytest.raises(errors.ConfigError, match=r"sub01_ses1.json: made with other code \(model.py changed since\): "
+    fileio.write_json(training_dir.run_json(runspec.RunSpec(1, 1)), {**record, "code": {**record["code"], "model.A3DBAttention": "0"}})
+    with pytest.raises(errors.ConfigError, match=r"sub01_ses1.json: made with other code \(model\.A3DBAttention changed since\): "
                                                 r"another configuration; keep both with --result-path"):
         training_dir.finished()
     legacy = {k: v for k, v in record.items() if k != "code"}

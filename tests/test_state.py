@@ -35,8 +35,9 @@ import run
 from conftest import ROOT, TINY_MODEL, Payload, run_cli, run_in_process, tiny_seed_tree, write_ini
 from sst import config, errors, fileio, schemas
 from sst.data import session_store
+from sst.models import kinds
 from sst.reporting import figures, summaries
-from sst.results import checkpoints, provenance, store
+from sst.results import checkpoints, provenance, safe_load, store
 from sst.training import loop, runspec
 
 DROP_ROOT_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
@@ -494,8 +495,8 @@ def test_a_permission_error_is_not_called_damage(finished, tmp_path, monkeypatch
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoints, "open", refusing, raising=False)
-    for read, path in ((lambda: checkpoints.load_checkpoint(best), best),
+    monkeypatch.setattr(safe_load, "open", refusing, raising=False)
+    for read, path in ((lambda: safe_load.load_checkpoint(best), best),
                        (lambda: store.load_partial(partial, trainer, state["config_key"]), partial)):
         with pytest.raises(errors.DataError) as refused:
             read()
@@ -573,24 +574,24 @@ def test_one_configuration_writes_a_result_folder_at_a_time(finished, tmp_path):
     root, ini = copy_of(finished, tmp_path)
     cfg = config.load_config(ini)
     res = root / "res"
-    other_code = store.ResultDir(cfg, "float32")
-    other_code.code = {**other_code.code, "model.py": "0" * 16}
-    with holder(res, store.ResultDir(cfg, "float32").holder_info(["sub01_ses1"])) as other:
+    other_code = kinds.result_dir(cfg, precision="float32")
+    other_code.code = {**other_code.code, "model.A3DBAttention": "0" * 16}
+    with holder(res, kinds.result_dir(cfg, precision="float32").holder_info(["sub01_ses1"])) as other:
         who = rf"PID {other.pid} on .* \(python.* -c .*\), since "
         refused = {
-            "other settings": (store.ResultDir(cfg.replace(training={"nbEpoch": 3}), "float32"), []),
-            "another precision": (store.ResultDir(cfg, "bf16"), []),
+            "other settings": (kinds.result_dir(cfg.replace(training={"nbEpoch": 3}), precision="float32"), []),
+            "another precision": (kinds.result_dir(cfg, precision="bf16"), []),
             "other code": (other_code, []),
         }
         for out, runs in refused.values():
             with pytest.raises(errors.OutputError, match=rf"^{res}: in use by another configuration: {who}"):
                 out.lock(runs)
         with pytest.raises(errors.OutputError, match=rf"^{res}: sub01_ses1 already being trained by {who}"):
-            store.ResultDir(cfg, "float32").lock(["sub01_ses1"])
-        for out, runs in ((store.ResultDir(cfg, "float32"), ["sub02_ses1"]), (store.ResultDir(cfg), [])):
+            kinds.result_dir(cfg, precision="float32").lock(["sub01_ses1"])
+        for out, runs in ((kinds.result_dir(cfg, precision="float32"), ["sub02_ses1"]), (store.ResultDir(cfg), [])):
             with out.lock(runs):        # a shard of other runs; --summarize
                 pass
-    with store.ResultDir(cfg.replace(training={"nbEpoch": 3}), "float32").lock([]):   # the killed holder's is gone
+    with kinds.result_dir(cfg.replace(training={"nbEpoch": 3}), precision="float32").lock([]):   # the killed holder's is gone
         assert len(list((res / ".lock").glob("*.json"))) == 1
 
 
@@ -602,13 +603,13 @@ def test_run_py_of_another_configuration_is_refused_and_predict_runs_beside(fini
     args = copy_of_results(finished, tmp_path)
     res, fresh = tmp_path / "res", tmp_path / "fresh"
     for folder in (res, fresh):
-        with holder(folder, store.ResultDir(cfg, "float32").holder_info(["sub01_ses1"])) as other:
+        with holder(folder, kinds.result_dir(cfg, precision="float32").holder_info(["sub01_ses1"])) as other:
             before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
             for extra in ([], ["--summarize"]):
                 with pytest.raises(errors.OutputError, match=rf"^{folder}: in use by another configuration: PID {other.pid} "):
                     run.main(["-c", str(ini), "--result-path", str(folder), "--set", "training.nbEpoch=3", *extra])
             assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before      # nothing written
-    with holder(res, store.ResultDir(cfg, "float32").holder_info(["sub01_ses1"])):
+    with holder(res, kinds.result_dir(cfg, precision="float32").holder_info(["sub01_ses1"])):
         assert run.main([*args, "--predict", "sub02_ses1", "--subjects", "2", "--sessions", "1"]) == 0
 
 

@@ -6,8 +6,8 @@
 
 The paper's table 1 opens with an SVM on DE features (83.99% SEED), and the first question a reviewer asks
 of a network is whether it beats a linear model on the same split. What is the same as the network's:
-  * the runs (subject-sessions, loso folds, cross_session sessions), the split (training.run_split, so the
-    same training, validation and test windows under every protocol) and the seeds (training.run_seed);
+  * the runs (subject-sessions, loso folds, cross_session sessions), the split (the protocol's entry, so
+    the same training, validation and test windows under every protocol) and the seeds (runspec.run_seed);
   * the inputs' normalisation: each window's DE features (Session.de, (N, 62, bands), unnormalised) z-scored
     per electrode and band with the training windows' statistics (inputs.normalise_run; [training]
     normalization = none skips it), then flattened electrode-major to (N, 62 * bands) = (N, 310);
@@ -39,12 +39,11 @@ import warnings
 import numpy as np
 import torch
 
-from sst import fileio
 from sst.config import Config
 from sst.data import inputs
 from sst.errors import DataError, UserError
-from sst.results import checkpoints
-from sst.training import metrics, protocols, runspec
+from sst.results import records, safe_load, store
+from sst.training import protocols, runspec
 
 MODELS = ("linear_svm", "logistic_regression")
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)   # decades around sklearn's default 1
@@ -105,49 +104,63 @@ def fit(cfg: Config, spec: runspec.RunSpec, x: np.ndarray, label: np.ndarray, sp
 
 
 def train_run(cfg: Config, spec: runspec.RunSpec, sessions: list, out, progress, k: int = 1, n: int = 1) -> dict:
-    """Fit, select and test one baseline run (run.train_run's counterpart); write its checkpoint, then its
-    record (last: it marks the run finished). Returns the record."""
+    """Fit, select and test one baseline run (the kinds.LinearBaseline entry's train_run); write its checkpoint,
+    then its record (last: it marks the run finished). Returns the record."""
     start = time.perf_counter()
     parts, label, split = protocols.run_split(cfg, spec, sessions)
     x, stats = features(cfg, parts, split)
     clf, C, grid, problems = fit(cfg, spec, x, label, split)
-    net = checkpoints.LinearDE.from_classifier(clf)
+    net = LinearDE.from_classifier(clf)
     with torch.no_grad():
         logits = net(torch.from_numpy(x[split.test]))
     probabilities = torch.softmax(logits, dim=1).numpy()
     truth = label[split.test]
     predicted = probabilities.argmax(1)
     test_loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(truth)), truth], 1e-300, None))))
-    cm = metrics.confusion_matrix(truth, predicted, cfg.model.nb_class)
-    # no optimizer steps to count (the solver runs to convergence): 100 keeps the step warning out
-    notes = problems + metrics.result_warnings(cfg, predicted, 100)
     chosen = next(row for row in grid if row["C"] == C)
     val = f", validation {100 * chosen['val_accuracy']:.1f}%" if "val_accuracy" in chosen else ", no validation windows"
     print(f"[{k}/{n}] {spec.name} {cfg.model.name}: C {C:g} chosen of {len(grid)}{val}", flush=True)
     progress.run_ended(cfg.training.nbEpoch)        # no epochs: the ETA's planned epochs go back
-    for note in notes:
-        print(f"warning: {spec.name}: {note}", flush=True)
-    result = {
-        "run": spec.name, "subject": spec.subject, "session": spec.session,
-        "protocol": cfg.training.protocol, "dataset": cfg.data.dataset, "model": cfg.model.name,
-        "repeat": spec.repeat, "seed": runspec.run_seed(cfg, spec),
-        **metrics.scores(cm), "test_loss": test_loss, "confusion_matrix": cm.tolist(),
-        "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
-        "subject_pool": protocols.subject_pool(parts), "session_pool": protocols.session_pool(parts),
-        "best_epoch": 0, "epochs_run": 0, "history": [], "C": C, "selection": grid,
-        "seconds": sum(row["seconds"] for row in grid), "wall_seconds": time.perf_counter() - start, "device": "cpu",
-        "config_key": out.config_key, "code": out.code, "precision": out.precision, "warnings": notes,
-    }
-    with fileio.atomic_path(out.checkpoint(spec)) as tmp:
-        torch.save({"model": net.state_dict(), "config": cfg.to_dict(), "run": spec.name, "subject": spec.subject,
-                    "session": spec.session, "epoch": 0, "C": C, "normalization": stats, "code": out.code,
-                    "precision": out.precision}, tmp)
-    fileio.write_json(out.run_json(spec), result)
-    out.failure(spec).unlink(missing_ok=True)
-    return result
+    pools = {"subject_pool": protocols.subject_pool(parts), "session_pool": protocols.session_pool(parts)}
+    # no optimizer steps to count (the solver runs to convergence): 100 keeps the step warning out
+    record = records.run_record(cfg, spec, out, truth, predicted, test_loss, split, pools, steps=100,
+                                seconds=sum(row["seconds"] for row in grid),
+                                wall_seconds=time.perf_counter() - start, device="cpu", warnings=problems,
+                                C=C, selection=grid)
+    checkpoint = {"model": net.state_dict(), "config": cfg.to_dict(), "run": spec.name, "subject": spec.subject,
+                  "session": spec.session, "epoch": 0, "C": C, "normalization": safe_load.as_tensors(stats),
+                  **pools, "code": out.code, "precision": out.precision}
+    store.write_result(out, spec, checkpoint, record)
+    return record
 
 
 def result_line(r: dict) -> str:
     """run.py's line for a finished baseline run (the network's names its best epoch instead of C)."""
     return (f"{r['run']}: accuracy {100 * r['accuracy']:.2f}%  macro-F1 {r['macro_f1']:.3f}  kappa {r['kappa']:.3f}  "
             f"{r.get('model', 'baseline')} C {r.get('C', math.nan):g}  {r['wall_seconds']:.1f} s")
+
+
+# ----------------------------------------------------------------------------- the fitted model
+
+
+class LinearDE(torch.nn.Module):
+    """A fitted baseline as a module: logits (B, n_class) = flattened z-scored DE (B, n_features) @ W.T + b.
+
+    float64, as scikit-learn computes: --predict gives the predictions the run was scored with."""
+
+    sources = {"de": "de"}     # the source array it reads (checkpoints.TrainedModel.source_arrays)
+
+    def __init__(self, n_features: int, n_class: int):
+        super().__init__()
+        self.linear = torch.nn.Linear(n_features, n_class, dtype=torch.float64)
+
+    def forward(self, de: torch.Tensor) -> torch.Tensor:
+        return self.linear(de.flatten(1).to(torch.float64))
+
+    @classmethod
+    def from_classifier(cls, clf) -> "LinearDE":
+        coef, intercept = np.atleast_2d(clf.coef_), np.atleast_1d(clf.intercept_)
+        net = cls(coef.shape[1], coef.shape[0])
+        net.linear.weight.data = torch.from_numpy(coef.astype(np.float64))
+        net.linear.bias.data = torch.from_numpy(intercept.astype(np.float64))
+        return net.requires_grad_(False).eval()

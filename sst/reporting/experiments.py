@@ -46,6 +46,7 @@ import numpy as np
 from sst import fileio, schemas
 from sst.data import datasets
 from sst.errors import ConfigError, DataError, UserError
+from sst.models import kinds
 from sst.reporting import summaries, tables
 from sst.training.runspec import RunSpec
 
@@ -107,10 +108,12 @@ def read_folder(path: Path, subjects=None, sessions=None) -> Folder:
     if not records:
         selection = f" of subjects {subjects or 'all'}, sessions {sessions or 'all'}" if subjects or sessions else ""
         raise DataError(f"{runs}: no finished runs{selection} to compare")
-    kinds = {(r["config_key"], r["dataset"], r["protocol"], r.get("model", "sst_emotionnet")) for r in records}
-    if len(kinds) > 1:
-        raise ConfigError(f"{runs}: runs of {len(kinds)} configurations; a result folder compared must hold one")
-    _, dataset, protocol, model = kinds.pop()
+    made = {(r["config_key"], r["dataset"], r["protocol"], r.get("model", kinds.NETWORK.name),
+             json.dumps(r.get("code"), sort_keys=True)) for r in records}    # one configuration, made by one code
+    if len(made) > 1:
+        raise ConfigError(f"{runs}: runs of {len(made)} configurations (settings or code); a result folder compared "
+                          f"must hold one")
+    _, dataset, protocol, model, _ = made.pop()
     pooled = summaries.pool_repeats(records)
     return Folder(path, path.name or str(path), dataset, protocol, model,
                   {(r["subject"], r["session"]): 100 * r["accuracy"] for r in pooled}, max(r["seeds"] for r in pooled),
@@ -290,7 +293,7 @@ def ablation(args: argparse.Namespace, resolve, train) -> int:
     if (cfg.model.streams, cfg.model.attention) != ("both", "both"):
         raise ConfigError(f"{cfg.source}: [model] streams = {cfg.model.streams}, attention = {cfg.model.attention}: "
                           f"the ablation starts from the full model (both and both)")
-    if cfg.model.name != "sst_emotionnet":
+    if not kinds.of(cfg).ablatable:
         raise ConfigError(f"{cfg.where('model', 'name')}: --ablation takes the network apart; {cfg.model.name} "
                           f"has no streams or attention")
     if len({p[3].path.result_path for p in plans}) < len(plans):
@@ -379,7 +382,7 @@ def checkpoint_path(cfg, run: str, base: Path) -> Path:
     """The best checkpoint of `run` under cfg's result folder, for --predict and --explain. If neither it
     nor the run's record is there but other result folders under `base` (the INI's result_path: the
     --set subfolders) hold the run, one UserError names them and how to reach them; otherwise the path,
-    for checkpoints.load_checkpoint to load or report."""
+    for safe_load.load_checkpoint to load or report."""
     root = cfg.path.result_path
     path = root / "checkpoints" / f"{run}.pt"
     if path.is_file() or (root / "runs" / f"{run}.json").is_file() or RunSpec.parse(run) is None:

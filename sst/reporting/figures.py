@@ -533,20 +533,21 @@ def _map_sheet(maps: np.ndarray, width: int, row_names: Sequence[str], col_names
 # ----------------------------------------------------------------------------- attention
 
 
-def attention_weights(checkpoint_path: Path, sessions: list, *, per_class: int = 400, batch_size: int = 128
+def attention_weights(checkpoint, sessions: list, *, per_class: int = 400, batch_size: int = 128
                       ) -> tuple[Config, np.ndarray, dict[str, dict[str, np.ndarray]]]:
     """A checkpoint's attention weights over sessions' windows (checkpoints.TrainedModel.attention_weights:
     inputs normalised with the run's training statistics and mapped as in training, at most `per_class`
-    windows per class). Returns (config, labels (n,), {block: {"spatial": (n, H, W), "spectral_temporal":
-    (n, D)}}) with only the parts the model has."""
+    windows per class). `checkpoint`: its path, or the TrainedModel loaded from it. Returns (config,
+    labels (n,), {block: {"spatial": (n, H, W), "spectral_temporal": (n, D)}}) with only the parts the
+    model has."""
     from sst.results import checkpoints
 
-    trained = checkpoints.TrainedModel.load(checkpoint_path)
+    trained = checkpoint if isinstance(checkpoint, checkpoints.TrainedModel) else checkpoints.TrainedModel.load(checkpoint)
     label, weights = trained.attention_weights(sessions, per_class=per_class, batch_size=batch_size)
     return trained.cfg, label, weights
 
 
-def attention_figures(checkpoint_path: Path, sessions: list, out_dir: Path, *, per_class: int = 400) -> list[Path]:
+def attention_figures(checkpoint, sessions: list, out_dir: Path, *, per_class: int = 400) -> list[Path]:
     """attention_spatial.png and attention_depth.png of one trained checkpoint, averaged per class.
 
     `sessions`: preprocessed.Session objects whose windows are fed through the network (e.g. the
@@ -554,12 +555,12 @@ def attention_figures(checkpoint_path: Path, sessions: list, out_dir: Path, *, p
     Spatial: each A3DB block's (H, W) weights drawn over the input square with the electrodes
     (see draw_scalp). Depth: the block's weights per band (spectral) / time step (temporal).
     """
-    cfg, label, weights = attention_weights(checkpoint_path, sessions, per_class=per_class)
+    cfg, label, weights = attention_weights(checkpoint, sessions, per_class=per_class)
     out_dir = Path(out_dir)
     fileio.make_folder(out_dir)
     names = datasets.get(cfg.data.dataset).class_names
     classes = [c for c in range(cfg.model.nb_class) if (label == c).any()]
-    run = Path(checkpoint_path).stem
+    run = Path(getattr(checkpoint, "path", checkpoint)).stem
     paths = []
     with _style():
         spatial = {b: w["spatial"] for b, w in weights.items() if "spatial" in w}
@@ -830,13 +831,18 @@ def _draw_architecture(ax, cfg: Config, order: str, table: dict, n_rows: int) ->
 
 def explain_run(checkpoint_path: Path, preprocessed_root: Path, out_dir: Path) -> list[Path]:
     """Attention and input figures of one run: its checkpoint fed with its own subject-session
-    (every window; for LOSO runs the held-out subject's session)."""
+    (every window; for LOSO runs the held-out subject's session). When today's code differs from the code
+    that trained the run (a line says what differs), the figures are today's code's, so they go beside
+    `out_dir`, into <out_dir>.code-<today's code digest>, never over the figures of the code that trained it."""
     from sst.results import checkpoints
 
-    ckpt = checkpoints.load_checkpoint(checkpoint_path)
-    cfg = Config.from_dict(ckpt["config"]).replace(path={"preprocessed_root": Path(preprocessed_root)})
+    trained = checkpoints.TrainedModel.load(checkpoint_path)
+    if trained.code_changes is not None:
+        out_dir = Path(out_dir).with_name(f"{Path(out_dir).name}.code-{trained.code_digest}")
+    ckpt = trained.checkpoint
+    cfg = trained.cfg.replace(path={"preprocessed_root": Path(preprocessed_root)})
     sessions = session_store.load_preprocessed(cfg, subjects=[ckpt["subject"]], sessions=[ckpt["session"]])
-    paths = attention_figures(checkpoint_path, sessions, out_dir)
+    paths = attention_figures(trained, sessions, out_dir)
     paths += input_figures(sessions[0], cfg, out_dir)
     return paths
 

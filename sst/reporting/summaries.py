@@ -11,6 +11,7 @@ from sst import fileio, runtime
 from sst.config import Config
 from sst.data import datasets
 from sst.errors import printable
+from sst.models import kinds
 from sst.reporting import tables
 from sst.results.store import ResultDir
 from sst.training import protocols
@@ -87,8 +88,10 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
         "overrides": list(cfg.overrides),
         "config": cfg.to_dict(), "config_key": out.config_key, "git_commit": runtime.git_commit(),
     }
-    if cfg.model.name != "sst_emotionnet":
-        summary["paper_svm_accuracy"] = _paper(cfg.data.dataset, "SVM")
+    # beside the network's, the paper's row of the runs' model kind (the SVM beside a baseline), where published
+    row = kinds.of(cfg).paper_row
+    if row != kinds.NETWORK.paper_row and (paper := _paper(cfg.data.dataset, row)) is not None:
+        summary[f"paper_{row.lower()}_accuracy"] = {"row": f"{row} on DE, paper", **paper}
     table = results_table(summary) if fmt == "text" else summary_table(summary).render(fmt)
     if subjects or sessions:     # a part: printed, not written over the whole invocation's files
         print(table)
@@ -164,8 +167,9 @@ def majority_confusion(cm) -> np.ndarray:
 def model_label(summary: dict) -> str:
     """The row of the runs in the table, named after the model that made them (summary["model"], the
     [model] name), beside the paper's rows: "SST-EmotionNet, ours", "linear_svm, ours", ..."""
-    model = summary.get("model", "sst_emotionnet")
-    return f"{'SST-EmotionNet' if model == 'sst_emotionnet' else model}, ours"
+    model = summary.get("model", kinds.NETWORK.name)
+    kind = kinds.KINDS.get(model)
+    return f"{kind.label if kind is not None else model}, ours"
 
 
 def _table_notes(summary: dict) -> list[str]:
@@ -219,8 +223,11 @@ def results_table(summary: dict) -> str:
 def _paper_rows(summary: dict) -> list[tuple[str, dict]]:
     """(row name, {mean, std}) of the paper's numbers a summary holds: the network's, and the SVM's beside a
     baseline; none for a dataset the paper did not report."""
-    rows = [("SST-EmotionNet, paper", summary.get("paper_accuracy")), ("SVM on DE, paper", summary.get("paper_svm_accuracy"))]
-    return [(name, paper) for name, paper in rows if isinstance(paper, dict)]
+    rows = [("SST-EmotionNet, paper", summary.get("paper_accuracy"))]
+    rows += [(value.get("row", key), value) for key, value in summary.items()       # the kind's row (paper_svm_accuracy)
+             if key.startswith("paper_") and key.endswith("_accuracy") and key != "paper_accuracy"
+             and isinstance(value, dict)]
+    return [(name, paper) for name, paper in rows if isinstance(paper, dict) and {"mean", "std"} <= set(paper)]
 
 
 def summary_table(summary: dict) -> "tables.Table":

@@ -1,5 +1,5 @@
-"""Result bookkeeping under [path] result_path: run files, checkpoints, resumable states, per-epoch
-logs, failures, the summary, and which finished runs belong to this configuration.
+"""The result folder under [path] result_path: run records, checkpoints, resumable states, per-epoch logs,
+failures, locks and claims, and which finished runs belong to this configuration and this code.
 
     runs/<run>.json            one per finished run: accuracy, macro-F1, kappa, confusion, history
     runs/<run>.epochs.csv      one row per epoch as it happens (also for a run still training)
@@ -7,8 +7,11 @@ logs, failures, the summary, and which finished runs belong to this configuratio
     checkpoints/<run>.partial.pt   the state after the last finished epoch, until the run finishes
     failed/<run>.json          a run that diverged (its error), until a later attempt finishes it
     .lock/                     who writes the folder now (ResultDir.lock: run.py while it trains or summarizes)
-    results.csv, summary.json, figures/*.png    the summary, rebuilt from runs/ each time
+    results.csv, summary.json, figures/*.png    the summary (sst.reporting.summaries), rebuilt from runs/
 Every file is written atomically; the run JSON is written last, so its presence marks a finished run.
+The folder never holds two configurations or two code identities (sst.results.provenance): training
+(`code` given, by sst.models.kinds.result_dir) refuses other code's runs; reading (--summarize) refuses
+a folder whose records disagree on it.
 """
 from __future__ import annotations
 
@@ -18,18 +21,20 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from sst import errors, fileio, schemas
 from sst.config import Config
 from sst.errors import ConfigError, DataError, printable
-from sst.results import checkpoints
-from sst.results.provenance import PRECISIONS, code_fingerprint, result_key
-from sst.training import loop
-from sst.training.loop import Trainer
+from sst.results import provenance, safe_load
+from sst.results.provenance import PRECISIONS, result_key
 from sst.training import protocols
 from sst.training.runspec import RunSpec
+
+if TYPE_CHECKING:
+    from sst.training.loop import Trainer
 
 # ----------------------------------------------------------------------------- results
 
@@ -38,17 +43,18 @@ class ResultDir:
     """The layout under [path] result_path, and which runs in it are finished for this config.
 
     A run belongs to this configuration when its key (result_key: the settings and the precision) is
-    this one's and, for training (`precision` given), when it was made by this code (code_fingerprint).
-    `precision` None (summarize, predict) accepts the runs of either precision, but not a mix.
+    this one's and, for training (`precision` and `code` given: sst.models.kinds.result_dir), when it was
+    made by this code (its code identity, sst.results.provenance). `precision` None (summarize, predict)
+    accepts the runs of either precision, but not a mix, and of one code identity, whichever it is.
     """
 
-    def __init__(self, cfg: Config, precision: str | None = None):
+    def __init__(self, cfg: Config, precision: str | None = None, code: dict[str, str] | None = None):
         self.root = cfg.path.result_path
         self.source = cfg.source
         self.precision = precision
         self.keys = {p: result_key(cfg, p) for p in ((precision,) if precision else PRECISIONS)}
         self.config_key = self.keys[precision or "float32"]     # summarize: the key the runs have (finished())
-        self.code = code_fingerprint(cfg) if precision else None
+        self.code = code
         self.precision_found: str | None = None     # the precision of the runs finished() read
         self.nb_class = cfg.model.nb_class
         self.damaged: list[tuple[Path, str, tuple]] = []   # found by finished(), set aside by tidy()
@@ -61,10 +67,8 @@ class ResultDir:
         if not isinstance(made, dict):
             return (f"{path}: made by an earlier version that did not record its code, so it may come from other "
                     f"code: another configuration")
-        changed = sorted(set(made) ^ set(self.code) | {f for f in made if f in self.code and made[f] != self.code[f]})
-        if not changed:
-            return None
-        return (f"{path}: made with other code ({', '.join(changed)} changed since): another configuration")
+        changed = provenance.changes(made, self.code)
+        return None if changed is None else f"{path}: made with other code ({changed}): another configuration"
 
     def refuse(self, problem: str) -> ConfigError:
         return ConfigError(f"{problem}; keep both with --result-path DIR (or another [path] result_path), or delete "
@@ -194,6 +198,7 @@ class ResultDir:
         result file counts as not finished, so its run is redone, and is listed in self.damaged for
         set_aside_damaged (renamed <run>.json.damaged, one warning line; tidy() does it)."""
         out, files = {}, {}
+        codes: dict[str, tuple[Path, object]] = {}     # reading: each code identity the records hold, and where
         self.damaged, self.precision_found = [], None
         for path in sorted(fileio.list_folder(self.root / "runs", "*.json", f"{self.source}: [path] result_path")):
             try:
@@ -214,6 +219,14 @@ class ResultDir:
                 self.precision_found = found
                 if (problem := self.other_code(path, result)) is not None:
                     raise self.refuse(problem)
+                made = json.dumps(result.get("code"), sort_keys=True)
+                codes.setdefault(made, (path, result.get("code")))
+                if self.code is None and len(codes) > 1:     # reading: two codes would be two configurations
+                    first, theirs = next(v for k, v in codes.items() if k != made)
+                    differ = provenance.changes(theirs, result.get("code") or {})
+                    raise ConfigError(f"{first} and {path}: made by different code ({differ}): a result folder holds "
+                                      f"the runs of one configuration; move one set to another folder, or delete "
+                                      f"one to redo its runs")
             problem = schemas.check(result, schemas.RUN_RECORD) or self._inconsistency(path, result)
             if problem:
                 self.damaged.append((path, problem, file_identity(path)))
@@ -355,16 +368,16 @@ class OtherCode(Exception):
 
 def load_partial(path: Path, trainer: Trainer, config_key: str, out: "ResultDir | None" = None) -> None:
     """Continue `trainer` from a saved partial state, read without running any code of its own
-    (checkpoints.read_safely: tensors, dicts, lists, str, int, float, bool, None). DamagedFile if it
+    (safe_load.read_safely: tensors, dicts, lists, str, int, float, bool, None). DamagedFile if it
     cannot be one (truncated, fields missing or of the wrong type, objects whose loading would run
     code); DataError if the file system refuses to read it (permissions: not damage); ValueError if it
     belongs to another configuration or subject pool; OtherCode if `out` is given and the state was
     made with other code."""
     try:
-        state = checkpoints.read_safely(path)       # on the CPU: RNG states must stay CPU tensors
-    except checkpoints.NotLoaded as e:
+        state = safe_load.read_safely(path)       # on the CPU: RNG states must stay CPU tensors
+    except safe_load.NotLoaded as e:
         if e.kind == "unreadable":
-            raise DataError(checkpoints.refusal(path, e, "the run")) from None
+            raise DataError(safe_load.refusal(path, e, "the run")) from None
         what = {"unsafe": "holds objects whose loading would run code", "earlier": "holds NumPy arrays"}
         raise DamagedFile(f"{what[e.kind]} ({e}): not a partial state this project writes" if e.kind in what
                           else f"not a checkpoint ({e})") from None
@@ -382,17 +395,14 @@ def load_partial(path: Path, trainer: Trainer, config_key: str, out: "ResultDir 
             from None
 
 
-def write_result(out: "ResultDir", cfg: Config, trainer: Trainer, result: dict) -> None:
-    """The run's best checkpoint, its epochs CSV, then its JSON (last: it marks the run finished), each
+def write_result(out: ResultDir, spec: RunSpec, checkpoint: dict, record: dict, history: list | None = None) -> None:
+    """A finished run's files: its best checkpoint (tensors, numbers and text only: what the safe loader
+    reads), its epochs CSV (when it has epochs), then its record (last: it marks the run finished), each
     fsynced; its partial state and failure record go."""
-    spec = trainer.spec
     with fileio.atomic_path(out.checkpoint(spec)) as tmp:
-        torch.save({"model": loop.host_copy(trainer.best["state"]), "config": cfg.to_dict(), "run": spec.name,
-                    "subject": spec.subject, "session": spec.session, "epoch": trainer.best["epoch"],
-                    "normalization": checkpoints.as_tensors(trainer.data.stats),   # the safe loader takes tensors
-                    "subject_pool": trainer.data.subjects, "session_pool": trainer.data.sessions,
-                    "code": out.code, "precision": out.precision}, tmp)
-    write_epochs_csv(out.epochs_csv(spec), trainer.history, durable=True)
-    fileio.write_json(out.run_json(spec), result)
+        torch.save(checkpoint, tmp)
+    if history is not None:
+        write_epochs_csv(out.epochs_csv(spec), history, durable=True)
+    fileio.write_json(out.run_json(spec), record)
     out.partial(spec).unlink(missing_ok=True)
     out.failure(spec).unlink(missing_ok=True)

@@ -1,13 +1,12 @@
-"""The training loop: splits, one run's data, the Trainer (fit, evaluate), metrics.
+"""The network's training loop: one run's data, the Trainer (fit, evaluate), and moving tensors to and from a device.
 
     data = build_run_data(cfg, RunSpec(subject=1, session=1), sessions)   # pooled, split, normalised
     trainer = Trainer(cfg, spec, data, torch.device("cpu"))
     trainer.fit(on_epoch=lambda row: print(row))                          # early stopping, best checkpoint
-    loss, predicted = trainer.predict(data.split.test)
-    scores(confusion_matrix(truth, predicted, n_class))                   # accuracy, macro-F1, kappa
+    loss, predicted = trainer.predict(data.split.test)                   # (sst.training.metrics scores them)
 
-What happens around a run (resume, result files, progress, summaries) is results.py's and run.py's;
-this module touches no file. See README.md for the protocols and what each may claim.
+What happens around a run (resume, result files, the record) is the network's model kind's
+(sst.models.kinds.Network.train_run), planning and progress run.py's; this module touches no file.
 """
 from __future__ import annotations
 
@@ -56,24 +55,17 @@ class RunData:
         return {"subject_pool": self.subjects, "session_pool": self.sessions}
 
 
-def check_run_data(cfg: Config, spec: RunSpec, sessions: list) -> tuple[list, np.ndarray, Split]:
-    """run_split, and every session pooled holds the source array of every stream (no raw EEG: no
-    spatial-temporal stream); DataError naming the session folder otherwise. Cheap: run.py calls it
-    for every run before anything is written."""
+def build_run_data(cfg: Config, spec: RunSpec, sessions: list) -> RunData:
+    """Pool the sessions a run needs, split them by protocol, normalise with training statistics. DataError
+    naming the session folder that lacks a stream's source array (sst.models.kinds.check_run says it earlier,
+    before anything is written)."""
     parts, label, split = protocols.run_split(cfg, spec, sessions)
-    streams = model_lib.stream_sources(cfg) if cfg.model.name == "sst_emotionnet" else {}   # baselines: DE only
+    streams = model_lib.stream_sources(cfg)
     for name, source in streams.items():
         missing = next((s for s in parts if s.source(source) is None), None)
         if missing is not None:
             raise DataError(f"{missing.path}: no {source}.npy (no raw EEG was preprocessed), which stream {name} needs; "
                             f"set [model] streams = spectral to train the spatial-spectral stream only")
-    return parts, label, split
-
-
-def build_run_data(cfg: Config, spec: RunSpec, sessions: list) -> RunData:
-    """Pool the sessions a run needs, split them by protocol, normalise with training statistics."""
-    parts, label, split = check_run_data(cfg, spec, sessions)
-    streams = model_lib.stream_sources(cfg)
     arrays = {source: np.concatenate([np.asarray(s.source(source)) for s in parts]) for source in set(streams.values())}
     stats = {}
     if cfg.training.normalization == "electrode":
