@@ -90,6 +90,7 @@ def tiny(tmp_path_factory):
     import Preprocess
     from sst import config, runtime
     from sst.data import session_store, synthetic
+    from sst.models import kinds
 
     root = tmp_path_factory.mktemp("tiny")
     ini = write_ini(root / "tiny.ini", path={"dataset_root": root / "SEED", "preprocessed_root": root / "pre",
@@ -105,6 +106,7 @@ def tiny(tmp_path_factory):
     checkpoint = cfg.path.result_path / "checkpoints" / "sub01_ses1.pt"
     checkpoint.parent.mkdir(parents=True)
     torch.save({"model": net.state_dict(), "config": cfg.to_dict(), "run": "sub01_ses1", "subject": 1, "session": 1, "epoch": 1,
+                "code": kinds.of(cfg).code(cfg, net),
                 "normalization": {k: torch.from_numpy(v) for k, v in {   # tensors, as run.py stores them
                     "de_mean": de.mean(0, keepdims=True), "de_std": de.std(0, keepdims=True),
                     "eeg_mean": eeg.mean((0, 2), keepdims=True), "eeg_std": eeg.std((0, 2), keepdims=True)}.items()}},

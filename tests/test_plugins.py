@@ -116,7 +116,8 @@ def test_run_trains_a_plugins_attention_and_third_stream(tmp_path):
         p = run_cli("run.py", "-c", str(ini), *sets, "--set", choice, "--result-path", str(out))
         assert p.returncode == 0, p.stderr
         runs[name] = json.loads((out / "runs" / "sub01_ses1.json").read_text())
-        assert runs[name]["epochs_run"] == 1 and "plugin:plugin.py" in runs[name]["code"]
+        assert runs[name]["epochs_run"] == 1
+        assert {"attention": "plugin plugin.py.Gate", "stream": "plugin plugin.py.BandMeans"}[name] in runs[name]["code"]
     p = run_cli("run.py", "-c", str(ini), *sets, "--set", "model.streams=spectral,temporal,means",
                 "--result-path", str(tmp_path / "res-stream"), "--predict", "sub01_ses1", "--sessions", "1")
     assert p.returncode == 0, p.stderr
@@ -124,5 +125,5 @@ def test_run_trains_a_plugins_attention_and_third_stream(tmp_path):
     (root / "plugin.py").write_text((root / "plugin.py").read_text().replace("maps.mean((1, 2))", "maps.amax((1, 2))"))
     p = run_cli("run.py", "-c", str(ini), *sets, "--set", "model.streams=spectral,temporal,means",
                 "--result-path", str(tmp_path / "res-stream"))
-    assert p.returncode == 1 and "made with other code (plugin:plugin.py changed since)" in p.stderr
+    assert p.returncode == 1 and "made with other code (plugin plugin.py.BandMeans changed since)" in p.stderr
     assert "--result-path" in p.stderr and len(p.stderr.strip().splitlines()) == 1

@@ -96,8 +96,8 @@ def _is_user_module(name: str | None) -> bool:
     if module is None or name in NOT_COMPUTING:
         return False
     file = getattr(module, "__file__", None)
-    if file is None:
-        return name == "__main__"       # an interactive session or a notebook
+    if file is None:        # an interactive session, a notebook, code made by exec; not a built-in module
+        return name not in sys.builtin_module_names and name.partition(".")[0] not in sys.stdlib_module_names
     path = Path(file).resolve()
     return not any(path.is_relative_to(root) for root in _library_roots())
 
