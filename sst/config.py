@@ -45,7 +45,7 @@ from sst.training import protocols
 if TYPE_CHECKING:
     import argparse
 
-def _key(default: Any = dataclasses.MISSING, *, choices: tuple = (), check: Callable[[Any], bool] | None = None,
+def _key(default: Any = dataclasses.MISSING, *, choices: tuple | dict = (), check: Callable[[Any], bool] | None = None,
          expect: str = "", doc: str = "") -> Any:
     """A config key: its default (none = required), allowed choices or a check, and a doc line."""
     meta = {"choices": choices, "check": check, "expect": expect, "doc": doc}
@@ -82,7 +82,7 @@ class InputSizes:
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig(InputSizes):
-    dataset: str = _key(choices=tuple(datasets.DATASETS), doc="an entry of sst/data/datasets.py")
+    dataset: str = _key(choices=datasets.DATASETS, doc="an entry of sst/data/datasets.py")
     feature: str = _key("de_LDS", choices=("de_LDS", "de_movingAve", "de_raw"),
                         doc="de_raw: DE computed from raw EEG (needs the raw EEG folder)")
     temporal_window_s: float = _key(0.2, check=_positive, expect="a positive number of seconds",
@@ -123,7 +123,7 @@ class TrainingConfig:
     nbEpoch: int = _key(check=_positive, expect="a positive integer")
     batch_size: int = _key(check=_positive, expect="a positive integer")
     lr: float = _key(check=_positive, expect="a positive number")
-    protocol: str = _key("trial", choices=tuple(protocols.PROTOCOLS), doc="an entry of sst/training/protocols.py")
+    protocol: str = _key("trial", choices=protocols.PROTOCOLS, doc="an entry of sst/training/protocols.py")
     patience: int = _key(20, check=_positive, expect="a positive integer")
     seed: int = _key(42, check=lambda x: 0 <= x < 2**32, expect="an integer in [0, 2**32 - 1]",
                      doc="NumPy's generator takes 32-bit seeds")

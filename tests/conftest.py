@@ -1,15 +1,27 @@
-"""Test setup: the repository's top level is importable (the project is a flat set of scripts),
-plus helpers shared by the test files: temp INI files and running the command lines."""
+"""Test setup: the repository's root is importable (the scripts and the package sst/), and this folder too
+(its helpers: `from conftest import ...`), plus what the test files share: temp INI files, running the
+command lines, tiny synthetic trees and finished runs, fake run records and summaries. tests/README.md says
+where a test goes."""
 import configparser
+import json
+import os
 import platform
+import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
+import h5py
 import numpy as np
+import pytest
+
+from sst import config
+from sst.data import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 GLIBC = platform.libc_ver()[0] == "glibc"   # mallopt (utils.keep_freed_memory) is glibc's
 
@@ -111,3 +123,266 @@ def tiny_run(n: int = 96, **training):
     split = protocols.Split(rows[:int(0.6 * n)], rows[int(0.6 * n):int(0.8 * n)], rows[int(0.8 * n):])
     data = loop.RunData({"spectral": de, "temporal": eeg}, label, split, {}, [1])
     return cfg, runspec.RunSpec(1, 1), data
+
+
+def fake_run(subject: int, session: int, *, epochs: int = 6, val: bool = True, protocol: str = "trial",
+             n_class: int = 3, seed: int = 0) -> dict:
+    """A runs/<run>.json dict as run.py writes it (the keys figures.py reads, and a few more)."""
+    rng = np.random.default_rng(seed + 100 * subject + session)
+    history = []
+    for e in range(1, epochs + 1):
+        row = {"epoch": e, "train_loss": float(np.exp(-e / 4) + 0.05 * rng.random()),
+               "train_accuracy": float(min(1.0, 0.3 + 0.1 * e))}
+        if val:
+            row.update(val_loss=float(np.exp(-e / 6) + 0.1 * rng.random()), val_accuracy=float(0.3 + 0.05 * e))
+        row["seconds"] = 0.5
+        history.append(row)
+    cm = rng.integers(0, 20, size=(n_class, n_class)) + 40 * np.eye(n_class, dtype=int)
+    return {"run": f"sub{subject:02d}_ses{session}", "subject": subject, "session": session, "protocol": protocol,
+            "dataset": "SEED" if n_class == 3 else "SEED-IV", "accuracy": float(np.trace(cm) / cm.sum()),
+            "macro_f1": 0.6, "kappa": 0.4, "test_loss": 0.9, "confusion_matrix": cm.tolist(),
+            "n_train": 90, "n_val": 10 if val else 0, "n_test": int(cm.sum()),
+            "best_epoch": int(rng.integers(1, epochs + 1)), "epochs_run": epochs, "history": history}
+
+
+def fake_summary(results: list[dict]) -> dict:
+    """summary.json's keys that the figures read, computed from the runs as run.summarize does."""
+    acc = np.array([r["accuracy"] for r in results]) * 100
+    per_subject: dict[str, list[float]] = {}
+    for r in results:
+        per_subject.setdefault(str(r["subject"]), []).append(100 * r["accuracy"])
+    dataset = results[0]["dataset"]
+    return {"dataset": dataset, "protocol": results[0]["protocol"], "protocol_note": "a note on the protocol",
+            "n_runs": len(results), "mean_accuracy": float(acc.mean()), "std_accuracy": float(acc.std()),
+            "per_subject": {k: float(np.mean(v)) for k, v in per_subject.items()},
+            "confusion_matrix": np.sum([r["confusion_matrix"] for r in results], axis=0).tolist(),
+            "paper_accuracy": {"mean": 96.02, "std": 2.17} if dataset == "SEED" else {"mean": 84.92, "std": 6.66}}
+
+
+def record(run_name: str, correct: int, *, n_test: int = 100, dataset: str = "SEED", protocol: str = "trial",
+           key: str = "k" * 16, model: str | None = None) -> dict:
+    """A runs/<run>.json record that passes schemas.RUN_RECORD, `correct` of `n_test` test windows right."""
+    from sst.training import metrics, runspec
+
+    spec = runspec.RunSpec.parse(run_name)
+    n_class = 3 if dataset == "SEED" else 4
+    cm = np.zeros((n_class, n_class), dtype=int)
+    cm[0, 0], cm[0, 1] = correct, n_test - correct
+    r = {"run": run_name, "subject": spec.subject, "session": spec.session, "protocol": protocol, "dataset": dataset,
+         **metrics.scores(cm), "test_loss": 1.0, "confusion_matrix": cm.tolist(), "n_train": 200, "n_val": 20,
+         "n_test": n_test, "best_epoch": 1, "epochs_run": 1, "seconds": 1.0, "config_key": key,
+         "history": [{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "seconds": 1.0}]}
+    if model:
+        r["model"] = model
+    return r
+
+
+def write_folder(folder, records: list[dict]) -> None:
+    """runs/<run>.json of each record under a result folder."""
+    from sst import fileio
+
+    for r in records:
+        fileio.write_json(folder / "runs" / f"{r['run']}.json", r)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """Two synthetic SEED subjects preprocessed at 16 x 16 and trained (2 epochs): a result folder to damage."""
+    root, ini = tiny_seed_tree(tmp_path_factory.mktemp("state"))
+    p = run_cli("run.py", "-c", str(ini))
+    assert p.returncode == 0, p.stderr
+    return root, ini
+
+
+def copy_of(finished, tmp_path) -> tuple[Path, Path]:
+    """A private copy of the finished tree, with an INI pointing at it."""
+    root, _ = finished
+    for name in ("SEED", "pre", "res"):
+        shutil.copytree(root / name, tmp_path / name)
+    return tiny_seed_tree(tmp_path, preprocess=False)
+
+
+def partial_state(cfg) -> tuple[dict, object]:
+    """(the resumable state of a fresh run sub01_ses1 of cfg, as saved after an epoch; its Trainer)."""
+    import torch
+
+    from sst.data import session_store
+    from sst.results import provenance
+    from sst.training import loop, runspec
+
+    spec = runspec.RunSpec(1, 1)
+    data = loop.build_run_data(cfg, spec, session_store.load_preprocessed(cfg, subjects=[1]))
+    trainer = loop.Trainer(cfg, spec, data, torch.device("cpu"))
+    return {"config_key": provenance.result_key(cfg), **trainer.state()}, trainer
+
+
+def copy_of_results(finished, tmp_path) -> list[str]:
+    """A private copy of the finished result folder only (the preprocessed sessions are only read): the
+    run.py arguments that use it."""
+    root, ini = finished
+    shutil.copytree(root / "res", tmp_path / "res")
+    return ["-c", str(ini), "--result-path", str(tmp_path / "res")]
+
+
+HOLDER = ("import json, sys; from sst import fileio; fileio.FolderLock(sys.argv[1]).acquire(json.loads(sys.argv[2]), lambda h: None); "
+          "print('held', flush=True); sys.stdin.read()")
+
+
+@contextmanager
+def holder(root: Path, info: dict):
+    """Another process holding `root`'s lock with `info` until the block ends (then killed: SIGKILL)."""
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(root), json.dumps(info)], cwd=ROOT, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "held\n"
+        yield p
+    finally:
+        p.kill()
+        p.wait()
+
+
+# config/SEED.ini of the authors' Keras release (github.com/ziyujia/SST-EmotionNet), verbatim.
+AUTHORS_INI = """\
+[path]
+
+train_specInput_root_path = ../SEED_input_data/train/feature
+train_tempInput_root_path = ../SEED_input_data/train/temporal
+train_label_root_path = ../SEED_input_data/train/label
+
+test_specInput_root_path = ../SEED_input_data/test/feature
+test_tempInput_root_path = ../SEED_input_data/test/temporal
+test_label_root_path = ../SEED_input_data/test/label
+
+result_path = ./result
+model_save_path = ./output_model
+
+[model]
+
+input_width = 32
+specInput_length = 5
+temInput_length = 25
+
+depth_spec = 16
+depth_tem = 22
+nb_dense_block = 3
+gr_spec = 12
+gr_tem = 24
+nb_class = 3
+
+[training]
+
+nbEpoch = 50
+batch_size = 64
+lr = 0.0001
+"""
+
+
+TREE_FRACTION = 0.02     # seed_tree and seed_iv_tree: trial lengths of the real ones times this
+
+
+@pytest.fixture(scope="module")
+def seed_tree(tmp_path_factory):
+    """SEED, subjects 2 and 10 (10 sorts first as text), sessions 1 and 2, with strays."""
+    root = synthetic.write_seed(tmp_path_factory.mktemp("seed") / "SEED", subjects=(2, 10), sessions=(1, 2),
+                                trial_fraction=TREE_FRACTION)
+    for folder in ("ExtractedFeatures", "Preprocessed_EEG"):
+        for stray in (".DS_Store", "notes.mat", "3_2013.mat", "10_20131130.mat.bak"):
+            (root / folder / stray).write_bytes(b"not a recording")
+        (root / folder / "4_20140621.mat").mkdir()  # a folder named like a recording
+    return root
+
+
+@pytest.fixture(scope="module")
+def seed_iv_tree(tmp_path_factory):
+    """SEED-IV, subjects 1 and 10, sessions 1 and 2, with strays (SEED-IV's files are numbered: a
+    lettered name is a stray there, while in SEED it would be a subject's name)."""
+    root = synthetic.write_seed_iv(tmp_path_factory.mktemp("seed_iv") / "SEED_IV", subjects=(1, 10), sessions=(1, 2),
+                                   trial_fraction=TREE_FRACTION)
+    for folder in ("eeg_feature_smooth/1", "eeg_raw_data/2"):
+        for stray in (".DS_Store", "notes_20160518.mat", "label.mat"):
+            (root / folder / stray).write_bytes(b"not a recording")
+    return root
+
+
+def write_v73(path: Path, arrays: dict) -> None:
+    """A .mat file the way MATLAB's -v7.3 writes it: HDF5 after a 512-byte header, arrays column-major."""
+    with h5py.File(path, "w", userblock_size=512) as f:
+        for name, a in arrays.items():
+            f.create_dataset(name, data=np.asarray(a).T).attrs["MATLAB_class"] = np.bytes_("double")
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
+    with open(path, "r+b") as fh:
+        fh.write(header.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM")
+
+
+@pytest.fixture(scope="module")
+def cfg() -> config.Config:
+    return config.load_config(ROOT / "SEED.ini")
+
+
+def small(cfg: config.Config, **model_keys) -> config.Config:
+    """A fast variant of SEED.ini: 16x16 maps, 5 bands, 9 time points, small depths and growth rates."""
+    keys = dict(depth_spec=10, depth_tem=10, gr_spec=4, gr_tem=6)
+    keys.update(model_keys)
+    return cfg.replace(data={"input_width": 16, "temInput_length": 9}, model=keys)
+
+
+DROP_ROOT_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def dropped_root(command: list[str]) -> list[str]:
+    """`command` without root's permission override (skip when running as root without setpriv)."""
+    if os.geteuid() != 0:
+        return command
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv")
+    return [*DROP_ROOT_OVERRIDE, *command]
+
+
+TRAINING = {"nbEpoch": 3, "batch_size": 32, "num_threads": 1, "seed": 42}
+
+
+def make_ini(path: Path, data_root: Path, pre: Path, res: Path, **training) -> Path:
+    return write_ini(path, path={"dataset_root": data_root, "preprocessed_root": pre, "result_path": res},
+                     data={"input_width": 16}, model=TINY_MODEL, training=TRAINING | training)
+
+
+def model_inputs(cfg, n: int, seed: int = 0):
+    """(spectral, temporal) random input maps of n samples for cfg's network."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    w = cfg.data.input_width
+    return (torch.randn(n, w, w, cfg.data.specInput_length, generator=g),
+            torch.randn(n, w, w, cfg.data.temInput_length, generator=g))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """base/SEED (synthetic) and base/pre (its maps, preprocessed once)."""
+    from sst.data import synthetic
+
+    base = tmp_path_factory.mktemp("tiny")
+    synthetic.write_seed(base / "SEED", subjects=(1, 2), sessions=(1,), trial_fraction=0.05, seed=0)
+    p = run_cli("Preprocess.py", "-c", str(make_ini(base / "pre.ini", base / "SEED", base / "pre", base / "res")))
+    assert p.returncode == 0, p.stderr
+    return base
+
+
+def dataset_ini(tmp_path: Path, dataset: str, dataset_root: Path, **data) -> Path:
+    """A copy of SEED.ini / SEED_IV.ini with the paths under tmp_path and some [data] keys replaced."""
+    import re
+
+    text = (ROOT / ("SEED.ini" if dataset == "SEED" else "SEED_IV.ini")).read_text()
+    paths = {"dataset_root": dataset_root, "preprocessed_root": tmp_path / "pre", "result_path": tmp_path / "results"}
+    for key, value in {**paths, **data}.items():
+        text, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)
+        assert n == 1, key
+    ini = tmp_path / f"{dataset}_{len(list(tmp_path.glob('*.ini')))}.ini"
+    ini.write_text(text)
+    return ini
+
+
+@pytest.fixture(scope="module")
+def tiny_seed(tmp_path_factory):
+    """Two synthetic SEED subjects (one session, short trials), preprocessed at 16x16."""
+    return tiny_seed_tree(tmp_path_factory.mktemp("seed"))

@@ -917,7 +917,7 @@ def _(w):
       "[path] model_save_path: unknown key (the authors' Keras model folder; here checkpoints go under result_path); "
       "[path] dataset_root, preprocessed_root: missing required keys; missing section [data] (required keys: dataset)")
 def _(w):
-    from test_config import AUTHORS_INI
+    from conftest import AUTHORS_INI
 
     w.ini_text = AUTHORS_INI
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, write_ini
+from conftest import AUTHORS_INI, ROOT, write_ini
 from sst import config, errors
 
 
@@ -176,41 +176,6 @@ def test_add_set_argument():
 
 
 # ----------------------------------------------------------------------------- the authors' INI, layout problems
-
-# config/SEED.ini of the authors' Keras release (github.com/ziyujia/SST-EmotionNet), verbatim.
-AUTHORS_INI = """\
-[path]
-
-train_specInput_root_path = ../SEED_input_data/train/feature
-train_tempInput_root_path = ../SEED_input_data/train/temporal
-train_label_root_path = ../SEED_input_data/train/label
-
-test_specInput_root_path = ../SEED_input_data/test/feature
-test_tempInput_root_path = ../SEED_input_data/test/temporal
-test_label_root_path = ../SEED_input_data/test/label
-
-result_path = ./result
-model_save_path = ./output_model
-
-[model]
-
-input_width = 32
-specInput_length = 5
-temInput_length = 25
-
-depth_spec = 16
-depth_tem = 22
-nb_dense_block = 3
-gr_spec = 12
-gr_tem = 24
-nb_class = 3
-
-[training]
-
-nbEpoch = 50
-batch_size = 64
-lr = 0.0001
-"""
 
 
 def test_the_authors_ini_builds_the_same_network(tmp_path):

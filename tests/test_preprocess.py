@@ -10,7 +10,6 @@ end-to-end tests run `python Preprocess.py -c <tmp ini>` as a subprocess on tiny
 """
 import errno
 import json
-import os
 import re
 import subprocess
 import sys
@@ -19,38 +18,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import signal, stats
-from scipy.interpolate import RectBivariateSpline
 
+import Preprocess
+from conftest import ROOT, copy_of, dataset_ini, run_cli
 from Preprocess import differential_entropy, gaussian_de
+from sst import config, errors
 from sst.config import load_config
-from sst.data import datasets, electrodes, inputs, readers, synthetic
+from sst.data import datasets, readers, session_store, synthetic
 from sst.data.inputs import (
     electrodes_to_maps,
-    grid_interpolation_matrix,
     interpolation_matrix,
     resample_matrix,
-    save_maps_npy,
-    temporal_samples,
     temporal_spec,
 )
 from sst.data.session_store import load_preprocessed
 from sst.errors import ConfigError, DataError
 
-ROOT = Path(__file__).resolve().parents[1]
 FRACTION = 0.03
 PROGRESS = re.compile(r"^sub\d\d_ses\d: \d+ samples, [\d.]+ MB, [\d.]+ s$")
-
-
-def write_ini(tmp_path: Path, dataset: str, dataset_root: Path, **data) -> Path:
-    """A copy of SEED.ini / SEED_IV.ini with the paths under tmp_path and some [data] keys replaced."""
-    text = (ROOT / ("SEED.ini" if dataset == "SEED" else "SEED_IV.ini")).read_text()
-    paths = {"dataset_root": dataset_root, "preprocessed_root": tmp_path / "pre", "result_path": tmp_path / "results"}
-    for key, value in {**paths, **data}.items():
-        text, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)
-        assert n == 1, key
-    ini = tmp_path / f"{dataset}_{len(list(tmp_path.glob('*.ini')))}.ini"
-    ini.write_text(text)
-    return ini
 
 
 def preprocess_cli(ini: Path, *args: str) -> subprocess.CompletedProcess:
@@ -76,114 +61,6 @@ def seed_iv_root(tmp_path_factory):
 # ----------------------------------------------------------------------------- spatial maps
 
 
-@pytest.mark.parametrize("width", [9, 17, 33])
-def test_each_electrode_lands_on_its_cell(width):
-    # pixel p sits at grid coordinate p * 8 / (width - 1): cell (r, c) is pixel (r, c) * (width - 1) / 8
-    matrix = interpolation_matrix(width)
-    assert matrix.shape == (width * width, 62) and matrix.dtype == np.float64
-    step = (width - 1) // (electrodes.GRID_SIZE - 1)
-    pixels = electrodes.GRID_POSITIONS[:, 0] * step * width + electrodes.GRID_POSITIONS[:, 1] * step
-    np.testing.assert_allclose(matrix[pixels], np.eye(62), atol=1e-12)  # value e on its cell, 0 on the others'
-
-
-@pytest.mark.parametrize("width", [2, 5, 9, 32, 33, 100])
-def test_grid_interpolation_matrix_is_scipys_rect_bivariate_spline(width):
-    """The NumPy spline equals RectBivariateSpline(kx=3, ky=3, s=0) pushed through as unit grids."""
-    cells, coords = np.arange(9.0), np.linspace(0, 8, width)
-    units = np.eye(81).reshape(81, 9, 9)
-    scipys = np.stack([RectBivariateSpline(cells, cells, u, kx=3, ky=3, s=0)(coords, coords).ravel() for u in units],
-                      axis=1)
-    np.testing.assert_allclose(grid_interpolation_matrix(width), scipys, rtol=0, atol=1e-13)
-
-
-def test_width_9_is_the_grid_itself():
-    np.testing.assert_allclose(grid_interpolation_matrix(9), np.eye(81), atol=1e-12)
-
-
-@pytest.mark.parametrize("width", [32, 17])
-def test_constant_and_linear_fields_are_reproduced(width):
-    matrix = grid_interpolation_matrix(width)
-    np.testing.assert_allclose(matrix @ np.full(81, 3.5), 3.5, atol=1e-12)
-    rows, cols = np.mgrid[0:9, 0:9]
-    coords = np.linspace(0, 8, width)
-    ramp = (matrix @ (2 * rows - cols).ravel().astype(float)).reshape(width, width)
-    np.testing.assert_allclose(ramp, 2 * coords[:, None] - coords[None, :], atol=1e-9)  # cubic splines keep lines
-
-
-def test_electrodes_to_maps_is_the_per_sample_product():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(7, 62, 3))
-    matrix = interpolation_matrix(32)
-    maps = electrodes_to_maps(x, matrix, 32)
-    assert maps.shape == (7, 32, 32, 3) and maps.dtype == np.float32
-    for n in range(7):
-        np.testing.assert_allclose(maps[n].reshape(1024, 3), matrix @ x[n], rtol=1e-5, atol=1e-5)
-    pos = electrodes.GRID_POSITIONS[electrodes.CHANNELS.index("OZ")]
-    onehot = np.zeros((1, 62, 1))
-    onehot[0, electrodes.CHANNELS.index("OZ")] = 1
-    peak = np.unravel_index(np.argmax(electrodes_to_maps(onehot, matrix, 32)[0, :, :, 0]), (32, 32))
-    assert np.allclose(np.array(peak) * 8 / 31, pos, atol=0.5)  # width 32: the peak is the pixel nearest the cell
-
-
-@pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="O_DIRECT is a Linux flag; elsewhere maps go through the page cache")
-@pytest.mark.parametrize("width, channels, refused, direct", [
-    (32, 5, None, True),            # a sample's maps are whole 4096-byte blocks: written with O_DIRECT
-    (9, 25, None, False),           # 8100 bytes a sample: through the page cache
-    (32, 25, "flag", False),        # a system without O_DIRECT
-    (32, 5, "write", True),         # a file system that takes the flag, then refuses the first write
-])
-def test_save_maps_npy_writes_the_maps(tmp_path, monkeypatch, width, channels, refused, direct):
-    fcntl = pytest.importorskip("fcntl")
-    real_pwrite, seen = os.pwrite, []
-
-    def pwrite(fd, data, offset):
-        on = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
-        seen.append(on)
-        if on and refused == "write":
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real_pwrite(fd, data, offset)
-
-    monkeypatch.setattr(os, "pwrite", pwrite)
-    if refused == "flag":
-        monkeypatch.setattr(inputs, "direct_writes", lambda fd, on: False)
-    x = np.random.default_rng(1).normal(size=(150, 62, channels))   # chunks of 64, 64 and 22 samples
-    matrix = interpolation_matrix(width)
-    with open(tmp_path / "maps.npy", "wb") as fh:
-        n_bytes = save_maps_npy(fh, x, matrix, width)
-        assert not fcntl.fcntl(fh.fileno(), fcntl.F_GETFL) & os.O_DIRECT      # left as it was found
-    assert n_bytes == (tmp_path / "maps.npy").stat().st_size == 4096 + x.size // 62 * width * width * 4
-    assert np.array_equal(np.load(tmp_path / "maps.npy", mmap_mode="r"), electrodes_to_maps(x, matrix, width))
-    assert seen[0] == direct and not any(seen[1:]) if refused else all(s == direct for s in seen)
-
-
-def test_pwrite_all_raises_instead_of_looping(tmp_path, monkeypatch):
-    """A write that makes no progress, or an EINVAL under an O_DIRECT flag that will not clear, is an
-    error rather than an endless retry."""
-    from sst import fileio
-
-    with open(tmp_path / "f", "wb") as fh:
-        monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: 0)
-        with pytest.raises(OSError, match="wrote nothing"):
-            fileio.pwrite_all(fh.fileno(), memoryview(b"abc"), 0)
-        if fileio.direct_writes(fh.fileno(), True):
-            def refuse(fd, data, offset):
-                raise OSError(errno.EINVAL, "Invalid argument")
-
-            monkeypatch.setattr(os, "pwrite", refuse)
-            monkeypatch.setattr(fileio, "direct_writes", lambda fd, on: on)     # clearing the flag fails silently
-            with pytest.raises(OSError, match="Invalid argument"):
-                fileio.pwrite_all(fh.fileno(), memoryview(bytes(4096)), 0)
-
-
-def test_save_maps_npy_without_pwrite(tmp_path, monkeypatch):
-    """Where os has no pwrite (Windows), the chunks are written after a seek, to the same file."""
-    monkeypatch.delattr(os, "pwrite")
-    x = np.random.default_rng(2).normal(size=(70, 62, 5))
-    with open(tmp_path / "maps.npy", "wb") as fh:
-        save_maps_npy(fh, x, interpolation_matrix(32), 32)
-    assert np.array_equal(np.load(tmp_path / "maps.npy"), electrodes_to_maps(x, interpolation_matrix(32), 32))
-
-
 # ----------------------------------------------------------------------------- DE and resampling
 
 
@@ -202,32 +79,6 @@ def test_de_of_gaussian_noise():
         _, h = signal.sosfreqz(sos, worN=2 ** 16, fs=200)
         variance = sigma ** 2 * np.mean(np.abs(h) ** 4)  # white noise through the zero-phase (squared) filter
         assert abs(de[..., b].mean() - 0.5 * np.log(2 * np.pi * np.e * variance)) < 0.02
-
-
-@pytest.mark.parametrize("seconds, points, offset", [(0.2, 25, 0.0), (0.2, 25, 0.3), (0.25, 25, 0.0), (0.2, 40, 0.0),
-                                                     (0.2, 13, 0.0), (0.5, 50, 0.1)])
-def test_resample_matrix_is_scipys_resample_poly(seconds, points, offset):
-    """The NumPy resampling filter equals scipy.signal.resample_poly's (pushed through as unit impulses)."""
-    cfg = load_config(ROOT / "SEED.ini").replace(data={"temporal_window_s": seconds, "temInput_length": points,
-                                                      "temporal_offset_s": offset})
-    spec = temporal_spec(cfg)
-    responses = signal.resample_poly(np.eye(spec.length + 2 * spec.context), spec.up, spec.down, axis=-1)
-    skip = spec.context * spec.up // spec.down
-    np.testing.assert_allclose(resample_matrix(spec), responses[:, skip:skip + points], rtol=0, atol=1e-14)
-
-
-def test_resampling_keeps_a_slow_sinusoid_and_removes_a_fast_one():
-    cfg = load_config(ROOT / "SEED.ini")
-    spec = temporal_spec(cfg)
-    assert (spec.length, spec.points, spec.up, spec.down) == (40, 25, 5, 8)
-    n_windows, t = 12, np.arange(200 * 12 + 1) / 200
-    raw = {1: np.tile(np.sin(2 * np.pi * 2 * t + 0.3), (62, 1)), 2: np.tile(np.sin(2 * np.pi * 85 * t), (62, 1))}
-    eeg = temporal_samples(raw, {1: n_windows, 2: n_windows}, spec, resample_matrix(spec))
-    assert eeg.shape == (2 * n_windows, 62, 25) and eeg.dtype == np.float32
-    times = (np.arange(n_windows)[:, None] * 200 + np.arange(25)[None] * 40 / 25) / 200  # point k at sample k * 40/25
-    np.testing.assert_allclose(eeg[:n_windows, 5], np.sin(2 * np.pi * 2 * times + 0.3), atol=1e-2)
-    np.testing.assert_allclose(eeg[1:n_windows, 5], np.sin(2 * np.pi * 2 * times[1:] + 0.3), atol=1e-3)
-    assert np.abs(eeg[n_windows + 1:]).max() < 0.01  # 85 Hz would alias to 40 Hz at 125 Hz: filtered out
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -262,7 +113,7 @@ def check_session(folder: Path, dataset: str, session: int, has_temporal: bool =
 
 
 def test_end_to_end_seed(seed_root, tmp_path):
-    ini = write_ini(tmp_path, "SEED", seed_root)
+    ini = dataset_ini(tmp_path, "SEED", seed_root)
     result = preprocess_cli(ini)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -290,7 +141,7 @@ def test_end_to_end_seed(seed_root, tmp_path):
 
 
 def test_end_to_end_seed_iv(seed_iv_root, tmp_path):
-    ini = write_ini(tmp_path, "SEED-IV", seed_iv_root)
+    ini = dataset_ini(tmp_path, "SEED-IV", seed_iv_root)
     result = preprocess_cli(ini)
     assert result.returncode == 0, result.stderr
     assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["sub01_ses1", "sub01_ses2"]
@@ -303,7 +154,7 @@ def test_end_to_end_seed_iv(seed_iv_root, tmp_path):
 
 @pytest.mark.slow
 def test_rerun_skips_force_redoes_and_config_changes_rebuild(seed_root, tmp_path):
-    ini = write_ini(tmp_path, "SEED", seed_root)
+    ini = dataset_ini(tmp_path, "SEED", seed_root)
     assert preprocess_cli(ini, "--subjects", "1").returncode == 0
     spectral = tmp_path / "pre" / "sub01_ses1" / "spectral.npy"
     stamp = spectral.stat().st_mtime_ns
@@ -323,7 +174,7 @@ def test_rerun_skips_force_redoes_and_config_changes_rebuild(seed_root, tmp_path
     check_session(tmp_path / "pre" / "sub02_ses1", "SEED", 1)
     assert not list((tmp_path / "pre").rglob("*.tmp"))
 
-    wider = write_ini(tmp_path, "SEED", seed_root, input_width=17)
+    wider = dataset_ini(tmp_path, "SEED", seed_root, input_width=17)
     with pytest.raises(DataError, match=r"input_width = 32, but .* has 17; rerun `python Preprocess.py -c .* --force`"):
         load_preprocessed(load_config(wider))
     result = preprocess_cli(wider)  # a different [data] config is rebuilt without --force
@@ -333,7 +184,7 @@ def test_rerun_skips_force_redoes_and_config_changes_rebuild(seed_root, tmp_path
 
 def test_no_raw_eeg(tmp_path):
     root = synthetic.write_seed(tmp_path / "SEED", subjects=(1, 2), sessions=(1,), trial_fraction=FRACTION, raw=False)
-    ini = write_ini(tmp_path, "SEED", root)
+    ini = dataset_ini(tmp_path, "SEED", root)
     result = preprocess_cli(ini)
     assert result.returncode == 0, result.stderr
     notices = [line for line in result.stdout.splitlines() if not PROGRESS.match(line)]
@@ -344,7 +195,7 @@ def test_no_raw_eeg(tmp_path):
 
 
 def test_de_from_raw(seed_root, tmp_path):
-    ini = write_ini(tmp_path, "SEED", seed_root, feature="de_raw")
+    ini = dataset_ini(tmp_path, "SEED", seed_root, feature="de_raw")
     result = preprocess_cli(ini, "--subjects", "2")
     assert result.returncode == 0, result.stderr
     manifest, arrays = check_session(tmp_path / "pre" / "sub02_ses1", "SEED", 1)
@@ -357,18 +208,12 @@ def test_de_from_raw(seed_root, tmp_path):
 # tests/test_bad_inputs.py.
 
 
-def test_load_preprocessed_without_maps_names_the_command(tmp_path):
-    ini = write_ini(tmp_path, "SEED", tmp_path / "SEED")
-    with pytest.raises(DataError, match=r"no preprocessed sessions; run `python Preprocess.py -c "):
-        load_preprocessed(load_config(ini))
-
-
 # ----------------------------------------------------------------------------- --no-maps, checks of what is written
 
 
 @pytest.mark.slow
 def test_no_maps_writes_what_run_reads_and_maps_later_rebuild(seed_root, tmp_path):
-    ini = write_ini(tmp_path, "SEED", seed_root)
+    ini = dataset_ini(tmp_path, "SEED", seed_root)
     result = preprocess_cli(ini, "--subjects", "1", "--no-maps")
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "pre" / "sub01_ses1"
@@ -389,7 +234,7 @@ def test_estimated_memory_covers_a_session_and_refuses_the_impossible(tmp_path):
     cfg = load_config(ROOT / "SEED.ini")
     raw = 62 * 200 * 3394 * 8                     # one full SEED session's raw EEG, float64
     assert raw < Preprocess.estimated_bytes(cfg, maps=False) < Preprocess.estimated_bytes(cfg) < raw + 2**30
-    huge = write_ini(tmp_path, "SEED", tmp_path / "SEED", input_width=100000)
+    huge = dataset_ini(tmp_path, "SEED", tmp_path / "SEED", input_width=100000)
     with pytest.raises(ConfigError, match=r"\[data\] input_width = 100000 .* needs about [\d,.]+ GiB of memory, "
                                           r"[\d,.]+ GiB are available"):
         Preprocess.preprocess(load_config(huge))
@@ -430,7 +275,7 @@ def test_written_values_are_checked(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_manifest_of_another_session_is_refused_and_rebuilt(seed_root, tmp_path):
-    ini = write_ini(tmp_path, "SEED", seed_root)
+    ini = dataset_ini(tmp_path, "SEED", seed_root)
     assert preprocess_cli(ini, "--no-maps").returncode == 0
     path = tmp_path / "pre" / "sub01_ses1" / "manifest.json"
     manifest = json.loads(path.read_text())
@@ -442,3 +287,35 @@ def test_manifest_of_another_session_is_refused_and_rebuilt(seed_root, tmp_path)
     result = preprocess_cli(ini, "--no-maps")                          # selected: rebuilt
     assert result.returncode == 0 and result.stdout.startswith("sub01_ses1")
     assert json.loads(path.read_text())["subject"] == 1
+
+
+@pytest.mark.slow
+def test_set_data_keys_preprocess_beside_the_ini_sessions(finished, tmp_path):
+    root, ini = copy_of(finished, tmp_path)
+    session = {p.name: p.stat().st_mtime_ns for p in (root / "pre" / "sub01_ses1").iterdir()}
+    p = run_cli("Preprocess.py", "-c", str(ini), "--set", "data.input_width=17", "--no-maps")
+    assert p.returncode == 0, p.stderr
+    assert (root / "pre" / "data.input_width=17" / "sub01_ses1" / "manifest.json").is_file()
+    assert {q.name: q.stat().st_mtime_ns for q in (root / "pre" / "sub01_ses1").iterdir()} == session
+
+
+def test_full_disk_during_force_keeps_the_old_session(finished, tmp_path, monkeypatch):
+    """In-process: the disk fills while the new session's arrays are written; the old session stays
+    complete and loadable, and the error names the file and says why."""
+    root, ini = copy_of(finished, tmp_path)
+    cfg = config.load_config(ini)
+    folder = root / "pre" / "sub01_ses1"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    calls = []
+
+    def full(fh, array, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return np.lib.format.write_array(fh, np.asanyarray(array))
+
+    monkeypatch.setattr(np, "save", full)
+    with pytest.raises(errors.OutputError, match=rf"{folder}/\w+\.npy: cannot write \(no space left on device\)"):
+        Preprocess.preprocess(cfg, force=True, subjects=[1])
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before        # nothing added, nothing changed
+    assert len(session_store.load_preprocessed(cfg, subjects=[1])) == 1

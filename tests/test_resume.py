@@ -20,7 +20,6 @@ All on tiny synthetic SEED (2 subjects, 1 session, trial_fraction 0.05, 16 x 16 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -34,26 +33,9 @@ import pytest
 import scipy.io
 import torch
 
-from conftest import ROOT, TINY_MODEL, run_cli, write_ini
-from sst.data import synthetic
+from conftest import ROOT, make_ini, run_cli
 
 RUNS = ("sub01_ses1", "sub02_ses1")
-TRAINING = {"nbEpoch": 3, "batch_size": 32, "num_threads": 1, "seed": 42}
-
-
-def make_ini(path: Path, data_root: Path, pre: Path, res: Path, **training) -> Path:
-    return write_ini(path, path={"dataset_root": data_root, "preprocessed_root": pre, "result_path": res},
-                     data={"input_width": 16}, model=TINY_MODEL, training=TRAINING | training)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    """base/SEED (synthetic) and base/pre (its maps, preprocessed once)."""
-    base = tmp_path_factory.mktemp("tiny")
-    synthetic.write_seed(base / "SEED", subjects=(1, 2), sessions=(1,), trial_fraction=0.05, seed=0)
-    p = run_cli("Preprocess.py", "-c", str(make_ini(base / "pre.ini", base / "SEED", base / "pre", base / "res")))
-    assert p.returncode == 0, p.stderr
-    return base
 
 
 @pytest.fixture(scope="module")
@@ -175,22 +157,6 @@ def test_preprocess_killed_mid_session_redoes_that_session_only(tiny, tmp_path):
     assert leftovers(pre) == []
 
 
-@pytest.mark.slow
-def test_only_temporaries_of_dead_processes_are_removed(tmp_path):
-    from sst import fileio
-
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()  # reaped: its pid no longer exists
-    with fileio.atomic_path(tmp_path / "result.json") as tmp:
-        name = tmp.name  # .result.json~<our pid>-<host>~<random>.tmp
-    for pid in (dead.pid, os.getpid(), os.getppid()):  # as if `pid` had been killed while writing
-        (tmp_path / name.replace(f"~{os.getpid()}-", f"~{pid}-")).write_text("half a file")
-    (tmp_path / ".notes.tmp").write_text("not ours")
-    assert fileio.remove_stale_temporaries(tmp_path) == 1
-    left = sorted(p.name.split("~")[1].split("-")[0] for p in tmp_path.glob(".*~*.tmp"))
-    assert left == sorted([str(os.getpid()), str(os.getppid())]) and (tmp_path / ".notes.tmp").exists()
-
-
 # ----------------------------------------------------------------------------- determinism
 
 
@@ -203,37 +169,6 @@ def test_same_seed_same_run_other_seed_other_run(tiny, reference, tmp_path):
         assert p.returncode == 0, p.stderr
     assert_same_results(tmp_path / "seed42", reference, runs=("sub01_ses1",))
     assert not same_tensors(model_state(tmp_path / "seed7", "sub01_ses1"), model_state(reference, "sub01_ses1"))
-
-
-def test_resumed_trainer_keeps_early_stopping_and_refuses_other_configs(tiny, tmp_path):
-    """In-process: a partial state saved at an early stop trains no further; one of another config is refused."""
-    from sst.config import load_config
-    from sst.data import session_store
-    from sst.results import provenance, store
-    from sst.training import loop, runspec
-
-    cfg = load_config(make_ini(tmp_path / "a.ini", tiny / "SEED", tiny / "pre", tmp_path / "res", patience=1))
-    spec = runspec.RunSpec(1, 1)
-    data = loop.build_run_data(cfg, spec, session_store.load_preprocessed(cfg, subjects=[1]))
-    trainer = loop.Trainer(cfg, spec, data, torch.device("cpu"))
-    trainer.history = [{"epoch": 1}, {"epoch": 2}]
-    trainer.best["wait"] = 1  # the state saved when epoch 2 stopped training (patience 1)
-    epochs = []
-    trainer.fit(epochs.append)
-    assert len(trainer.history) == 2 and epochs == []
-
-    key = provenance.result_key(cfg)
-    store.save_partial(tmp_path / "partial.pt", trainer, key)
-    other = loop.Trainer(cfg.replace(training={"lr": 1e-3}), spec, data, torch.device("cpu"))
-    with pytest.raises(ValueError, match="another configuration"):
-        store.load_partial(tmp_path / "partial.pt", other, provenance.result_key(other.cfg))
-    older = {k: v for k, v in trainer.state().items() if k != "subject_pool"}
-    loop.Trainer(cfg, spec, data, torch.device("cpu")).load_state(older)   # trial protocol: the pool is not needed
-    loso = cfg.replace(training={"protocol": "loso"})
-    saved = loop.Trainer(loso, spec, data, torch.device("cpu")).state()
-    data.subjects = [1, 2, 3]    # loso, after subjects 2 and 3 were preprocessed
-    with pytest.raises(ValueError, match=r"pooled subjects \[1\], now \[1, 2, 3\]"):
-        loop.Trainer(loso, spec, data, torch.device("cpu")).load_state(saved)
 
 
 # ----------------------------------------------------------------------------- NaN guard
@@ -325,33 +260,3 @@ def test_concurrent_shards_write_disjoint_files_and_summarize_sees_all(tiny, ref
     assert_same_results(res, reference)
 
 
-def test_resume_from_a_contiguous_optimizer_state_trains_as_uninterrupted(tiny, tmp_path):
-    """A partial state written when the parameters were contiguous (before run.py kept them channels-last
-    3D) resumes with Adam's moments in the parameters' layout: the next step equals the uninterrupted one."""
-    import copy
-
-    from sst.config import load_config
-    from sst.data import session_store
-    from sst.training import loop, runspec
-
-    cfg = load_config(make_ini(tmp_path / "a.ini", tiny / "SEED", tiny / "pre", tmp_path / "res"))
-    spec = runspec.RunSpec(1, 1)
-    data = loop.build_run_data(cfg, spec, session_store.load_preprocessed(cfg, subjects=[1]))
-    first = loop.Trainer(cfg, spec, data, torch.device("cpu"))
-    first.train_epoch(1)
-    state = copy.deepcopy(first.state())        # state() holds live tensors, which the next steps change
-    for moments in state["optimizer"]["state"].values():           # as saved from contiguous parameters
-        for key, value in moments.items():
-            if torch.is_tensor(value) and value.dim() == 5:
-                moments[key] = value.contiguous()
-    assert any(v.dim() == 5 and v.is_contiguous() for m in state["optimizer"]["state"].values()
-               for v in m.values() if torch.is_tensor(v))
-    resumed = loop.Trainer(cfg, spec, data, torch.device("cpu"))
-    resumed.load_state(state)
-    reference = loop.Trainer(cfg, spec, data, torch.device("cpu"))
-    reference.load_state(copy.deepcopy(first.state()))
-    for trainer in (resumed, reference):
-        torch.manual_seed(5)
-        trainer.train_epoch(2)
-    for (name, a), b in zip(resumed.net.state_dict().items(), reference.net.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

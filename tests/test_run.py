@@ -15,13 +15,10 @@ import pytest
 import torch
 
 import run
-from conftest import GLIBC, ROOT, TINY_MODEL, run_cli, run_in_process, tiny_seed_tree, write_ini
+from conftest import ROOT, TINY_MODEL, run_cli, run_in_process, write_ini
 from sst import config, errors, fileio
-from sst.data import inputs
-from sst.models import kinds
-from sst.reporting import summaries
-from sst.results import checkpoints, provenance, store
-from sst.training import loop, metrics, protocols, runspec, sharding
+from sst.results import checkpoints, store
+from sst.training import protocols, runspec
 
 # SEED's trial labels, 0-based (negative 0, neutral 1, positive 2), trials 1..15
 SEED_LABELS = np.array([1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1]) + 1
@@ -30,149 +27,7 @@ SEED_LABELS = np.array([1, 0, -1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 0, 1, -1]) + 1
 # ----------------------------------------------------------------------------- unit
 
 
-def test_scores_match_hand_computation():
-    y_true = np.array([0, 0, 1, 1, 2, 2])
-    y_pred = np.array([0, 1, 1, 1, 2, 0])
-    cm = metrics.confusion_matrix(y_true, y_pred, 3)
-    assert cm.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
-    s = metrics.scores(cm)
-    assert s["accuracy"] == pytest.approx(4 / 6)
-    assert s["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
-    # p_observed 2/3, p_chance (2*2 + 2*3 + 2*1) / 36 = 1/3
-    assert s["kappa"] == pytest.approx(0.5)
-
-
-def pool(subject, trial, label) -> protocols.Pool:
-    """The samples of one session (session 1) as a protocol's split sees them."""
-    return protocols.Pool(np.asarray(subject), np.ones_like(subject), np.asarray(trial), np.asarray(label))
-
-
-def test_trial_split_holds_out_whole_trials():
-    trial = np.repeat(np.arange(1, 16), 4)
-    label = SEED_LABELS[trial - 1]
-    s = protocols.trial_split("SEED", trial, label, val_trials_per_class=1)
-    assert set(trial[s.test]) == set(range(10, 16))
-    # the last training trial of each class: negative 7, neutral 8, positive 9
-    assert set(trial[s.val]) == {7, 8, 9}
-    assert set(trial[s.train]) == set(range(1, 7))
-    assert len(np.intersect1d(s.train, s.val)) == 0
-    no_val = protocols.trial_split("SEED", trial, label, val_trials_per_class=0)
-    assert len(no_val.val) == 0 and set(trial[no_val.train]) == set(range(1, 10))
-
-
-def test_trial_split_that_would_leave_a_class_untrained_is_refused(tmp_path):
-    from sst.data import datasets
-
-    cfg = config.load_config(write_ini(tmp_path / "iv.ini", "SEED_IV.ini", training={"val_trials_per_class": 2}))
-    labels = np.array(datasets.get("SEED-IV").trial_labels[1])   # session 1: trials 1-16 hold class 3 twice
-    trial = np.repeat(np.arange(1, 25), 3)
-    with pytest.raises(errors.ConfigError, match=r"iv.ini: \[training\] val_trials_per_class = 2 takes every training "
-                                              r"trial of class 3 \(happy\) of sub01_ses1"):
-        protocols.of(cfg).split(cfg, runspec.RunSpec(1, 1), pool(np.ones_like(trial), trial, labels[trial - 1]))
-    one = protocols.of(cfg).split(cfg.replace(training={"val_trials_per_class": 1}), runspec.RunSpec(1, 1),
-                                  pool(np.ones_like(trial), trial, labels[trial - 1]))
-    assert set(labels[trial[one.train] - 1]) == {0, 1, 2, 3}
-
-
-def test_failure_records_outlive_the_invocation_until_the_run_finishes(tmp_path):
-    cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
-    out = store.ResultDir(cfg)
-    out.record_failure(runspec.RunSpec(2, 1), "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan")
-    out.record_failure(runspec.RunSpec(3, 1), "another")
-    assert out.failures({}) == {"sub02_ses1": "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan",
-                                "sub03_ses1": "another"}
-    assert list(out.failures({"sub03_ses1": {}})) == ["sub02_ses1"]      # finished since: not a failure
-    other = store.ResultDir(cfg.replace(training={"lr": 1e-3}))
-    assert other.failures({}) == {}                                       # another configuration's record
-    (tmp_path / "res" / "failed" / "list.json").write_text("[1, 2]")      # JSON, but not a record: skipped
-    (tmp_path / "res" / "failed" / "norun.json").write_text('{"error": "x"}')
-    (tmp_path / "res" / "failed" / "damaged.json").write_text('{"run": ')
-    assert list(out.failures({})) == ["sub02_ses1", "sub03_ses1"]
-
-
-def test_summary_of_failed_runs_only_prints_them(tmp_path, capsys):
-    cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
-    out = store.ResultDir(cfg)
-    out.record_failure(runspec.RunSpec(2, 1), "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan")
-    assert summaries.summarize(cfg, out) is None and not (tmp_path / "res" / "summary.json").exists()
-    assert capsys.readouterr().out.splitlines() == [
-        f"no finished runs under {tmp_path}/res/runs",
-        "failed: sub02_ses1: sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan"]
-
-
-def test_random_split_is_a_seeded_partition():
-    s = protocols.random_split(1000, test_fraction=0.4, val_fraction=0.1, seed=3)
-    together = np.concatenate([s.train, s.val, s.test])
-    assert sorted(together.tolist()) == list(range(1000))
-    assert len(s.test) == 400 and len(s.val) == 60
-    again = protocols.random_split(1000, 0.4, 0.1, seed=3)
-    assert np.array_equal(s.test, again.test)
-    assert not np.array_equal(s.test, protocols.random_split(1000, 0.4, 0.1, seed=4).test)
-
-
-def test_loso_split_tests_one_subject_and_validates_on_another(tmp_path):
-    cfg = config.load_config(write_ini(tmp_path / "a.ini", training={"protocol": "loso"}))
-    subject = np.repeat([1, 2, 3, 4], 5)
-    s = protocols.of(cfg).split(cfg, runspec.RunSpec(2, 1), pool(subject, np.ones(20, int), np.zeros(20, int)))
-    assert set(subject[s.test]) == {2}
-    assert set(subject[s.val]) == {3}
-    assert set(subject[s.train]) == {1, 4}
-    last = protocols.of(cfg).split(cfg, runspec.RunSpec(4, 1), pool(subject, np.ones(20, int), np.zeros(20, int)))
-    assert set(subject[last.val]) == {1}  # wraps around
-
-
-def test_zscore_uses_training_statistics_only():
-    rng = np.random.default_rng(0)
-    x = rng.normal(5, 3, size=(100, 62, 5))
-    train = np.arange(60)
-    z, mean, std = inputs.zscore(x, train, axes=(0,))
-    assert np.allclose(z[train].mean(0), 0, atol=1e-5) and np.allclose(z[train].std(0), 1, atol=1e-4)
-    x2 = x.copy()
-    x2[60:] += 100  # changing test samples must not change the statistics
-    _, mean2, std2 = inputs.zscore(x2, train, axes=(0,))
-    assert np.array_equal(mean, mean2) and np.array_equal(std, std2)
-
-
-def test_shards_partition_the_runs():
-    available = [(s, k) for s in range(1, 16) for k in (1, 2, 3)]
-    shards = [sharding.plan_runs(available, None, None, (i, 4)) for i in range(4)]
-    names = [r.name for shard in shards for r in shard]
-    assert len(names) == 45 and len(set(names)) == 45
-    picked = sharding.plan_runs(available, {2, 10}, {3}, None)
-    assert [r.name for r in picked] == ["sub02_ses3", "sub10_ses3"]
-
-
-def test_result_key_tracks_settings_that_change_results(tmp_path):
-    cfg = config.load_config(write_ini(tmp_path / "a.ini"))
-    key = provenance.result_key(cfg)
-    assert provenance.result_key(cfg.replace(training={"device": "cpu"})) == key
-    assert provenance.result_key(cfg.replace(path={"result_path": tmp_path})) == key
-    assert provenance.result_key(cfg.replace(training={"lr": 1e-3})) != key
-    assert provenance.result_key(cfg.replace(model={"attention": "none"})) != key
-
-
-def test_early_stopping_and_checkpoint_follow_keras_semantics(tmp_path):
-    """Best checkpoint: strictly higher val accuracy. Stop: `patience` epochs without lower val loss."""
-    cfg = config.load_config(write_ini(tmp_path / "a.ini", training={"patience": 2}))
-    trainer = loop.Trainer.__new__(loop.Trainer)
-    trainer.cfg = cfg
-    trainer.net = type("Net", (), {"state_dict": lambda self: {"epoch": len(rows)}})()
-    trainer.best = {"val_accuracy": -math.inf, "val_loss": math.inf, "epoch": 0, "state": None, "wait": 0}
-    rows, stops = [], []
-    for epoch, (loss, acc) in enumerate([(1.0, 0.5), (0.8, 0.7), (0.9, 0.7), (0.85, 0.6)], start=1):
-        rows.append(epoch)
-        stops.append(trainer._update_best({"epoch": epoch, "val_loss": loss, "val_accuracy": acc}))
-    assert stops == [False, False, False, True]
-    assert trainer.best["epoch"] == 2 and trainer.best["state"] == {"epoch": 2}
-
-
 # ----------------------------------------------------------------------------- end to end
-
-
-@pytest.fixture(scope="module")
-def tiny_seed(tmp_path_factory):
-    """Two synthetic SEED subjects (one session, short trials), preprocessed at 16x16."""
-    return tiny_seed_tree(tmp_path_factory.mktemp("seed"))
 
 
 @pytest.mark.slow
@@ -276,51 +131,6 @@ def test_missing_preprocessed_data_names_the_command(tiny_seed, tmp_path):
     assert p.returncode == 1
     assert "Preprocess.py" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "res").exists()
-
-
-@pytest.mark.slow
-def test_batch_maps_equal_the_stored_maps(tiny_seed):
-    """run.py builds each batch's maps from electrode values; they must be Preprocess.py's maps."""
-    import torch
-
-    from sst.data import session_store
-
-    root, ini = tiny_seed
-    cfg = config.load_config(ini)
-    session = session_store.load_preprocessed(cfg, subjects=[1], sessions=[1])[0]
-    build = inputs.MapBuilder(cfg.data.input_width, torch.device("cpu"))
-    for arrays, stored in ((session.de, "spectral.npy"), (session.eeg, "temporal.npy")):
-        maps = build(torch.tensor(np.asarray(arrays[3:40]))).numpy()  # a copy: the memmap is read-only
-        expected = np.load(session.path / stored)[3:40]
-        assert maps.shape == expected.shape
-        assert np.allclose(maps, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
-
-
-FAULTS_SCRIPT = """
-import resource
-import torch
-from sst import runtime
-
-def faults():  # minor page faults while a 64 MiB tensor is allocated, written and freed
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    torch.ones(16 << 20)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-default = min(faults() for _ in range(3))
-kept = runtime.keep_freed_memory()
-torch.ones(32 << 20)  # 128 MiB from the heap, then free: room for the next 64 MiB blocks
-print(default, min(faults() for _ in range(3)), kept)
-"""
-
-
-@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
-def test_keep_freed_memory_reuses_freed_blocks():
-    """After utils.keep_freed_memory a freed 64 MiB block is reused: no page faults the next time."""
-    p = run_cli("-c", FAULTS_SCRIPT)
-    assert p.returncode == 0, p.stderr
-    default, kept, ok = p.stdout.split()
-    assert ok == "True"
-    assert int(kept) * 4 < int(default), p.stdout
 
 
 @pytest.mark.slow
@@ -489,51 +299,6 @@ def test_ctrl_c_while_the_workers_start_prints_one_line(tiny_seed, tmp_path):
     assert live_processes_of_group(proc.pid) == []
 
 
-def test_shard_auto_reads_the_slurm_array(monkeypatch):
-    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "12")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "10")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
-    assert sharding.parse_shard("auto") == (2, 4)
-    monkeypatch.delenv("SLURM_ARRAY_TASK_COUNT")
-    with pytest.raises(errors.UserError, match="--shard auto: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are not set"):
-        sharding.parse_shard("auto")
-
-
-# --array=...: every task id of the array, and (MIN, MAX, STEP, COUNT) as SLURM sets them
-SLURM_ARRAYS = {"0-8": (range(0, 9), (0, 8, 1, 9)), "5-13 (an offset)": (range(5, 14), (5, 13, 1, 9)),
-                "1-17:4 (a step)": (range(1, 18, 4), (1, 17, 4, 5)), "3 (one task)": ([3], (3, 3, 1, 1)),
-                "1,3,5,7 (an even list)": ([1, 3, 5, 7], (1, 7, 2, 4))}
-
-
-@pytest.mark.parametrize("array", SLURM_ARRAYS)
-def test_shard_auto_gives_each_task_of_an_evenly_spaced_array_its_own_shard(array):
-    ids, (low, high, step, count) = SLURM_ARRAYS[array]
-    env = {"SLURM_ARRAY_TASK_MIN": str(low), "SLURM_ARRAY_TASK_MAX": str(high), "SLURM_ARRAY_TASK_STEP": str(step),
-           "SLURM_ARRAY_TASK_COUNT": str(count)}
-    shards = [sharding.slurm_array_index({**env, "SLURM_ARRAY_TASK_ID": str(i)}) for i in ids]
-    assert shards == [(k, count) for k in range(count)]
-
-
-@pytest.mark.parametrize("env", [{"ID": 5, "MIN": 1, "MAX": 7, "STEP": 1, "COUNT": 3},     # --array=1,5,7
-                                 {"ID": 1, "MIN": 1, "MAX": 7, "STEP": 1, "COUNT": 3},     # its first task too
-                                 {"ID": 10, "MIN": 0, "MAX": 10, "STEP": 1, "COUNT": 5},   # --array=0-3,10
-                                 {"ID": 3, "MIN": 1, "MAX": 7, "COUNT": 3},                # 1,3,7: no STEP
-                                 {"ID": 1, "MIN": 1, "MAX": 7, "COUNT": 3},                # its other tasks decide
-                                 {"ID": 7, "MIN": 1, "MAX": 7, "COUNT": 3}])               # alike (1,4,7 too)
-def test_shard_auto_in_an_array_of_listed_ids_takes_runs_nobody_has_taken(env):
-    """No task of a list can compute its position: each takes the runs no other has (run.claim_runs)."""
-    assert sharding.slurm_array_index({f"SLURM_ARRAY_TASK_{k}": str(v) for k, v in env.items()}) == sharding.CLAIM
-
-
-@pytest.mark.parametrize("env", [{"ID": 9, "MIN": 0, "COUNT": 4},                           # beyond the array
-                                 {"ID": 0, "MIN": 1, "MAX": 7, "COUNT": 3},                 # below it
-                                 {"ID": 1, "MIN": 1, "MAX": 7, "COUNT": 0},                 # no task
-                                 {"ID": 2, "MIN": 1, "MAX": 17, "STEP": 4, "COUNT": 5}])    # off 1-17:4's step
-def test_shard_auto_refuses_a_task_that_is_not_one_of_its_array(env):
-    with pytest.raises(errors.UserError, match=r"--shard auto: this task is not one of the array's .*give --shard I/N"):
-        sharding.slurm_array_index({f"SLURM_ARRAY_TASK_{k}": str(v) for k, v in env.items()})
-
-
 def test_tasks_of_an_array_of_listed_ids_share_the_runs(tiny_seed, tmp_path, monkeypatch, capsys):
     """--shard auto in --array=1,5,7: a task skips the run another process holds and trains the others; a
     later task finds nothing left; --jobs is refused (one run at a time)."""
@@ -667,26 +432,6 @@ def test_override_folders_are_order_free_and_short():
     assert len(long) <= 100 and long == config.folder_name([f"model.key{i}=value{i}" for i in reversed(range(30))])
 
 
-def test_a_collapsed_run_is_flagged():
-    cfg = config.load_config(ROOT / "SEED.ini")
-    assert metrics.result_warnings(cfg, np.array([2, 2, 2]), 500) == [
-        "every test window predicted as class 2 (positive): the model collapsed to one class"]
-    assert metrics.result_warnings(cfg, np.array([0, 2, 1]), 500) == []
-
-
-def test_cross_session_split_holds_out_a_session():
-    session = np.repeat([1, 2, 3], 30)
-    trial = np.tile(np.repeat(np.arange(1, 16), 2), 3)
-    label = SEED_LABELS[trial - 1]
-    s = protocols.cross_session_split(session, trial, label, test_session=2, val_trials_per_class=1)
-    assert set(session[s.test]) == {2} and len(s.test) == 30
-    assert set(session[s.val]) == {1, 3} and set(session[s.train]) == {1, 3}
-    # validation: in each training session the last trial of each class (negative 15, neutral 13, positive 14)
-    for k in (1, 3):
-        assert set(trial[s.val][session[s.val] == k]) == {13, 14, 15}
-    assert len(np.intersect1d(s.train, s.val)) == 0
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset, base", [("SEED", "SEED.ini"), ("SEED-IV", "SEED_IV.ini")])
 def test_cross_session_and_predict_end_to_end(tmp_path, dataset, base, capsys):
@@ -810,32 +555,3 @@ def test_cross_session_results_of_another_session_pool_are_refused(tmp_path, cap
         f"sessions are now [1, 2, 3]; choose another [path] result_path or delete {tmp_path}/res/runs to start over"]
 
 
-def test_runs_of_other_code_or_precision_are_another_configuration(tmp_path):
-    """Training (ResultDir with a precision) refuses finished runs made by other code, or by a version that
-    did not record its code, naming the files; summarize and predict (no precision) read them; a folder
-    never mixes float32 and bf16 runs."""
-    from test_figures import fake_run
-
-    cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
-    training_dir = kinds.result_dir(cfg, precision="float32")
-    record = {**fake_run(1, 1), "seconds": 1.0, "config_key": training_dir.config_key, "code": dict(training_dir.code)}
-    fileio.write_json(training_dir.run_json(runspec.RunSpec(1, 1)), record)
-    assert list(training_dir.finished()) == ["sub01_ses1"]
-    fileio.write_json(training_dir.run_json(runspec.RunSpec(1, 1)), {**record, "code": {**record["code"], "model.A3DBAttention": "0"}})
-    with pytest.raises(errors.ConfigError, match=r"sub01_ses1.json: made with other code \(model\.A3DBAttention changed since\): "
-                                                r"another configuration; keep both with --result-path"):
-        training_dir.finished()
-    legacy = {k: v for k, v in record.items() if k != "code"}
-    fileio.write_json(training_dir.run_json(runspec.RunSpec(1, 1)), legacy)
-    with pytest.raises(errors.ConfigError, match="made by an earlier version that did not record its code"):
-        training_dir.finished()
-    reading = store.ResultDir(cfg)
-    assert list(reading.finished()) == ["sub01_ses1"] and reading.precision_found == "float32"
-    assert store.ResultDir(cfg, "bf16").config_key != training_dir.config_key
-    fileio.write_json(training_dir.run_json(runspec.RunSpec(2, 1)),
-                      {**fake_run(2, 1), "seconds": 1.0, "config_key": provenance.result_key(cfg, "bf16")})
-    with pytest.raises(errors.ConfigError, match="sub02_ses1.json: bf16 results beside float32 ones"):
-        store.ResultDir(cfg).finished()
-    training_dir.run_json(runspec.RunSpec(1, 1)).unlink()
-    with pytest.raises(errors.ConfigError, match="sub02_ses1.json: made with a different configuration"):
-        training_dir.finished()     # a bf16 run is never reused by float32 training

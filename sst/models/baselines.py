@@ -32,6 +32,7 @@ of C each) takes a few minutes. It is imported only when a baseline is trained.
 """
 from __future__ import annotations
 
+import importlib
 import math
 import time
 import warnings
@@ -45,21 +46,27 @@ from sst.errors import DataError, UserError
 from sst.results import records, safe_load, store
 from sst.training import protocols, runspec
 
-MODELS = ("linear_svm", "logistic_regression")
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)   # decades around sklearn's default 1
 DEFAULT_C = 1.0   # without validation windows: sklearn's default
 
 
-def estimator(name: str, C: float, seed: int):
-    """An unfitted scikit-learn classifier for [model] name; UserError if scikit-learn is not installed."""
+def _sklearn(name: str):
+    """A scikit-learn class by its import path; UserError if scikit-learn is not installed."""
+    module, _, cls = name.rpartition(".")
     try:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.svm import LinearSVC
+        return getattr(importlib.import_module(module), cls)
     except ImportError:
-        raise UserError(f"[model] name = {name} needs scikit-learn: pip install -r requirements.txt") from None
-    if name == "linear_svm":
-        return LinearSVC(C=C, dual=False, max_iter=10_000, random_state=seed)   # primal: deterministic, windows >> 310
-    return LogisticRegression(C=C, max_iter=2_000, random_state=seed)
+        raise UserError(f"{cls} needs scikit-learn: pip install -r requirements.txt") from None
+
+
+def linear_svm(C: float, seed: int):
+    """LinearSVC (liblinear; squared hinge, L2, one-vs-rest), primal: deterministic, and windows >> 310 features."""
+    return _sklearn("sklearn.svm.LinearSVC")(C=C, dual=False, max_iter=10_000, random_state=seed)
+
+
+def logistic_regression(C: float, seed: int):
+    """LogisticRegression (lbfgs, multinomial, L2)."""
+    return _sklearn("sklearn.linear_model.LogisticRegression")(C=C, max_iter=2_000, random_state=seed)
 
 
 def features(cfg: Config, parts: list, split: protocols.Split) -> tuple[np.ndarray, dict]:
@@ -73,8 +80,9 @@ def features(cfg: Config, parts: list, split: protocols.Split) -> tuple[np.ndarr
     return de.reshape(len(de), -1).astype(np.float64), stats
 
 
-def fit(cfg: Config, spec: runspec.RunSpec, x: np.ndarray, label: np.ndarray, split: protocols.Split):
-    """Fit one classifier per C of C_GRID on the training windows; keep the best on validation accuracy.
+def fit(cfg: Config, spec: runspec.RunSpec, x: np.ndarray, label: np.ndarray, split: protocols.Split, estimator):
+    """Fit one classifier per C of C_GRID on the training windows (`estimator(C, seed)`: an unfitted scikit-learn
+    classifier with coef_ and intercept_ once fitted, the model kind's); keep the best on validation accuracy.
 
     Returns (the chosen fitted classifier, its C, the grid's rows {C, train_accuracy, val_accuracy,
     seconds}, warnings: a solver that did not converge at the chosen C)."""
@@ -88,7 +96,7 @@ def fit(cfg: Config, spec: runspec.RunSpec, x: np.ndarray, label: np.ndarray, sp
         with threadpool_limits(1), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                clf = estimator(cfg.model.name, C, seed).fit(x[split.train], label[split.train])
+                clf = estimator(C, seed).fit(x[split.train], label[split.train])
             except ValueError as e:      # e.g. a single class among the training windows
                 raise DataError(f"{spec.name}: {cfg.model.name} cannot be fitted ({e})") from None
             row = {"C": C, "train_accuracy": float(clf.score(x[split.train], label[split.train]))}
@@ -103,13 +111,14 @@ def fit(cfg: Config, spec: runspec.RunSpec, x: np.ndarray, label: np.ndarray, sp
     return fitted[best], rows[best]["C"], rows, problems
 
 
-def train_run(cfg: Config, spec: runspec.RunSpec, sessions: list, out, progress, k: int = 1, n: int = 1) -> dict:
-    """Fit, select and test one baseline run (the kinds.LinearBaseline entry's train_run); write its checkpoint,
-    then its record (last: it marks the run finished). Returns the record."""
+def train_run(cfg: Config, spec: runspec.RunSpec, sessions: list, out, progress, estimator, k: int = 1,
+              n: int = 1) -> dict:
+    """Fit, select and test one baseline run (a kinds.LinearBaseline entry's train_run, `estimator` its
+    estimator); write its checkpoint, then its record (last: it marks the run finished). Returns the record."""
     start = time.perf_counter()
     parts, label, split = protocols.run_split(cfg, spec, sessions)
     x, stats = features(cfg, parts, split)
-    clf, C, grid, problems = fit(cfg, spec, x, label, split)
+    clf, C, grid, problems = fit(cfg, spec, x, label, split, estimator)
     net = LinearDE.from_classifier(clf)
     with torch.no_grad():
         logits = net(torch.from_numpy(x[split.test]))

@@ -210,22 +210,24 @@ class Network(ModelKind):
 
 
 class LinearBaseline(ModelKind):
-    """A classical baseline on the flattened DE features (sst.models.baselines): one scikit-learn estimator."""
+    """A classical baseline on the flattened DE features (sst.models.baselines): one linear scikit-learn
+    estimator, `estimator(C, seed)`, with C chosen on the protocol's validation samples."""
 
     paper_row = "SVM"
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, estimator):
         self.name = self.label = name
+        self.estimator = estimator
 
     def sources(self, cfg: Config) -> dict[str, str]:
         return {"de": "de"}
 
     def code_roots(self, cfg: Config, net: torch.nn.Module | None = None) -> list:
-        return [baselines.train_run, baselines.LinearDE]
+        return [baselines.train_run, baselines.LinearDE, self.estimator]
 
     def train_run(self, cfg: Config, spec: RunSpec, sessions: list, device, out: store.ResultDir, progress,
                   k: int = 1, n: int = 1, tensorboard: bool = False) -> dict:
-        return baselines.train_run(cfg, spec, sessions, out, progress, k, n)
+        return baselines.train_run(cfg, spec, sessions, out, progress, self.estimator, k, n)
 
     def load(self, cfg: Config, checkpoint: dict, path) -> torch.nn.Module:
         weight = checkpoint["model"].get("linear.weight")
@@ -263,8 +265,8 @@ def register(kind: ModelKind) -> ModelKind:
 
 
 NETWORK = register(Network())
-for _kind in (LinearBaseline("linear_svm"), LinearBaseline("logistic_regression")):
-    register(_kind)
+register(LinearBaseline("linear_svm", baselines.linear_svm))
+register(LinearBaseline("logistic_regression", baselines.logistic_regression))
 
 
 def get(name: str) -> ModelKind:

@@ -10,17 +10,19 @@ import textwrap
 import types
 
 import pytest
+import torch
 import torch.nn as nn
 
 import model
 import run
-from conftest import ROOT, TINY_MODEL, run_cli, run_in_process, tiny_seed_tree, write_ini
+from conftest import ROOT, TINY_MODEL, run_cli, run_in_process, tiny_run, tiny_seed_tree, write_ini
 from sst import config, errors, fileio
 from sst.data import datasets, inputs
 from sst.models import baselines, fastcpu, kinds
-from sst.results import provenance
+from sst.results import provenance, store
 from sst.training import loop, optim, protocols
 
+CPU = torch.device("cpu")
 
 def load_module(path, name: str):
     """A Python file imported as a fresh module `name` (as a user's script or a plugin would be)."""
@@ -249,7 +251,7 @@ def test_model_py_edited_after_a_checkpoint_is_named_and_explain_writes_beside(t
 
 
 def test_a_folder_of_two_code_identities_is_never_summarized_or_compared_as_one(tmp_path, capsys):
-    from test_figures import fake_run
+    from conftest import fake_run
 
     cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
     out = kinds.result_dir(cfg, precision="float32")
@@ -266,7 +268,7 @@ def test_a_folder_of_two_code_identities_is_never_summarized_or_compared_as_one(
 
 def test_folders_of_earlier_versions_stay_readable(tmp_path, capsys):
     """Records whose code was recorded by file (before this identity): --summarize and --compare read them."""
-    from test_figures import fake_run
+    from conftest import fake_run
 
     cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
     key = provenance.result_key(cfg)
@@ -312,3 +314,41 @@ def test_a_plugins_classes_are_named_by_their_file(tmp_path, cfg):
         assert "plugin my_blocks.py.FileGate" in kinds.of(gated).code(gated)
     finally:
         model.ATTENTION_BLOCKS.pop("file_gate", None)
+
+
+def test_result_key_tracks_settings_that_change_results(tmp_path):
+    cfg = config.load_config(write_ini(tmp_path / "a.ini"))
+    key = provenance.result_key(cfg)
+    assert provenance.result_key(cfg.replace(training={"device": "cpu"})) == key
+    assert provenance.result_key(cfg.replace(path={"result_path": tmp_path})) == key
+    assert provenance.result_key(cfg.replace(training={"lr": 1e-3})) != key
+    assert provenance.result_key(cfg.replace(model={"attention": "none"})) != key
+
+
+def test_bf16_and_float32_keys_differ_and_float32_keys_are_as_before():
+    cfg, _, _ = tiny_run()
+    assert provenance.result_key(cfg, "float32") == provenance.result_key(cfg)
+    assert provenance.result_key(cfg, "bf16") != provenance.result_key(cfg)
+    assert store.ResultDir(cfg, "bf16").config_key != store.ResultDir(cfg, "float32").config_key
+    network = kinds.get("sst_emotionnet")
+    assert network.precision(torch.device("cuda"), cfg) == "bf16"
+    assert network.precision(torch.device("cuda"), cfg.replace(training={"amp": False})) == "float32"
+    assert network.precision(CPU, cfg) == "float32"
+
+
+def test_repeats_and_the_default_model_keep_result_keys(tmp_path):
+    cfg = config.load_config(write_ini(tmp_path / "a.ini"))
+    d = cfg.to_dict()
+    del d["path"], d["model"]["plugins"], d["model"]["name"], d["model"]["attention_block"]
+    for k in ("device", "num_threads", "accelerator", "repeats"):
+        del d["training"][k]
+    import hashlib
+
+    assert provenance.result_key(cfg) == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    assert provenance.result_key(cfg.replace(training={"repeats": 5})) == provenance.result_key(cfg)
+    assert provenance.result_key(cfg.replace(model={"name": "linear_svm"})) != provenance.result_key(cfg)
+    assert run.override_folder(config.load_config(tmp_path / "a.ini", ["training.repeats=3"])) is None
+    # a baseline's code is its own: editing the network does not make its results "other code", nor the reverse
+    network, baseline = kinds.of(cfg).code(cfg), kinds.get("linear_svm").code(cfg.replace(model={"name": "linear_svm"}))
+    assert "model.SSTEmotionNet" in network and "sst.models.baselines.fit" not in network
+    assert "sst.models.baselines.fit" in baseline and not any(name.startswith("model.") for name in baseline)

@@ -1,4 +1,6 @@
 """figures.py: every figure type renders from tiny synthetic inputs into a real, non-blank PNG."""
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -6,7 +8,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY_MODEL, run_cli, write_ini
+from conftest import ROOT, TINY_MODEL, copy_of, dropped_root, fake_run, fake_summary, run_cli, write_ini
 from sst.reporting import figures
 
 
@@ -21,40 +23,6 @@ def assert_png(path: Path, min_px: int = 200) -> None:
     gray = img[..., :3].mean(-1)
     assert gray.std() > 0.05, (path, gray.std())  # drawn, not an empty white page
     assert (gray < 0.5).mean() > 0.003, path      # some dark ink: text, lines
-
-
-def fake_run(subject: int, session: int, *, epochs: int = 6, val: bool = True, protocol: str = "trial",
-             n_class: int = 3, seed: int = 0) -> dict:
-    """A runs/<run>.json dict as run.py writes it (the keys figures.py reads, and a few more)."""
-    rng = np.random.default_rng(seed + 100 * subject + session)
-    history = []
-    for e in range(1, epochs + 1):
-        row = {"epoch": e, "train_loss": float(np.exp(-e / 4) + 0.05 * rng.random()),
-               "train_accuracy": float(min(1.0, 0.3 + 0.1 * e))}
-        if val:
-            row.update(val_loss=float(np.exp(-e / 6) + 0.1 * rng.random()), val_accuracy=float(0.3 + 0.05 * e))
-        row["seconds"] = 0.5
-        history.append(row)
-    cm = rng.integers(0, 20, size=(n_class, n_class)) + 40 * np.eye(n_class, dtype=int)
-    return {"run": f"sub{subject:02d}_ses{session}", "subject": subject, "session": session, "protocol": protocol,
-            "dataset": "SEED" if n_class == 3 else "SEED-IV", "accuracy": float(np.trace(cm) / cm.sum()),
-            "macro_f1": 0.6, "kappa": 0.4, "test_loss": 0.9, "confusion_matrix": cm.tolist(),
-            "n_train": 90, "n_val": 10 if val else 0, "n_test": int(cm.sum()),
-            "best_epoch": int(rng.integers(1, epochs + 1)), "epochs_run": epochs, "history": history}
-
-
-def fake_summary(results: list[dict]) -> dict:
-    """summary.json's keys that the figures read, computed from the runs as run.summarize does."""
-    acc = np.array([r["accuracy"] for r in results]) * 100
-    per_subject: dict[str, list[float]] = {}
-    for r in results:
-        per_subject.setdefault(str(r["subject"]), []).append(100 * r["accuracy"])
-    dataset = results[0]["dataset"]
-    return {"dataset": dataset, "protocol": results[0]["protocol"], "protocol_note": "a note on the protocol",
-            "n_runs": len(results), "mean_accuracy": float(acc.mean()), "std_accuracy": float(acc.std()),
-            "per_subject": {k: float(np.mean(v)) for k, v in per_subject.items()},
-            "confusion_matrix": np.sum([r["confusion_matrix"] for r in results], axis=0).tolist(),
-            "paper_accuracy": {"mean": 96.02, "std": 2.17} if dataset == "SEED" else {"mean": 84.92, "std": 6.66}}
 
 
 # ----------------------------------------------------------------------------- run figures
@@ -280,3 +248,19 @@ def test_the_demo_says_where_its_results_and_figures_went(tiny, capsys):
     assert text.startswith(f"results: {out.root} (runs/*.json") and "figures:" in text
     assert f"{out.root}/figures/sub01_ses1/attention_spatial.png" in text
     assert (out.root / "figures" / "sub01_ses1" / "attention_depth.png").is_file()
+
+
+@pytest.mark.slow
+def test_read_only_result_folder_for_explain(finished, tmp_path):
+    root, ini = copy_of(finished, tmp_path)
+    figures_dir = root / "res" / "figures"
+    figures_dir.mkdir(exist_ok=True)
+    figures_dir.chmod(0o555)
+    try:
+        p = subprocess.run(dropped_root([sys.executable, "run.py", "-c", str(ini), "--explain", "sub01_ses1"]),
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    finally:
+        figures_dir.chmod(0o755)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {figures_dir}/sub01_ses1") and "ermission denied" in lines[0]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 
 import numpy as np
 import pytest
@@ -21,9 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from conftest import ROOT, tiny_run
-from sst.models import kinds
-from sst.results import provenance, records, store
+from conftest import tiny_run
+from sst.results import store
 from sst.training import loop
 
 
@@ -292,24 +290,6 @@ def test_host_copy_keeps_values_shapes_types_and_state_dict_versions():
     assert not torch.equal(copied["net"]["0.weight"], tree["net"]["0.weight"])
 
 
-def test_the_partial_state_is_not_fsynced_the_result_is(tmp_path, monkeypatch):
-    """docs/guarantees.md: a process kill loses at most one epoch without fsync; finished work is fsynced."""
-    import os
-
-    cfg, spec, data = tiny_run(nbEpoch=1)
-    trainer = loop.Trainer(cfg, spec, data, CPU)
-    trainer.fit()
-    synced = []
-    real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
-    store.save_partial(tmp_path / "p.pt", trainer, "key")
-    store.write_epochs_csv(tmp_path / "p.epochs.csv", trainer.history)
-    assert synced == []
-    out = store.ResultDir(cfg.replace(path={"result_path": tmp_path}), "float32")
-    store.write_result(out, spec, kinds.NETWORK.checkpoint(cfg, trainer, out), {"run": spec.name}, trainer.history)
-    assert len(synced) == 3        # the best checkpoint, the epochs CSV and the run record
-
-
 # ----------------------------------------------------------------------------- CUDA details on the CPU
 
 
@@ -332,105 +312,6 @@ def test_resume_restores_the_cuda_generator_states_that_fit(monkeypatch, capsys)
     assert restored == [(0, 0)] and capsys.readouterr().out == ""
 
 
-def requirement(name: str) -> str:
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        match = re.match(rf"{name}>=([\d.]+)", line)
-        if match:
-            return match[1]
-    raise AssertionError(f"no lower bound for {name} in requirements.txt")
-
-
-def version(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.match(r"[\d.]+", text)[0].rstrip(".").split("."))
-
-
-# The newest torch API the code relies on, where: fastcpu's autocast decorators take device_type from 2.4
-# (torch.amp.custom_fwd), optim.adam's fused Adam runs on the CPU from 2.4. An older torch is not installable
-# here, so the bound is checked against this list and the installed torch, not run.
-NEWEST_APIS = {("sst/models/fastcpu.py", "torch.amp.custom_fwd(forward, device_type="): "2.4",
-               ("sst/training/optim.py", "fused=True"): "2.4"}
-
-
-def test_the_torch_lower_bound_covers_the_apis_the_code_uses():
-    bound = version(requirement("torch"))
-    for (file, api), since in NEWEST_APIS.items():
-        assert api in (ROOT / file).read_text(), f"{file} no longer uses {api}: update NEWEST_APIS"
-        assert bound >= version(since), f"{file} uses {api} (torch {since}), requirements.txt says torch>={bound}"
-    assert version(torch.__version__) >= bound
-
-
 # ----------------------------------------------------------------------------- precision in the result key
 
 
-def finished_run(out: store.ResultDir, cfg, spec, trainer: loop.Trainer) -> None:
-    """The files of a finished run, as the network's model kind writes them (kinds.Network.train_run)."""
-    loss, truth, predicted = trainer.evaluate()
-    record = records.run_record(cfg, spec, out, truth, predicted, loss, trainer.data.split, trainer.data.pools,
-                                steps=100, seconds=1.0, wall_seconds=1.0, device="cpu",
-                                best_epoch=trainer.best["epoch"], history=trainer.history)
-    store.write_result(out, spec, kinds.NETWORK.checkpoint(cfg, trainer, out), record, trainer.history)
-
-
-def test_bf16_and_float32_keys_differ_and_float32_keys_are_as_before():
-    cfg, _, _ = tiny_run()
-    assert provenance.result_key(cfg, "float32") == provenance.result_key(cfg)
-    assert provenance.result_key(cfg, "bf16") != provenance.result_key(cfg)
-    assert store.ResultDir(cfg, "bf16").config_key != store.ResultDir(cfg, "float32").config_key
-    network = kinds.get("sst_emotionnet")
-    assert network.precision(torch.device("cuda"), cfg) == "bf16"
-    assert network.precision(torch.device("cuda"), cfg.replace(training={"amp": False})) == "float32"
-    assert network.precision(CPU, cfg) == "float32"
-
-
-def trained_for_an_epoch(result_path):
-    """(cfg, spec, data, trainer) of a tiny run trained for one epoch, its results going to `result_path`."""
-    cfg, spec, data = tiny_run(nbEpoch=1)
-    cfg = cfg.replace(path={"result_path": result_path})
-    trainer = loop.Trainer(cfg, spec, data, CPU)
-    trainer.fit()
-    return cfg, spec, data, trainer
-
-
-@pytest.mark.parametrize("saved, resumed", [("bf16", "float32"), ("float32", "bf16")])
-def test_a_partial_state_of_one_precision_is_never_resumed_by_the_other(tmp_path, saved, resumed):
-    cfg, spec, data, trainer = trained_for_an_epoch(tmp_path)
-    mine, theirs = store.ResultDir(cfg, saved), store.ResultDir(cfg, resumed)
-    store.save_partial(mine.partial(spec), trainer, mine.config_key, mine.code)
-    with pytest.raises(ValueError, match="another configuration"):
-        store.load_partial(theirs.partial(spec), loop.Trainer(cfg, spec, data, CPU), theirs.config_key, theirs)
-    again = loop.Trainer(cfg, spec, data, CPU)
-    store.load_partial(mine.partial(spec), again, mine.config_key, mine)     # its own precision resumes
-    assert len(again.history) == 1
-
-
-def test_a_partial_state_made_with_other_code_is_refused_and_kept(tmp_path, monkeypatch):
-    """A partial state whose code identity differs (an edit of the Trainer since) is never resumed and
-    never overwritten: OtherCode naming the file, and run.train_run refuses the run in one line."""
-    import run
-    from sst.errors import ConfigError
-
-    cfg, spec, data, trainer = trained_for_an_epoch(tmp_path)
-    out = kinds.result_dir(cfg, precision="float32")
-    path = out.partial(spec)
-    store.save_partial(path, trainer, out.config_key, {**out.code, "sst.training.loop.Trainer": "0" * 16})
-    saved = path.read_bytes()
-    with pytest.raises(store.OtherCode, match=r"sst\.training\.loop\.Trainer changed since"):
-        store.load_partial(path, loop.Trainer(cfg, spec, data, CPU), out.config_key, out)
-    with pytest.raises(ConfigError, match=rf"{spec.name}.partial.pt: made with other code \(sst\.training\.loop\.Trainer "
-                                          rf"changed since\).*--result-path"):
-        monkeypatch.setattr(loop, "build_run_data", lambda *args: data)
-        run.train_run(cfg, spec, [], CPU, out, run.Progress(1))
-    assert path.read_bytes() == saved
-
-
-@pytest.mark.parametrize("saved, other", [("bf16", "float32"), ("float32", "bf16")])
-def test_a_finished_run_of_one_precision_is_never_reused_by_the_other(tmp_path, saved, other):
-    from sst.errors import ConfigError
-
-    cfg, spec, _, trainer = trained_for_an_epoch(tmp_path)
-    finished_run(store.ResultDir(cfg, saved), cfg, spec, trainer)
-    assert list(store.ResultDir(cfg, saved).finished()) == [spec.name]
-    with pytest.raises(ConfigError, match="made with a different configuration"):
-        store.ResultDir(cfg, other).finished()
-    summary = store.ResultDir(cfg)            # --summarize, --predict: either precision, never a mix
-    assert list(summary.finished()) == [spec.name] and summary.precision_found == saved

@@ -1,0 +1,87 @@
+"""sst/reporting/summaries.py: summary.json, results.csv and the table (repeats pooled per run, every format)."""
+import csv
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+import run
+from conftest import record, write_folder, write_ini
+from sst import config
+from sst.reporting import summaries
+from sst.results import provenance, store
+from sst.training import runspec
+
+
+def test_summary_of_failed_runs_only_prints_them(tmp_path, capsys):
+    cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
+    out = store.ResultDir(cfg)
+    out.record_failure(runspec.RunSpec(2, 1), "sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan")
+    assert summaries.summarize(cfg, out) is None and not (tmp_path / "res" / "summary.json").exists()
+    assert capsys.readouterr().out.splitlines() == [
+        f"no finished runs under {tmp_path}/res/runs",
+        "failed: sub02_ses1: sub02_ses1 (subject 2, session 1), epoch 3: training loss became nan"]
+
+
+def test_summary_pools_repeats_and_prints_each_format(tmp_path, capsys):
+    cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
+    key = provenance.result_key(cfg)
+    correct = {"sub01_ses1": 60, "sub01_ses1_rep1": 70, "sub02_ses1": 80, "sub02_ses1_rep1": 84, "sub03_ses1": 50}
+    write_folder(tmp_path / "res", [record(name, k, key=key) for name, k in correct.items()])
+    out = store.ResultDir(cfg)
+    summary = summaries.summarize(cfg, out, fmt="text")
+    text = capsys.readouterr().out
+    runs = [65, 82, 50]                                          # percent, seeds averaged per run
+    assert summary["n_runs"] == 3 and summary["n_trainings"] == 5 and summary["repeats"] == 2
+    assert summary["mean_accuracy"] == pytest.approx(np.mean(runs)) and summary["std_accuracy"] == pytest.approx(np.std(runs))
+    # the pooled within-run sample std: sqrt(mean(var([60, 70]), var([80, 84])))
+    assert summary["seed_std_accuracy"] == pytest.approx(math.sqrt((50 + 8) / 2))
+    assert summary["per_subject"] == pytest.approx({"1": 65, "2": 82, "3": 50}) and summary["model"] == "sst_emotionnet"
+    assert re.search(r"^SST-EmotionNet, ours +65\.67 \+- 13\.07 +[\d.]+ +[\d.]+  3 \(none of this invocation\)$", text, re.M)
+    assert "2 seeds per run (seeds 42 to 43), averaged per run: std between runs 13.07, between seeds 5.39 points " \
+           "(5 trainings)" in text
+    rows = list(csv.DictReader(open(tmp_path / "res" / "results.csv")))
+    assert [r["run"] for r in rows] == list(correct)
+    assert [(float(r["accuracy"]), float(r["accuracy_percent"]), r["repeat"], r["seed"]) for r in rows][:2] == [
+        (0.6, 60.0, "0", "42"), (0.7, 70.0, "1", "43")]
+    saved = json.loads((tmp_path / "res" / "summary.json").read_text())
+    assert saved["mean_accuracy"] == pytest.approx(float(text.split("SST-EmotionNet, ours")[1].split()[0]), abs=0.005)
+
+    # --format csv / latex print results.summary_table (summarize itself: test_summarize_format_on_the_command_line)
+    lines = summaries.summary_table(summary).render("csv").splitlines()
+    assert lines[0] == "row,accuracy_percent_mean,accuracy_percent_std,macro_f1,kappa,runs"
+    assert lines[-1].startswith(f'"SST-EmotionNet, ours",{summary["mean_accuracy"]!r},{summary["std_accuracy"]!r},')
+    assert "SST-EmotionNet, ours & 65.67 $\\pm$ 13.07" in summaries.summary_table(summary).render("latex")
+
+
+def test_summarize_format_on_the_command_line(tmp_path, capsys):
+    """run.py --summarize --format prints the same numbers as each format's table; results.csv and
+    summary.json are written whatever the format."""
+    ini = write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"})
+    key = provenance.result_key(config.load_config(ini))
+    write_folder(tmp_path / "res", [record(f"sub0{s}_ses1", 60 + 10 * s, key=key) for s in (1, 2)])   # 70, 80
+    expected = {"text": re.compile(r"^SST-EmotionNet, ours +75\.00 \+- 5\.00 ", re.M),
+                "markdown": re.compile(r"^\| SST-EmotionNet, ours \| 75\.00 ± 5\.00 \|", re.M),
+                "latex": re.compile(r"^SST-EmotionNet, ours & 75\.00 \$\\pm\$ 5\.00 &", re.M),
+                "csv": re.compile(r'^"SST-EmotionNet, ours",75\.0,5\.0,', re.M)}
+    for fmt, pattern in expected.items():
+        assert run.main(["-c", str(ini), "--summarize", "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        assert pattern.search(out), f"{fmt}:\n{out}"
+        assert json.loads((tmp_path / "res" / "summary.json").read_text())["mean_accuracy"] == pytest.approx(75)
+    with pytest.raises(SystemExit):
+        run.main(["-c", str(ini), "--summarize", "--format", "html"])
+
+
+def test_summary_of_single_seed_runs_is_unchanged(tmp_path, capsys):
+    cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
+    write_folder(tmp_path / "res", [record(f"sub0{s}_ses1", 60 + s, key=provenance.result_key(cfg)) for s in (1, 2)])
+    summary = summaries.summarize(cfg, store.ResultDir(cfg))
+    text = capsys.readouterr().out
+    assert summary["repeats"] == 1 and summary["seed_std_accuracy"] is None and summary["n_runs"] == 2
+    assert "seeds per run" not in text
+    header = (tmp_path / "res" / "results.csv").read_text().splitlines()[0]
+    assert header.startswith("run,subject,session,accuracy,macro_f1,kappa,test_loss,best_epoch,epochs_run,n_train,"
+                             "n_val,n_test,seconds,")      # the old columns first, in their order
