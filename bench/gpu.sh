@@ -15,7 +15,7 @@
 #   runs        two runs of sub01_ses1 (3 epochs each) in one process, as run.py trains them: losses and
 #               gradients finite; one-off cost; fixed cost per run; the median epoch from epoch 2 split
 #               into training, evaluation and state save; the first run's checkpoint predicted on the CPU
-#   tests       tests/test_cuda.py (training step against the CPU, waits per epoch, bf16, run.py on CUDA)
+#   tests       tests/training/test_loop_cuda.py (training step against the CPU, waits per epoch, bf16, run.py on CUDA)
 #   resume      run.py killed after its first epoch, then run again: it resumes
 #   jobs        run.py --jobs 1, 2, 4 on the one GPU (1, 2, 4 runs): epochs/min; --jobs 2 finishes both
 #   throughput  training steps at batch 64 and 256, float32 and bf16: samples/s and peak memory
@@ -72,9 +72,9 @@ for name in $STEPS; do
     estimate) ;;     # last, after the total
     tests)
         t0=$(date +%s)
-        timeout -k 5 "$(left tests)" "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py > "$LOGS/tests.log" 2>&1
+        timeout -k 5 "$(left tests)" "$PY" -m pytest -q -p no:cacheprovider tests/training/test_loop_cuda.py > "$LOGS/tests.log" 2>&1
         rc=$?
-        echo "tests/test_cuda.py: $(tail -n 1 "$LOGS/tests.log") ($(( $(date +%s) - t0 )) s)"
+        echo "tests/training/test_loop_cuda.py: $(tail -n 1 "$LOGS/tests.log") ($(( $(date +%s) - t0 )) s)"
         [ "$rc" -eq 0 ] || grep -E "^(FAILED|ERROR)" "$LOGS/tests.log" | head -n 5
         ;;
     data)

@@ -15,7 +15,7 @@ training-mode stream features (batch statistics in every BN; the head's dropout 
     /tmp/tfenv/bin/python bench/keras_parity.py --layer-list tests/keras_official_seed_layers.json
 
 --layer-list writes the Keras model's layers that hold weights, with their weight shapes, in creation
-order (Keras's name counters) for the given config: tests/test_model.py holds model.py's module order
+order (Keras's name counters) for the given config: tests/models/test_keras_weights.py holds model.py's module order
 to that list without TensorFlow (the committed file is SEED.ini's, written so by tf-keras 2.21).
 
 TensorFlow and tf-keras are optional, benchmark-only dependencies, not in requirements.txt; nothing

@@ -1,7 +1,7 @@
 """Tests for model.py, the definition: the authors' Keras model's reference figures (parameters,
 BN statistics, multiply-adds, stage shapes; docs/reference.md), Keras conventions, construction
 from keyword arguments and from the INI file, extension, importing Keras weights, and behaviour
-(gradients, determinism, learning, errors). The CPU accelerator is held to this in test_fastcpu.py.
+(gradients, determinism, learning, errors). The CPU accelerator is held to this in models/test_fastcpu.py.
 
     python -m pytest tests/test_model.py -q
 """

@@ -31,7 +31,7 @@ So a class moves DE by its signature (log2 power units) and the 200-ms raw segme
 band power differences. With the defaults, a nearest-class-mean classifier on z-scored de_LDS,
 trained on the first trials of a session and tested on the others (the entry's n_train_trials),
 scores about 0.9 on SEED and 0.8 on SEED-IV; on the log spectra of the single 200-ms segments
-about 0.8 and 0.65 (chance 0.33 and 0.25; tests/test_datasets.py checks this). Output is deterministic given `seed`, per subject-session (writing
+about 0.8 and 0.65 (chance 0.33 and 0.25; tests/data/test_synthetic.py checks this). Output is deterministic given `seed`, per subject-session (writing
 subjects (1, 2) or (2,) gives subject 2 the same data).
 """
 from __future__ import annotations

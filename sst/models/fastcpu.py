@@ -9,7 +9,7 @@
 stages through fused autograd nodes reading and updating the definition's own parameters and BN
 buffers; in eval mode, on CUDA, or for a stage it does not know (a module that is not exactly one
 of model.py's classes, e.g. a stream or attention variant of your own) it runs the definition
-itself. run.py uses it for CPU training only. tests/test_fastcpu.py holds it to the definition in
+itself. run.py uses it for CPU training only. tests/models/test_fastcpu.py holds it to the definition in
 float64: loss, every gradient and running statistic over two Adam steps, both block orders, ablations.
 
 Where the speed comes from, without changing the maths:
@@ -745,7 +745,7 @@ def _fast_layout(x: torch.Tensor) -> torch.Tensor:
 
 # The definition's code that the fused nodes stand in for: every method of the parts they fuse, and the
 # forwards they replace. WRITTEN_FOR holds each one's utils.code_digest (comments, docstrings and layout do
-# not count) as it was when tests/test_fastcpu.py last held this file to model.py. `python -m sst.models.fastcpu`
+# not count) as it was when tests/models/test_fastcpu.py last held this file to model.py. `python -m sst.models.fastcpu`
 # prints the live table: copy it here only once the parity tests pass on the edited definition.
 REPLACED = {
     "Conv3DSame": None, "DenseLayer3D": None, "DenseBlock3D": None, "Transition3D": None, "A3DBAttention": None,

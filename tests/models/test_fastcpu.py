@@ -1,7 +1,7 @@
 """Tests for fastcpu.py, the CPU training accelerator: it computes what the definition (model.py)
 computes, with the definition's own parameters, buffers and state dict.
 
-    python -m pytest tests/test_fastcpu.py -q
+    python -m pytest tests/models/test_fastcpu.py -q
 """
 import copy
 

@@ -1,17 +1,9 @@
-"""Damaged state and file-system faults: what the tools leave behind, edited, cut short or stranded on
-a full or unreadable disk, gets one clear line and never costs finished work.
+"""sst/results/store.py: the result folder. Damaged records and partial states are set aside and their runs
+redone, never mixed in; finished runs and partial states of another configuration, precision or code are
+refused, naming the file; failure records outlive the invocation; one configuration writes a folder at a time
+(the lock names the holder); a partial state carrying a payload never runs it.
 
-    python -m pytest tests/test_state.py -q
-
-Per file kind (schemas.py): a damaged run record or partial state is set aside and its run redone; a
-damaged manifest marks its session as not preprocessed; a damaged or missing best checkpoint stops
---explain with its name. Writes that fail (disk full, torch.save's RuntimeError) are one OutputError
-naming the path; Preprocess.py --force keeps the old session until the new one is complete.
-
-Files from elsewhere: a checkpoint or partial state carrying code (a pickle payload) never runs it,
-whatever reads it; an earlier version's checkpoint is refused until converted; a permission error is
-never called damage. One configuration writes a result folder at a time (ResultDir.lock, tested with
-a holder in another process); workers die with their parent.
+    python -m pytest tests/results/test_store.py -q
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """CUDA: the definition trains and evaluates on the GPU as on the CPU; the Trainer keeps a run's arrays on the
 device and waits for it a fixed number of times per epoch; run.py end to end on CUDA. Skipped on a machine
-without a CUDA device (bench/gpu.sh runs them where there is one; tests/test_cuda_path.py runs the CUDA
+without a CUDA device (bench/gpu.sh runs them where there is one; tests/training/test_loop_cuda_path.py runs the CUDA
 branch of the Trainer on the CPU).
 
     python -m pytest tests/test_cuda.py -q

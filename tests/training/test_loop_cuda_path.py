@@ -2,7 +2,7 @@
 bit-identical to the loop that synchronised every step, waits for the device once per epoch and once per
 evaluation pass, and the resumable state comes over in one copy per dtype.
 
-    python -m pytest tests/test_cuda_path.py -q
+    python -m pytest tests/training/test_loop_cuda_path.py -q
 
 The CUDA branch of the Trainer is the CPU Trainer with the accelerator off ([training] accelerator = off):
 the definition, device-resident arrays, no per-step waits, one check per epoch. It runs here in float32
