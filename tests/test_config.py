@@ -328,15 +328,3 @@ def test_the_ini_defaults_of_model_keys_are_the_networks():
         if f.name not in ("plugins", "name") and f.default is not dataclasses.MISSING:
             assert f.default == signature.parameters[f.name].default, f.name
 
-
-@pytest.mark.parametrize("ini, key", [("SEED.ini", "becab179af3e2815"), ("SEED_IV.ini", "9a7ce34d65242a9a")])
-def test_result_keys_of_earlier_versions_are_kept(ini, key):
-    """Float32 results made before the keys added since (attention_block, plugins, accelerator) keep their
-    key: the frozen values are what commit 27dd1a6 gave the shipped INI files. bf16 is another key."""
-    from sst.results import provenance
-
-    cfg = config.load_config(ROOT / ini)
-    assert provenance.result_key(cfg) == provenance.result_key(cfg, "float32") == key
-    assert provenance.result_key(cfg, "bf16") != key
-    assert provenance.result_key(cfg.replace(training={"accelerator": "off", "num_threads": 1})) == key
-    assert provenance.result_key(cfg.replace(model={"attention_block": "mine"})) != key

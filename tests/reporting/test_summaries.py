@@ -1,5 +1,6 @@
 """sst/reporting/summaries.py: summary.json, results.csv and the table (repeats pooled per run, every format)."""
 import csv
+import dataclasses
 import json
 import math
 import re
@@ -10,6 +11,7 @@ import pytest
 import run
 from conftest import record, write_folder, write_ini
 from sst import config
+from sst.data import datasets
 from sst.reporting import summaries
 from sst.results import provenance, store
 from sst.training import runspec
@@ -85,3 +87,18 @@ def test_summary_of_single_seed_runs_is_unchanged(tmp_path, capsys):
     header = (tmp_path / "res" / "results.csv").read_text().splitlines()[0]
     assert header.startswith("run,subject,session,accuracy,macro_f1,kappa,test_loss,best_epoch,epochs_run,n_train,"
                              "n_val,n_test,seconds,")      # the old columns first, in their order
+
+
+def test_a_dataset_without_the_papers_numbers_summarizes_without_them(tmp_path, monkeypatch, capsys):
+    """An entry whose `paper` is empty (a dataset the paper did not report): no paper row, no crash; the
+    paper's row is the dataset entry's, not a constant."""
+    cfg = config.load_config(write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"}))
+    write_folder(tmp_path / "res", [record(f"sub0{s}_ses1", 60 + s, key=provenance.result_key(cfg)) for s in (1, 2)])
+    monkeypatch.setitem(datasets.DATASETS, "SEED", dataclasses.replace(datasets.SEED, paper={}))
+    summary = summaries.summarize(cfg, store.ResultDir(cfg))
+    text = capsys.readouterr().out
+    assert summary["paper_accuracy"] is None and "paper" not in text.split("majority class")[1].split("ours")[0]
+    assert summary["n_runs"] == 2 and "SST-EmotionNet, ours" in text
+    monkeypatch.setitem(datasets.DATASETS, "SEED", dataclasses.replace(datasets.SEED, paper={"SST-EmotionNet": (1.5, 0.5)}))
+    summaries.summarize(cfg, store.ResultDir(cfg))
+    assert re.search(r"SST-EmotionNet, paper +1\.50 \+- 0\.50 ", capsys.readouterr().out)
