@@ -14,8 +14,8 @@ package never import it.
 """
 from sst.config import load_config
 from sst.data.session_store import load_preprocessed as load_sessions
+from sst.models.trained import TrainedModel, load_trained, predict_probabilities
 from sst.plugins import import_plugins
-from sst.results.checkpoints import TrainedModel, load_trained, predict_probabilities
 from sst.runtime import keep_freed_memory, resolve_device, set_seed
 
 __all__ = ["load_config", "load_sessions", "import_plugins", "TrainedModel", "load_trained", "predict_probabilities", "keep_freed_memory",

@@ -227,7 +227,7 @@ def runs(args) -> int:
     import run
     from sst.data import session_store
     from sst.models import kinds
-    from sst.results import checkpoints
+    from sst.models.trained import TrainedModel
     from sst.training import runspec
 
     device = torch.device(args.device)
@@ -281,7 +281,7 @@ def runs(args) -> int:
          save=part["state save"])
 
     # the first run's best checkpoint, loaded and predicted on the CPU, against the device
-    trained = checkpoints.TrainedModel.load(load(args, "runs1").path.result_path / "checkpoints" / "sub01_ses1.pt")
+    trained = TrainedModel.load(load(args, "runs1").path.result_path / "checkpoints" / "sub01_ses1.pt")
     session = session_store.load_preprocessed(cfg, [1], [1])[0]
     arrays = trained.source_arrays([session], np.arange(min(256, len(session.label))))
     probabilities = {}
@@ -405,8 +405,7 @@ def _training_steps(cfg: config.Config, device: torch.device, batch: int, bf16: 
     """(samples/s over `steps` steps after `warmup` untimed ones, peak bytes allocated on a CUDA device) of a
     fresh network."""
     import model as model_lib
-    from sst.models import fastcpu
-    from sst.training import optim
+    from sst.training import fastcpu, optim
 
     torch.manual_seed(0)
     if device.type == "cuda":       # what earlier networks left is freed (they were locals of earlier calls)

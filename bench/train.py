@@ -60,8 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import model  # noqa: E402
 from common import cpu_model, matrix_product  # noqa: E402  (bench/common.py)
 from sst import cli, config, errors, runtime
-from sst.models import fastcpu
-from sst.training import optim
+from sst.training import fastcpu, optim
 
 TORCHEEG_VERSION = "1.1.3"
 PRODUCT_SIZE = 2048      # the reference matrix product: float32, PRODUCT_SIZE x PRODUCT_SIZE

@@ -2,13 +2,17 @@
 
     set_seed(42)                                   # Python's, NumPy's and torch's generators
     device = resolve_device("auto")                # CUDA when there is one, else the CPU
+    code_digest(source)                            # what code does, not how it is worded (fastcpu, provenance)
 """
 from __future__ import annotations
 
+import ast
 import ctypes
 import ctypes.util
+import hashlib
 import random
 import subprocess
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,3 +80,15 @@ def git_commit() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return sha + ("+dirty" if dirty else "")
+
+
+def code_digest(source: str, filename: str = "<source>") -> str:
+    """A short hash of Python code that ignores comments, docstrings and layout (its ast, unparsed):
+    what the code does, not how it is worded. SyntaxError if it is not Python."""
+    tree = ast.parse(textwrap.dedent(source), filename=filename)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.unparse(tree).encode()).hexdigest()[:16]

@@ -11,7 +11,7 @@ PACKAGE = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__
 MODULES = {**SCRIPTS, **PACKAGE}
 # The package modules that may import model.py: the registry that builds the network from a config, and what
 # exists only for the network (its training loop, its accelerator, its figures).
-IMPORT_MODEL = {"sst.models.kinds", "sst.models.fastcpu", "sst.reporting.figures",
+IMPORT_MODEL = {"sst.models.kinds", "sst.training.fastcpu", "sst.reporting.figures",
                 "sst.training.loop"}
 
 

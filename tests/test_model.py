@@ -1,7 +1,7 @@
 """Tests for model.py, the definition: the authors' Keras model's reference figures (parameters,
 BN statistics, multiply-adds, stage shapes; docs/reference.md), Keras conventions, construction
 from keyword arguments and from the INI file, extension, importing Keras weights, and behaviour
-(gradients, determinism, learning, errors). The CPU accelerator is held to this in models/test_fastcpu.py.
+(gradients, determinism, learning, errors). The CPU accelerator is held to this in training/test_fastcpu.py.
 
     python -m pytest tests/test_model.py -q
 """
@@ -378,7 +378,7 @@ class GateAttention(nn.Module):
 def test_extra_stream_and_attention_variant_through_the_public_api(cfg):
     """A registered stream and a registered attention variant: built by name, forward unchanged,
     one training step (through the CPU accelerator too, which runs unknown parts as defined)."""
-    from sst.models import fastcpu
+    from sst.training import fastcpu
 
     model.register_stream("toy", source="de")(lambda arguments: ToyStream())
     model.register_attention("gate")(GateAttention)

@@ -23,7 +23,7 @@ def version(text: str) -> tuple[int, ...]:
 # The newest torch API the code relies on, where: fastcpu's autocast decorators take device_type from 2.4
 # (torch.amp.custom_fwd), optim.adam's fused Adam runs on the CPU from 2.4. An older torch is not installable
 # here, so the bound is checked against this list and the installed torch, not run.
-NEWEST_APIS = {("sst/models/fastcpu.py", "torch.amp.custom_fwd(forward, device_type="): "2.4",
+NEWEST_APIS = {("sst/training/fastcpu.py", "torch.amp.custom_fwd(forward, device_type="): "2.4",
                ("sst/training/optim.py", "fused=True"): "2.4"}
 
 

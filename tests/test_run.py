@@ -17,7 +17,8 @@ import torch
 import run
 from conftest import ROOT, TINY_MODEL, run_cli, run_in_process, write_ini
 from sst import config, errors, fileio
-from sst.results import checkpoints, store
+from sst.models.trained import load_trained, predict_probabilities
+from sst.results import store
 from sst.training import protocols, runspec
 
 # SEED's trial labels, 0-based (negative 0, neutral 1, positive 2), trials 1..15
@@ -478,8 +479,8 @@ def test_cross_session_and_predict_end_to_end(tmp_path, dataset, base, capsys):
     assert body[0, 1] == 0 and (body[:, 1][body[:, 0] == 1] == np.arange((body[:, 0] == 1).sum())).all()
     accuracy = 100 * (body[:, 2] == body[:, 3]).mean()
     assert f"accuracy {accuracy:.2f}%" in p.stdout
-    net, trained, stats = checkpoints.load_trained(tmp_path / "res" / "checkpoints" / "sub01_ses1.pt")
-    probabilities = checkpoints.predict_probabilities(net, trained, stats, sessions[2])
+    net, trained, stats = load_trained(tmp_path / "res" / "checkpoints" / "sub01_ses1.pt")
+    probabilities = predict_probabilities(net, trained, stats, sessions[2])
     assert np.allclose(probabilities, body[:, 4:], atol=1e-5)
 
     bad = run_in_process(capsys, "run.py", "-c", str(ini), "--predict", "sub01_ses1")

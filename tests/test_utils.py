@@ -2,7 +2,7 @@
 import utils
 from sst import config, plugins, runtime
 from sst.data import session_store
-from sst.results import checkpoints
+from sst.models import trained
 
 
 def test_utils_gathers_the_packages_functions():
@@ -10,5 +10,5 @@ def test_utils_gathers_the_packages_functions():
                                   "predict_probabilities", "keep_freed_memory", "resolve_device", "set_seed"}
     assert utils.load_config is config.load_config and utils.load_sessions is session_store.load_preprocessed
     assert utils.import_plugins is plugins.import_plugins and utils.set_seed is runtime.set_seed
-    assert utils.load_trained is checkpoints.load_trained and utils.TrainedModel is checkpoints.TrainedModel
+    assert utils.load_trained is trained.load_trained and utils.TrainedModel is trained.TrainedModel
     assert all(callable(getattr(utils, name)) for name in utils.__all__)

@@ -43,7 +43,7 @@ import torch
 from sst.config import Config
 from sst.data import inputs
 from sst.errors import DataError, UserError
-from sst.results import records, safe_load, store
+from sst.results import checkpoints, records, store
 from sst.training import protocols, runspec
 
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)   # decades around sklearn's default 1
@@ -137,7 +137,7 @@ def train_run(cfg: Config, spec: runspec.RunSpec, sessions: list, out, progress,
                                 wall_seconds=time.perf_counter() - start, device="cpu", warnings=problems,
                                 C=C, selection=grid)
     checkpoint = {"model": net.state_dict(), "config": cfg.to_dict(), "run": spec.name, "subject": spec.subject,
-                  "session": spec.session, "epoch": 0, "C": C, "normalization": safe_load.as_tensors(stats),
+                  "session": spec.session, "epoch": 0, "C": C, "normalization": checkpoints.as_tensors(stats),
                   **pools, "code": out.code, "precision": out.precision}
     store.write_result(out, spec, checkpoint, record)
     return record
@@ -157,7 +157,7 @@ class LinearDE(torch.nn.Module):
 
     float64, as scikit-learn computes: --predict gives the predictions the run was scored with."""
 
-    sources = {"de": "de"}     # the source array it reads (checkpoints.TrainedModel.source_arrays)
+    sources = {"de": "de"}     # the source array it reads (trained.TrainedModel.source_arrays)
 
     def __init__(self, n_features: int, n_class: int):
         super().__init__()

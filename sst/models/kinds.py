@@ -32,7 +32,7 @@ import model as model_lib
 from sst.data import datasets, inputs
 from sst.errors import ConfigError, DataError, UserError
 from sst.models import baselines
-from sst.results import provenance, records, safe_load, store
+from sst.results import checkpoints, provenance, records, store
 from sst.training import loop, protocols
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ class Network(ModelKind):
         spec = trainer.spec
         return {"model": loop.host_copy(trainer.best["state"]), "config": cfg.to_dict(), "run": spec.name,
                 "subject": spec.subject, "session": spec.session, "epoch": trainer.best["epoch"],
-                "normalization": safe_load.as_tensors(trainer.data.stats), **trainer.data.pools,
+                "normalization": checkpoints.as_tensors(trainer.data.stats), **trainer.data.pools,
                 "code": out.code, "precision": out.precision}
 
     @staticmethod

@@ -382,7 +382,7 @@ def checkpoint_path(cfg, run: str, base: Path) -> Path:
     """The best checkpoint of `run` under cfg's result folder, for --predict and --explain. If neither it
     nor the run's record is there but other result folders under `base` (the INI's result_path: the
     --set subfolders) hold the run, one UserError names them and how to reach them; otherwise the path,
-    for safe_load.load_checkpoint to load or report."""
+    for checkpoints.load_checkpoint to load or report."""
     root = cfg.path.result_path
     path = root / "checkpoints" / f"{run}.pt"
     if path.is_file() or (root / "runs" / f"{run}.json").is_file() or RunSpec.parse(run) is None:

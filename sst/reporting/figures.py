@@ -535,14 +535,14 @@ def _map_sheet(maps: np.ndarray, width: int, row_names: Sequence[str], col_names
 
 def attention_weights(checkpoint, sessions: list, *, per_class: int = 400, batch_size: int = 128
                       ) -> tuple[Config, np.ndarray, dict[str, dict[str, np.ndarray]]]:
-    """A checkpoint's attention weights over sessions' windows (checkpoints.TrainedModel.attention_weights:
+    """A checkpoint's attention weights over sessions' windows (TrainedModel.attention_weights:
     inputs normalised with the run's training statistics and mapped as in training, at most `per_class`
     windows per class). `checkpoint`: its path, or the TrainedModel loaded from it. Returns (config,
     labels (n,), {block: {"spatial": (n, H, W), "spectral_temporal": (n, D)}}) with only the parts the
     model has."""
-    from sst.results import checkpoints
+    from sst.models.trained import TrainedModel
 
-    trained = checkpoint if isinstance(checkpoint, checkpoints.TrainedModel) else checkpoints.TrainedModel.load(checkpoint)
+    trained = checkpoint if isinstance(checkpoint, TrainedModel) else TrainedModel.load(checkpoint)
     label, weights = trained.attention_weights(sessions, per_class=per_class, batch_size=batch_size)
     return trained.cfg, label, weights
 
@@ -834,9 +834,9 @@ def explain_run(checkpoint_path: Path, preprocessed_root: Path, out_dir: Path) -
     (every window; for LOSO runs the held-out subject's session). When today's code differs from the code
     that trained the run (a line says what differs), the figures are today's code's, so they go beside
     `out_dir`, into <out_dir>.code-<today's code digest>, never over the figures of the code that trained it."""
-    from sst.results import checkpoints
+    from sst.models.trained import TrainedModel
 
-    trained = checkpoints.TrainedModel.load(checkpoint_path)
+    trained = TrainedModel.load(checkpoint_path)
     if trained.code_changes is not None:
         out_dir = Path(out_dir).with_name(f"{Path(out_dir).name}.code-{trained.code_digest}")
     ckpt = trained.checkpoint

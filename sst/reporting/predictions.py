@@ -19,8 +19,9 @@ from sst import fileio
 from sst.config import Config
 from sst.data import datasets, session_store
 from sst.errors import ConfigError, UserError
+from sst.models.trained import TrainedModel
 from sst.reporting import experiments
-from sst.results import checkpoints, store
+from sst.results import store
 from sst.results.store import ResultDir
 from sst.training import protocols, runspec
 from sst.training.metrics import confusion_matrix, scores
@@ -36,7 +37,7 @@ def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions, base: Pat
     if not subjects or not sessions or len(subjects) != 1 or len(sessions) != 1:
         raise UserError(f"--predict {run}: give one subject and one session, e.g. --subjects 3 --sessions 2")
     subject, session_number = subjects[0], sessions[0]
-    trained = checkpoints.TrainedModel.load(experiments.checkpoint_path(cfg, spec.name, base))
+    trained = TrainedModel.load(experiments.checkpoint_path(cfg, spec.name, base))
     theirs = trained.cfg.to_dict()["data"]
     changed = [k for k, v in cfg.to_dict()["data"].items() if theirs.get(k) != v]
     if changed:
@@ -77,7 +78,7 @@ def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions, base: Pat
     return 0
 
 
-def window_roles(trained: checkpoints.TrainedModel, out: ResultDir, session) -> np.ndarray:
+def window_roles(trained: TrainedModel, out: ResultDir, session) -> np.ndarray:
     """(N,) what each window of a preprocessed session was to a trained run: "train", "validation" (it chose
     the checkpoint), "test", "unseen" (not in the run's data), or "unknown" (a checkpoint of an earlier version
     whose pool, which its protocol depends on, is recorded nowhere). The run's split is rebuilt by its

@@ -1,137 +1,164 @@
-"""A finished run's checkpoint: read and checked, its model rebuilt by its kind, its inputs prepared as in training.
+"""Checkpoints and partial states as files a user may have received: read without running any code of theirs,
+checked, and those of earlier versions converted.
 
-    trained = TrainedModel.load("results/SEED/checkpoints/sub01_ses1.pt")   # eval mode, on the CPU
-    trained.probabilities(session)                        # (N, nb_class) for a preprocessed session
-    label, weights = trained.attention_weights(sessions)  # A3DB weights per block, for figures
-    trained.net, trained.cfg, trained.stats, trained.checkpoint["run"], trained.code_changes
-    net, cfg, stats = load_trained(path)                  # the same, as utils.load_trained gives it
+    state = read_safely(path)          # torch.load(weights_only=True): tensors, dicts, lists, text, numbers
+    checkpoint = load_checkpoint(path) # a run's best checkpoint, read so and checked (schemas.CHECKPOINT)
+    python -m sst.results.checkpoints --convert results/SEED/checkpoints/*.pt   # earlier versions, as tensors
 
-The one path from a checkpoint to outputs: run.py --predict and --explain, sst.reporting.figures and the
-Python API (utils.load_trained, utils.predict_probabilities) all go through TrainedModel, whatever the model
-kind (sst.models.kinds builds the model and batches its inputs). Inputs are each stream's source array
-("de" or "eeg", model.register_stream), z-scored with the run's training statistics and mapped by
-inputs.MapBuilder, exactly as the Trainer feeds them. The code that trained it is compared with today's
-(sst.results.provenance): what differs is said in one line.
-
-A checkpoint is a file a user may have received, so loading it runs no code of its own: it is read
-with torch.load(weights_only=True) (tensors, dicts, lists, strings, numbers; no other objects; see
-sst.results.safe_load), and its config may name [model] plugins that loading never imports: the variants
-it needs must be registered already, e.g. by the plugins of the INI file given to run.py, or by
-utils.import_plugins. Checkpoints written by earlier versions hold their normalisation statistics as NumPy
-arrays, which the safe loader refuses; convert them once (reading them runs no code either):
-
-    python -m sst.results.checkpoints --convert results/SEED/checkpoints/*.pt
+A checkpoint of an earlier version holds its normalisation statistics as NumPy arrays, which the safe loader
+refuses; read_earlier reads it with numeric NumPy arrays allowed and nothing else, and --convert rewrites it
+as tensors (reading it runs no code either). NotLoaded says why a file was not loaded, refusal() turns that
+into the one line a user reads. The model of a checkpoint is sst.models.trained's.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import sys
+import errno
+import pickle
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from sst import cli, fileio, schemas
-from sst.config import Config
-from sst.data import inputs
-from sst.errors import DataError, UserError
-from sst.models import kinds
-from sst.results import provenance
-from sst.results.safe_load import NotLoaded, as_arrays, load_checkpoint, read_earlier, read_safely, refusal
+from sst.errors import DataError, UserError, printable
+
+# What a checkpoint of an earlier version holds beyond what torch's safe loader takes: NumPy arrays
+# (its normalisation statistics). `--convert` allows exactly these, and nothing that can run code.
+NUMPY_ARRAY_GLOBALS = ("numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct",
+                       "numpy.ndarray", "numpy.dtype")
+CONVERT = "python -m sst.results.checkpoints --convert"
 
 
-def _subsample(label: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
-    """Sorted indices of at most `per_class` samples of each class (seeded: the same every call)."""
-    rng = np.random.default_rng(seed)
-    keep = [rng.choice(idx, per_class, replace=False) if len(idx) > per_class else idx
-            for idx in (np.flatnonzero(label == c) for c in np.unique(label))]
-    return np.sort(np.concatenate(keep))
+class NotLoaded(Exception):
+    """Why read_safely could not load a file: `kind` is "unreadable" (the file system refused: permissions,
+    a folder), "earlier" (written by an earlier version: NumPy arrays), "unsafe" (objects whose loading
+    would run code) or "damaged" (truncated, not a torch file); the message says what was found."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind
 
 
-class TrainedModel:
-    """A trained model in eval mode with its Config, its training statistics (`stats`), its checkpoint's fields
-    and its model kind (sst.models.kinds), which says how its inputs are batched and whether it has attention.
-    `code_changes`: what differs between the code that trained it and today's (None: nothing)."""
-
-    def __init__(self, net: torch.nn.Module, cfg: Config, stats: dict, checkpoint: dict | None = None):
-        self.net, self.cfg, self.stats = net.eval(), cfg, stats
-        self.checkpoint = checkpoint or {}
-        self.kind = kinds.of(cfg)
-        self.path: Path | None = None
-        self.code_changes: str | None = None
-        self.code_digest = ""       # a short digest of today's code identity (where --explain writes, if it changed)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "TrainedModel":
-        """The model of a run's best checkpoint (load_checkpoint), rebuilt by its kind from its config without
-        importing any plugin it names; DataError naming the file if it does not build or load. The code that
-        made it is compared with today's: one warning line names what differs (its outputs then come from
-        today's code with the old weights)."""
-        path = Path(path)
-        checkpoint = load_checkpoint(path)
+def read_safely(path: str | Path) -> object:
+    """torch.load(path, weights_only=True) on the CPU: tensors, dicts, lists, str, int, float, bool and None
+    only, so that no code inside the file runs. NotLoaded says why a file was not loaded."""
+    try:
+        fh = open(path, "rb")
+    except OSError as e:    # there, but not ours to read: not damage, and not to be redone or deleted
+        raise NotLoaded("unreadable", e.strerror or str(e)) from None
+    with fh:
         try:
-            cfg = Config.from_dict(checkpoint["config"])
-            kind = kinds.of(cfg)
-        except (KeyError, TypeError, ValueError, UserError) as e:
-            raise DataError(f"{path}: damaged checkpoint (its config or weights do not make a network: "
-                            f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:80]})") from None
-        net = kind.load(cfg, checkpoint, path)
-        trained = cls(net, cfg, as_arrays(checkpoint["normalization"]), checkpoint)
-        now = kind.code(cfg, net)
-        trained.path, trained.code_changes = path, provenance.changes(checkpoint.get("code"), now)
-        trained.code_digest = hashlib.sha256(json.dumps(now, sort_keys=True).encode()).hexdigest()[:8]
-        if trained.code_changes is not None:
-            print(f"warning: {path}: trained by other code than today's ({trained.code_changes}); what follows is "
-                  f"today's code run with its weights", file=sys.stderr)
-        return trained
+            return torch.load(fh, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            unsafe = _unsafe_globals(path, e)
+            if not unsafe:
+                raise NotLoaded("damaged", _first_line(e)) from None
+            shown = ", ".join(printable(g, 60) for g in unsafe[:3]) + (", ..." if len(unsafe) > 3 else "")
+            kind = "earlier" if set(unsafe) <= set(NUMPY_ARRAY_GLOBALS) else "unsafe"
+            raise NotLoaded(kind, shown) from None
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM, errno.EISDIR, errno.EIO):
+                raise NotLoaded("unreadable", e.strerror or str(e)) from None
+            raise NotLoaded("damaged", _first_line(e)) from None
+        except Exception as e:      # truncated or not a torch file: fails anywhere inside torch's reader
+            raise NotLoaded("damaged", _first_line(e)) from None
 
-    def source_arrays(self, sessions: list, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """{source: (n, 62, D) float32} of the sessions pooled (and `rows` of them), normalised with the
-        training statistics: the arrays this network's streams read. DataError naming a session that
-        lacks one (no raw EEG for a spatial-temporal stream)."""
-        out = {}
-        for name, source in self.net.sources.items():
-            if source in out:
-                continue
-            missing = next((s for s in sessions if s.source(source) is None), None)
-            if missing is not None:
-                raise DataError(f"{missing.path}: no {source}.npy (no raw EEG was preprocessed), which stream "
-                                f"{name} of this network needs")
-            x = np.concatenate([np.asarray(s.source(source), dtype=np.float32) for s in sessions])
-            out[source] = x if rows is None else x[rows]
-        return inputs.apply_normalisation(out, self.stats or {})
 
-    def batches(self, arrays: dict[str, np.ndarray], batch_size: int, device="cpu"):
-        """Yield the model's keyword inputs over the rows of `arrays` (source_arrays), on `device`: the
-        network's maps, a baseline's DE (its model kind's batches)."""
-        yield from self.kind.batches(self.net, self.cfg, arrays, batch_size, device)
+def _first_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {printable((str(e).splitlines() or [''])[0], 80)}"
 
-    @torch.no_grad()
-    def probabilities(self, session, batch_size: int = 256, device: str | torch.device = "cpu") -> np.ndarray:
-        """(N, nb_class) class probabilities for a preprocessed session's windows (preprocessed.Session)."""
-        self.net.eval().to(device)
-        arrays = self.source_arrays([session])
-        return np.concatenate([torch.softmax(self.net(**maps).float(), dim=1).cpu().numpy()
-                               for maps in self.batches(arrays, batch_size, device)])
 
-    def attention_weights(self, sessions: list, per_class: int = 400, batch_size: int = 128
-                          ) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
-        """(labels (n,), {block: {"spatial": (n, H, W), "spectral_temporal": (n, D)}}) over at most
-        `per_class` windows of each class of the sessions (a seeded choice), with only the parts the
-        network has (model.SSTEmotionNet.attention_weights); UserError for a kind without attention."""
-        if not self.kind.has_attention:
-            raise UserError(f"{self.checkpoint.get('run', 'this run')}: a {self.cfg.model.name} run has no attention "
-                            f"to draw")
-        label = np.concatenate([np.asarray(s.label) for s in sessions]).astype(np.int64)
-        keep = _subsample(label, per_class)
-        parts: dict[str, dict[str, list]] = {}
-        for maps in self.batches(self.source_arrays(sessions, keep), batch_size):
-            for block, weights in self.net.attention_weights(**maps).items():
-                for kind, w in weights.items():
-                    parts.setdefault(block, {}).setdefault(kind, []).append(w.float().cpu().numpy())
-        return label[keep], {b: {k: np.concatenate(v) for k, v in d.items()} for b, d in parts.items()}
+def _unsafe_globals(path: str | Path, error: Exception) -> list[str]:
+    """The Python objects a torch file names that the safe loader does not allow (read, never run); torch
+    before 2.5 has no function for it, but names the first one in its error."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except AttributeError:
+        return re.findall(r"Unsupported global: GLOBAL ([\w.]+)", str(error))[:1]
+    except Exception:   # not a zip checkpoint at all, or damaged: nothing to name
+        return []
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A run's best checkpoint (model, config, run, subject, session, epoch, normalization), checked, read
+    without running any code of its own (read_safely); UserError naming the file if it is missing,
+    unreadable (permissions: never called damage), written by an earlier version, unsafe or damaged."""
+    path = Path(path)
+    try:
+        path.stat()
+    except FileNotFoundError:
+        record = path.parent.parent / "runs" / f"{path.stem}.json"
+        if record.is_file():
+            raise UserError(f"{path}: checkpoint not found, although the run finished ({record}); it was "
+                            f"deleted: delete {record.name} too and rerun run.py to redo the run") from None
+        raise UserError(f"{path}: checkpoint not found") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the checkpoint ({e.strerror or e}); check its permissions") from None
+    try:
+        checkpoint = read_safely(path)
+    except NotLoaded as e:
+        if e.kind != "earlier":
+            raise DataError(refusal(path, e, "the run")) from None
+        checkpoint = read_earlier(path)     # its NumPy arrays, numbers only: as safe as the safe loader
+    problem = schemas.check(checkpoint, schemas.CHECKPOINT)
+    if problem:
+        raise DataError(f"{path}: damaged checkpoint ({problem}); delete it and its runs/*.json to redo the run")
+    return checkpoint
+
+
+def refusal(path: Path, e: NotLoaded, redo: str) -> str:
+    """The one line that says why a checkpoint or partial state was not loaded (NotLoaded) and what to do."""
+    if e.kind == "unreadable":
+        return f"{path}: cannot read the file ({e}); check its permissions (it is not damaged, nothing was changed)"
+    if e.kind == "earlier":
+        return (f"{path}: written by an earlier version of this project (NumPy arrays: {e}), which the safe loader "
+                f"refuses; convert it with `{CONVERT} {path}` (runs no code), or delete it and its runs/*.json "
+                f"to redo {redo}")
+    if e.kind == "unsafe":
+        return (f"{path}: holds objects whose loading would run code ({e}): not a file this project writes; "
+                f"refused: a checkpoint holds tensors, numbers and text only")
+    return f"{path}: not a readable checkpoint ({e}); delete it and its runs/*.json to redo {redo}"
+
+
+def as_arrays(stats: dict) -> dict[str, np.ndarray]:
+    """Normalisation statistics as NumPy arrays, whether stored as tensors (this version) or arrays."""
+    return {k: v.numpy() if torch.is_tensor(v) else np.asarray(v) for k, v in stats.items()}
+
+
+def as_tensors(stats: dict) -> dict[str, torch.Tensor]:
+    """Normalisation statistics as CPU tensors, as checkpoints store them (the safe loader takes tensors)."""
+    return {k: torch.as_tensor(np.asarray(v)) for k, v in stats.items()}
+
+
+def read_earlier(path: Path) -> dict:
+    """A checkpoint of an earlier version (its statistics as NumPy arrays), read with the safe loader plus
+    NumPy's reconstruction of numeric arrays only (no object arrays: nothing in the file can run), its
+    arrays returned as tensors; DataError if it holds anything else."""
+    reconstruct = (getattr(np, "_core", None) or np.core).multiarray._reconstruct    # NumPy 2 renamed core _core
+    allowed = [np.ndarray, np.dtype, *((reconstruct, name) for name in NUMPY_ARRAY_GLOBALS[:2]),
+               *{type(np.dtype(t)) for t in ("float16", "float32", "float64", "int32", "int64")}]  # numbers only
+    try:
+        with torch.serialization.safe_globals(allowed), open(path, "rb") as fh:
+            return _without_arrays(torch.load(fh, map_location="cpu", weights_only=True))
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
+    except Exception as e:
+        raise DataError(f"{path}: not a readable checkpoint of an earlier version ({_first_line(e)})") from None
+
+
+def _without_arrays(value):
+    """`value` with every NumPy array (at any depth of dicts and lists) a tensor; DataError for object arrays."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise DataError(f"an array of {value.dtype} where numbers were expected; not converted")
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, dict):
+        return {k: _without_arrays(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_arrays(v) for v in value]
+    return value
 
 
 # ----------------------------------------------------------------------------- converting earlier checkpoints
@@ -169,19 +196,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     cli.cli_main(main)
-
-
-@torch.no_grad()
-def predict_probabilities(net: torch.nn.Module, cfg: Config, stats: dict, session, batch_size: int = 256,
-                          device: str | torch.device = "cpu") -> np.ndarray:
-    """(N, nb_class) class probabilities of a trained network for a preprocessed session's windows
-    (preprocessed.Session), its inputs normalised with the training statistics `stats` (a checkpoint's
-    "normalization") and mapped as in training (checkpoints.TrainedModel.probabilities)."""
-    return TrainedModel(net, cfg, stats).probabilities(session, batch_size, device)
-
-
-def load_trained(path: Path):
-    """(network in eval mode, its Config, its input statistics) from a run's best checkpoint
-    (checkpoints.TrainedModel.load)."""
-    trained = TrainedModel.load(path)
-    return trained.net, trained.cfg, trained.stats

@@ -17,7 +17,6 @@ and --compare never mix two identities, --predict, --explain and load_trained sa
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import functools
 import hashlib
@@ -25,12 +24,12 @@ import inspect
 import json
 import sys
 import sysconfig
-import textwrap
 import types
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sst import config
+from sst.runtime import code_digest
 
 if TYPE_CHECKING:
     from sst.config import Config
@@ -70,18 +69,6 @@ def _default(section: str, key: str):
 
 
 # ----------------------------------------------------------------------------- code identity
-
-
-def code_digest(source: str, filename: str = "<source>") -> str:
-    """A short hash of Python code that ignores comments, docstrings and layout (its ast, unparsed):
-    what the code does, not how it is worded. SyntaxError if it is not Python."""
-    tree = ast.parse(textwrap.dedent(source), filename=filename)
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
-    return hashlib.sha256(ast.unparse(tree).encode()).hexdigest()[:16]
 
 
 @functools.lru_cache(maxsize=None)

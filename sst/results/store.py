@@ -28,7 +28,7 @@ import torch
 from sst import errors, fileio, schemas
 from sst.config import Config
 from sst.errors import ConfigError, DataError, printable
-from sst.results import provenance, safe_load
+from sst.results import checkpoints, provenance
 from sst.results.provenance import PRECISIONS, result_key
 from sst.training import protocols
 from sst.training.runspec import RunSpec
@@ -368,16 +368,16 @@ class OtherCode(Exception):
 
 def load_partial(path: Path, trainer: Trainer, config_key: str, out: "ResultDir | None" = None) -> None:
     """Continue `trainer` from a saved partial state, read without running any code of its own
-    (safe_load.read_safely: tensors, dicts, lists, str, int, float, bool, None). DamagedFile if it
+    (checkpoints.read_safely: tensors, dicts, lists, str, int, float, bool, None). DamagedFile if it
     cannot be one (truncated, fields missing or of the wrong type, objects whose loading would run
     code); DataError if the file system refuses to read it (permissions: not damage); ValueError if it
     belongs to another configuration or subject pool; OtherCode if `out` is given and the state was
     made with other code."""
     try:
-        state = safe_load.read_safely(path)       # on the CPU: RNG states must stay CPU tensors
-    except safe_load.NotLoaded as e:
+        state = checkpoints.read_safely(path)       # on the CPU: RNG states must stay CPU tensors
+    except checkpoints.NotLoaded as e:
         if e.kind == "unreadable":
-            raise DataError(safe_load.refusal(path, e, "the run")) from None
+            raise DataError(checkpoints.refusal(path, e, "the run")) from None
         what = {"unsafe": "holds objects whose loading would run code", "earlier": "holds NumPy arrays"}
         raise DamagedFile(f"{what[e.kind]} ({e}): not a partial state this project writes" if e.kind in what
                           else f"not a checkpoint ({e})") from None

@@ -26,8 +26,7 @@ from sst import runtime
 from sst.config import Config
 from sst.data import inputs
 from sst.errors import DataError
-from sst.models import fastcpu
-from sst.training import optim, protocols
+from sst.training import fastcpu, optim, protocols
 from sst.training.protocols import Split
 from sst.training.runspec import RunSpec, run_seed
 

@@ -15,22 +15,19 @@ figures name its runs. Training (sst.training.loop, sst.models.baselines), --pre
 none of them compares protocol names. A new protocol is one entry in PROTOCOLS and its tests
 (tests/training/test_protocols.py).
 
-Model selection, for every protocol: the checkpoint with the best validation accuracy, early stopping on
+`cfg` is the resolved configuration (sst.config.Config; not imported here: config.py takes its choices
+from PROTOCOLS). Model selection, for every protocol: the checkpoint with the best validation accuracy, early stopping on
 validation loss (sst.training.loop.Trainer); without validation samples, the last epoch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sst.data import datasets
 from sst.errors import ConfigError, DataError
 from sst.training.runspec import RunSpec
-
-if TYPE_CHECKING:
-    from sst.config import Config
 
 
 @dataclass(frozen=True)
@@ -125,7 +122,7 @@ class Protocol:
         """The preprocessed sessions a run pools."""
         return [s for s in sessions if (s.subject, s.session) == (spec.subject, spec.session)]
 
-    def split(self, cfg: Config, spec: RunSpec, pool: Pool) -> Split:
+    def split(self, cfg, spec: RunSpec, pool: Pool) -> Split:
         raise NotImplementedError
 
     def pool_now(self, spec: RunSpec, sessions: list) -> list[int] | None:
@@ -140,7 +137,7 @@ class Protocol:
         """How figures name a run's subject."""
         return f"sub{subject:02d}"
 
-    def run_split(self, cfg: Config, spec: RunSpec, sessions: list) -> tuple[list, np.ndarray, Split]:
+    def run_split(self, cfg, spec: RunSpec, sessions: list) -> tuple[list, np.ndarray, Split]:
         """The sessions a run pools, their labels (N,) and the split; DataError if it cannot be made.
 
         Cheap (trial numbers and labels only): run.py calls it for every run before writing anything.
@@ -160,7 +157,7 @@ class Protocol:
                             f"{self.name} ({spec.name}); check the session's labels")
         return parts, label, split
 
-    def roles(self, cfg: Config, spec: RunSpec, pools: dict, session) -> np.ndarray:
+    def roles(self, cfg, spec: RunSpec, pools: dict, session) -> np.ndarray:
         """(N,) what each window of a preprocessed session was to a finished run: "train", "validation" (it
         chose the checkpoint), "test" or "unseen". `pools`: the run's recorded subject_pool and session_pool."""
         n = len(session.label)
@@ -175,7 +172,7 @@ class TrialProtocol(Protocol):
     name = "trial"
     note = "honest: whole trials held out, validation from training trials"
 
-    def split(self, cfg: Config, spec: RunSpec, pool: Pool) -> Split:
+    def split(self, cfg, spec: RunSpec, pool: Pool) -> Split:
         t = cfg.training
         split = trial_split(cfg.data.dataset, pool.trial, pool.label, t.val_trials_per_class)
         n_train = datasets.get(cfg.data.dataset).n_train_trials
@@ -195,7 +192,7 @@ class PaperProtocol(Protocol):
     note = "OPTIMISTIC: the test set is used for early stopping and checkpoint choice, as in the authors' code"
     selects_on_test = True
 
-    def split(self, cfg: Config, spec: RunSpec, pool: Pool) -> Split:
+    def split(self, cfg, spec: RunSpec, pool: Pool) -> Split:
         s = trial_split(cfg.data.dataset, pool.trial, pool.label, 0)
         return Split(s.train, s.test, s.test)  # the authors' code validates on the test set
 
@@ -206,7 +203,7 @@ class RandomProtocol(Protocol):
     name = "random"
     note = "LEAKY: adjacent windows of one trial fall in both train and test"
 
-    def split(self, cfg: Config, spec: RunSpec, pool: Pool) -> Split:
+    def split(self, cfg, spec: RunSpec, pool: Pool) -> Split:
         t = cfg.training    # the base seed: repeats differ in training only, never in their split
         return random_split(len(pool.label), t.random_test_fraction, t.val_fraction, t.seed)
 
@@ -237,7 +234,7 @@ class LosoProtocol(Protocol):
     def run_label(self, subject: int) -> str:
         return f"test sub{subject:02d}"
 
-    def split(self, cfg: Config, spec: RunSpec, pool: Pool) -> Split:
+    def split(self, cfg, spec: RunSpec, pool: Pool) -> Split:
         subject = pool.subject
         others = np.unique(subject[subject != spec.subject])
         if len(others) < 2:
@@ -247,7 +244,7 @@ class LosoProtocol(Protocol):
         test, val = subject == spec.subject, subject == val_subject
         return Split(np.flatnonzero(~test & ~val), np.flatnonzero(val), np.flatnonzero(test))
 
-    def roles(self, cfg: Config, spec: RunSpec, pools: dict, session) -> np.ndarray:
+    def roles(self, cfg, spec: RunSpec, pools: dict, session) -> np.ndarray:
         n = len(session.label)
         roles = np.full(n, "unseen", dtype=object)
         if session.session != spec.session or session.subject not in pools["subject_pool"]:
@@ -282,7 +279,7 @@ class CrossSessionProtocol(Protocol):
     def pool_group(self, spec: RunSpec) -> int:
         return spec.subject
 
-    def split(self, cfg: Config, spec: RunSpec, pool: Pool) -> Split:
+    def split(self, cfg, spec: RunSpec, pool: Pool) -> Split:
         if len(np.unique(pool.session)) < 2:
             raise DataError(f"{cfg.where('training', 'protocol')} = cross_session needs at least 2 preprocessed "
                             f"sessions of subject {spec.subject}, found {len(np.unique(pool.session))} under "
@@ -290,7 +287,7 @@ class CrossSessionProtocol(Protocol):
         return cross_session_split(pool.session, pool.trial, pool.label, spec.session,
                                    cfg.training.val_trials_per_class)
 
-    def roles(self, cfg: Config, spec: RunSpec, pools: dict, session) -> np.ndarray:
+    def roles(self, cfg, spec: RunSpec, pools: dict, session) -> np.ndarray:
         n = len(session.label)
         if session.subject != spec.subject or session.session not in pools["session_pool"]:
             return np.full(n, "unseen", dtype=object)
@@ -312,12 +309,12 @@ def get(name: str) -> Protocol:
         raise ConfigError(f"[training] protocol: expected one of {', '.join(PROTOCOLS)}, got {name!r}") from None
 
 
-def of(cfg: Config) -> Protocol:
+def of(cfg) -> Protocol:
     """The protocol entry of a configuration."""
     return get(cfg.training.protocol)
 
 
-def run_split(cfg: Config, spec: RunSpec, sessions: list) -> tuple[list, np.ndarray, Split]:
+def run_split(cfg, spec: RunSpec, sessions: list) -> tuple[list, np.ndarray, Split]:
     """The protocol's run_split for cfg (see Protocol.run_split)."""
     return of(cfg).run_split(cfg, spec, sessions)
 

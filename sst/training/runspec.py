@@ -8,13 +8,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sst.errors import UserError, printable
-
-if TYPE_CHECKING:
-    from sst.config import Config
-
 
 # The names of runs: sub01_ses1, and sub01_ses1_rep2 for the third seed of [training] repeats.
 RUN_NAME = re.compile(r"sub(\d+)_ses(\d+)(?:_rep([1-9]\d*))?")
@@ -44,7 +39,7 @@ class RunSpec:
         return cls(int(match[1]), int(match[2]), int(match[3] or 0)) if match else None
 
 
-def run_seed(cfg: Config, spec: RunSpec) -> int:
+def run_seed(cfg, spec: RunSpec) -> int:
     """The seed of one run: [training] seed + its repeat (wrapping at 2**32, NumPy's limit). Every run of a
     repeat shares it, so results do not depend on run order or sharding; the random protocol's split
     keeps the base seed, so repeats differ in training only (initial weights, shuffling, dropout)."""

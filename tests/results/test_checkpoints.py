@@ -1,4 +1,4 @@
-"""sst/results/checkpoints.py and safe_load.py: a finished run's checkpoint, read safely (no payload runs), checked, converted."""
+"""sst/results/checkpoints.py and sst/models/trained.py: a finished run's checkpoint, read safely (no payload runs), checked, converted, its model rebuilt."""
 from __future__ import annotations
 
 import errno
@@ -20,8 +20,9 @@ from conftest import (
     write_ini,
 )
 from sst import config, errors
+from sst.models import trained
 from sst.reporting import figures
-from sst.results import checkpoints, safe_load, store
+from sst.results import checkpoints, store
 
 
 @pytest.mark.slow
@@ -52,7 +53,7 @@ def test_a_checkpoint_whose_config_or_weights_do_not_make_a_network_is_named(fin
                     {**checkpoint, "model": {k: torch.zeros(1) for k in checkpoint["model"]}}):
         torch.save(damaged, tmp_path / "x.pt")
         with pytest.raises(errors.DataError, match=r"x.pt: damaged checkpoint \(its config or weights do not make"):
-            checkpoints.load_trained(tmp_path / "x.pt")
+            trained.load_trained(tmp_path / "x.pt")
 
 
 PAYLOAD_PLACES = {      # where a shared checkpoint could carry code: every place is refused alike
@@ -76,7 +77,7 @@ def test_a_checkpoint_payload_never_runs(finished, tmp_path, place):
         "--predict": lambda: run.main([*args, "--predict", "sub01_ses1", "--subjects", "1", "--sessions", "1"]),
         "--explain": lambda: run.main([*args, "--explain", "sub01_ses1"]),
         "figures.py explain": lambda: figures.main(["explain", "-c", str(ini), "--run", "sub01_ses1"]),
-        "results.load_trained": lambda: checkpoints.load_trained(best),
+        "results.load_trained": lambda: trained.load_trained(best),
         "checkpoints.py --convert": lambda: checkpoints.main(["--convert", str(best)]),
     }
     for reader in readers.values():
@@ -106,7 +107,7 @@ def test_a_checkpoint_of_an_earlier_version_loads_and_converts(finished, tmp_pat
     path = tmp_path / "sub01_ses1.pt"
     torch.save({**checkpoint, "normalization": {k: v.numpy() for k, v in checkpoint["normalization"].items()}}, path)
     for _ in range(2):      # before and after the conversion
-        _, _, stats = checkpoints.load_trained(path)
+        _, _, stats = trained.load_trained(path)
         for key, value in checkpoint["normalization"].items():
             assert isinstance(stats[key], np.ndarray) and np.array_equal(stats[key], value.numpy())
         assert checkpoints.main(["--convert", str(path)]) == 0
@@ -128,8 +129,8 @@ def test_a_permission_error_is_not_called_damage(finished, tmp_path, monkeypatch
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(safe_load, "open", refusing, raising=False)
-    for read, path in ((lambda: safe_load.load_checkpoint(best), best),
+    monkeypatch.setattr(checkpoints, "open", refusing, raising=False)
+    for read, path in ((lambda: checkpoints.load_checkpoint(best), best),
                        (lambda: store.load_partial(partial, trainer, state["config_key"]), partial)):
         with pytest.raises(errors.DataError) as refused:
             read()

@@ -19,9 +19,9 @@ import run
 from conftest import ROOT, TINY_MODEL, run_cli, run_in_process, tiny_seed_tree, write_ini
 from sst import config, errors, fileio
 from sst.data import datasets, inputs
-from sst.models import baselines, fastcpu, kinds
+from sst.models import baselines, kinds
 from sst.results import provenance
-from sst.training import loop, optim, protocols
+from sst.training import fastcpu, loop, optim, protocols
 
 CPU = torch.device("cpu")
 

@@ -1,7 +1,7 @@
 """Tests for fastcpu.py, the CPU training accelerator: it computes what the definition (model.py)
 computes, with the definition's own parameters, buffers and state dict.
 
-    python -m pytest tests/models/test_fastcpu.py -q
+    python -m pytest tests/training/test_fastcpu.py -q
 """
 import copy
 
@@ -13,8 +13,7 @@ import torch.nn.functional as F
 import model
 from conftest import ROOT
 from sst import config
-from sst.models import fastcpu
-from sst.training import optim
+from sst.training import fastcpu, optim
 
 
 @pytest.fixture(scope="module")
@@ -297,10 +296,10 @@ def test_frozen_batch_norm_and_own_forward_run_as_defined(cfg):
 
 def test_the_accelerator_was_written_for_this_definition(cfg):
     """WRITTEN_FOR records the definition the parity tests above hold it to. After an edit of model.py that
-    these tests accept, refresh the table with `python -m sst.models.fastcpu` (and only then)."""
+    these tests accept, refresh the table with `python -m sst.training.fastcpu` (and only then)."""
     live = fastcpu.definition_fingerprints()
     stale = {k: (fastcpu.WRITTEN_FOR.get(k), v) for k, v in live.items() if fastcpu.WRITTEN_FOR.get(k) != v}
-    assert not stale and set(live) == set(fastcpu.WRITTEN_FOR), f"run `python -m sst.models.fastcpu` after the parity tests: {stale}"
+    assert not stale and set(live) == set(fastcpu.WRITTEN_FOR), f"run `python -m sst.training.fastcpu` after the parity tests: {stale}"
     assert fastcpu.definition_changes(model.build_model(small(cfg))) == []
 
 

@@ -9,7 +9,7 @@
 stages through fused autograd nodes reading and updating the definition's own parameters and BN
 buffers; in eval mode, on CUDA, or for a stage it does not know (a module that is not exactly one
 of model.py's classes, e.g. a stream or attention variant of your own) it runs the definition
-itself. run.py uses it for CPU training only. tests/models/test_fastcpu.py holds it to the definition in
+itself. run.py uses it for CPU training only. tests/training/test_fastcpu.py holds it to the definition in
 float64: loss, every gradient and running statistic over two Adam steps, both block orders, ablations.
 
 Where the speed comes from, without changing the maths:
@@ -48,7 +48,7 @@ from torch.autograd.function import once_differentiable
 
 import model
 from model import BN_EPSILON
-from sst.results import provenance
+from sst import runtime
 
 ROW_BLOCK = 1 << 21     # elements per block of rows when a per-channel reduction needs a temporary
 MMAP_BYTES = 32 << 20   # glibc's malloc maps blocks this large afresh (page faults) on every allocation
@@ -744,8 +744,8 @@ def _fast_layout(x: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- held to the definition where it runs
 
 # The definition's code that the fused nodes stand in for: every method of the parts they fuse, and the
-# forwards they replace. WRITTEN_FOR holds each one's utils.code_digest (comments, docstrings and layout do
-# not count) as it was when tests/models/test_fastcpu.py last held this file to model.py. `python -m sst.models.fastcpu`
+# forwards they replace. WRITTEN_FOR holds each one's runtime.code_digest (comments, docstrings and layout do
+# not count) as it was when tests/training/test_fastcpu.py last held this file to model.py. `python -m sst.training.fastcpu`
 # prints the live table: copy it here only once the parity tests pass on the edited definition.
 REPLACED = {
     "Conv3DSame": None, "DenseLayer3D": None, "DenseBlock3D": None, "Transition3D": None, "A3DBAttention": None,
@@ -780,7 +780,7 @@ WRITTEN_FOR = {
 
 def _digest(function) -> str:
     try:
-        return provenance.code_digest(inspect.getsource(function))
+        return runtime.code_digest(inspect.getsource(function))
     except (OSError, TypeError, SyntaxError):    # no source: defined at run time (exec, a lambda's line, C)
         return "no source"
 
