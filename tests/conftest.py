@@ -12,12 +12,9 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
-from sst import config
-from sst.data import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -283,6 +280,8 @@ TREE_FRACTION = 0.02     # seed_tree and seed_iv_tree: trial lengths of the real
 @pytest.fixture(scope="module")
 def seed_tree(tmp_path_factory):
     """SEED, subjects 2 and 10 (10 sorts first as text), sessions 1 and 2, with strays."""
+    from sst.data import synthetic
+
     root = synthetic.write_seed(tmp_path_factory.mktemp("seed") / "SEED", subjects=(2, 10), sessions=(1, 2),
                                 trial_fraction=TREE_FRACTION)
     for folder in ("ExtractedFeatures", "Preprocessed_EEG"):
@@ -296,6 +295,8 @@ def seed_tree(tmp_path_factory):
 def seed_iv_tree(tmp_path_factory):
     """SEED-IV, subjects 1 and 10, sessions 1 and 2, with strays (SEED-IV's files are numbered: a
     lettered name is a stray there, while in SEED it would be a subject's name)."""
+    from sst.data import synthetic
+
     root = synthetic.write_seed_iv(tmp_path_factory.mktemp("seed_iv") / "SEED_IV", subjects=(1, 10), sessions=(1, 2),
                                    trial_fraction=TREE_FRACTION)
     for folder in ("eeg_feature_smooth/1", "eeg_raw_data/2"):
@@ -306,6 +307,8 @@ def seed_iv_tree(tmp_path_factory):
 
 def write_v73(path: Path, arrays: dict) -> None:
     """A .mat file the way MATLAB's -v7.3 writes it: HDF5 after a 512-byte header, arrays column-major."""
+    import h5py
+
     with h5py.File(path, "w", userblock_size=512) as f:
         for name, a in arrays.items():
             f.create_dataset(name, data=np.asarray(a).T).attrs["MATLAB_class"] = np.bytes_("double")
@@ -315,11 +318,14 @@ def write_v73(path: Path, arrays: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def cfg() -> config.Config:
+def cfg():
+    """SEED.ini, as shipped."""
+    from sst import config
+
     return config.load_config(ROOT / "SEED.ini")
 
 
-def small(cfg: config.Config, **model_keys) -> config.Config:
+def small(cfg, **model_keys):
     """A fast variant of SEED.ini: 16x16 maps, 5 bands, 9 time points, small depths and growth rates."""
     keys = dict(depth_spec=10, depth_tem=10, gr_spec=4, gr_tem=6)
     keys.update(model_keys)
@@ -346,14 +352,14 @@ def make_ini(path: Path, data_root: Path, pre: Path, res: Path, **training) -> P
                      data={"input_width": 16}, model=TINY_MODEL, training=TRAINING | training)
 
 
-def model_inputs(cfg, n: int, seed: int = 0):
-    """(spectral, temporal) random input maps of n samples for cfg's network."""
+def model_inputs(cfg, n: int, seed: int = 0, dtype=None):
+    """(spectral, temporal) random input maps of n samples for cfg's network (float32 unless `dtype`)."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
     w = cfg.data.input_width
-    return (torch.randn(n, w, w, cfg.data.specInput_length, generator=g),
-            torch.randn(n, w, w, cfg.data.temInput_length, generator=g))
+    return (torch.randn(n, w, w, cfg.data.specInput_length, generator=g, dtype=dtype or torch.float32),
+            torch.randn(n, w, w, cfg.data.temInput_length, generator=g, dtype=dtype or torch.float32))
 
 
 @pytest.fixture(scope="module")

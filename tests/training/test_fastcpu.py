@@ -11,28 +11,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import model
-from conftest import ROOT
+from conftest import ROOT, model_inputs, small
 from sst import config
+from sst.data import inputs
 from sst.training import fastcpu, optim
-
-
-@pytest.fixture(scope="module")
-def cfg() -> config.Config:
-    return config.load_config(ROOT / "SEED.ini")
-
-
-def small(cfg: config.Config, **model_keys) -> config.Config:
-    """A fast variant of SEED.ini: 16x16 maps, 5 bands, 9 time points, small depths and growth rates."""
-    keys = dict(depth_spec=10, depth_tem=10, gr_spec=4, gr_tem=6)
-    keys.update(model_keys)
-    return cfg.replace(data={"input_width": 16, "temInput_length": 9}, model=keys)
-
-
-def inputs(cfg: config.Config, n: int, seed: int = 0, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    w = cfg.data.input_width
-    return (torch.randn(n, w, w, cfg.data.specInput_length, generator=g, dtype=dtype),
-            torch.randn(n, w, w, cfg.data.temInput_length, generator=g, dtype=dtype))
 
 
 def twins(c: config.Config, memory_format=torch.contiguous_format) -> tuple[nn.Module, nn.Module]:
@@ -84,7 +66,7 @@ def test_accelerator_equals_definition(cfg, model_keys):
     """float64, two Adam steps: loss, every gradient and running statistic equal the definition's."""
     c = small(cfg, **model_keys)
     net, definition = twins(c)
-    assert_trains_alike(net, definition, [inputs(c, 3, 0, torch.float64)], torch.tensor([0, 1, 2]))
+    assert_trains_alike(net, definition, [model_inputs(c, 3, 0, torch.float64)], torch.tensor([0, 1, 2]))
 
 
 def test_accelerator_on_channels_last_parameters(cfg):
@@ -92,7 +74,7 @@ def test_accelerator_on_channels_last_parameters(cfg):
     c = small(cfg)
     net, definition = twins(c, torch.channels_last_3d)
     assert net.spectral.features.denseblock1.layers[0].conv2.weight.is_contiguous(memory_format=torch.channels_last_3d)
-    assert_trains_alike(net, definition, [inputs(c, 3, 0, torch.float64)], torch.tensor([0, 1, 2]))
+    assert_trains_alike(net, definition, [model_inputs(c, 3, 0, torch.float64)], torch.tensor([0, 1, 2]))
 
 
 def test_accelerator_batches_of_several_sizes(cfg):
@@ -101,7 +83,7 @@ def test_accelerator_batches_of_several_sizes(cfg):
     net, definition = twins(c)
     fast = fastcpu.accelerate(net)
     for n, seed in ((3, 1), (2, 2), (4, 3)):
-        batch = inputs(c, n, seed, torch.float64)
+        batch = model_inputs(c, n, seed, torch.float64)
         labels = torch.arange(n) % c.model.nb_class
         for forward, m in ((fast, net), (definition, definition)):
             m.zero_grad()
@@ -116,7 +98,7 @@ def test_two_forwards_before_one_backward(cfg):
     c = small(cfg)
     net, definition = twins(c)
     fast = fastcpu.accelerate(net)
-    batches = [inputs(c, 3, seed, torch.float64) for seed in (1, 2)]
+    batches = [model_inputs(c, 3, seed, torch.float64) for seed in (1, 2)]
     labels = torch.tensor([0, 1, 2])
     for forward in (fast, definition):
         torch.manual_seed(3)
@@ -133,7 +115,7 @@ def test_checkpoints_load_both_ways(cfg):
     net = model.build_model(c)
     fast = fastcpu.accelerate(net)
     opt = optim.adam(net, 1e-4, 1e-3)
-    x = inputs(c, 4)
+    x = model_inputs(c, 4)
     F.cross_entropy(fast(*x), torch.tensor([0, 1, 2, 0])).backward()
     opt.step()
     fresh = model.build_model(c)
@@ -206,7 +188,7 @@ def test_trains_under_cpu_bf16_autocast(cfg, order):
     torch.manual_seed(0)
     net = model.build_model(c)
     twin = copy.deepcopy(net)
-    x, labels = inputs(c, 4), torch.tensor([0, 1, 2, 1])
+    x, labels = model_inputs(c, 4), torch.tensor([0, 1, 2, 1])
     torch.manual_seed(1)        # the same dropout masks for both
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = fastcpu.accelerate(net)(*x)
@@ -243,7 +225,7 @@ def test_inner_products_equal_the_plain_product(rows):
 def test_second_backward_through_one_graph_fails_loudly(cfg):
     """Backward overwrites saved activations it no longer needs: retain_graph=True reuse is refused."""
     c = small(cfg)
-    loss = fastcpu.accelerate(model.build_model(c))(*inputs(c, 2)).sum()
+    loss = fastcpu.accelerate(model.build_model(c))(*model_inputs(c, 2)).sum()
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
@@ -253,7 +235,7 @@ def test_eval_mode_runs_the_definition(cfg):
     """In eval mode the accelerator is the definition: gradients of gradients work (e.g. saliency)."""
     c = small(cfg)
     net = model.build_model(c).eval()
-    spectral, temporal = (x.requires_grad_() for x in inputs(c, 2))
+    spectral, temporal = (x.requires_grad_() for x in model_inputs(c, 2))
     grad, = torch.autograd.grad(fastcpu.accelerate(net)(spectral, temporal).sum(), spectral, create_graph=True)
     grad.pow(2).sum().backward()
     assert all(p.grad is not None for p in net.spectral.parameters())
@@ -269,7 +251,7 @@ def test_frozen_batch_norm_and_own_forward_run_as_defined(cfg):
         if isinstance(m, nn.BatchNorm3d):
             m.eval()
     net.temporal.features.transition1.norm.eps = 1e-3
-    x = inputs(c, 3, 0, torch.float64)
+    x = model_inputs(c, 3, 0, torch.float64)
     definition = copy.deepcopy(net)
     torch.manual_seed(3)
     fast = fastcpu.accelerate(net)(*x)
