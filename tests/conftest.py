@@ -182,9 +182,10 @@ def write_folder(folder, records: list[dict]) -> None:
         fileio.write_json(folder / "runs" / f"{r['run']}.json", r)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def finished(tmp_path_factory):
-    """Two synthetic SEED subjects preprocessed at 16 x 16 and trained (2 epochs): a result folder to damage."""
+    """Two synthetic SEED subjects preprocessed at 16 x 16 and trained (2 epochs), once per test session: tests
+    read it, and damage only their copy of it (copy_of, copy_of_results)."""
     root, ini = tiny_seed_tree(tmp_path_factory.mktemp("state"))
     p = run_cli("run.py", "-c", str(ini))
     assert p.returncode == 0, p.stderr
@@ -277,7 +278,7 @@ lr = 0.0001
 TREE_FRACTION = 0.02     # seed_tree and seed_iv_tree: trial lengths of the real ones times this
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def seed_tree(tmp_path_factory):
     """SEED, subjects 2 and 10 (10 sorts first as text), sessions 1 and 2, with strays."""
     from sst.data import synthetic
@@ -291,7 +292,7 @@ def seed_tree(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def seed_iv_tree(tmp_path_factory):
     """SEED-IV, subjects 1 and 10, sessions 1 and 2, with strays (SEED-IV's files are numbered: a
     lettered name is a stray there, while in SEED it would be a subject's name)."""
@@ -362,7 +363,7 @@ def model_inputs(cfg, n: int, seed: int = 0, dtype=None):
             torch.randn(n, w, w, cfg.data.temInput_length, generator=g, dtype=dtype or torch.float32))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> Path:
     """base/SEED (synthetic) and base/pre (its maps, preprocessed once)."""
     from sst.data import synthetic
@@ -388,7 +389,7 @@ def dataset_ini(tmp_path: Path, dataset: str, dataset_root: Path, **data) -> Pat
     return ini
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_seed(tmp_path_factory):
     """Two synthetic SEED subjects (one session, short trials), preprocessed at 16x16."""
     return tiny_seed_tree(tmp_path_factory.mktemp("seed"))

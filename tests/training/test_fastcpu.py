@@ -13,7 +13,6 @@ import torch.nn.functional as F
 import model
 from conftest import ROOT, model_inputs, small
 from sst import config
-from sst.data import inputs
 from sst.training import fastcpu, optim
 
 
@@ -131,7 +130,7 @@ def test_seed_sizes_float32(cfg):
     torch.manual_seed(0)
     net = model.build_model(cfg)
     definition = copy.deepcopy(net)
-    x = inputs(cfg, 4)
+    x = model_inputs(cfg, 4)
     torch.manual_seed(3)
     out = fastcpu.accelerate(net)(*x)
     torch.manual_seed(3)
