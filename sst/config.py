@@ -97,8 +97,9 @@ class ModelConfig:
     on) and the plugins that register variants. Only types are checked here: the network checks its own
     arguments (model.ModelArgumentError, reported by build_model with the file, section and key). Defaults
     are the network's (a test holds them equal)."""
-    name: str = _key("sst_emotionnet", doc="a model kind of sst/models/kinds.py: the network, or a classical baseline "
-                                           "on the flattened DE features (linear_svm, logistic_regression)")
+    name: str = _key("sst_emotionnet", doc="a model kind of sst/models/kinds.py: the network, DGCNN (dgcnn) or a "
+                                           "classical baseline on the flattened DE features (linear_svm, "
+                                           "logistic_regression)")
     depth_spec: int = _key(doc="of the form 3N+4: (depth - 4) / 3 / 2 layers per dense block")
     depth_tem: int = _key()
     nb_dense_block: int = _key()
@@ -116,6 +117,14 @@ class ModelConfig:
     bn_momentum: float = _key(0.01, doc="PyTorch convention: Keras momentum 0.99 (authors' code) is 0.01")
     plugins: tuple = _key((), doc="Python files imported before the network is built (comma list; relative "
                                   "to the INI file's folder and inside it, or to the current folder with --set)")
+    # DGCNN's keys ([model] name = dgcnn; sst/models/dgcnn.py), its dropout and nb_class are the keys above
+    dgcnn_form: str = _key("paper", choices=("paper", "public"),
+                           doc="paper: Chebyshev filters on the normalised Laplacian (Song et al.); public: TorchEEG's")
+    dgcnn_order: int = _key(2, check=_positive, expect="a positive integer", doc="K, the Chebyshev terms (LibEER: 2)")
+    dgcnn_filters: int = _key(64, check=_positive, expect="a positive integer",
+                              doc="graph filters per electrode (LibEER, SEED and SEED-IV: 64)")
+    dgcnn_hidden: int = _key(64, check=_positive, expect="a positive integer",
+                             doc="the public form's hidden layer (TorchEEG: 64)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -541,11 +550,20 @@ def stream_names(streams: str) -> tuple[str, ...]:
 def model_arguments(cfg: Config) -> dict:
     """SSTEmotionNet's keyword arguments from [model] (plugins and the model's name aside) and the input sizes:
     the one mapping from INI keys to the network (model.build_model)."""
-    arguments = {f.name: getattr(cfg.model, f.name) for f in fields(cfg.model) if f.name not in ("plugins", "name")}
+    arguments = {f.name: getattr(cfg.model, f.name) for f in fields(cfg.model)
+                 if f.name not in ("plugins", "name") and not f.name.startswith("dgcnn_")}
     arguments.update({key: getattr(cfg.data, key) for key in INPUT_KEYS})
     if "," in cfg.model.streams:
         arguments["streams"] = stream_names(cfg.model.streams)
     return arguments
+
+
+def dgcnn_arguments(cfg: Config) -> dict:
+    """DGCNN's keyword arguments from [model] (dgcnn_*, nb_class, dropout) and the DE bands: the one mapping from
+    INI keys to sst.models.dgcnn.DGCNN."""
+    m = cfg.model
+    return {"nb_class": m.nb_class, "n_bands": cfg.data.specInput_length, "order": m.dgcnn_order,
+            "channels": m.dgcnn_filters, "hidden": m.dgcnn_hidden, "dropout": m.dropout, "form": m.dgcnn_form}
 
 
 def model_error(cfg: Config, argument: str, detail: str) -> ConfigError:

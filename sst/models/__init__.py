@@ -1,1 +1,1 @@
-"""Model kinds: the network (model.py) and the classical baselines, and what serves only the network."""
+"""Model kinds: the network (model.py), DGCNN and the classical baselines; a finished run's model."""

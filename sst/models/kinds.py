@@ -14,9 +14,9 @@ paper's row printed beside it, `paper_row`). run.py, checkpoints, summaries and 
 nothing outside this file compares [model] name strings. A new kind is one entry registered here
 (`register`), its module, and its tests (tests/models/test_kinds.py).
 
-The network is model.py's SSTEmotionNet (with the variants plugins register); the classical baselines are
-sst.models.baselines'. The network is the one kind this package builds from model.py, the definition at the
-repository root.
+The network is model.py's SSTEmotionNet (with the variants plugins register); DGCNN is sst.models.dgcnn's
+(trained by the same loop: LoopKind); the classical baselines are sst.models.baselines'. The network is the
+one kind this package builds from model.py, the definition at the repository root.
 """
 from __future__ import annotations
 
@@ -29,9 +29,10 @@ import numpy as np
 import torch
 
 import model as model_lib
+from sst import config
 from sst.data import datasets, inputs
 from sst.errors import ConfigError, DataError, UserError
-from sst.models import baselines
+from sst.models import baselines, dgcnn
 from sst.results import checkpoints, provenance, records, store
 from sst.training import loop, protocols
 
@@ -48,6 +49,7 @@ class ModelKind:
     paper_row = ""              # the row of the paper's table 1 printed beside its results (a dataset's `paper`)
     has_attention = False       # --explain draws attention weights
     ablatable = False           # --ablation takes its streams and attention apart
+    unused: tuple[str, ...] = ()    # modules its runs never execute although code they share names them
 
     def check(self, cfg: Config) -> None:
         """A configuration this kind cannot make raises one ConfigError naming the file, section and key."""
@@ -70,7 +72,7 @@ class ModelKind:
         training reads. Computed afresh each time (a fraction of a second), so that a class registered again
         from Python under the same name is seen."""
         facts = {f"dataset {cfg.data.dataset}": datasets.get(cfg.data.dataset).training_facts()}
-        return provenance.identity([*self.code_roots(cfg, net), type(protocols.of(cfg))], facts)
+        return provenance.identity([*self.code_roots(cfg, net), type(protocols.of(cfg))], facts, self.unused)
 
     def train_run(self, cfg: Config, spec: RunSpec, sessions: list, device, out: store.ResultDir, progress,
                   k: int = 1, n: int = 1, tensorboard: bool = False) -> dict:
@@ -92,35 +94,24 @@ class ModelKind:
                 f"kappa {record['kappa']:.3f}  {record['wall_seconds']:.1f} s")
 
 
-class Network(ModelKind):
-    """SST-EmotionNet (model.py), with the attention blocks and streams registered by name."""
+class LoopKind(ModelKind):
+    """A kind trained by the loop (sst.training.loop: epochs, early stopping, the best checkpoint by validation
+    accuracy, a resumable state after each epoch). Subclasses say what the loop trains (`model`)."""
 
-    name = "sst_emotionnet"
-    label = "SST-EmotionNet"
-    paper_row = "SST-EmotionNet"
-    has_attention = True
-    ablatable = True
-
-    def check(self, cfg: Config) -> None:
-        model_lib.build_model(cfg)      # imports the plugins; raises a ConfigError naming the key
+    def model(self) -> loop.Model:
+        raise NotImplementedError
 
     def sources(self, cfg: Config) -> dict[str, str]:
-        return model_lib.stream_sources(cfg)
+        return self.model().sources(cfg)
 
     def precision(self, device, cfg: Config) -> str:
         """bf16 under CUDA autocast ([training] amp), else float32."""
         return "bf16" if getattr(device, "type", device) == "cuda" and cfg.training.amp else "float32"
 
-    def code_roots(self, cfg: Config, net: torch.nn.Module | None = None) -> list:
-        net = net if net is not None else model_lib.build_model(cfg)
-        classes = sorted({type(m) for m in net.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}")
-        builders = [model_lib.STREAMS[name] for name in net.stream_names if name in model_lib.STREAMS]
-        return [*classes, *builders, model_lib.build_model, loop.Trainer, loop.build_run_data]
-
     def train_run(self, cfg: Config, spec: RunSpec, sessions: list, device, out: store.ResultDir, progress,
                   k: int = 1, n: int = 1, tensorboard: bool = False) -> dict:
         start = time.perf_counter()
-        data = loop.build_run_data(cfg, spec, sessions)
+        data = loop.build_run_data(cfg, spec, sessions, self.model())
         trainer = self._resumed(cfg, spec, data, device, out)
         progress.run_ended(len(trainer.history))        # epochs a resumed run does not redo
         writer = None
@@ -165,10 +156,9 @@ class Network(ModelKind):
                 "normalization": checkpoints.as_tensors(trainer.data.stats), **trainer.data.pools,
                 "code": out.code, "precision": out.precision}
 
-    @staticmethod
-    def _resumed(cfg: Config, spec: RunSpec, data, device, out: store.ResultDir) -> loop.Trainer:
+    def _resumed(self, cfg: Config, spec: RunSpec, data, device, out: store.ResultDir) -> loop.Trainer:
         """A fresh Trainer, continued from the run's partial state when there is one of this configuration."""
-        trainer = loop.Trainer(cfg, spec, data, device)
+        trainer = loop.Trainer(cfg, spec, data, device, self.model())
         partial = out.partial(spec)
         if not partial.exists():
             return trainer
@@ -182,7 +172,34 @@ class Network(ModelKind):
             raise out.refuse(str(e)) from None
         except ValueError as e:     # another configuration's or pool's: overwritten after the first epoch
             print(f"{spec.name}: ignoring {partial.name} ({e}); starting over", file=sys.stderr)
-        return loop.Trainer(cfg, spec, data, device)
+        return loop.Trainer(cfg, spec, data, device, self.model())
+
+    def result_line(self, record: dict) -> str:
+        return (f"{record['run']}: accuracy {100 * record['accuracy']:.2f}%  macro-F1 {record['macro_f1']:.3f}  "
+                f"kappa {record['kappa']:.3f}  best epoch {record['best_epoch']}/{record['epochs_run']}  "
+                f"{record['wall_seconds']:.0f} s")
+
+
+class Network(LoopKind):
+    """SST-EmotionNet (model.py), with the attention blocks and streams registered by name."""
+
+    name = "sst_emotionnet"
+    label = "SST-EmotionNet"
+    paper_row = "SST-EmotionNet"
+    has_attention = True
+    ablatable = True
+
+    def model(self) -> loop.Model:
+        return loop.NETWORK
+
+    def check(self, cfg: Config) -> None:
+        model_lib.build_model(cfg)      # imports the plugins; raises a ConfigError naming the key
+
+    def code_roots(self, cfg: Config, net: torch.nn.Module | None = None) -> list:
+        net = net if net is not None else model_lib.build_model(cfg)
+        classes = sorted({type(m) for m in net.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}")
+        builders = [model_lib.STREAMS[name] for name in net.stream_names if name in model_lib.STREAMS]
+        return [*classes, *builders, model_lib.build_model, loop.Trainer, loop.build_run_data]
 
     def load(self, cfg: Config, checkpoint: dict, path) -> torch.nn.Module:
         try:
@@ -203,10 +220,41 @@ class Network(ModelKind):
                     for source, x in arrays.items()}
             yield {name: maps[source] for name, source in net.sources.items()}
 
-    def result_line(self, record: dict) -> str:
-        return (f"{record['run']}: accuracy {100 * record['accuracy']:.2f}%  macro-F1 {record['macro_f1']:.3f}  "
-                f"kappa {record['kappa']:.3f}  best epoch {record['best_epoch']}/{record['epochs_run']}  "
-                f"{record['wall_seconds']:.0f} s")
+
+def build_dgcnn(cfg: Config) -> dgcnn.DGCNN:
+    """DGCNN from [model] (config.dgcnn_arguments: the one mapping of its INI keys)."""
+    return dgcnn.DGCNN(**config.dgcnn_arguments(cfg))
+
+
+class Graph(LoopKind):
+    """DGCNN (sst/models/dgcnn.py) on the DE features of the 62 electrodes, trained by the loop as the network."""
+
+    name = "dgcnn"
+    label = "DGCNN"
+    paper_row = "DGCNN"
+    unused = ("model", "sst.training.fastcpu")      # the loop's network and its accelerator: never DGCNN's
+    MODEL = loop.Model(build=build_dgcnn, sources=lambda cfg: {"de": "de"}, maps=False, accelerate=False)
+
+    def model(self) -> loop.Model:
+        return self.MODEL
+
+    def check(self, cfg: Config) -> None:
+        build_dgcnn(cfg)
+
+    def code_roots(self, cfg: Config, net: torch.nn.Module | None = None) -> list:
+        net = net if net is not None else build_dgcnn(cfg)
+        classes = sorted({type(m) for m in net.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}")
+        return [*classes, build_dgcnn, loop.Trainer, loop.build_run_data]
+
+    def load(self, cfg: Config, checkpoint: dict, path) -> torch.nn.Module:
+        net = build_dgcnn(cfg)
+        _load_state(net, checkpoint, path)
+        return net.eval()
+
+    def batches(self, net: torch.nn.Module, cfg: Config, arrays: dict[str, np.ndarray], batch_size: int, device):
+        x = arrays["de"]        # (N, 62, bands), normalised with the run's training statistics
+        for start in range(0, len(x), batch_size):
+            yield {"de": torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size])).to(device)}
 
 
 class LinearBaseline(ModelKind):
@@ -265,6 +313,7 @@ def register(kind: ModelKind) -> ModelKind:
 
 
 NETWORK = register(Network())
+register(Graph())
 register(LinearBaseline("linear_svm", baselines.linear_svm))
 register(LinearBaseline("logistic_regression", baselines.logistic_regression))
 

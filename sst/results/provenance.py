@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 NON_RESULT_TRAINING_KEYS = ("device", "num_threads", "accelerator", "repeats")   # repeats: how many seeds, not which
 # Keys added after result folders existed: left out of the key while they hold their default, so that
 # results made before them keep their key.
-ADDED_KEYS = {("model", "attention_block"), ("model", "name")}
+ADDED_KEYS = {("model", "attention_block"), ("model", "name"), ("model", "dgcnn_form"), ("model", "dgcnn_order"),
+              ("model", "dgcnn_filters"), ("model", "dgcnn_hidden")}
 PRECISIONS = ("float32", "bf16")
 # Project modules that compute nothing a result holds: not followed by the code identity.
 NOT_COMPUTING = {"sst.errors", "sst.fileio", "sst.cli", "sst.plugins", "sst.config", "sst.schemas",
@@ -141,15 +142,17 @@ def _name(obj) -> str:
     return f"{module}.{obj.__qualname__}"
 
 
-def identity(roots, facts: dict | None = None) -> dict[str, str]:
+def identity(roots, facts: dict | None = None, unused: tuple[str, ...] = ()) -> dict[str, str]:
     """{qualified name: digest} of the code reachable from `roots` (classes, functions) and of `facts`
-    (name -> JSON-able data). See the module docstring for what is followed."""
+    (name -> JSON-able data). See the module docstring for what is followed. `unused`: modules the run never
+    executes although code it shares names them (DGCNN's runs and the network's accelerator)."""
     out: dict[str, str] = {}
     todo = list(roots)
     while todo:
         obj = todo.pop()
         obj = getattr(obj, "__func__", obj)         # a bound or class method: its function
-        if not (inspect.isclass(obj) or inspect.isfunction(obj)) or not _is_user_module(obj.__module__):
+        if not (inspect.isclass(obj) or inspect.isfunction(obj)) or not _is_user_module(obj.__module__) \
+                or obj.__module__ in unused:
             continue
         name = _name(obj)
         if name in out:

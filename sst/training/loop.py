@@ -54,12 +54,26 @@ class RunData:
         return {"subject_pool": self.subjects, "session_pool": self.sessions}
 
 
-def build_run_data(cfg: Config, spec: RunSpec, sessions: list) -> RunData:
+@dataclass(frozen=True)
+class Model:
+    """What the loop trains, as a model kind gives it: `build(cfg)` the module, `sources(cfg)` {input name:
+    preprocessed source array}, `maps` whether each input is turned into W x W maps first (inputs.MapBuilder)
+    or fed as electrode values (N, 62, D), `accelerate` whether CPU training may go through fastcpu."""
+    build: Callable
+    sources: Callable
+    maps: bool = True
+    accelerate: bool = True
+
+
+NETWORK = Model(build=model_lib.build_model, sources=model_lib.stream_sources)     # SSTEmotionNet, model.py
+
+
+def build_run_data(cfg: Config, spec: RunSpec, sessions: list, model: Model = NETWORK) -> RunData:
     """Pool the sessions a run needs, split them by protocol, normalise with training statistics. DataError
     naming the session folder that lacks a stream's source array (sst.models.kinds.check_run says it earlier,
     before anything is written)."""
     parts, label, split = protocols.run_split(cfg, spec, sessions)
-    streams = model_lib.stream_sources(cfg)
+    streams = model.sources(cfg)
     for name, source in streams.items():
         missing = next((s for s in parts if s.source(source) is None), None)
         if missing is not None:
@@ -147,22 +161,23 @@ class Trainer:
     """Trains one fresh model on one run's data; early stopping on validation loss, best
     checkpoint by validation accuracy (the authors' EarlyStopping + ModelCheckpoint)."""
 
-    def __init__(self, cfg: Config, spec: RunSpec, data: RunData, device: torch.device):
+    def __init__(self, cfg: Config, spec: RunSpec, data: RunData, device: torch.device, model: Model = NETWORK):
         self.cfg, self.spec, self.data, self.device = cfg, spec, data, device
         seed = run_seed(cfg, spec)  # the same for every run of a repeat: results don't depend on order or sharding
         runtime.set_seed(seed)
         # channels-last 3D parameters: oneDNN runs the definition's convolutions 1.65x faster on them
         # (evaluation, batch 256, 2-core CPU; bench/README.md), and cuDNN prefers them for bf16
-        self.net = model_lib.build_model(cfg).to(device, memory_format=torch.channels_last_3d)
+        self.net = model.build(cfg).to(device, memory_format=torch.channels_last_3d)
         # CPU training runs the definition through its accelerator (same parameters, same state dict) unless
         # [training] accelerator = off or the definition is not the one it was written for (it steps aside);
         # CUDA training and every evaluation run the definition itself, and so does CPU training with the
         # accelerator off: the CUDA path's loop, which the tests run on the CPU that way
-        fast = fastcpu.accelerate(self.net) if device.type == "cpu" and cfg.training.accelerator == "auto" else None
+        cpu_auto = device.type == "cpu" and cfg.training.accelerator == "auto"
+        fast = fastcpu.accelerate(self.net) if model.accelerate and cpu_auto else None
         self.train_net, self.accelerated = fast or self.net, fast is not None
         self.optimizer = optim.adam(self.net, cfg.training.l2, cfg.training.lr)
         self.shuffle = torch.Generator().manual_seed(seed)     # on the host: the batch order of any device
-        self.maps = inputs.MapBuilder(cfg.data.input_width, device)
+        self.maps = inputs.MapBuilder(cfg.data.input_width, device) if model.maps else None
         self.autocast = device.type == "cuda" and cfg.training.amp
         # the run's arrays on the device for the whole run (streams of one source share one copy): a batch is
         # a gather there, with no copy or wait per step
@@ -180,7 +195,8 @@ class Trainer:
         net, maps, built = net or self.net, {}, {}
         for name, x in self.inputs.items():    # streams of one source share its maps
             if id(x) not in built:
-                built[id(x)] = self.maps(x.index_select(0, idx))
+                rows = x.index_select(0, idx)
+                built[id(x)] = self.maps(rows) if self.maps is not None else rows
             maps[name] = built[id(x)]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             return net(**maps).float()

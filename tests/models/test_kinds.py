@@ -20,19 +20,19 @@ def cfg():
 
 
 def test_the_registered_kinds_and_what_they_read(cfg):
-    assert list(kinds.KINDS) == ["sst_emotionnet", "linear_svm", "logistic_regression"]
+    assert list(kinds.KINDS) == ["sst_emotionnet", "dgcnn", "linear_svm", "logistic_regression"]
     assert kinds.of(cfg) is kinds.NETWORK and kinds.NETWORK.sources(cfg) == {"spectral": "de", "temporal": "eeg"}
     svm = cfg.replace(model={"name": "linear_svm"})
     assert kinds.of(svm).sources(svm) == {"de": "de"}
-    assert [k.paper_row for k in kinds.KINDS.values()] == ["SST-EmotionNet", "SVM", "SVM"]
+    assert [k.paper_row for k in kinds.KINDS.values()] == ["SST-EmotionNet", "DGCNN", "SVM", "SVM"]
     assert kinds.NETWORK.has_attention and kinds.NETWORK.ablatable
     assert not any(k.has_attention or k.ablatable for k in kinds.KINDS.values() if k is not kinds.NETWORK)
 
 
 def test_an_unknown_model_name_is_one_error_naming_where_it_was_set(tmp_path):
     ini = write_ini(tmp_path / "a.ini", model={"name": "svm"})
-    with pytest.raises(errors.ConfigError, match=r"a.ini: \[model\] name: expected one of sst_emotionnet, linear_svm, "
-                                                 r"logistic_regression, got 'svm'"):
+    with pytest.raises(errors.ConfigError, match=r"a.ini: \[model\] name: expected one of sst_emotionnet, dgcnn, "
+                                                 r"linear_svm, logistic_regression, got 'svm'"):
         kinds.of(config.load_config(ini))
     cfg = config.load_config(ROOT / "SEED.ini", ["model.name=svm"])
     with pytest.raises(errors.ConfigError, match=r"--set model.name=svm: \[model\] name: expected one of"):
