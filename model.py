@@ -28,6 +28,7 @@ Python or the INI file ([model] streams, attention_block; [model] plugins import
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 from collections import OrderedDict
 from pathlib import Path
@@ -301,8 +302,7 @@ class DenseStream3D(nn.Module):
             self.add(stage_name, module)
         for b in range(1, nb_dense_block + 1):
             if attend and block_order == "paper":
-                self.add(f"attention{b}", make_attention(self.output_shape[1:], attention=attention,
-                                                         activation=attention_activation))
+                self.add(f"attention{b}", self.attention_block(make_attention, attention, attention_activation))
             channels = self.output_shape[0]
             self.add(f"denseblock{b}", DenseBlock3D(layers, channels, growth_rate, bn_momentum))
             if b == nb_dense_block:
@@ -314,10 +314,15 @@ class DenseStream3D(nn.Module):
             self.check_poolable(f"transition{b}", nb_dense_block)
             self.add(f"transition{b}", Transition3D(channels, out_channels, bn_momentum))
             if attend and block_order == "official":    # numbered like the paper order's: before dense block b + 1
-                self.add(f"attention{b + 1}", make_attention(self.output_shape[1:], attention=attention,
-                                                             activation=attention_activation))
+                self.add(f"attention{b + 1}", self.attention_block(make_attention, attention, attention_activation))
         self.feature_size = self.output_shape[0]
         self.global_pool = GlobalPool(self.feature_size, bn_momentum)
+
+    def attention_block(self, make: type[nn.Module], attention: str, activation: str) -> nn.Module:
+        """An attention block for this stage's (H, W, D) maps, given their channel count where it takes `channels`."""
+        C, *size = self.output_shape
+        channels = {"channels": C} if "channels" in inspect.signature(make).parameters else {}
+        return make(tuple(size), attention=attention, activation=activation, **channels)
 
     def add(self, stage_name: str, module: nn.Module) -> None:
         """Append a stage and record its traced output shape (H, W, D, C) and multiply-adds."""
@@ -574,16 +579,13 @@ def build_model(cfg: config.Config, plugins: bool = True) -> SSTEmotionNet:
     return net
 
 
-# ----------------------------------------------------------------------------- the authors' Keras weights
+# ----------------------------------------------------------------------------- the authors' Keras weights, summary
 
 
 def load_keras_weights(net: SSTEmotionNet, path: str | Path) -> int:
     """The authors' Keras .h5 into an official-order `net`, in place (keras_weights.py); tensors loaded."""
     from sst.models.keras_weights import load_keras_weights as load
     return load(net, path)
-
-
-# ----------------------------------------------------------------------------- summary
 
 
 def summary(net: SSTEmotionNet) -> str:

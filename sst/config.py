@@ -152,6 +152,17 @@ class TrainingConfig:
     num_threads: int = _key(0, check=_non_negative, expect="an integer >= 0 (0: torch's default)")
     repeats: int = _key(1, check=_positive, expect="a positive integer",
                         doc="each run trained this many times, with seeds seed, seed + 1, ... (runs <run>_rep1, ...)")
+    train_trials: int = _key(0, check=_non_negative, expect="an integer >= 0 (0: the dataset's standard split)",
+                             doc="trials 1..N of a session train (with validation), the rest test; 0: the dataset "
+                                 "entry's n_train_trials (SEED 9 of 15, SEED-IV 16 of 24)")
+    optimizer: str = _key("adam", choices=("adam", "adamw", "sgd"),
+                          doc="adam: the authors' (L2 as coupled weight decay 2 l2 on their kernels); adamw: the same "
+                              "decay decoupled; sgd: with [training] momentum")
+    momentum: float = _key(0.9, check=lambda x: 0 <= x < 1, expect="a number in [0, 1)", doc="sgd's momentum")
+    lr_schedule: str = _key("none", choices=("none", "step", "cosine"),
+                            doc="none: lr throughout; step: times lr_gamma every lr_step_epochs; cosine: to 0 over nbEpoch")
+    lr_step_epochs: int = _key(10, check=_positive, expect="a positive integer", doc="step: epochs between steps")
+    lr_gamma: float = _key(0.1, check=lambda x: 0 < x <= 1, expect="a number in (0, 1]", doc="step: the factor")
 
 
 SECTIONS = {"path": PathConfig, "data": DataConfig, "model": ModelConfig, "training": TrainingConfig}

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 import model
-from conftest import TINY_MODEL, run_cli, tiny_seed_tree, write_ini
+from conftest import TINY_MODEL, run_cli, run_in_process, tiny_seed_tree, write_ini
 from sst import config, errors
 
 # A plugin as a researcher writes it: an attention variant and a third stream (on the DE maps).
@@ -127,3 +127,48 @@ def test_run_trains_a_plugins_attention_and_third_stream(tmp_path):
                 "--result-path", str(tmp_path / "res-stream"))
     assert p.returncode == 1 and "made with other code (plugin plugin.py.BandMeans changed since)" in p.stderr
     assert "--result-path" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+SE_PLUGIN = '''
+import torch
+import torch.nn as nn
+
+import model
+
+
+@model.register_attention("se")
+class SqueezeExcitation(nn.Module):
+    """Squeeze-and-excitation (Hu et al. 2018) over the channels of (N, C, H, W, D) maps."""
+
+    def __init__(self, size, channels, attention="both", activation="sigmoid", reduction=2):
+        super().__init__()
+        self.squeeze = nn.Linear(channels, max(1, channels // reduction))
+        self.excite = nn.Linear(max(1, channels // reduction), channels)
+
+    def forward(self, x):
+        weights = torch.sigmoid(self.excite(torch.relu(self.squeeze(x.mean((2, 3, 4))))))
+        return x * weights[:, :, None, None, None]
+'''
+
+
+def test_an_attention_block_is_given_the_channel_count_so_a_squeeze_and_excitation_block_trains(tmp_path, capsys):
+    """A block whose class takes `channels` gets the channel count of its stage's maps (A3DB, which does not
+    take it, is built as before); a squeeze-and-excitation plugin then builds, and trains through run.py."""
+    (tmp_path / "se.py").write_text(SE_PLUGIN)
+    root, ini = tiny_seed_tree(tmp_path / "data")
+    cfg = config.load_config(ini, [f"model.plugins={tmp_path / 'se.py'}", "model.attention_block=se"])
+    net = model.build_model(cfg)
+    for stream in (net.spectral, net.temporal):
+        for name, block in stream.features.named_children():
+            if name.startswith("attention"):
+                stage = list(stream.features.named_children())
+                before = stage[[n for n, _ in stage].index(name) - 1][0]
+                assert block.excite.out_features == stream.stages[before]["shape"][3]      # C of the maps it sees
+    try:
+        p = run_in_process(capsys, "run.py", "-c", str(ini), "--set", f"model.plugins={tmp_path / 'se.py'}",
+                           "--set", "model.attention_block=se", "--set", "training.nbEpoch=1", "--subjects", "1",
+                           "--result-path", str(tmp_path / "res"))
+        assert p.returncode == 0, p.stderr
+        assert (tmp_path / "res" / "runs" / "sub01_ses1.json").is_file()
+    finally:
+        model.ATTENTION_BLOCKS.pop("se", None)

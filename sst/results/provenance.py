@@ -41,7 +41,9 @@ NON_RESULT_TRAINING_KEYS = ("device", "num_threads", "accelerator", "repeats")  
 # Keys added after result folders existed: left out of the key while they hold their default, so that
 # results made before them keep their key.
 ADDED_KEYS = {("model", "attention_block"), ("model", "name"), ("model", "dgcnn_form"), ("model", "dgcnn_order"),
-              ("model", "dgcnn_filters"), ("model", "dgcnn_hidden")}
+              ("model", "dgcnn_filters"), ("model", "dgcnn_hidden"), ("training", "train_trials"),
+              ("training", "optimizer"), ("training", "momentum"), ("training", "lr_schedule"),
+              ("training", "lr_step_epochs"), ("training", "lr_gamma")}
 PRECISIONS = ("float32", "bf16")
 # Project modules that compute nothing a result holds: not followed by the code identity.
 NOT_COMPUTING = {"sst.errors", "sst.fileio", "sst.cli", "sst.plugins", "sst.config", "sst.schemas",

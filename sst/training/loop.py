@@ -175,7 +175,7 @@ class Trainer:
         cpu_auto = device.type == "cpu" and cfg.training.accelerator == "auto"
         fast = fastcpu.accelerate(self.net) if model.accelerate and cpu_auto else None
         self.train_net, self.accelerated = fast or self.net, fast is not None
-        self.optimizer = optim.adam(self.net, cfg.training.l2, cfg.training.lr)
+        self.optimizer = optim.make(self.net, cfg.training)
         self.shuffle = torch.Generator().manual_seed(seed)     # on the host: the batch order of any device
         self.maps = inputs.MapBuilder(cfg.data.input_width, device) if model.maps else None
         self.autocast = device.type == "cuda" and cfg.training.amp
@@ -209,6 +209,8 @@ class Trainer:
         the first one) before anything of the epoch is kept (history, best checkpoint, partial state).
         """
         self.net.train()
+        if self.cfg.training.lr_schedule != "none":        # a function of the epoch: a resumed run gets the same
+            optim.set_lr(self.optimizer, optim.lr_at(self.cfg.training, epoch))
         train = torch.from_numpy(self.data.split.train)
         order = to_device(train[torch.randperm(len(train), generator=self.shuffle)], self.device)
         losses, correct = [], []

@@ -1,8 +1,16 @@
-"""The authors' optimizer: Adam with Keras's L2 penalty on their kernels only.
+"""The optimizers and learning-rate schedules of [training]: the authors' Adam with Keras's L2 penalty on their
+kernels only (the default), AdamW, SGD with momentum; no schedule (the default), step or cosine.
 
-    optimizer = adam(net, l2=1e-4, lr=1e-4)
+    optimizer = adam(net, l2=1e-4, lr=1e-4)                  # the authors'
+    optimizer = make(net, cfg.training)                      # [training] optimizer, lr, l2, momentum
+    set_lr(optimizer, lr_at(cfg.training, epoch))            # [training] lr_schedule, before each epoch
+
+A schedule is a function of the epoch number alone, so a resumed run gets the same rates as an uninterrupted
+one without a scheduler state to save.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
@@ -32,3 +40,31 @@ def adam(net: nn.Module, l2: float, lr: float) -> torch.optim.Adam:
     parameters), which matters because the attention Dense(1024, 1024) is large.
     """
     return torch.optim.Adam(param_groups(net, l2), lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
+
+
+def make(net: nn.Module, training) -> torch.optim.Optimizer:
+    """[training] optimizer over param_groups(net, l2): adam (the authors', above); adamw, the same groups with
+    decoupled weight decay 2 l2 (Loshchilov and Hutter); sgd with [training] momentum, coupled weight decay 2 l2
+    (exactly the gradient of l2 * sum(w ** 2), as Keras's regulariser)."""
+    groups = param_groups(net, training.l2)
+    if training.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=training.lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
+    if training.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=training.lr, momentum=training.momentum)
+    return adam(net, training.l2, training.lr)
+
+
+def lr_at(training, epoch: int) -> float:
+    """The learning rate of epoch `epoch` (1-based) under [training] lr_schedule: none, step (lr times lr_gamma
+    every lr_step_epochs epochs) or cosine (from lr to 0 over nbEpoch epochs, PyTorch's CosineAnnealingLR)."""
+    if training.lr_schedule == "step":
+        return training.lr * training.lr_gamma ** ((epoch - 1) // training.lr_step_epochs)
+    if training.lr_schedule == "cosine":
+        return training.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / training.nbEpoch))
+    return training.lr
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every parameter group's learning rate."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr

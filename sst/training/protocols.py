@@ -62,11 +62,24 @@ class Pool:
                    np.concatenate([np.asarray(s.label) for s in parts]))
 
 
-def trial_split(dataset: str, trial: np.ndarray, label: np.ndarray, val_trials_per_class: int) -> Split:
-    """The standard split (the dataset entry's n_train_trials: SEED trials 1-9 / 10-15, SEED-IV 1-16 / 17-24);
-    validation = the last `val_trials_per_class` training trials of each class, so no window of a validation
-    trial is trained on and the test trials are never looked at."""
-    n_train = datasets.get(dataset).n_train_trials
+def n_train_trials(cfg) -> int:
+    """The trials 1..N of a session that train (with validation): [training] train_trials, or, left at 0, the
+    dataset entry's standard split (SEED 9 of 15, SEED-IV 16 of 24); ConfigError if no trial is left to test."""
+    dataset = datasets.get(cfg.data.dataset)
+    n = cfg.training.train_trials or dataset.n_train_trials
+    if n >= dataset.n_trials:
+        raise ConfigError(f"{cfg.where('training', 'train_trials')} = {n} leaves no test trial: {dataset.name} has "
+                          f"{dataset.n_trials} trials a session")
+    return n
+
+
+def trial_split(dataset: str, trial: np.ndarray, label: np.ndarray, val_trials_per_class: int,
+                n_train: int | None = None) -> Split:
+    """The standard split (trials 1..n_train train, the others test; n_train: the dataset entry's n_train_trials
+    unless given: SEED trials 1-9 / 10-15, SEED-IV 1-16 / 17-24); validation = the last `val_trials_per_class`
+    training trials of each class, so no window of a validation trial is trained on and the test trials are
+    never looked at."""
+    n_train = n_train or datasets.get(dataset).n_train_trials
     train_mask = trial <= n_train
     val_mask = np.zeros_like(train_mask)
     if val_trials_per_class:
@@ -173,9 +186,8 @@ class TrialProtocol(Protocol):
     note = "honest: whole trials held out, validation from training trials"
 
     def split(self, cfg, spec: RunSpec, pool: Pool) -> Split:
-        t = cfg.training
-        split = trial_split(cfg.data.dataset, pool.trial, pool.label, t.val_trials_per_class)
-        n_train = datasets.get(cfg.data.dataset).n_train_trials
+        t, n_train = cfg.training, n_train_trials(cfg)
+        split = trial_split(cfg.data.dataset, pool.trial, pool.label, t.val_trials_per_class, n_train)
         untrained = sorted(set(pool.label[pool.trial <= n_train]) - set(pool.label[split.train]))
         if untrained:   # e.g. SEED-IV: 2 training trials of class 3 in session 1, of class 0 in session 3
             name = datasets.get(cfg.data.dataset).class_names[untrained[0]]
@@ -193,7 +205,7 @@ class PaperProtocol(Protocol):
     selects_on_test = True
 
     def split(self, cfg, spec: RunSpec, pool: Pool) -> Split:
-        s = trial_split(cfg.data.dataset, pool.trial, pool.label, 0)
+        s = trial_split(cfg.data.dataset, pool.trial, pool.label, 0, n_train_trials(cfg))
         return Split(s.train, s.test, s.test)  # the authors' code validates on the test set
 
 

@@ -202,3 +202,20 @@ def test_a_new_protocol_is_one_entry(monkeypatch, tmp_path):
     cfg = config.load_config(write_ini(tmp_path / "a.ini", training={"protocol": "first_trials"}))
     _, _, split = protocols.of(cfg).run_split(cfg, runspec.RunSpec(1, 1), fake_sessions((1,), (1,)))
     assert len(split.train) == 24 and len(split.val) == 12 and len(split.test) == 24
+
+
+def test_the_split_size_is_a_key(tmp_path):
+    """[training] train_trials: trials 1..N train (validation among them), the rest test, under trial and paper;
+    0 keeps the dataset's split; a size that leaves no test trial is one error naming the key."""
+    sessions = fake_sessions((1,), (1,))
+    for name in ("trial", "paper"):
+        cfg = protocol_cfg(name).replace(training={"train_trials": 6})
+        parts, _, split = protocols.of(cfg).run_split(cfg, runspec.RunSpec(1, 1), sessions)
+        trial = parts[0].trial
+        assert set(trial[split.test]) == set(range(7, 16)) and set(trial[split.train]) <= set(range(1, 7))
+    default = protocol_cfg("trial")
+    assert protocols.n_train_trials(default) == 9 == protocols.n_train_trials(default.replace(training={"train_trials": 9}))
+    cfg = config.load_config(write_ini(tmp_path / "a.ini", training={"train_trials": 15}))
+    with pytest.raises(errors.ConfigError, match=r"a.ini: \[training\] train_trials = 15 leaves no test trial: SEED "
+                                                 r"has 15 trials a session"):
+        protocols.of(cfg).run_split(cfg, runspec.RunSpec(1, 1), sessions)
