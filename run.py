@@ -9,6 +9,8 @@
     python run.py --demo                            # synthetic data end to end, a few minutes on a CPU
     python run.py -c SEED.ini --explain sub01_ses1  # attention and input figures of one run
     python run.py -c SEED.ini --ablation            # the paper's six ablations, each in its --set subfolder; a table
+    python run.py -c SEED.ini --paper-table         # SVM, DGCNN, SST-EmotionNet on one split, beside the paper's table 1
+    python run.py -c SEED.ini --protocol-price      # the same configuration under paper, trial and random, paired
     python run.py --compare results/SEED results/SEED/model.name=linear_svm   # paired statistics of result folders
     python run.py -c SEED.ini --summarize --format latex                      # the table for a paper (or markdown, csv)
 
@@ -51,7 +53,7 @@ from sst.config import Config
 from sst.data import session_store
 from sst.errors import DataError, UserError, printable
 from sst.models import kinds
-from sst.reporting import experiments, predictions, summaries, tables
+from sst.reporting import experiments, predictions, studies, summaries, tables
 from sst.results import provenance
 from sst.results.store import ResultDir
 from sst.training import protocols, runspec
@@ -264,7 +266,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compare", nargs="+", type=Path, metavar="DIR", help="result folders of one dataset and "
                         "protocol, each compared with the first, paired by subject and session (no -c needed; "
                         "--subjects, --sessions: only those runs)")
-    parser.add_argument("--out", type=Path, help="--compare, --ablation: where their tables and figure go (default: "
+    parser.add_argument("--paper-table", action="store_true", help="train (or reuse) SVM, DGCNN and SST-EmotionNet on "
+                        "the INI's split, then their table beside the paper's table 1, paired (sst/reporting/studies.py)")
+    parser.add_argument("--protocol-price", action="store_true", help="train (or reuse) the configuration under paper, "
+                        "trial and random, then what each protocol adds to trial, paired")
+    parser.add_argument("--out", type=Path, help="--compare, --ablation, --paper-table, --protocol-price: where their "
+                        "tables and figure go (default: "
                         "comparisons/ beside the first result folder)")
     parser.add_argument("--format", choices=tables.FORMATS, default="text", help="how the table is printed: text "
                         "(default), markdown, latex or csv (--compare and --ablation also write all of them)")
@@ -277,11 +284,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
             runspec.run_named(name, flag)       # before any work: a name is never a path
     actions = [flag for flag, given in (("--summarize", args.summarize), ("--explain", args.explain),
                                         ("--predict", args.predict), ("--demo", args.demo), ("--ablation", args.ablation),
+                                        ("--paper-table", args.paper_table), ("--protocol-price", args.protocol_price),
                                         ("--compare", args.compare)) if given]
     if len(actions) > 1:
         raise UserError(f"{' and '.join(actions)}: one at a time")
-    if args.out is not None and not (args.compare or args.ablation):
-        raise UserError("--out: only with --compare or --ablation (results go under [path] result_path)")
+    if args.out is not None and not (args.compare or args.ablation or args.paper_table or args.protocol_price):
+        raise UserError("--out: only with --compare, --ablation, --paper-table or --protocol-price (results go under "
+                        "[path] result_path)")
     if args.compare is not None and len(args.compare) < 2:
         raise UserError("--compare: give at least two result folders; the others are compared with the first")
     if args.jobs < 1:
@@ -411,7 +420,7 @@ def train_runs(cfg: Config, args: argparse.Namespace, out: ResultDir, runs: list
         summaries.summarize(cfg, out, this_invocation={spec.name for _, spec in todo}, fmt=args.format)
         if args.demo:
             demo_epilogue(out, cfg, runs[0])
-    elif not args.ablation:     # the ablation says once what to run after its shards
+    elif not (args.ablation or args.paper_table or args.protocol_price):     # a study says once what to run after
         print(f"shard {args.shard} done; after every shard has finished: python run.py -c {args.config} --summarize")
     return 1 if failed else 0
 
@@ -463,7 +472,7 @@ def claim_runs(cfg: Config, args: argparse.Namespace, out: ResultDir, runs: list
         pending = taken
     if pending:
         print(f"left to the tasks training them: {', '.join(spec.name for _, spec in pending)}")
-    if not args.ablation:
+    if not (args.ablation or args.paper_table or args.protocol_price):
         print(f"shard auto done ({trained} trained by this task); after every task has finished: "
               f"python run.py -c {args.config} --summarize")
     return 1 if failed else 0
@@ -494,6 +503,10 @@ def main(argv: list[str] | None = None) -> int:
         return experiments.compare(args.compare, args.out, args.format, args.subjects, args.sessions)
     if args.ablation:
         return experiments.ablation(args, resolve_config, train)
+    if args.paper_table:
+        return studies.paper_table(args, resolve_config, train)
+    if args.protocol_price:
+        return studies.protocol_price(args, resolve_config, train)
     cfg = resolve_config(args)
     if args.summarize:
         return summarize_results(cfg, args)
