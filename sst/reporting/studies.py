@@ -26,11 +26,11 @@ from pathlib import Path
 from sst import config
 from sst.data import datasets
 from sst.errors import ConfigError, DataError, UserError
+from sst.models import kinds
 from sst.reporting import experiments, tables
 from sst.training import protocols
 
-PAPER_TABLE = (("SVM", "model.name=linear_svm", "SVM"), ("DGCNN", "model.name=dgcnn", "DGCNN"),
-               ("SST-EmotionNet", "model.name=sst_emotionnet", "SST-EmotionNet"))   # (row, --set, the paper's row)
+PAPER_TABLE = ("linear_svm", "dgcnn", "sst_emotionnet")   # model kinds (`paper_row` names the row), the reference last
 PRICED = ("trial", "paper", "random")          # the reference first
 
 
@@ -129,8 +129,7 @@ def paper_table(args: argparse.Namespace, resolve, train) -> int:
     """--paper-table: train (or reuse) the SVM, DGCNN and SST-EmotionNet on the INI's split and protocol, then
     their table beside the paper's table 1 (with --shard: training only)."""
     base = config.load_config(args.config, overrides=args.set)       # the INI's own model: its own folder
-    rows = [(name, None if base.model.name == override.partition("=")[2] else override)
-            for name, override, _ in PAPER_TABLE]
+    rows = [(kinds.KINDS[k].paper_row, None if base.model.name == k else f"model.name={k}") for k in PAPER_TABLE]
     plans = plan(args, resolve, "--paper-table", rows, ("model.name",))
     code = train_all(plans, train, args, "--paper-table", "paper table")
     if args.shard:
@@ -146,12 +145,11 @@ def paper_table(args: argparse.Namespace, resolve, train) -> int:
                          [tables.Column("model"), tables.Column("paper %", "paper_percent", kind="pm"), *STAT_COLUMNS])
 
     def paper(f):
-        row = next(r for name, _, r in PAPER_TABLE if name == f.label)
-        value = entry.paper.get(row) if entry is not None else None
+        value = entry.paper.get(f.label) if entry is not None else None
         return [f.label, tuple(value) if value else None]
 
     stats = _paired_rows(table, [*folders[-1:], *folders[:-1]], network, paper)
-    for (name, _, _), f in zip(PAPER_TABLE, folders):
+    for (name, _), f in zip(rows, folders):
         if f is None:
             table.notes.append(f"{name}: no finished runs")
     selection = "the test set chose the checkpoint" if protocol and protocol.selects_on_test else \

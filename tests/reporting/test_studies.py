@@ -59,7 +59,8 @@ ACCURACY = {"SST-EmotionNet": [80, 70, 90, 85, 75, 95], "SVM": [60, 72, 65, 80, 
 
 def test_the_paper_table_from_folders_trained_before(six_subjects, capsys):
     root, ini = six_subjects
-    rows = [(name, None if name == "SST-EmotionNet" else override) for name, override, _ in studies.PAPER_TABLE]
+    rows = [(kinds.KINDS[k].paper_row, None if k == "sst_emotionnet" else f"model.name={k}")
+            for k in studies.PAPER_TABLE]
     finished_folders(ini, "--paper-table", rows, ACCURACY)
     p = run_in_process(capsys, "run.py", "-c", str(ini), "--paper-table")
     assert p.returncode == 0, p.stderr
@@ -119,4 +120,5 @@ def test_both_studies_train_what_is_missing_then_print_their_tables(tmp_path, ca
         first = (out / f"{stem}.csv").read_text()
         again = run_in_process(capsys, "run.py", "-c", str(ini), flag, "--set", "training.nbEpoch=1")
         assert again.stdout.count("2 already finished") == count and (out / f"{stem}.csv").read_text() == first
-    assert json.loads((root / "res" / "model.name=dgcnn,training.nbEpoch=1" / "summary.json").read_text())["model"] == "dgcnn"
+    summary = root / "res" / "model.name=dgcnn,training.nbEpoch=1" / "summary.json"
+    assert json.loads(summary.read_text())["model"] == "dgcnn"
