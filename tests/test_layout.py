@@ -68,3 +68,18 @@ def test_the_root_holds_the_scripts_and_the_package():
 def test_line_budgets():
     lines = {name: len(SCRIPTS[name].read_text(encoding="utf-8").splitlines()) for name in ("model", "utils", "run")}
     assert lines["model"] < 650 and lines["utils"] < 600 and lines["run"] < 600, lines
+
+
+def test_the_readme_is_read_in_five_minutes_and_its_links_and_the_docs_links_resolve():
+    """README.md within 200 lines (detail lives in docs/); every relative link of README.md, docs/*.md,
+    bench/README.md and tests/README.md names a file or folder of the repository."""
+    import re
+
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 200
+    broken = []
+    for page in [ROOT / "README.md", ROOT / "bench" / "README.md", ROOT / "tests" / "README.md",
+                 *(ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            if not re.match(r"[a-z]+:", target) and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken, broken

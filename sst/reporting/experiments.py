@@ -175,7 +175,7 @@ STATISTICS_NOTES = [
 ]
 
 
-def _limits(stats: dict[str, dict]) -> list[str]:
+def limit_notes(stats: dict[str, dict]) -> list[str]:
     """Notes on the tests that cannot say much: no non-zero difference (no test), fewer than 6 (p >= 0.0625)."""
     none = [name for name, st in stats.items() if st["n"] == st["ties"]]
     few = [name for name, st in stats.items() if 0 < st["n"] - st["ties"] < 6]
@@ -199,13 +199,13 @@ def compare(paths: list[Path], out: Path | None = None, fmt: str = "text", subje
     table = tables.Table(f"{first.dataset}, protocol {first.protocol}: compared with {first.label}, paired by "
                          f"subject and session", COMPARE_COLUMNS, notes=list(STATISTICS_NOTES))
     table.rows.append([first.label, first.model, len(first.accuracy), first.seeds,
-                       _mean_std(list(first.accuracy.values())), first.seed_std(), None, None, None, None, None])
+                       mean_std_of(list(first.accuracy.values())), first.seed_std(), None, None, None, None, None])
     stats_by_folder = {}
     for f in folders[1:]:
         stat = stats_by_folder[f.label] = paired_statistics(first.accuracy, f.accuracy)
         table.rows.append(_stat_row(f, stat))
-    table.notes += _limits(stats_by_folder)
-    target = out or _default_out(first.path, "_vs_".join(f.label for f in folders))
+    table.notes += limit_notes(stats_by_folder)
+    target = out or default_out(first.path, "_vs_".join(f.label for f in folders))
     written = write_outputs(target, "comparison", table, folders)
     from sst.reporting import figures
 
@@ -213,11 +213,11 @@ def compare(paths: list[Path], out: Path | None = None, fmt: str = "text", subje
                                              f"{first.dataset}, protocol {first.protocol}",
                                              stats_by_folder, target / "comparison.png"))
     print(table.render(fmt))
-    print(_written(target, written))
+    print(written_line(target, written))
     return 0
 
 
-def _written(folder: Path, paths: list[Path]) -> str:
+def written_line(folder: Path, paths: list[Path]) -> str:
     return f"written to {folder}: {', '.join(p.name for p in paths)}"
 
 
@@ -230,7 +230,7 @@ COMPARE_COLUMNS = [tables.Column("folder"), tables.Column("model"), tables.Colum
                    tables.Column("W/T/L", "wins_ties_losses")]
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std_of(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values))
 
 
@@ -239,7 +239,7 @@ def _stat_row(f: Folder, stat: dict) -> list:
             stat["ci"], stat["p"], stat["d_z"], f"{stat['wins']}/{stat['ties']}/{stat['losses']}"]
 
 
-def _default_out(first: Path, name: str) -> Path:
+def default_out(first: Path, name: str) -> Path:
     """comparisons/<name> beside the first folder, the name made safe and shortened with a digest when long."""
     safe = re.sub(r"[^A-Za-z0-9_.=+,-]", "_", name)
     if len(safe) > 100:
@@ -337,7 +337,7 @@ def ablation_table(cfgs: list, out: Path | None, fmt: str = "text", subjects=Non
                           f"the authors' protocol (the test set chose the checkpoint)" if values else
                           f"paper: the paper's ablation values are {', '.join(published) or 'none'}'s; none for "
                           f"{full.dataset}")
-    target = out or _default_out(full.path, f"{full.label}_ablation")
+    target = out or default_out(full.path, f"{full.label}_ablation")
     stats_by_name, bars = {}, []
     for (name, override, chart), f in zip(ABLATIONS, folders):
         value = values.get(name)
@@ -345,7 +345,7 @@ def ablation_table(cfgs: list, out: Path | None, fmt: str = "text", subjects=Non
             raise ConfigError(f"{f.path}: protocol {f.protocol}, the full model's is {full.protocol}")
         stat = None if f is None else paired_statistics(full.accuracy, f.accuracy) if f is not full else None
         paper_value = f"{value[0]} / {value[1]}" if isinstance(value, tuple) else value
-        mean_std = _mean_std(list(f.accuracy.values())) if f is not None else None
+        mean_std = mean_std_of(list(f.accuracy.values())) if f is not None else None
         table.rows.append([name, override or "-", len(f.accuracy) if f else 0, mean_std, f.seed_std() if f else None,
                            paper_value,
                            stat["difference"] if stat else None, stat["ci"] if stat else None,
@@ -357,13 +357,13 @@ def ablation_table(cfgs: list, out: Path | None, fmt: str = "text", subjects=Non
             if stat:
                 stats_by_name[name] = stat
         bars.append((name, chart, mean_std, value))
-    table.notes += _limits(stats_by_name)
+    table.notes += limit_notes(stats_by_name)
     written = write_outputs(target, "ablation", table, [f for f in folders if f is not None])
     from sst.reporting import figures
 
     written.append(figures.ablation_figure(bars, f"{full.dataset}, protocol {full.protocol}", target / "ablation.png"))
     print(table.render(fmt))
-    print(_written(target, written))
+    print(written_line(target, written))
     return 0
 
 

@@ -2,7 +2,7 @@
 
     python -m sst.reporting.figures architecture -c SEED.ini --out figure/architecture.png
     python -m sst.reporting.figures demo                       # the demo's figures into .cache/demo/results/figures/demo/
-    python -m sst.reporting.figures demo --readme              # replace the README's committed figure/demo_*.png, on purpose
+    python -m sst.reporting.figures demo --readme              # replace the committed figure/demo_*.png (docs/outputs.md), on purpose
     python -m sst.reporting.figures explain -c SEED.ini --run sub01_ses1   # attention and input maps of one finished run
 
 What each function draws (each writes PNGs into a folder and returns their paths):
@@ -879,7 +879,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--demo-dir", type=Path, default=ROOT / ".cache" / "demo", help="run.py's --demo-dir")
     demo.add_argument("--out-dir", type=Path, help="folder for demo_*.png (default: <demo-dir>/results/figures/demo)")
     demo.add_argument("--readme", action="store_true",
-                      help="replace the README's committed figures, figure/demo_*.png (only on purpose)")
+                      help="replace the committed figures, figure/demo_*.png, shown in docs/outputs.md (only on purpose)")
     explain = sub.add_parser("explain", help="attention and input figures of one finished run")
     explain.add_argument("-c", "--config", default="SEED.ini", help="INI file of the run (for its paths)")
     explain.add_argument("--run", required=True, help="run name, e.g. sub01_ses1")

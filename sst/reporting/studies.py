@@ -93,7 +93,7 @@ def _paired_rows(table: tables.Table, folders: list, reference, extra) -> dict[s
         stat = experiments.paired_statistics(reference.accuracy, f.accuracy) if f is not reference else None
         if stat:
             stats[f.label] = stat
-        table.rows.append([*extra(f), len(f.accuracy), experiments._mean_std(list(f.accuracy.values())),
+        table.rows.append([*extra(f), len(f.accuracy), experiments.mean_std_of(list(f.accuracy.values())),
                            f.seed_std(), stat["difference"] if stat else None, stat["ci"] if stat else None,
                            stat["p"] if stat else None,
                            f"{stat['wins']}/{stat['ties']}/{stat['losses']}" if stat else None])
@@ -110,15 +110,15 @@ STAT_COLUMNS = [tables.Column("runs", "n_runs"), tables.Column("ours %", "accura
 def _finish(table: tables.Table, stats: dict, folders: list, stem: str, title: str, out: Path | None, fmt: str) -> int:
     """Notes on what the tests cannot show, the files and the figure; print the table."""
     present = [f for f in folders if f is not None]
-    table.notes += experiments.STATISTICS_NOTES + experiments._limits(stats)
-    target = out or experiments._default_out(present[0].path, f"{present[0].path.name}_{stem}")
+    table.notes += experiments.STATISTICS_NOTES + experiments.limit_notes(stats)
+    target = out or experiments.default_out(present[0].path, f"{present[0].path.name}_{stem}")
     written = experiments.write_outputs(target, stem, table, present)
     from sst.reporting import figures
 
     written.append(figures.comparison_figure([f.label for f in present], [f.accuracy for f in present], title, stats,
                                              target / f"{stem}.png"))
     print(table.render(fmt))
-    print(experiments._written(target, written))
+    print(experiments.written_line(target, written))
     return 0
 
 
