@@ -5,6 +5,8 @@
     write_json(path, obj)                   # the same, for JSON
     with staged_path(path) as tmp: ...      # written and fsynced beside `path`; publish(tmp, path) later
     child(folder, name)                     # folder / name, for a name from the command line or a file
+    read_regular(path, limit)               # the bytes of a regular file inside its folder, bounded
+    with open_regular(path, limit) as fh:   # the same, as an open binary file (checkpoints, .mat)
     with FolderLock(root).acquire(info, conflict): ...   # one kind of writer per result folder
 
 Every failure to write (a file where a folder should be, permissions, a full disk) is one
@@ -21,6 +23,7 @@ import re
 import secrets
 import shlex
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -79,6 +82,86 @@ def child(folder: str | os.PathLike, name: str, where: str = "") -> Path:
         raise UserError(f"{prefix}{printable(repr(name))}: not a plain file name inside {folder}")
     check_path(name, f"{prefix}{folder}")
     return Path(folder) / name
+
+
+class NotRegular(ValueError):
+    """A file of a received folder that is not a plain file of bounded size: a symbolic link, FIFO, device or
+    folder where a file belongs, or more bytes than its kind can need. A ValueError, so readers that set
+    aside what they cannot parse set it aside as damaged too (renaming a link renames the link itself)."""
+
+
+def _kind_of(mode: int) -> str:
+    return next((name for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+                                         (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                                         (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+                 if test(mode)), "not a regular file")
+
+
+@contextmanager
+def open_regular(path: str | os.PathLike, limit: int) -> Iterator[Any]:
+    """`path` opened for binary reading if it is a regular file of at most `limit` bytes, the link itself
+    never followed: NotRegular says what it is otherwise (OSError for permissions and the like).
+
+    O_NOFOLLOW refuses a symbolic link as the last component; O_NONBLOCK makes opening a FIFO return at
+    once instead of waiting for a writer (the file is then refused by its type, before any read).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP or (e.errno == errno.EMLINK and os.path.islink(path)):  # EMLINK: FreeBSD
+            raise NotRegular("a symbolic link, which is never followed out of its folder") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegular(f"{_kind_of(st.st_mode)}, not a regular file")
+        if st.st_size > limit:
+            raise NotRegular(f"{st.st_size} bytes, more than the {limit} this kind of file can need")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
+        yield fh
+
+
+def read_regular(path: str | os.PathLike, limit: int) -> bytes:
+    """The bytes of `path` if it is a regular file of at most `limit` bytes (see open_regular); a file
+    that grows past `limit` while it is read is refused the same way."""
+    with open_regular(path, limit) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise NotRegular(f"more than the {limit} bytes this kind of file can need")
+    return data
+
+
+JSON_LIMIT = 16 * 2**20     # a run record with 10,000 epochs of history is under 3 MB
+
+
+def read_json(path: str | os.PathLike, limit: int = JSON_LIMIT) -> Any:
+    """JSON from a regular file of at most `limit` bytes (ValueError, NotRegular included, if it is not)."""
+    return json.loads(read_regular(path, limit).decode("utf-8"))
+
+
+def real_folder(path: str | os.PathLike, where: str) -> Path:
+    """`path`, a part of a received folder (runs/, checkpoints/, .lock/, a session's folder), if it is a
+    folder itself or does not exist yet; OutputError naming it if it is a symbolic link or not a folder, so
+    that nothing is read or written through it outside the folder."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as e:
+        raise DataError(f"{where}: {path}: cannot be read ({e.strerror or e})") from None
+    if not stat.S_ISDIR(st.st_mode):
+        kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else _kind_of(st.st_mode)
+        raise OutputError(f"{where}: {path} is {kind}, not a folder; nothing is read or written through it "
+                          f"(replace it with a folder, or remove it)")
+    return path
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
