@@ -43,6 +43,7 @@ except ImportError:  # Windows has no fcntl: writes there always go through the 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once, restored at once
 _HOST = re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname())
+_HOLDER = re.compile(r"^[A-Za-z0-9_-]*-\d+-[0-9a-f]{8}\.json$")   # FolderLock's <host>-<pid>-<token>.json
 _TEMPORARY = re.compile(r"^\..+~(?P<pid>\d+)-(?P<host>[A-Za-z0-9_-]*)~\w+\.tmp$")  # .<name>~<pid>-<host>~<random>.tmp
 NAME_MAX = 255      # bytes in one path component: Linux, macOS and Windows file systems alike
 PATH_MAX = 4096     # bytes in a whole path (Linux)
@@ -429,22 +430,26 @@ class FolderLock:
 
     def holders(self) -> list[dict]:
         """The live holders' info (each with pid, host, command, since); removes dead holders' files.
-        Call with the guard held."""
+        Call with the guard held. Only files named as this class names them (`_HOLDER`) and regular are
+        read, and only they are ever removed: whatever else a received `.lock/` holds is left alone."""
         out = []
         for path in list_folder(self.folder, "*.json"):
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
+            if not _HOLDER.match(path.name):
                 continue
             try:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+            except OSError:     # gone, a symbolic link (ELOOP): not a holder
+                continue
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    continue
                 try:
                     fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 except BlockingIOError:     # locked: its holder is alive
-                    with os.fdopen(os.dup(fd), "rb") as fh:
-                        try:
-                            info = json.loads(fh.read().decode("utf-8"))
-                        except (ValueError, UnicodeDecodeError):
-                            info = {}
+                    try:
+                        info = json.loads(os.pread(fd, 1 << 16, 0).decode("utf-8"))
+                    except (ValueError, UnicodeDecodeError):
+                        info = {}
                     out.append(info if isinstance(info, dict) else {})
                 else:       # nobody holds it: left by a process that has ended
                     try:
@@ -458,6 +463,7 @@ class FolderLock:
     def check(self, conflict: Callable[[dict], str | None]) -> None:
         """OutputError as `acquire` would raise it, without holding the folder or creating anything (a
         command can be refused before it reads the folder, and leave it as it was)."""
+        real_folder(self.folder, "the result folder's lock")
         if fcntl is not None and (self.folder / "guard").is_file():
             self.acquire(None, conflict)
 
@@ -469,10 +475,10 @@ class FolderLock:
         (what needs the lock) an OutputError saying so."""
         if fcntl is None:
             return self._unguarded("this system has no fcntl", required)
-        make_folder(self.folder)
+        make_folder(real_folder(self.folder, "the result folder's lock"))
         try:    # a check only reads: it works in a folder it may not write to, and creates nothing
-            guard = os.open(self.folder / "guard", os.O_RDWR | os.O_CREAT if info is not None else os.O_RDONLY,
-                            0o666 & ~_UMASK)
+            guard = os.open(self.folder / "guard", (os.O_RDWR | os.O_CREAT if info is not None else os.O_RDONLY)
+                            | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0), 0o666 & ~_UMASK)
         except OSError as e:
             raise OutputError(f"{self.folder}: cannot lock the folder ({write_failure(self.folder, e)})") from None
         try:

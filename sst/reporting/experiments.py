@@ -36,6 +36,7 @@ import io
 import json
 import math
 import re
+import shlex
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -89,13 +90,16 @@ def read_folder(path: Path, subjects=None, sessions=None) -> Folder:
     `subjects` and `sessions` when given. One line naming the folder if it holds no run, or runs of
     several configurations."""
     path = Path(path).expanduser()
-    runs = path / "runs"
+    runs = fileio.real_folder(path / "runs", str(path))
     if not runs.is_dir():
         raise DataError(f"{path}: not a result folder (no runs/ in it); give folders that run.py wrote results to")
     records = []
     for file in sorted(fileio.list_folder(runs, "*.json", str(path))):
         try:
-            record = json.loads(file.read_text(encoding="utf-8"))
+            record = fileio.read_json(file)
+        except fileio.NotRegular as e:
+            print(f"warning: {file}: not readable ({e}); left out", file=sys.stderr)
+            continue
         except (OSError, ValueError, UnicodeDecodeError) as e:
             print(f"warning: {file}: not readable ({type(e).__name__}); left out", file=sys.stderr)
             continue
@@ -395,10 +399,12 @@ def checkpoint_path(cfg, run: str, base: Path) -> Path:
     hints = []
     for folder in holders:
         try:
-            sets = json.loads((folder / "summary.json").read_text(encoding="utf-8")).get("overrides") or []
+            summary = fileio.read_json(folder / "summary.json")
+            sets = summary.get("overrides") if isinstance(summary, dict) else []
+            sets = [str(o) for o in sets] if isinstance(sets, list) else []
         except (OSError, ValueError):
             sets = []
-        how = "without --set" if folder == Path(base) else " ".join(f"--set {o}" for o in sets)
+        how = "without --set" if folder == Path(base) else " ".join(f"--set {shlex.quote(o)}" for o in sets)
         hints.append(f"{folder}" + (f" (trained {'with ' * (folder != Path(base))}{how})" if how else ""))
     raise UserError(f"{path}: checkpoint not found; {run} is in {'; '.join(hints)}: repeat the --set values it was "
                     f"trained with, or give --result-path with its folder")

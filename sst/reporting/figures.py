@@ -852,8 +852,12 @@ def demo_figures(demo_dir: Path, out_dir: Path) -> list[Path]:
     results_dir, preprocessed = Path(demo_dir) / "results", Path(demo_dir) / "SEED_preprocessed"
     if not (results_dir / "summary.json").is_file():
         raise UserError(f"{results_dir}: no demo results; run `python run.py --demo` first")
-    summary = json.loads((results_dir / "summary.json").read_text(encoding="utf-8"))
-    results = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((results_dir / "runs").glob("*.json"))]
+    try:    # its own demo's files, read as any result folder's: regular files of bounded size
+        summary = fileio.read_json(results_dir / "summary.json")
+        results = [fileio.read_json(p) for p in fileio.list_folder(fileio.real_folder(results_dir / "runs", "--demo-dir"),
+                                                                   "*.json")]
+    except (OSError, ValueError) as e:
+        raise UserError(f"{results_dir}: demo results not readable ({e}); run `python run.py --demo` again") from None
     if not results:
         raise UserError(f"{results_dir}: no finished demo runs; run `python run.py --demo` first")
     out_dir = Path(out_dir)

@@ -159,6 +159,7 @@ class ResultDir:
 
     def failures(self, done: dict[str, dict]) -> dict[str, str]:
         """run name -> error of the failed runs of this config that have not finished since."""
+        self.check_parts()
         out = {}
         for path in fileio.list_folder(self.root / "failed", "*.json", f"{self.source}: [path] result_path"):
             try:
@@ -177,8 +178,15 @@ class ResultDir:
                 out[record["run"]] = str(record.get("error", ""))
         return out
 
+    def check_parts(self) -> None:
+        """OutputError naming it if a part of the folder (runs/, checkpoints/, figures/, failed/, .lock/) is a
+        symbolic link or not a folder: a received folder is read and written inside itself only."""
+        for folder in (*self.folders[1:], self.root / ".lock"):
+            fileio.real_folder(folder, f"{self.source}: [path] result_path")
+
     def check_writable(self) -> None:
         """Fail before any work if result_path or its folders cannot be created or written; creates nothing."""
+        self.check_parts()
         for folder in self.folders:
             fileio.check_output_folder(folder, f"{self.source}: [path] result_path")
 
@@ -197,6 +205,7 @@ class ResultDir:
         """Finished runs of this config, by run name. Results of another config are an error; a damaged
         result file counts as not finished, so its run is redone, and is listed in self.damaged for
         set_aside_damaged (renamed <run>.json.damaged, one warning line; tidy() does it)."""
+        self.check_parts()
         out, files = {}, {}
         codes: dict[str, tuple[Path, object]] = {}     # reading: each code identity the records hold, and where
         self.damaged, self.precision_found = [], None
@@ -306,7 +315,9 @@ def _pool_key(record: dict) -> str | None:
 
 
 def json_load(path: Path):
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A record's JSON, from a regular file of bounded size (fileio.read_json: a link, FIFO or device, or
+    an oversized file, is a ValueError, so damaged)."""
+    return fileio.read_json(path)
 
 
 class DamagedFile(Exception):

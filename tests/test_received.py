@@ -1,0 +1,122 @@
+"""The fourth wave: result folders received from someone else (a tarball, a shared disk) are data, never
+directions. Each case makes a hostile folder in a temporary copy of a finished one (a symbolic link where a
+part of the folder belongs, a FIFO or a device among the records, a lock folder holding other files) and
+checks: one `error:` or `warning:` line naming the file, nothing outside the folder read, written or deleted,
+no hang (every command has a deadline), no traceback.
+
+    python -m pytest tests/test_received.py -q
+
+The cases of received checkpoints, `.mat` files and preprocessed folders are in tests/results/test_checkpoints.py,
+tests/data/test_readers.py and tests/data/test_session_store.py; output that could act on its reader (CSV
+formulas, escape sequences), numbers that could mislead and bounds of keys are below.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import copy_of, copy_of_results, run_cli, run_in_process
+from sst import config, fileio
+from sst.results import store
+
+
+def outside(tmp_path: Path) -> Path:
+    """A folder outside the result folder, holding files a link could lead to: they must stay as they are."""
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    for name in ("keep.json", "sub01_ses1.json", "notes.txt"):
+        (target / name).write_text('{"mine": true}\n')
+    return target
+
+
+def unchanged(target: Path) -> bool:
+    return sorted(p.name for p in target.iterdir()) == ["keep.json", "notes.txt", "sub01_ses1.json"] \
+        and all(p.read_text() == '{"mine": true}\n' for p in target.iterdir())
+
+
+def one_error(p, fragment: str) -> None:
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], p.stderr
+
+
+@pytest.mark.parametrize("part", ["runs", "checkpoints", "failed", ".lock"])
+@pytest.mark.parametrize("command", [[], ["--summarize"]])
+def test_a_part_of_the_folder_that_is_a_link_is_refused(finished, tmp_path, capsys, part, command):
+    """A `.lock` link made --summarize delete every *.json of its target; a `runs` link made a rerun write there."""
+    args = copy_of_results(finished, tmp_path)
+    res, target = tmp_path / "res", outside(tmp_path)
+    if (res / part).exists():
+        shutil.rmtree(res / part)
+    (res / part).symlink_to(target, target_is_directory=True)
+    p = run_in_process(capsys, "run.py", *args, *command)
+    one_error(p, f"{res / part} is a symbolic link, not a folder")
+    assert unchanged(target)
+
+
+def test_the_lock_removes_only_its_own_holder_files(tmp_path):
+    """Whatever else a received .lock/ holds (JSON nobody locks, links to files outside) is left alone;
+    only a dead holder's own file (named as FolderLock names them) is removed."""
+    target = outside(tmp_path)
+    lock = tmp_path / "res" / ".lock"
+    lock.mkdir(parents=True)
+    (lock / "notes.json").write_text("{}")
+    (lock / "host-1-0123abcd.json").symlink_to(target / "keep.json")
+    (lock / "host-999999999-89abcdef.json").write_text("{}")     # a dead holder's file
+    with fileio.FolderLock(tmp_path / "res").acquire({"keys": []}, lambda h: None):
+        pass
+    assert sorted(p.name for p in lock.iterdir()) == ["guard", "host-1-0123abcd.json", "notes.json"]
+    assert unchanged(target)
+
+
+@pytest.mark.parametrize("kind", ["link-out", "fifo", "dev-zero", "huge"])
+def test_a_record_that_is_not_a_regular_file_is_set_aside_by_name(finished, tmp_path, capsys, kind):
+    """Training and --summarize set it aside (the link itself is renamed, its target untouched); --compare,
+    which changes nothing on disk, leaves it out with a warning; nothing blocks on a FIFO or reads a device."""
+    root, ini = copy_of(finished, tmp_path)
+    target, record = outside(tmp_path), root / "res" / "runs" / "sub01_ses1.json"
+    record.unlink()
+    if kind == "link-out":
+        record.symlink_to(target / "sub01_ses1.json")
+    elif kind == "fifo":
+        os.mkfifo(record)
+    elif kind == "dev-zero":
+        record.symlink_to("/dev/zero")
+    else:
+        record.write_bytes(b" " * (fileio.JSON_LIMIT + 1))
+    p = run_cli("run.py", "-c", str(ini), "--compare", str(root / "res"), str(root / "res"), timeout=120)
+    assert "Traceback" not in p.stderr and f"warning: {record}: not readable" in p.stderr, p.stderr
+    assert os.path.lexists(record)                      # --compare reads only
+    cfg = config.load_config(ini)
+    out = store.ResultDir(cfg)
+    done = out.finished()
+    out.tidy([], done)
+    assert sorted(done) == ["sub02_ses1"] and not os.path.lexists(record)
+    err = capsys.readouterr().err
+    assert f"warning: {record}: damaged (" in err and "set aside as sub01_ses1.json.damaged" in err, err
+    assert unchanged(target)
+
+
+@pytest.mark.parametrize("summary", ['[1, 2]', '{"overrides": "x"}', '{"overrides": ["a=1; rm -rf ~"]}', "{cut"])
+def test_predicts_search_reads_a_sibling_summary_as_data(tmp_path, summary):
+    """--predict looks for the run in the other result folders under the INI's result_path, and reads each
+    one's summary.json for the --set values to suggest: one that is not an object is no traceback, and
+    what it says reaches the suggested command quoted."""
+    from types import SimpleNamespace
+
+    from sst.errors import UserError
+    from sst.reporting import experiments
+
+    other = tmp_path / "res" / "model.name=x"
+    (other / "checkpoints").mkdir(parents=True)
+    (other / "checkpoints" / "sub01_ses1.pt").write_bytes(b"")
+    (other / "summary.json").write_text(summary)
+    cfg = SimpleNamespace(path=SimpleNamespace(result_path=tmp_path / "res" / "mine"))
+    with pytest.raises(UserError) as e:
+        experiments.checkpoint_path(cfg, "sub01_ses1", tmp_path / "res")
+    assert f"sub01_ses1 is in {other}" in str(e.value)
+    assert "rm -rf" not in str(e.value) or "--set 'a=1; rm -rf ~'" in str(e.value)
