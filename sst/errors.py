@@ -6,6 +6,8 @@ nothing of the project but these.
 """
 from __future__ import annotations
 
+import sys
+
 
 class UserError(Exception):
     """An error the user can fix (bad path, file or value); printed as one line, exit 1."""
@@ -34,3 +36,22 @@ def printable(text: str, limit: int | None = 80) -> str:
     out = "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
                   for c in text)
     return out if limit is None or len(out) <= limit else out[:limit - 3] + "..."
+
+
+def warn(text: str) -> None:
+    """One `warning:` line on standard error, `text` escaped as `printable` escapes it (a file or folder name
+    from a received folder cannot move the cursor or retitle the terminal)."""
+    print(f"warning: {printable(text, limit=None)}", file=sys.stderr)
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")   # what a spreadsheet reads as a formula (OWASP, CSV injection)
+
+
+def csv_text(text: str) -> str:
+    """A text cell safe to open in a spreadsheet, following OWASP's advice on CSV injection: a cell that
+    starts with = + - @, a tab or a carriage return is prefixed with a single quote, which spreadsheets show
+    as text and do not evaluate. Numbers are written by their writers as numbers and never pass here (a
+    negative difference stays -0.53); csv.writer quotes what needs quoting. Control characters are escaped
+    as `printable` escapes them (`cat results.csv` is a terminal too)."""
+    text = printable(text, limit=None)
+    return "'" + text if text.startswith(FORMULA_START) else text

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from sst.errors import DataError, OutputError, UserError, printable
+from sst.errors import DataError, OutputError, UserError, printable, warn
 
 try:
     import fcntl
@@ -509,8 +509,8 @@ class FolderLock:
     def _unguarded(self, why: str, required: str | None = None) -> "FolderLock":
         if required:
             raise OutputError(f"{self.folder.parent}: cannot lock the folder ({why}), which {required}")
-        print(f"warning: {self.folder.parent}: cannot lock the folder ({why}); a concurrent run.py of another "
-              f"configuration on it would not be refused", file=sys.stderr)
+        warn(f"{self.folder.parent}: cannot lock the folder ({why}); a concurrent run.py of another "
+              f"configuration on it would not be refused")
         return self
 
     def release(self) -> None:

@@ -12,7 +12,6 @@ formulas, escape sequences), numbers that could mislead and bounds of keys are b
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -120,3 +119,40 @@ def test_predicts_search_reads_a_sibling_summary_as_data(tmp_path, summary):
         experiments.checkpoint_path(cfg, "sub01_ses1", tmp_path / "res")
     assert f"sub01_ses1 is in {other}" in str(e.value)
     assert "rm -rf" not in str(e.value) or "--set 'a=1; rm -rf ~'" in str(e.value)
+
+
+HOSTILE_NAME = "=HYPERLINK(\"http:x\") \x1b]0;pwned\x07\x1b[2J [a](http:x) _b_ 50% & $x$"
+
+
+def test_names_from_received_folders_cannot_act_on_their_reader(tmp_path):
+    """A folder's name and a record's model reach comparison.csv, paired_runs.csv, the terminal, Markdown and
+    LaTeX: in CSV no text cell starts with a formula character (OWASP), nowhere does a control character
+    arrive raw, Markdown makes no link of it, LaTeX no command."""
+    from conftest import record, write_folder
+
+    a, b = tmp_path / "ours", tmp_path / HOSTILE_NAME.replace("/", "_")
+    write_folder(a, [record("sub01_ses1", 60), record("sub02_ses1", 70)])
+    write_folder(b, [record("sub01_ses1", 65, model=HOSTILE_NAME), record("sub02_ses1", 72, model=HOSTILE_NAME)])
+    out = tmp_path / "cmp"
+    for fmt in ("text", "markdown", "latex", "csv"):
+        p = run_cli("run.py", "--compare", str(a), str(b), "--out", str(out), "--format", fmt, timeout=120)
+        assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+        assert "\x1b" not in p.stdout + p.stderr and "\x07" not in p.stdout + p.stderr
+    import csv
+    for name in ("comparison.csv", "paired_runs.csv"):
+        text = (out / name).read_text()
+        assert "\x1b" not in text
+        cells = [c for row in csv.reader(text.splitlines()) for c in row]
+        assert all(not c.startswith(("=", "+", "@", "\t", "\r")) and not c.startswith("-") or _number(c) for c in cells)
+        assert any(c.startswith("'=HYPERLINK") for c in cells)
+    md, tex = (out / "comparison.md").read_text(), (out / "comparison.tex").read_text()
+    assert " [a](http" not in md and "\\[a\\](http" in md and "\x1b" not in md
+    assert "\\%" in tex and "\\&" in tex and "\\$x\\$" in tex and "\x1b" not in tex
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -37,14 +37,13 @@ import json
 import math
 import re
 import shlex
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from sst import fileio, schemas
+from sst import errors, fileio, schemas
 from sst.data import datasets
 from sst.errors import ConfigError, DataError, UserError
 from sst.models import kinds
@@ -98,14 +97,14 @@ def read_folder(path: Path, subjects=None, sessions=None) -> Folder:
         try:
             record = fileio.read_json(file)
         except fileio.NotRegular as e:
-            print(f"warning: {file}: not readable ({e}); left out", file=sys.stderr)
+            errors.warn(f"{file}: not readable ({e}); left out")
             continue
         except (OSError, ValueError, UnicodeDecodeError) as e:
-            print(f"warning: {file}: not readable ({type(e).__name__}); left out", file=sys.stderr)
+            errors.warn(f"{file}: not readable ({type(e).__name__}); left out")
             continue
         problem = schemas.check(record, schemas.RUN_RECORD)
         if problem:
-            print(f"warning: {file}: damaged ({problem}); left out", file=sys.stderr)
+            errors.warn(f"{file}: damaged ({problem}); left out")
             continue
         if (not subjects or record["subject"] in subjects) and (not sessions or record["session"] in sessions):
             records.append(record)
@@ -222,7 +221,7 @@ def compare(paths: list[Path], out: Path | None = None, fmt: str = "text", subje
 
 
 def written_line(folder: Path, paths: list[Path]) -> str:
-    return f"written to {folder}: {', '.join(p.name for p in paths)}"
+    return errors.printable(f"written to {folder}: {', '.join(p.name for p in paths)}", limit=None)
 
 
 COMPARE_COLUMNS = [tables.Column("folder"), tables.Column("model"), tables.Column("n", "n_paired"),
@@ -261,7 +260,7 @@ def write_outputs(folder: Path, stem: str, table: tables.Table, folders: list[Fo
         written.append(_write(folder / f"{stem}.{ext}", table.render(fmt) + "\n"))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["subject", "session", *(f"{f.label} accuracy %" for f in folders)])
+    writer.writerow(["subject", "session", *(errors.csv_text(f"{f.label} accuracy %") for f in folders)])
     for key in sorted(folders[0].accuracy):
         writer.writerow([*key, *("" if key not in f.accuracy else repr(f.accuracy[key]) for f in folders)])
     written.append(_write(folder / "paired_runs.csv", buf.getvalue()))

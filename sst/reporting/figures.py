@@ -52,7 +52,7 @@ from PIL import Image
 from sst import cli, config, fileio
 from sst.config import Config
 from sst.data import datasets, electrodes, inputs, session_store
-from sst.errors import UserError
+from sst.errors import UserError, printable
 from sst.training import protocols
 
 ROOT = Path(__file__).resolve().parent
@@ -67,6 +67,7 @@ STYLE = {
     "axes.spines.top": False, "axes.spines.right": False, "axes.linewidth": 0.8,
     "axes.prop_cycle": matplotlib.cycler(color=CLASS_COLORS), "image.cmap": "viridis",
     "legend.frameon": False, "savefig.dpi": DPI, "savefig.facecolor": "white",
+    "text.parse_math": False,   # labels may be folder names from a received folder: "$" is a dollar, never TeX
 }
 HALO = [patheffects.withStroke(linewidth=1.6, foreground="white")]  # text readable on any colour
 
@@ -246,6 +247,18 @@ def _selection_figure(results: list[dict], summary: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
+def short_label(text: str, width: int = 22, lines: int = 3) -> str:
+    """`text` (a folder or variant name) as a tick label: control characters escaped (errors.printable),
+    wrapped at spaces, hyphens never split, no word cut in the middle: a word longer than `width` and a
+    label longer than `lines` lines end in an ellipsis."""
+    words = [w if len(w) <= width else w[:width - 1] + "…" for w in printable(text, limit=None).split()]
+    wrapped = textwrap.wrap(" ".join(words), width, break_long_words=False, break_on_hyphens=False) or [""]
+    if len(wrapped) > lines:
+        wrapped = wrapped[:lines]
+        wrapped[-1] = wrapped[-1][:width - 1].rstrip() + "…"
+    return "\n".join(wrapped)
+
+
 def comparison_figure(labels: list[str], accuracy: list[dict], title: str, stats: dict, path: Path) -> Path:
     """comparison.png: accuracy % of each result folder (x), one grey line per subject-session joining its
     runs across folders (repeats averaged), each folder's mean as a black diamond; under each folder but
@@ -262,7 +275,7 @@ def comparison_figure(labels: list[str], accuracy: list[dict], title: str, stats
         ax.scatter(x, means, marker="D", s=46, color="black", zorder=4, label="mean of the folder's runs")
         ticks = []
         for label in labels:
-            text = "\n".join(textwrap.wrap(label, 22)) or label
+            text = short_label(label)
             if label in stats:
                 st = stats[label]
                 p = "p -" if st["p"] is None else f"p {st['p']:.3f}"
@@ -274,7 +287,7 @@ def comparison_figure(labels: list[str], accuracy: list[dict], title: str, stats
         ax.set_ylabel("test accuracy (%)")
         ax.legend(loc="lower left", fontsize=8)
         ax.set_title(f"{title}: one line per subject-session (repeats averaged)\n"
-                     f"paired differences and Wilcoxon p against {labels[0]}", fontsize=9)
+                     f"paired differences and Wilcoxon p against {short_label(labels[0], 60, 1)}", fontsize=9)
         fig.tight_layout()
         fileio.make_folder(Path(path).parent)
         return _save(fig, path)

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 
 import numpy as np
 
-from sst import fileio, runtime
+from sst import errors, fileio, runtime
 from sst.config import Config
 from sst.data import datasets
 from sst.errors import printable
@@ -35,9 +34,8 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
               if selected(RunSpec.parse(run).subject, RunSpec.parse(run).session)}
     missing = out.without_checkpoint(done)
     if missing:
-        print(f"warning: {out.root / 'checkpoints'}: no checkpoint for finished run(s) {', '.join(missing)} "
-              f"(deleted?): counted here, but --explain cannot use them; delete their runs/*.json to redo them",
-              file=sys.stderr)
+        errors.warn(f"{out.root / 'checkpoints'}: no checkpoint for finished run(s) {', '.join(missing)} "
+              f"(deleted?): counted here, but --explain cannot use them; delete their runs/*.json to redo them")
     results = sorted(done.values(), key=lambda r: (r["subject"], r["session"], run_repeat(r)))
     if not results:
         print(f"no finished runs under {out.root / 'runs'}")

@@ -9,12 +9,19 @@ same table as .csv, .md and .tex. The numbers are the same in every format: text
 round them (Column.digits); CSV keeps full precision, splits a mean +- std column into `<key>_mean` and
 `<key>_std` (an interval into `<key>_low` and `<key>_high`), and leaves the title and the notes out (one header row, then data: what a spreadsheet or
 pandas.read_csv expects). Empty cells (None) show as "-" and are empty in CSV.
+
+Text in a table may come from a received folder (its name, a record's model): every format escapes it for
+its reader: control characters as Python escapes (errors.printable) everywhere, Markdown's and LaTeX's
+special characters, and a CSV cell a spreadsheet would evaluate as a formula (errors.csv_text).
 """
 from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
+
+from sst.errors import csv_text, printable
 
 FORMATS = ("text", "markdown", "latex", "csv")
 
@@ -69,7 +76,7 @@ class Table:
             return f"{number.format(mean)}{sep}{std:.{column.digits}f}"
         if isinstance(value, float):
             return number.format(value)
-        return _latex_escape(str(value)) if latex else str(value)
+        return _latex_escape(printable(value, limit=None)) if latex else printable(value, limit=None)
 
     def _text(self) -> str:
         cells = [[c.header for c in self.columns]] + [[self.cell(c, v) for c, v in zip(self.columns, row)]
@@ -78,30 +85,30 @@ class Table:
         left = [i == 0 or (any(isinstance(row[i], str) for row in self.rows)
                            and all(isinstance(row[i], str) or row[i] is None for row in self.rows))
                 for i in range(len(self.columns))]      # names left-aligned, numbers (and empty columns) right-aligned
-        lines = [self.title] if self.title else []
+        lines = [printable(self.title, limit=None)] if self.title else []
         for r in cells:
             lines.append("  ".join(v.ljust(w) if left[i] else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
                          .rstrip())
-        return "\n".join(lines + self.notes)
+        return "\n".join(lines + [printable(note, limit=None) for note in self.notes])
 
     def _markdown(self) -> str:
-        lines = [f"**{self.title}**", ""] if self.title else []
-        lines.append("| " + " | ".join(c.header for c in self.columns) + " |")
+        lines = [f"**{_markdown_escape(self.title)}**", ""] if self.title else []
+        lines.append("| " + " | ".join(_markdown_escape(c.header) for c in self.columns) + " |")
         lines.append("|" + "|".join(":---" if i == 0 else "---:" for i in range(len(self.columns))) + "|")
         for row in self.rows:
-            lines.append("| " + " | ".join(self.cell(c, v, pm=" ± ").replace("|", "\\|") for c, v in zip(self.columns, row))
-                         + " |")
+            lines.append("| " + " | ".join(_markdown_escape(self.cell(c, v)) if isinstance(v, str) else self.cell(c, v, pm=" ± ")
+                                           for c, v in zip(self.columns, row)) + " |")
         if self.notes:
-            lines += [""] + [f"{note}  " for note in self.notes]
+            lines += [""] + [f"{_markdown_escape(note)}  " for note in self.notes]
         return "\n".join(lines)
 
     def _latex(self) -> str:
         """A booktabs table environment: the title and notes as its caption."""
         spec = "l" + "r" * (len(self.columns) - 1)
         lines = ["\\begin{table}[t]", "\\centering",
-                 f"\\caption{{{_latex_escape('. '.join([self.title, *self.notes]).strip())}.}}",
+                 f"\\caption{{{_latex_escape(printable('. '.join([self.title, *self.notes]).strip(), limit=None))}.}}",
                  f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
-                 " & ".join(_latex_escape(c.header) for c in self.columns) + " \\\\", "\\midrule"]
+                 " & ".join(_latex_escape(printable(c.header, limit=None)) for c in self.columns) + " \\\\", "\\midrule"]
         for row in self.rows:
             lines.append(" & ".join(self.cell(c, v, latex=True) for c, v in zip(self.columns, row)) + " \\\\")
         lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
@@ -116,9 +123,20 @@ class Table:
             out = []
             for c, v in zip(self.columns, row):
                 values = (v if v is not None else (None, None)) if c.kind in PARTS else (v,)
-                out += ["" if x is None else repr(x) if isinstance(x, float) else str(x) for x in values]
+                out += ["" if x is None else repr(x) if isinstance(x, float) else str(x) if isinstance(x, int)
+                        else csv_text(x) for x in values]
             writer.writerow(out)
         return buf.getvalue().rstrip("\n")     # as the other formats: the caller ends the last line
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")  # sub01_ses1 stays
+
+
+def _markdown_escape(text: str) -> str:
+    """Text shown as itself in Markdown: control characters escaped (errors.printable), then every character
+    Markdown or its HTML could read as markup backslash-escaped (a folder named `[x](http://...)` is no link,
+    `<img ...>` no image, `|` no new column)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", printable(text, limit=None))
 
 
 def _latex_escape(text: str) -> str:

@@ -19,7 +19,6 @@ import csv
 import io
 import json
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -170,8 +169,7 @@ class ResultDir:
                 raise DataError(f"{path}: cannot read the failure record ({e.strerror or e})") from None
             run = record.get("run") if isinstance(record, dict) else None
             if RunSpec.parse(run) is None or f"{run}.json" != path.name:    # edited by hand, or not ours
-                print(f"warning: {path}: not the failure record of a run (run {printable(repr(run), 40)}); skipped",
-                      file=sys.stderr)
+                errors.warn(f"{path}: not the failure record of a run (run {printable(repr(run), 40)}); skipped")
                 continue
             if record.get("config_key") == self.config_key and record["run"] not in done \
                     and (self.code is None or record.get("code") == self.code):
@@ -345,7 +343,7 @@ def set_aside(path: Path, problem: str) -> Path:
     except OSError as e:
         raise errors.OutputError(f"{path}: damaged ({problem}), and it cannot be set aside ({e.strerror or e}); "
                                 f"delete it to redo that run") from None
-    print(f"warning: {path}: damaged ({problem}); set aside as {target.name}, its run is redone", file=sys.stderr)
+    errors.warn(f"{path}: damaged ({problem}); set aside as {target.name}, its run is redone")
     return target
 
 
