@@ -11,7 +11,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from sst.errors import ConfigError
+from sst.errors import ConfigError, printable
 
 _PLUGINS: dict[Path, object] = {}       # imported plugin files (one import per process)
 
@@ -20,7 +20,8 @@ def import_plugins(paths, where: str = "[model] plugins") -> None:
     """Import Python files ([model] plugins) so that the variants they register can be built by name.
 
     Each file is imported once per process, as a module named after its path. A file that is missing or
-    fails on import is one ConfigError naming `where`, the file and, for an error inside it, the line.
+    fails on import is one ConfigError naming `where`, the file and, for an error inside it, the line; so is
+    one that calls sys.exit or raises KeyboardInterrupt (either would otherwise end the command silently).
     """
     for path in map(Path, paths):
         if path in _PLUGINS:
@@ -33,6 +34,12 @@ def import_plugins(paths, where: str = "[model] plugins") -> None:
         sys.modules[name] = module      # as for any import: dataclasses and pickling inside it find it
         try:
             spec.loader.exec_module(module)
+        except (SystemExit, KeyboardInterrupt) as e:    # would end run.py as if it had done its work, or as Ctrl-C
+            del sys.modules[name]
+            what = f"called sys.exit({printable(repr(e.code), 40)})" if isinstance(e, SystemExit) else \
+                "raised KeyboardInterrupt (or Ctrl-C came while it was imported)"
+            raise ConfigError(f"{where}: {path}: the plugin {what} on import; a plugin registers variants and "
+                              f"returns, nothing was run") from None
         except Exception as e:
             del sys.modules[name]
             line = getattr(e, "lineno", None) if isinstance(e, SyntaxError) else next(

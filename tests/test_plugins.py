@@ -172,3 +172,15 @@ def test_an_attention_block_is_given_the_channel_count_so_a_squeeze_and_excitati
         assert (tmp_path / "res" / "runs" / "sub01_ses1.json").is_file()
     finally:
         model.ATTENTION_BLOCKS.pop("se", None)
+
+
+@pytest.mark.parametrize("body", ["import sys\nsys.exit(0)\n", "raise SystemExit('bye')\n", "raise KeyboardInterrupt\n"])
+def test_a_plugin_that_exits_on_import_is_reported_as_the_plugins(tmp_path, body):
+    """sys.exit(0) in a plugin ended run.py with exit 0 and nothing done; now one line names the plugin."""
+    (tmp_path / "leaves.py").write_text(body)
+    ini = write_ini(tmp_path / "a.ini", model={**TINY_MODEL, "plugins": "leaves.py"},
+                    path={"result_path": str(tmp_path / "res")})
+    p = run_cli("run.py", "-c", str(ini), "--summarize")
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("error: ") and "leaves.py: the plugin " in p.stderr
+    assert not (tmp_path / "res").exists()

@@ -12,6 +12,7 @@ formulas, escape sequences), numbers that could mislead and bounds of keys are b
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -156,3 +157,52 @@ def _number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _digests(records: list[dict], digest) -> list[dict]:
+    for r in records:
+        if digest is not None:
+            r["test_digest"] = digest(r)
+    return records
+
+
+@pytest.mark.parametrize("case", ["same", "other-split", "earlier-version"])
+def test_compare_pairs_only_runs_tested_on_the_same_windows(tmp_path, case):
+    """random_test_fraction 0.4 against 0.2 was paired and given a CI and p without a word."""
+    from conftest import record, write_folder
+
+    runs = [("sub01_ses1", 60, 65), ("sub02_ses1", 70, 72), ("sub03_ses1", 50, 58)]
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_folder(a, _digests([record(n, x) for n, x, _ in runs], lambda r: f"{r['subject']:016x}"))
+    other = {"same": lambda r: f"{r['subject']:016x}", "other-split": lambda r: f"{r['subject'] + 1:016x}",
+             "earlier-version": None}[case]
+    write_folder(b, _digests([record(n, y) for n, _, y in runs], other))
+    p = run_cli("run.py", "--compare", str(a), str(b), "--out", str(tmp_path / "cmp"), timeout=120)
+    assert "Traceback" not in p.stderr, p.stderr
+    if case == "other-split":
+        one_error(p, f"{b}: 3 of the 3 runs paired with {a} were tested on other windows (sub01_ses1, sub02_ses1, "
+                     f"sub03_ses1")
+        assert not (tmp_path / "cmp").exists()
+    else:
+        assert p.returncode == 0, p.stderr
+        unchecked = "b: 3 of its 3 pairs made by an earlier version, without a test digest" in p.stdout
+        assert unchecked == (case == "earlier-version"), p.stdout
+
+
+def test_a_record_whose_fields_disagree_with_its_name_is_set_aside(finished, tmp_path, capsys):
+    """A record named sub01_ses1_rep1.json saying session 2 was merged into sub01_ses2 as an invented seed."""
+    root, ini = copy_of(finished, tmp_path)
+    runs = root / "res" / "runs"
+    r = json.loads((runs / "sub01_ses1.json").read_text())
+    (runs / "sub02_ses1_rep1.json").write_text(json.dumps({**r, "run": "sub02_ses1_rep1", "repeat": 1}))
+    p = run_cli("run.py", "--compare", str(root / "res"), str(root / "res"), "--out", str(tmp_path / "cmp"))
+    assert p.returncode == 0 and f"warning: {runs / 'sub02_ses1_rep1.json'}: damaged (subject 1, session 1: not " \
+        f"those of its run sub02_ses1_rep1); left out" in p.stderr, p.stderr
+    import csv
+    rows = list(csv.DictReader((tmp_path / "cmp" / "comparison.csv").read_text().splitlines()))
+    assert [row["seeds"] for row in rows] == ["1", "1"] and rows[0]["seed_std_points"] == ""   # no invented seed
+    out = store.ResultDir(config.load_config(ini))
+    done = out.finished()
+    assert sorted(done) == ["sub01_ses1", "sub02_ses1"]
+    out.tidy([], done)
+    assert (runs / "sub02_ses1_rep1.json.damaged").is_file()

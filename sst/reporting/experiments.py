@@ -48,6 +48,7 @@ from sst.data import datasets
 from sst.errors import ConfigError, DataError, UserError
 from sst.models import kinds
 from sst.reporting import summaries, tables
+from sst.results import store
 from sst.training.runspec import RunSpec
 
 # The paper's ablation study (its bar charts; the values, where published, are the dataset entry's
@@ -76,6 +77,7 @@ class Folder:
     accuracy: dict[tuple[int, int], float]
     seeds: int
     seed_stds: dict = field(default_factory=dict)   # each run's sample std between its seeds, percent points
+    tests: dict = field(default_factory=dict)       # each run's test_digest (None: an earlier version's record)
 
     def seed_std(self, keys=None) -> float | None:
         """results.seed_std over the runs of `keys` (default: all): percent points, None where no run has
@@ -102,7 +104,7 @@ def read_folder(path: Path, subjects=None, sessions=None) -> Folder:
         except (OSError, ValueError, UnicodeDecodeError) as e:
             errors.warn(f"{file}: not readable ({type(e).__name__}); left out")
             continue
-        problem = schemas.check(record, schemas.RUN_RECORD)
+        problem = schemas.check(record, schemas.RUN_RECORD) or store.name_problem(file, record)
         if problem:
             errors.warn(f"{file}: damaged ({problem}); left out")
             continue
@@ -117,10 +119,15 @@ def read_folder(path: Path, subjects=None, sessions=None) -> Folder:
         raise ConfigError(f"{runs}: runs of {len(made)} configurations (settings or code); a result folder compared "
                           f"must hold one")
     _, dataset, protocol, model, _ = made.pop()
+    tests: dict[tuple[int, int], str | None] = {}
+    for r in records:       # the seeds of a run share its test windows; if not, it pairs with nothing
+        digest = r.get("test_digest") if isinstance(r.get("test_digest"), str) else None
+        key = (r["subject"], r["session"])
+        tests[key] = digest if tests.get(key, digest) == digest else "seeds tested on different windows"
     pooled = summaries.pool_repeats(records)
     return Folder(path, path.name or str(path), dataset, protocol, model,
                   {(r["subject"], r["session"]): 100 * r["accuracy"] for r in pooled}, max(r["seeds"] for r in pooled),
-                  {(r["subject"], r["session"]): r["accuracy_seed_std"] for r in pooled})
+                  {(r["subject"], r["session"]): r["accuracy_seed_std"] for r in pooled}, tests)
 
 
 def read_folders(paths: list[Path], subjects=None, sessions=None) -> list[Folder]:
@@ -138,6 +145,23 @@ def read_folders(paths: list[Path], subjects=None, sessions=None) -> list[Folder
         for f in folders:
             f.label = str(f.path)
     return folders
+
+
+def same_tests(reference: Folder, other: Folder) -> list[str]:
+    """ConfigError naming them if runs of `other` paired with `reference`'s (same subject and session) were
+    tested on other windows (their records' test_digest differs: another split, e.g. random_test_fraction or
+    train_trials): a paired test of such runs measures the split as much as the model. Returns the notes for
+    the table: pairs that cannot be checked (records of an earlier version, without a digest)."""
+    keys = sorted(set(reference.tests) & set(other.tests))
+    differ = [k for k in keys if None not in (reference.tests[k], other.tests[k]) and reference.tests[k] != other.tests[k]]
+    if differ:
+        names = ", ".join(RunSpec(*k).name for k in differ[:3]) + (", ..." if len(differ) > 3 else "")
+        raise ConfigError(f"{other.path}: {len(differ)} of the {len(keys)} runs paired with {reference.path} were tested "
+                          f"on other windows ({names}: another split, e.g. random_test_fraction or train_trials); runs "
+                          f"are paired only on the same test windows")
+    unknown = [k for k in keys if None in (reference.tests[k], other.tests[k])]
+    return [f"{other.label}: {len(unknown)} of its {len(keys)} pairs made by an earlier version, without a test digest: "
+            f"their test windows were not checked to be the same"] if unknown else []
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -205,6 +229,7 @@ def compare(paths: list[Path], out: Path | None = None, fmt: str = "text", subje
                        mean_std_of(list(first.accuracy.values())), first.seed_std(), None, None, None, None, None])
     stats_by_folder = {}
     for f in folders[1:]:
+        table.notes += same_tests(first, f)
         stat = stats_by_folder[f.label] = paired_statistics(first.accuracy, f.accuracy)
         table.rows.append(_stat_row(f, stat))
     table.notes += limit_notes(stats_by_folder)
@@ -346,6 +371,8 @@ def ablation_table(cfgs: list, out: Path | None, fmt: str = "text", subjects=Non
         value = values.get(name)
         if f is not None and f.protocol != full.protocol:
             raise ConfigError(f"{f.path}: protocol {f.protocol}, the full model's is {full.protocol}")
+        if f is not None and f is not full:
+            table.notes += same_tests(full, f)
         stat = None if f is None else paired_statistics(full.accuracy, f.accuracy) if f is not full else None
         paper_value = f"{value[0]} / {value[1]}" if isinstance(value, tuple) else value
         mean_std = mean_std_of(list(f.accuracy.values())) if f is not None else None

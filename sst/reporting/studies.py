@@ -83,13 +83,16 @@ def _folders(plans: list, subjects, sessions) -> list:
     return out
 
 
-def _paired_rows(table: tables.Table, folders: list, reference, extra) -> dict[str, dict]:
+def _paired_rows(table: tables.Table, folders: list, reference, extra, same_tests: bool = True) -> dict[str, dict]:
     """One row per folder against `reference` (paired statistics), the reference first; `extra(folder)`: the
-    row's own leading cells. Returns the statistics by label (for the figure and the notes)."""
+    row's own leading cells; `same_tests`: pairs must have been tested on the same windows (experiments.same_tests;
+    not for protocols, whose splits differ by design). Returns the statistics by label (for the figure and notes)."""
     stats = {}
     for f in folders:
         if f is None:
             continue
+        if same_tests and f is not reference:
+            table.notes += experiments.same_tests(reference, f)
         stat = experiments.paired_statistics(reference.accuracy, f.accuracy) if f is not reference else None
         if stat:
             stats[f.label] = stat
@@ -182,7 +185,8 @@ def protocol_price(args: argparse.Namespace, resolve, train) -> int:
     table = tables.Table(f"{trial.dataset}, {trial.model}: the price of each protocol, paired with trial by "
                          f"subject and session", [tables.Column("protocol"), tables.Column("may claim", "note"),
                                                   *STAT_COLUMNS])
-    stats = _paired_rows(table, folders, trial, lambda f: [f.label, protocols.PROTOCOLS[f.label].note.split(":")[0]])
+    stats = _paired_rows(table, folders, trial, lambda f: [f.label, protocols.PROTOCOLS[f.label].note.split(":")[0]],
+                         same_tests=False)
     for name, f in zip(PRICED, folders):
         if f is None:
             table.notes.append(f"{name}: no finished runs")

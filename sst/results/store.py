@@ -272,10 +272,8 @@ class ResultDir:
 
     def _inconsistency(self, path: Path, r: dict) -> str | None:
         """What a result record that passes its schema may still get wrong: its name, its sizes."""
-        if f"{r['run']}.json" != path.name:
-            return f"run: {printable(repr(r['run']), 40)} is not this file's run"
-        if RunSpec.parse(r["run"]) is None:
-            return f"run: {printable(repr(r['run']), 40)} is not a run name (subNN_sesK)"
+        if (problem := name_problem(path, r)) is not None:
+            return problem
         if len(r["confusion_matrix"]) != self.nb_class:
             return f"confusion_matrix: {len(r['confusion_matrix'])} classes, the configuration has {self.nb_class}"
         if sum(map(sum, r["confusion_matrix"])) != r["n_test"]:
@@ -304,6 +302,20 @@ class ResultDir:
                 raise ConfigError(f"{self.run_json(spec)}: trained with {what}s {result.get(key)} of {group} "
                                   f"{protocol.pool_group(spec)}, but the preprocessed {what}s are now {now}; choose "
                                   f"another [path] result_path or delete {self.root / 'runs'} to start over")
+
+
+def name_problem(path: Path, r: dict) -> str | None:
+    """Why a run record (passing schemas.RUN_RECORD) is not the record of the run its file is named after, or
+    None: its `run` must be the file's name and a run name, and its `subject` and `session` those of that
+    name. A record that disagrees would be merged into another run (an invented second seed) otherwise."""
+    spec = RunSpec.parse(r["run"])
+    if f"{r['run']}.json" != path.name:
+        return f"run: {printable(repr(r['run']), 40)} is not this file's run"
+    if spec is None:
+        return f"run: {printable(repr(r['run']), 40)} is not a run name (subNN_sesK)"
+    if (r["subject"], r["session"]) != (spec.subject, spec.session):
+        return f"subject {r['subject']}, session {r['session']}: not those of its run {spec.name}"
+    return None
 
 
 def _pool_key(record: dict) -> str | None:

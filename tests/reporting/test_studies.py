@@ -122,3 +122,10 @@ def test_both_studies_train_what_is_missing_then_print_their_tables(tmp_path, ca
         assert again.stdout.count("2 already finished") == count and (out / f"{stem}.csv").read_text() == first
     summary = root / "res" / "model.name=dgcnn,training.nbEpoch=1" / "summary.json"
     assert json.loads(summary.read_text())["model"] == "dgcnn"
+    digests = {}    # the three models of the paper table were tested on the same windows; random on others
+    for folder in ("training.nbEpoch=1", "model.name=dgcnn,training.nbEpoch=1", "model.name=linear_svm,training.nbEpoch=1",
+                   "training.nbEpoch=1,training.protocol=random"):
+        for path in sorted((root / "res" / folder / "runs").glob("*.json")):
+            digests.setdefault(folder, []).append(json.loads(path.read_text())["test_digest"])
+    assert len({tuple(d) for f, d in digests.items() if "random" not in f}) == 1 and len(digests) == 4
+    assert not set(digests["training.nbEpoch=1,training.protocol=random"]) & set(digests["training.nbEpoch=1"])
