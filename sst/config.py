@@ -46,9 +46,11 @@ if TYPE_CHECKING:
     import argparse
 
 def _key(default: Any = dataclasses.MISSING, *, choices: tuple | dict = (), check: Callable[[Any], bool] | None = None,
-         expect: str = "", doc: str = "") -> Any:
-    """A config key: its default (none = required), allowed choices or a check, and a doc line."""
-    meta = {"choices": choices, "check": check, "expect": expect, "doc": doc}
+         expect: str = "", doc: str = "", at_most: int | None = None) -> Any:
+    """A config key: its default (none = required), allowed choices or a check, its upper bound (an integer key:
+    every one has one, so that a typo such as 100000000000000000000 is one line, not a plan held in memory or
+    an overflow inside torch), and a doc line."""
+    meta = {"choices": choices, "check": check, "expect": expect, "doc": doc, "at_most": at_most}
     return field(default=default, metadata=meta)
 
 
@@ -59,6 +61,9 @@ def _positive(x) -> bool:
 def _non_negative(x) -> bool:
     return x >= 0
 
+
+INT_CEILING = 2**31 - 1     # an integer key without a bound of its own: what torch's int32 arguments take
+EPOCHS = 100_000            # nbEpoch, patience, lr_step_epochs: the paper trains 100 (SEED.ini)
 
 DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")   # [training] device, bench --device
 
@@ -75,9 +80,9 @@ class InputSizes:
     """The network's input sizes: [data] keys in this project's INI files, [model] keys in the authors'
     (both places are accepted). All of [data] when the whole file is loaded; alone in `Config.data`
     when only [model] is (`load_config(path, sections=("model",))`, what `python model.py` needs)."""
-    input_width: int = _key(check=_positive, expect="a positive integer")
-    specInput_length: int = _key(check=_positive, expect="a positive integer")
-    temInput_length: int = _key(check=_positive, expect="a positive integer")
+    input_width: int = _key(check=_positive, expect="a positive integer", at_most=512)
+    specInput_length: int = _key(check=_positive, expect="a positive integer", at_most=10_000)
+    temInput_length: int = _key(check=_positive, expect="a positive integer", at_most=100_000)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,12 +105,12 @@ class ModelConfig:
     name: str = _key("sst_emotionnet", doc="a model kind of sst/models/kinds.py: the network, DGCNN (dgcnn) or a "
                                            "classical baseline on the flattened DE features (linear_svm, "
                                            "logistic_regression)")
-    depth_spec: int = _key(doc="of the form 3N+4: (depth - 4) / 3 / 2 layers per dense block")
-    depth_tem: int = _key()
-    nb_dense_block: int = _key()
-    gr_spec: int = _key(doc="growth rate k of the spatial-spectral stream")
-    gr_tem: int = _key()
-    nb_class: int = _key()
+    depth_spec: int = _key(doc="of the form 3N+4: (depth - 4) / 3 / 2 layers per dense block", at_most=1000)
+    depth_tem: int = _key(at_most=1000)
+    nb_dense_block: int = _key(at_most=16)
+    gr_spec: int = _key(doc="growth rate k of the spatial-spectral stream", at_most=1024)
+    gr_tem: int = _key(at_most=1024)
+    nb_class: int = _key(at_most=1000)
     block_order: str = _key("paper", doc="paper (figure 3) | official (the authors' code)")
     attention: str = _key("both", doc="both | spatial | spectral_temporal | none: the A3DB parts kept")
     attention_activation: str = _key("sigmoid", doc="sigmoid (authors' code) | softmax (paper's figure 5)")
@@ -120,28 +125,29 @@ class ModelConfig:
     # DGCNN's keys ([model] name = dgcnn; sst/models/dgcnn.py), its dropout and nb_class are the keys above
     dgcnn_form: str = _key("paper", choices=("paper", "public"),
                            doc="paper: Chebyshev filters on the normalised Laplacian (Song et al.); public: TorchEEG's")
-    dgcnn_order: int = _key(2, check=_positive, expect="a positive integer", doc="K, the Chebyshev terms (LibEER: 2)")
+    dgcnn_order: int = _key(2, check=_positive, expect="a positive integer", at_most=62,
+                            doc="K, the Chebyshev terms (LibEER: 2)")
     dgcnn_filters: int = _key(64, check=_positive, expect="a positive integer",
-                              doc="graph filters per electrode (LibEER, SEED and SEED-IV: 64)")
+                              at_most=4096, doc="graph filters per electrode (LibEER, SEED and SEED-IV: 64)")
     dgcnn_hidden: int = _key(64, check=_positive, expect="a positive integer",
-                             doc="the public form's hidden layer (TorchEEG: 64)")
+                             doc="the public form's hidden layer (TorchEEG: 64)", at_most=4096)
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingConfig:
-    nbEpoch: int = _key(check=_positive, expect="a positive integer")
-    batch_size: int = _key(check=_positive, expect="a positive integer")
+    nbEpoch: int = _key(check=_positive, expect="a positive integer", at_most=EPOCHS)
+    batch_size: int = _key(check=_positive, expect="a positive integer", at_most=2**20)
     lr: float = _key(check=_positive, expect="a positive number")
     protocol: str = _key("trial", choices=protocols.PROTOCOLS, doc="an entry of sst/training/protocols.py")
-    patience: int = _key(20, check=_positive, expect="a positive integer")
-    seed: int = _key(42, check=lambda x: 0 <= x < 2**32, expect="an integer in [0, 2**32 - 1]",
+    patience: int = _key(20, check=_positive, expect="a positive integer", at_most=EPOCHS)
+    seed: int = _key(42, check=lambda x: 0 <= x < 2**32, expect="an integer in [0, 2**32 - 1]", at_most=2**32 - 1,
                      doc="NumPy's generator takes 32-bit seeds")
     device: str = _key("auto", check=lambda s: DEVICE_NAME.fullmatch(s) is not None,
                        expect="auto, cpu, cuda or cuda:N")
     l2: float = _key(1e-4, check=_non_negative, expect="a number >= 0",
                      doc="Keras l2(1e-4) on stem, bottleneck and transition convs")
     normalization: str = _key("electrode", choices=("electrode", "none"))
-    val_trials_per_class: int = _key(1, check=_non_negative, expect="an integer >= 0")
+    val_trials_per_class: int = _key(1, check=_non_negative, expect="an integer >= 0", at_most=1000)
     random_test_fraction: float = _key(0.4, check=lambda x: 0 < x < 1, expect="a number in (0, 1)",
                                        doc="protocol random: share of windows tested (authors' test_split_ratio)")
     val_fraction: float = _key(0.1, check=lambda x: 0 <= x < 1, expect="a number in [0, 1)",
@@ -149,19 +155,21 @@ class TrainingConfig:
     amp: bool = _key(True, doc="bf16 autocast on CUDA (ignored on CPU)")
     accelerator: str = _key("auto", choices=("auto", "off"),
                             doc="auto: CPU training through fastcpu.py while it matches model.py; off: the definition")
-    num_threads: int = _key(0, check=_non_negative, expect="an integer >= 0 (0: torch's default)")
+    num_threads: int = _key(0, check=_non_negative, expect="an integer >= 0 (0: torch's default)", at_most=1024)
     repeats: int = _key(1, check=_positive, expect="a positive integer",
-                        doc="each run trained this many times, with seeds seed, seed + 1, ... (runs <run>_rep1, ...)")
+                        at_most=1000, doc="each run trained this many times, with seeds seed, seed + 1, ... "
+                                          "(runs <run>_rep1, ...)")
     train_trials: int = _key(0, check=_non_negative, expect="an integer >= 0 (0: the dataset's standard split)",
                              doc="trials 1..N of a session train (with validation), the rest test; 0: the dataset "
-                                 "entry's n_train_trials (SEED 9 of 15, SEED-IV 16 of 24)")
+                                 "entry's n_train_trials (SEED 9 of 15, SEED-IV 16 of 24)", at_most=1000)
     optimizer: str = _key("adam", choices=("adam", "adamw", "sgd"),
                           doc="adam: the authors' (L2 as coupled weight decay 2 l2 on their kernels); adamw: the same "
                               "decay decoupled; sgd: with [training] momentum")
     momentum: float = _key(0.9, check=lambda x: 0 <= x < 1, expect="a number in [0, 1)", doc="sgd's momentum")
     lr_schedule: str = _key("none", choices=("none", "step", "cosine"),
                             doc="none: lr throughout; step: times lr_gamma every lr_step_epochs; cosine: to 0 over nbEpoch")
-    lr_step_epochs: int = _key(10, check=_positive, expect="a positive integer", doc="step: epochs between steps")
+    lr_step_epochs: int = _key(10, check=_positive, expect="a positive integer", at_most=EPOCHS,
+                               doc="step: epochs between steps")
     lr_gamma: float = _key(0.1, check=lambda x: 0 < x <= 1, expect="a number in (0, 1]", doc="step: the factor")
 
 
@@ -330,6 +338,8 @@ def _check_value(f: dataclasses.Field, value: Any, where: str) -> None:
         raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     if meta.get("check") and not meta["check"](value):
         raise ConfigError(f"{where}: expected {meta['expect']}, got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool) and value > (meta.get("at_most") or INT_CEILING):
+        raise ConfigError(f"{where}: expected at most {meta.get('at_most') or INT_CEILING}, got {value!r}")
 
 
 def _known_keys(section: str) -> list[str]:

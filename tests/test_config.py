@@ -328,3 +328,20 @@ def test_the_ini_defaults_of_model_keys_are_the_networks():
         if f.name not in ("plugins", "name") and not f.name.startswith("dgcnn_") and f.default is not dataclasses.MISSING:
             assert f.default == signature.parameters[f.name].default, f.name
 
+
+
+@pytest.mark.parametrize("section, key, value, bound", [
+    ("training", "repeats", "100000000000000000000", "1000"), ("training", "batch_size", "100000000000000000000", "1048576"),
+    ("training", "num_threads", "99999999999", "1024"), ("training", "nbEpoch", "1000001", "100000"),
+    ("training", "patience", "100001", "100000"), ("training", "seed", "4294967296", None),
+    ("model", "depth_spec", str(10**30), "1000"), ("data", "input_width", "100000", "512"),
+])
+def test_every_integer_key_has_an_upper_bound(tmp_path, section, key, value, bound):
+    """`repeats = 100000000000000000000` passed the "positive" check, then every run was planned in memory;
+    batch_size and num_threads beyond what torch takes were tracebacks inside it."""
+    ini = write_ini(tmp_path / "a.ini", **{section: {key: value}})
+    with pytest.raises(errors.ConfigError) as e:
+        config.load_config(ini)
+    assert f"[{section}] {key}: expected " in str(e.value) and (bound is None or f"at most {bound}, got" in str(e.value))
+    for sec in config.SECTIONS.values():     # no integer key without one
+        assert all(f.metadata.get("at_most") for f in dataclasses.fields(sec) if f.type in ("int", int))
