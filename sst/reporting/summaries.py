@@ -215,7 +215,7 @@ def results_table(summary: dict) -> str:
         rows.append(f"{name:{W}s}{paper['mean']:>10.2f} +- {paper['std']:<3.2f}{'-':>9s}{'-':>8s}  45")
     rows.append(f"{model_label(summary):{W}s}{summary['mean_accuracy']:>10.2f} +- {summary['std_accuracy']:<3.2f}"
                 f"{summary['mean_macro_f1']:>9.3f}{summary['mean_kappa']:>8.3f}  {n} ({_invocation(summary)})")
-    return "\n".join(rows + _table_notes(summary))
+    return "\n".join(errors.printable(row, limit=None) for row in rows + _table_notes(summary))
 
 
 def _paper_rows(summary: dict) -> list[tuple[str, dict]]:
