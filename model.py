@@ -645,5 +645,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    cli.cli_main(main)
+if __name__ == "__main__":    # run as the module `model`, the one a plugin's `import model` registers its variants in
+    cli.cli_main(__import__("model").main)

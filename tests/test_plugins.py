@@ -4,12 +4,14 @@
     python -m pytest tests/test_plugins.py -q
 """
 import json
+import re
+import shlex
 import textwrap
 
 import pytest
 
 import model
-from conftest import TINY_MODEL, run_cli, run_in_process, tiny_seed_tree, write_ini
+from conftest import ROOT, TINY_MODEL, run_cli, run_in_process, tiny_seed_tree, write_ini
 from sst import config, errors
 
 # A plugin as a researcher writes it: an attention variant and a third stream (on the DE maps).
@@ -184,3 +186,26 @@ def test_a_plugin_that_exits_on_import_is_reported_as_the_plugins(tmp_path, body
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
     assert p.stderr.count("\n") == 1 and p.stderr.startswith("error: ") and "leaves.py: the plugin " in p.stderr
     assert not (tmp_path / "res").exists()
+
+
+def test_the_docs_plugin_example_works_under_model_py_and_run_py(tmp_path):
+    """docs/model.md's my_variants.py, copied verbatim, and its commands: under `python model.py` the plugin's
+    `import model` loaded a second copy of model.py and registered the block there (issue 34)."""
+    text = (ROOT / "docs" / "model.md").read_text()
+    example = re.search(r"```python\n(# my_variants\.py.*?)```", text, re.S)[1]
+    commands = re.search(r"```bash\n(python run\.py -c SEED\.ini --set model\.plugins=my_variants\.py.*?)```", text,
+                         re.S)[1].splitlines()
+    root, ini = tiny_seed_tree(tmp_path)
+    (tmp_path / "my_variants.py").write_text(example)
+    for command in commands:
+        args = shlex.split(command.partition("#")[0])
+        assert args[0] == "python" and args[2:4] == ["-c", "SEED.ini"]
+        extra = ["--set", "training.nbEpoch=1"] if args[1] == "run.py" else []
+        p = run_cli(str(ROOT / args[1]), "-c", str(ini), *args[4:], *extra, cwd=tmp_path)
+        assert p.returncode == 0 and "Traceback" not in p.stderr, (command, p.stderr)
+        if args[1] == "model.py":       # the Gate's network, not the default's
+            default = run_cli(str(ROOT / "model.py"), "-c", str(ini), cwd=tmp_path)
+            params = [re.search(r"trainable parameters: (\d+)", q.stdout)[1] for q in (p, default)]
+            assert params[0] != params[1], params
+        else:
+            assert "sub02_ses1: accuracy" in p.stdout, p.stdout
