@@ -120,6 +120,10 @@ def test_run_trains_a_plugins_attention_and_third_stream(tmp_path):
         runs[name] = json.loads((out / "runs" / "sub01_ses1.json").read_text())
         assert runs[name]["epochs_run"] == 1
         assert {"attention": "plugin plugin.py.Gate", "stream": "plugin plugin.py.BandMeans"}[name] in runs[name]["code"]
+    p = run_cli("run.py", "-c", str(ini), *sets, "--set", "model.attention_block=gate", "--result-path",
+                str(tmp_path / "res-attention"), "--explain", "sub01_ses1")     # a block without weights(): said
+    assert p.returncode == 0 and "sub01_ses1: no attention figure of the Gate blocks: its class has no weights(x) " \
+        "method" in p.stdout, p.stdout + p.stderr
     p = run_cli("run.py", "-c", str(ini), *sets, "--set", "model.streams=spectral,temporal,means",
                 "--result-path", str(tmp_path / "res-stream"), "--predict", "sub01_ses1", "--sessions", "1")
     assert p.returncode == 0, p.stderr

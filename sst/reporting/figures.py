@@ -567,12 +567,24 @@ def attention_figures(checkpoint, sessions: list, out_dir: Path, *, per_class: i
     Spatial: each A3DB block's (H, W) weights drawn over the input square with the electrodes
     (see draw_scalp). Depth: the block's weights per band (spectral) / time step (temporal).
     """
-    cfg, label, weights = attention_weights(checkpoint, sessions, per_class=per_class)
+    import torch
+
+    from sst.models.trained import TrainedModel
+
+    trained = checkpoint if isinstance(checkpoint, TrainedModel) else TrainedModel.load(checkpoint)
+    cfg, label, weights = attention_weights(trained, sessions, per_class=per_class)
     out_dir = Path(out_dir)
     fileio.make_folder(out_dir)
     names = datasets.get(cfg.data.dataset).class_names
     classes = [c for c in range(cfg.model.nb_class) if (label == c).any()]
     run = Path(getattr(checkpoint, "path", checkpoint)).stem
+    silent = sorted({type(m).__name__ for n, m in trained.net.named_modules()
+                     if n.rpartition(".")[2].startswith("attention") and not hasattr(m, "weights")
+                     and not isinstance(m, torch.nn.Identity)})
+    if silent:      # a plugin's block: drawn only if it says what its weights are
+        print(printable(f"{run}: no attention figure of the {', '.join(silent)} blocks: "
+                        f"{'their class has' if len(silent) > 1 else 'its class has'} no weights(x) method "
+                        f"(model.A3DBAttention.weights shows what it returns)", limit=None))
     paths = []
     with _style():
         spatial = {b: w["spatial"] for b, w in weights.items() if "spatial" in w}
