@@ -29,14 +29,16 @@ import sys
 
 
 def _interrupted_while_importing(signum, frame) -> None:
-    print("interrupted: finished work is kept; rerun the same command to resume", file=sys.stderr)  # utils.INTERRUPTED
-    sys.exit(130)
+    print("interrupted: finished work is kept; rerun the same command to resume", file=sys.stderr)  # cli.INTERRUPTED
+    sys.exit(128 + signum)      # 130 for Ctrl-C, 143 for SIGTERM, as cli.cli_main
 
 
-# Ctrl-C while torch and the rest import (1-2 s): one line, as at any later moment (unless Ctrl-C is ignored,
-# as in a script's background job); utils.cli_main restores Python's own handler
-if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _interrupted_while_importing)
+# Ctrl-C or SIGTERM while torch and the rest import (1-2 s): one line, as at any later moment; one this process
+# was started ignoring (Ctrl-C after a script's `cmd &`) stays ignored. cli.cli_main installs the handlers for the rest.
+if __name__ == "__main__":
+    for _stop in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(_stop) is not signal.SIG_IGN:
+            signal.signal(_stop, _interrupted_while_importing)
 
 import argparse
 import importlib
@@ -145,8 +147,8 @@ def prepare(device: torch.device, threads: int | None) -> None:
 
 
 def _start_worker(devices, threads: int, progress: Progress, parent: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the parent's: it stops every worker
-    cli.die_with_parent(parent)                    # a killed parent leaves no worker training on
+    cli.worker_signals()            # Ctrl-C is the parent's: it stops every worker; SIGTERM ends this one
+    cli.die_with_parent(parent)     # a killed parent leaves no worker training on
     device = torch.device(devices.get())
     prepare(device, threads)
     _WORKER.update(device=device, progress=progress)
@@ -185,9 +187,9 @@ def run_parallel(cfg: Config, todo: list[tuple[int, RunSpec]], n: int, jobs: int
     """Yield ('done' | 'failed', run, result | error) as worker processes finish runs, `jobs` at a time.
 
     CUDA: workers take the visible devices in turn (several per device when jobs > devices); CPU:
-    `threads` threads each. Ctrl-C terminates every worker; finished runs and the partial states of
-    the others (written after each epoch) are kept, so the same command resumes. Workers end with
-    this process however it ends (utils.die_with_parent), and ignore Ctrl-C from their start.
+    `threads` threads each. Ctrl-C or SIGTERM terminates every worker; finished runs and the partial states
+    of the others (written after each epoch) are kept, so the same command resumes. Workers end with
+    this process however it ends (cli.die_with_parent), and ignore Ctrl-C from their start.
     """
     devices = context.Queue()
     count = torch.cuda.device_count() if device.type == "cuda" else 0

@@ -1,10 +1,18 @@
-"""The command lines' shared behaviour: one `error:` line for a user's mistake, Ctrl-C as one line, empty option
-values refused, --subjects/--sessions lists, and worker processes that never outlive or interrupt their parent.
+"""The command lines' shared behaviour: one `error:` line for a user's mistake, Ctrl-C and SIGTERM as one line,
+empty option values refused, --subjects/--sessions lists, and worker processes that never outlive or interrupt their
+parent.
 
     if __name__ == "__main__":
-        cli.cli_main(main)        # UserError -> one stderr line, exit 1; Ctrl-C -> one line, exit 130
+        cli.cli_main(main)        # UserError -> one stderr line, exit 1; Ctrl-C -> one line, exit 130; SIGTERM: 143
 
 Errors a user can cause (bad path, bad file, bad INI value) are `errors.UserError`s; tracebacks are for bugs.
+
+Signals: Ctrl-C (SIGINT) and SIGTERM (`kill`, a scheduler's time limit, scancel) end a command the same way: one
+line, every `finally` run (locks released, --jobs workers terminated), finished work kept. A signal the process
+was started ignoring stays ignored: a shell script's `cmd &` (`nohup cmd &` included) starts a command with
+SIGINT ignored, the user's word that the terminal's Ctrl-C is not for it; its --jobs workers ignore SIGINT
+anyway, and SIGTERM still stops it and them. Workers take their dispositions from `worker_signals`, not from
+what they inherited.
 """
 from __future__ import annotations
 
@@ -25,11 +33,19 @@ from sst.fileio import check_path
 INTERRUPTED = "interrupted: finished work is kept; rerun the same command to resume"
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt: a BaseException, so that no
+    `except Exception` stops it on its way out through every `finally` and `with`."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated
+
+
 def cli_main(main: Callable[[list[str] | None], Any]) -> None:
     """Run a command-line `main(argv)`; turn a UserError into one stderr line and exit 1, Ctrl-C into one
-    line and exit 130."""
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:   # undo a script's guard for its imports (run.py)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    line and exit 130, SIGTERM into the same line and exit 143 (128 + the signal's number, as a shell says)."""
+    handle_stop_signals()
     try:
         code = main(None)
     except UserError as e:
@@ -38,7 +54,20 @@ def cli_main(main: Callable[[list[str] | None], Any]) -> None:
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
+    except Terminated:
+        print(INTERRUPTED, file=sys.stderr)
+        sys.exit(143)
     sys.exit(int(code or 0))
+
+
+def handle_stop_signals() -> None:
+    """Ctrl-C raises KeyboardInterrupt, SIGTERM raises Terminated, in the main thread; either, if this process
+    was started ignoring it (SIGINT after a script's `cmd &`), stays ignored. Also replaces a script's guard for its
+    imports (run.py's)."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _terminated)
 
 
 def refuse_empty_values(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -90,6 +119,14 @@ def int_list(text: str) -> list[int]:
 
 
 PR_SET_PDEATHSIG = 1    # <linux/prctl.h>
+
+
+def worker_signals() -> None:
+    """A worker process's dispositions, whatever it inherited: Ctrl-C ignored (it is the parent's, which then
+    stops every worker; so too after a script's `cmd &`, where the parent ignores it), SIGTERM at its default
+    (the parent's Pool.terminate stops it so, even when the parent itself was started ignoring SIGTERM)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def die_with_parent(parent: int, poll_s: float = 1.0) -> None:

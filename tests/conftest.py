@@ -1,14 +1,23 @@
 """Test setup: the repository's root is importable (the scripts and the package sst/), and this folder too
 (its helpers: `from conftest import ...`), plus what the test files share: temp INI files, running the
 command lines, tiny synthetic trees and finished runs, fake run records and summaries. tests/README.md says
-where a test goes."""
+where a test goes.
+
+No test waits without a deadline: a process a test starts and signals is started by start_cli or started
+(Ctrl-C at the disposition the test needs, whatever pytest's is; killed when a failed test leaves it), is
+waited for with wait_until (a deadline, and a failure as soon as the process has ended without it),
+read with read_line, and every .wait and .communicate has a timeout."""
 import configparser
 import json
 import os
 import platform
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,6 +54,96 @@ def write_ini(ini: Path, base: str = "SEED.ini", /, **sections: dict) -> Path:
 def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python <args>` from the repository root; returns the completed process (text output)."""
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+# ----------------------------------------------------------------------------- processes that never hang a test
+
+
+@contextmanager
+def children_with_ctrl_c(ignored: bool = False) -> Iterator[None]:
+    """Processes started inside this block start with Ctrl-C (SIGINT) at its default, or ignored, whatever this
+    process's disposition is. pytest started by a script's `cmd &` (`nohup cmd &` too) or by some CI runners
+    ignores SIGINT, and what it starts would inherit that. A handler becomes the default across exec, SIG_IGN
+    stays ignored: this process holds one or the other meanwhile (main thread only, as every signal.signal)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN if ignored else signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def start_cli(*args: str, ctrl_c_ignored: bool = False, **popen) -> subprocess.Popen:
+    """Start `python <args>` from the repository root (Popen's keyword arguments as given), with Ctrl-C at its
+    default in it, or ignored as a script's `cmd &` starts it, whatever this process's is (children_with_ctrl_c)."""
+    with children_with_ctrl_c(ctrl_c_ignored):
+        return subprocess.Popen([sys.executable, *args], cwd=ROOT, **popen)
+
+
+@contextmanager
+def started(*args: str, ctrl_c_ignored: bool = False, **popen) -> Iterator[subprocess.Popen]:
+    """start_cli as a block; whatever of it still runs when the block ends, a failed test's included, is killed."""
+    proc = start_cli(*args, ctrl_c_ignored=ctrl_c_ignored, **popen)
+    try:
+        yield proc
+    finally:
+        reap(proc)
+
+
+def reap(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGKILL `proc` (its whole process group if it leads one: start_new_session) unless the test has reaped it
+    already, close its pipes, and wait for its end, at most `timeout` seconds."""
+    if proc.returncode is None:         # not reaped: its id is still its own, if only as a zombie
+        try:
+            if os.getpgid(proc.pid) == proc.pid:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+        except ProcessLookupError:
+            pass
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    proc.wait(timeout=timeout)
+
+
+def wait_until(condition: Callable[[], object], timeout: float, proc: subprocess.Popen | None = None,
+               what: str = "the condition", every: float = 0.02) -> None:
+    """Poll `condition()` every `every` seconds until it holds. Fails the test, naming `what`, once `timeout`
+    seconds have passed, or as soon as `proc` has ended without it (with the end of its stderr, if piped)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"{what}: not reached before the process ended, exit code {proc.returncode}{stderr_end(proc)}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not reached within {timeout:g} s")
+        time.sleep(every)
+
+
+def stderr_end(proc: subprocess.Popen, chars: int = 2000) -> str:
+    """The last `chars` of an ended process's piped stderr, for a failure message ('' if not piped or held open)."""
+    if proc.stderr is None or proc.stderr.closed:
+        return ""
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:       # what it started still holds the pipe
+        return ""
+    return f"; stderr ends:\n{err[-chars:]}" if err else ""
+
+
+def read_line(stream, timeout: float = 60) -> str:
+    """The next line of a child's output pipe `stream` ('' once the child has closed it, by ending), failing the
+    test if none comes within `timeout` seconds. Read from its file descriptor a byte at a time: no thread left
+    blocked in a read, and nothing past the line taken from whoever reads the pipe next."""
+    fd, line, deadline = stream.fileno(), b"", time.monotonic() + timeout
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            pytest.fail(f"no line of output within {timeout:g} s (so far: {line!r})")
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        line += byte
+    return line.decode()
 
 
 def run_in_process(capsys, script: str, *args: str) -> subprocess.CompletedProcess:
@@ -229,14 +328,10 @@ HOLDER = ("import json, sys; from sst import fileio; fileio.FolderLock(sys.argv[
 @contextmanager
 def holder(root: Path, info: dict):
     """Another process holding `root`'s lock with `info` until the block ends (then killed: SIGKILL)."""
-    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(root), json.dumps(info)], cwd=ROOT, stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
-    try:
-        assert p.stdout.readline() == "held\n"
+    with started("-c", HOLDER, str(root), json.dumps(info), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                 text=True) as p:
+        assert read_line(p.stdout) == "held\n"
         yield p
-    finally:
-        p.kill()
-        p.wait()
 
 
 # config/SEED.ini of the authors' Keras release (github.com/ziyujia/SST-EmotionNet), verbatim.

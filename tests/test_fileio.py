@@ -119,7 +119,7 @@ def test_only_temporaries_of_dead_processes_are_removed(tmp_path):
     from sst import fileio
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()  # reaped: its pid no longer exists
+    dead.wait(timeout=60)  # reaped: its pid no longer exists
     with fileio.atomic_path(tmp_path / "result.json") as tmp:
         name = tmp.name  # .result.json~<our pid>-<host>~<random>.tmp
     for pid in (dead.pid, os.getpid(), os.getppid()):  # as if `pid` had been killed while writing

@@ -24,7 +24,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -33,7 +32,7 @@ import pytest
 import scipy.io
 import torch
 
-from conftest import ROOT, make_ini, run_cli
+from conftest import make_ini, reap, run_cli, start_cli, wait_until
 
 RUNS = ("sub01_ses1", "sub02_ses1")
 
@@ -52,18 +51,16 @@ def reference(tiny) -> Path:
 
 
 def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_cli(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def kill_when(process: subprocess.Popen, condition: Callable[[], bool], timeout: float = 120) -> None:
-    """SIGKILL `process` as soon as `condition()` holds (polled every millisecond or so)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert process.poll() is None, f"finished before it could be killed: {process.communicate()}"
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.001)
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
+    """SIGKILL `process` as soon as `condition()` holds (polled every millisecond or so); fail if it ends first
+    or `timeout` seconds pass, and kill it then too."""
+    try:
+        wait_until(condition, timeout, process, "the moment to kill it", every=0.001)
+    finally:
+        reap(process)       # SIGKILL
     assert process.returncode == -signal.SIGKILL
 
 
@@ -243,7 +240,11 @@ def test_concurrent_shards_write_disjoint_files_and_summarize_sees_all(tiny, ref
     res = tmp_path / "res"
     ini = str(make_ini(tmp_path / "shard.ini", tiny / "SEED", tiny / "pre", res))
     shards = [start("run.py", "-c", ini, "--shard", f"{i}/2") for i in range(2)]  # at the same time
-    outputs = [shard.communicate(timeout=300) for shard in shards]
+    try:
+        outputs = [shard.communicate(timeout=300) for shard in shards]
+    finally:
+        for shard in shards:
+            reap(shard)
     for shard, (out, err) in zip(shards, outputs):
         assert shard.returncode == 0 and err == "", err
     # each shard trained its own run, and wrote its files only: run JSON, epoch log, checkpoint; no summary

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 import run
-from conftest import ROOT, TINY_MODEL, run_cli, run_in_process, write_ini
+from conftest import ROOT, TINY_MODEL, reap, run_cli, run_in_process, start_cli, started, wait_until, write_ini
 from sst import config, errors, fileio
+from sst.cli import INTERRUPTED
 from sst.models.trained import load_trained, predict_probabilities
 from sst.results import store
 from sst.training import protocols, runspec
@@ -165,17 +166,11 @@ def test_progress_lines_reach_a_log_file_as_they_happen(tiny_seed, tmp_path):
     one line per epoch, no carriage returns, at most 80 columns; the per-epoch CSV of each run."""
     root, ini = tiny_seed
     log = tmp_path / "log.txt"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"),
-                                 "--set", "training.nbEpoch=4"], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
-        seen_while_running = False
-        while proc.poll() is None:
-            if any(EPOCH_LINE.match(line) for line in log.read_text().splitlines()):
-                seen_while_running = True
-                break
-            time.sleep(0.05)
+    with open(log, "w") as fh, started("run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"), "--set",
+                                       "training.nbEpoch=4", stdout=fh, stderr=subprocess.STDOUT) as proc:
+        wait_until(lambda: any(EPOCH_LINE.match(line) for line in log.read_text().splitlines()), 600, proc,
+                   "an epoch line in the log while run.py runs")
         assert proc.wait(timeout=600) == 0, log.read_text()
-    assert seen_while_running
     text = log.read_text()
     assert "\r" not in text
     lines = [line for line in text.splitlines() if EPOCH_LINE.match(line)]
@@ -236,38 +231,56 @@ def live_processes_of_group(pgid: int, wait: float = 10.0) -> list[str]:
         time.sleep(0.2)
 
 
+def ignores_ctrl_c(pid: int) -> bool:
+    """Whether process `pid` ignores SIGINT (SIG_IGN; a handler is not ignoring)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return bool(int(status.split("SigIgn:")[1].split()[0], 16) & 1 << (signal.SIGINT - 1))
+
+
+def workers_of(pid: int) -> list[int]:
+    """The ids of process `pid`'s spawned worker processes (once they run Python: multiprocessing's spawn_main)."""
+    ps = subprocess.run(["ps", "-ww", "-o", "pid=,cmd=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in ps.splitlines() if "spawn_main" in line]
+
+
+def start_training(tmp_path: Path, ini: Path, *args: str, ctrl_c_ignored: bool = False):
+    """run.py --jobs 2 on the tiny data in its own process group, as a terminal starts a command (Ctrl-C reaches
+    the whole group); stdout and stderr piped; Ctrl-C at its default in it, or ignored (a script's `cmd &`)."""
+    return started("run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"), "--jobs", "2", *args,
+                   ctrl_c_ignored=ctrl_c_ignored, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                   start_new_session=True)
+
+
+LONG = ("--set", "training.nbEpoch=200", "--set", "training.patience=200")     # runs that outlast the test
+
+
+def both_partial_states(partials: Path):
+    return lambda: len(list(partials.glob("*.partial.pt"))) == 2
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_every_worker_and_keeps_finished_work(tiny_seed, tmp_path):
     root, ini = tiny_seed
-    proc = subprocess.Popen([sys.executable, "run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"),
-                             "--jobs", "2", "--set", "training.nbEpoch=200", "--set", "training.patience=200"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     partials = tmp_path / "res" / "checkpoints"
-    deadline = time.time() + 300
-    while len(list(partials.glob("*.partial.pt"))) < 2 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    with start_training(tmp_path, ini, *LONG) as proc:
+        wait_until(both_partial_states(partials), 300, proc, "an epoch of both runs")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1].startswith("interrupted: finished work is kept")
+    assert err.strip().splitlines()[-1] == INTERRUPTED
     assert live_processes_of_group(proc.pid) == []      # no worker left behind (zombies awaiting init count as gone)
     assert len(list(partials.glob("*.partial.pt"))) == 2      # each run resumes from its last epoch
 
 
 @pytest.mark.slow
 def test_workers_end_when_the_parent_is_killed(tiny_seed, tmp_path):
-    """run.py --jobs 2 killed with SIGKILL while its workers train: the workers end too (utils.die_with_parent),
+    """run.py --jobs 2 killed with SIGKILL while its workers train: the workers end too (cli.die_with_parent),
     so that no rerun trains the same runs twice beside them."""
     root, ini = tiny_seed
-    proc = subprocess.Popen([sys.executable, "run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"),
-                             "--jobs", "2", "--set", "training.nbEpoch=200", "--set", "training.patience=200"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    partials = tmp_path / "res" / "checkpoints"
-    deadline = time.time() + 300
-    while len(list(partials.glob("*.partial.pt"))) < 2 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    with start_training(tmp_path, ini, *LONG) as proc:
+        wait_until(both_partial_states(tmp_path / "res" / "checkpoints"), 300, proc, "an epoch of both runs")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
     assert [line for line in live_processes_of_group(proc.pid, wait=60) if "resource_tracker" not in line] == []
 
 
@@ -276,28 +289,41 @@ def test_ctrl_c_while_the_workers_start_prints_one_line(tiny_seed, tmp_path):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the --jobs workers are still
     importing: one line, no worker's traceback, nothing left running."""
     root, ini = tiny_seed
-    proc = subprocess.Popen([sys.executable, "run.py", "-c", str(ini), "--result-path", str(tmp_path / "res"),
-                             "--jobs", "2"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-    def ignores_ctrl_c(pid: int) -> bool:
-        status = Path(f"/proc/{pid}/status").read_text()
-        return bool(int(status.split("SigIgn:")[1].split()[0], 16) & 1 << (signal.SIGINT - 1))
-
-    deadline, workers = time.time() + 300, []
-    while len(workers) < 2 and time.time() < deadline and proc.poll() is None:   # both started: they import torch
-        ps = subprocess.run(["ps", "-ww", "-o", "pid=,cmd=", "--ppid", str(proc.pid)], capture_output=True,
-                            text=True).stdout
-        workers = [int(line.split()[0]) for line in ps.splitlines() if "spawn_main" in line]
-        time.sleep(0.02)
-    assert len(workers) == 2 and all(map(ignores_ctrl_c, workers))     # from their first instruction
-    while ignores_ctrl_c(proc.pid):         # the parent ignores it only while it starts one worker (a few ms)
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and err.splitlines() == ["interrupted: finished work is kept; rerun the same command "
-                                                           "to resume"], err
+    with start_training(tmp_path, ini) as proc:
+        wait_until(lambda: len(workers_of(proc.pid)) == 2, 300, proc, "both workers started", every=0.005)
+        assert all(map(ignores_ctrl_c, workers_of(proc.pid)))     # from their first instruction: they import torch
+        # the parent ignores Ctrl-C only while it starts a worker (a few ms)
+        wait_until(lambda: not ignores_ctrl_c(proc.pid), 60, proc, "run.py takes Ctrl-C again", every=0.005)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.splitlines() == [INTERRUPTED], err
     assert live_processes_of_group(proc.pid) == []
+
+
+@pytest.mark.slow
+def test_started_ignoring_ctrl_c_it_trains_on_and_sigterm_stops_it(tiny_seed, tmp_path):
+    """Started with SIGINT ignored (a script's `cmd &` or `nohup cmd &`, some CI runners), run.py --jobs 2 keeps
+    ignoring it, and so do its workers: a Ctrl-C to the whole group changes nothing, every run trains on. SIGTERM
+    (`kill`, a scheduler) still stops it and its workers: one line, exit 143, each run's partial state kept."""
+    _, ini = tiny_seed
+    partials = tmp_path / "res" / "checkpoints"
+    with start_training(tmp_path, ini, *LONG, ctrl_c_ignored=True) as proc:
+        wait_until(both_partial_states(partials), 300, proc, "an epoch of both runs")
+        workers = workers_of(proc.pid)
+        assert len(workers) == 2 and all(map(ignores_ctrl_c, [proc.pid, *workers]))
+        before = {path: path.stat().st_mtime_ns for path in partials.glob("*.partial.pt")}
+        os.killpg(proc.pid, signal.SIGINT)
+
+        def trained_on() -> bool:       # a later epoch of each run (its partial state is rewritten after each)
+            return all(path.exists() and path.stat().st_mtime_ns > mtime for path, mtime in before.items())
+
+        wait_until(trained_on, 300, proc, "an epoch of both runs after the Ctrl-C")
+        assert sorted(workers_of(proc.pid)) == sorted(workers)
+        proc.send_signal(signal.SIGTERM)        # the parent alone, as `kill PID`
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and err.strip().splitlines()[-1] == INTERRUPTED, err
+    assert live_processes_of_group(proc.pid) == []
+    assert len(list(partials.glob("*.partial.pt"))) == 2      # each run resumes from its last epoch
 
 
 def test_tasks_of_an_array_of_listed_ids_share_the_runs(tiny_seed, tmp_path, monkeypatch, capsys):
@@ -348,13 +374,17 @@ def test_two_tasks_of_an_array_of_listed_ids_train_every_run_once(tiny_seed, tmp
     for task in (1, 5):
         env = {**os.environ, "SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_TASK_MIN": "1",
                "SLURM_ARRAY_TASK_MAX": "5", "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_STEP": "1"}
-        tasks.append(subprocess.Popen([sys.executable, "run.py", "-c", str(ini), "--shard", "auto"], cwd=ROOT, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        tasks.append(start_cli("run.py", "-c", str(ini), "--shard", "auto", env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True))
     trained = []
-    for proc in tasks:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0 and "Traceback" not in err, err
-        trained += re.findall(r"^(sub\d+_ses\d+(?:_rep\d+)?): accuracy", out, re.M)
+    try:
+        for proc in tasks:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0 and "Traceback" not in err, err
+            trained += re.findall(r"^(sub\d+_ses\d+(?:_rep\d+)?): accuracy", out, re.M)
+    finally:
+        for proc in tasks:
+            reap(proc)
     assert sorted(trained) == ["sub01_ses1", "sub01_ses1_rep1", "sub02_ses1", "sub02_ses1_rep1"]
     p = run_cli("run.py", "-c", str(ini), "--summarize")
     assert p.returncode == 0 and "4 trainings" in p.stdout, p.stderr

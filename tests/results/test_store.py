@@ -283,7 +283,7 @@ def test_two_configurations_on_one_result_folder_with_real_processes(finished, t
         assert "run.py -c" in second.stderr and first.poll() is None
     finally:
         first.kill()
-        first.wait()
+        first.wait(timeout=60)     # killed: ends at once; a deadline all the same
 
 
 # ----------------------------------------------------------------------------- workers die with their parent
