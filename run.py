@@ -146,7 +146,9 @@ def prepare(device: torch.device, threads: int | None) -> None:
         runtime.keep_freed_memory()
 
 
-def _start_worker(devices, threads: int, progress: Progress, parent: int) -> None:
+def _start_worker(devices, threads: int, progress: Progress, parent: int, quiet: bool) -> None:
+    if quiet:                       # --format other than text: the table alone on standard output
+        sys.stdout = sys.stderr
     cli.worker_signals()            # Ctrl-C is the parent's: it stops every worker; SIGTERM ends this one
     cli.die_with_parent(parent)     # a killed parent leaves no worker training on
     device = torch.device(devices.get())
@@ -195,7 +197,8 @@ def run_parallel(cfg: Config, todo: list[tuple[int, RunSpec]], n: int, jobs: int
     count = torch.cuda.device_count() if device.type == "cuda" else 0
     for i in range(jobs):     # cuda:N pins every worker to N; cuda or auto spreads them over the visible GPUs
         devices.put("cpu" if not count else f"cuda:{device.index}" if device.index is not None else f"cuda:{i % count}")
-    pool = context.Pool(jobs, initializer=_start_worker, initargs=(devices, threads, progress, os.getpid()))
+    pool = context.Pool(jobs, initializer=_start_worker, initargs=(devices, threads, progress, os.getpid(),
+                                                                               sys.stdout is sys.stderr))
     try:
         yield from pool.imap_unordered(_run_in_worker, [(cfg, spec, k, n, tensorboard) for k, spec in todo])
         pool.close()
@@ -276,7 +279,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                         "tables and figure go (default: "
                         "comparisons/ beside the first result folder)")
     parser.add_argument("--format", choices=tables.FORMATS, default="text", help="how the table is printed: text "
-                        "(default), markdown, latex or csv (--compare and --ablation also write all of them)")
+                        "(default), markdown, latex or csv, alone on standard output (every other line goes to "
+                        "standard error); --summarize, --compare and --ablation also write all of them")
+    parser.add_argument("--label", action="append", metavar="NAME", help="--compare: the row name of each folder, in "
+                        "order, once per folder (default: the folder's name)")
     parser.add_argument("--demo", action="store_true", help="synthetic SEED data, reduced training, end to end")
     parser.add_argument("--demo-dir", type=Path, default=Path(__file__).resolve().parent / ".cache" / "demo",
                         help="where --demo writes its data and results (default .cache/demo)")
@@ -501,8 +507,15 @@ def demo_epilogue(out: ResultDir, cfg: Config, first: RunSpec) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
+    with tables.table_output(alone=args.format != "text"):
+        return command(args)
+
+
+def command(args: argparse.Namespace) -> int:
+    if args.label and not args.compare:
+        raise UserError("--label names the rows of --compare; give it with --compare")
     if args.compare:
-        return experiments.compare(args.compare, args.out, args.format, args.subjects, args.sessions)
+        return experiments.compare(args.compare, args.out, args.format, args.subjects, args.sessions, args.label)
     if args.ablation:
         return experiments.ablation(args, resolve_config, train)
     if args.paper_table:

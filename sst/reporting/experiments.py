@@ -78,6 +78,31 @@ class Folder:
     seeds: int
     seed_stds: dict = field(default_factory=dict)   # each run's sample std between its seeds, percent points
     tests: dict = field(default_factory=dict)       # each run's test_digest (None: an earlier version's record)
+    seed_counts: dict = field(default_factory=dict)  # each run's number of seeds
+    settings: dict = field(default_factory=dict)    # [model] of the configuration (its summary.json), {} if unknown
+
+    def seeds_shown(self, keys=None) -> str:
+        """How many seeds the runs of `keys` (default: all) have: "3", or "1-3" where they differ."""
+        counts = sorted({self.seed_counts.get(k, 1) for k in (self.accuracy if keys is None else keys)})
+        return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+    def seed_note(self, keys=None) -> str | None:
+        """"b: 2 of 6 runs 3 seeds, 4 of 6 runs 1 seed" where the runs of `keys` have different numbers of seeds."""
+        keys = list(self.accuracy if keys is None else keys)
+        counts = [self.seed_counts.get(k, 1) for k in keys]
+        if len(set(counts)) < 2:
+            return None
+        return f"{self.label}: " + ", ".join(f"{counts.count(c)} of {len(keys)} runs {c} seed{'s' * (c > 1)}"
+                                             for c in sorted(set(counts), reverse=True))
+
+    def variant(self, reference: "Folder") -> str:
+        """The model column: the model's name, and where both folders' summary.json say, the [model] keys in
+        which this configuration differs from the reference's (a plugin variant is not just "sst_emotionnet")."""
+        if self is reference or self.model != reference.model or not (self.settings and reference.settings):
+            return self.model
+        shown = lambda v: ",".join(Path(str(p)).name for p in v) if isinstance(v, list) else str(v)     # noqa: E731
+        differ = [f"{k} {shown(v)}" for k, v in sorted(self.settings.items()) if reference.settings.get(k) != v]
+        return f"{self.model}: {'; '.join(differ)}" if differ else self.model
 
     def seed_std(self, keys=None) -> float | None:
         """results.seed_std over the runs of `keys` (default: all): percent points, None where no run has
@@ -127,7 +152,21 @@ def read_folder(path: Path, subjects=None, sessions=None) -> Folder:
     pooled = summaries.pool_repeats(records)
     return Folder(path, path.name or str(path), dataset, protocol, model,
                   {(r["subject"], r["session"]): 100 * r["accuracy"] for r in pooled}, max(r["seeds"] for r in pooled),
-                  {(r["subject"], r["session"]): r["accuracy_seed_std"] for r in pooled}, tests)
+                  {(r["subject"], r["session"]): r["accuracy_seed_std"] for r in pooled}, tests,
+                  {(r["subject"], r["session"]): r["seeds"] for r in pooled}, _settings(path, records[0]["config_key"]))
+
+
+def _settings(path: Path, config_key: str) -> dict:
+    """[model] of the configuration that made a folder's runs, from its summary.json when that belongs to the
+    same configuration (its config_key); {} otherwise (not summarized yet, damaged, another configuration)."""
+    try:
+        summary = fileio.read_json(path / "summary.json")
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(summary, dict) or summary.get("config_key") != config_key:
+        return {}
+    model = summary.get("config", {}).get("model") if isinstance(summary.get("config"), dict) else None
+    return model if isinstance(model, dict) else {}
 
 
 def read_folders(paths: list[Path], subjects=None, sessions=None) -> list[Folder]:
@@ -216,31 +255,51 @@ def limit_notes(stats: dict[str, dict]) -> list[str]:
 # ----------------------------------------------------------------------------- --compare
 
 
-def compare(paths: list[Path], out: Path | None = None, fmt: str = "text", subjects=None, sessions=None) -> int:
+def compare(paths: list[Path], out: Path | None = None, fmt: str = "text", subjects=None, sessions=None,
+            labels: list[str] | None = None) -> int:
     """--compare DIR_A DIR_B ...: each folder against the first (the runs of `subjects` and `sessions`
-    only, when given); print the table, write the files."""
+    only, when given), every row over the subject-sessions all folders hold; print the table, write the files.
+    `labels` (--label, in the folders' order): the rows' names instead of the folders' names."""
     if len(paths) < 2:
         raise UserError("--compare: give at least two result folders, the first is the reference")
+    if labels and len(labels) > len(paths):
+        raise UserError(f"--label: {len(labels)} labels for {len(paths)} folders; give at most one per folder, in order")
     folders = read_folders(paths, subjects, sessions)
+    for f, label in zip(folders, labels or ()):
+        f.label = label
     first = folders[0]
+    common = sorted(set.intersection(*(set(f.accuracy) for f in folders)))   # every row over the same runs
+    if not common:
+        raise DataError(f"{', '.join(str(f.path) for f in folders)}: no subject-session that every folder holds; "
+                        f"compare fewer folders at a time")
+    paired = {f.label: {k: f.accuracy[k] for k in common} for f in folders}     # paired_runs.csv keeps them all
     table = tables.Table(f"{first.dataset}, protocol {first.protocol}: compared with {first.label}, paired by "
-                         f"subject and session", COMPARE_COLUMNS, notes=list(STATISTICS_NOTES))
-    table.rows.append([first.label, first.model, len(first.accuracy), first.seeds,
-                       mean_std_of(list(first.accuracy.values())), first.seed_std(), None, None, None, None, None])
+                         f"subject and session", COMPARE_COLUMNS, notes=list(STATISTICS_NOTES),
+                         caption=f"{first.dataset}, protocol {first.protocol}: test accuracy (%) of each folder against "
+                                 f"{first.label}, {len(common)} runs paired by subject and session; ± is the std "
+                                 f"over the runs, the difference's interval a 95% CI")
+    table.rows.append([first.label, first.variant(first), len(common), first.seeds_shown(common),
+                       mean_std_of(list(paired[first.label].values())), first.seed_std(common), None, None, None, None,
+                       None])
+    left_out = [f"{f.label}: {len(f.seed_counts) - len(common)} of its {len(f.seed_counts)} runs" for f in folders
+                if len(f.seed_counts) > len(common)]
+    table.notes.insert(0, f"n: every row is computed over the same {len(common)} subject-sessions, those every folder "
+                          f"holds" + (f" (left out: {'; '.join(left_out)})" if left_out else ""))
     stats_by_folder = {}
     for f in folders[1:]:
         table.notes += same_tests(first, f)
-        stat = stats_by_folder[f.label] = paired_statistics(first.accuracy, f.accuracy)
-        table.rows.append(_stat_row(f, stat))
+        stat = stats_by_folder[f.label] = paired_statistics(paired[first.label], paired[f.label])
+        table.rows.append(_stat_row(f, stat, first))
+    table.notes += [note for f in folders if (note := f.seed_note(common))]
     table.notes += limit_notes(stats_by_folder)
     target = out or default_out(first.path, "_vs_".join(f.label for f in folders))
     written = write_outputs(target, "comparison", table, folders)
     from sst.reporting import figures
 
-    written.append(figures.comparison_figure([f.label for f in folders], [f.accuracy for f in folders],
+    written.append(figures.comparison_figure([f.label for f in folders], [paired[f.label] for f in folders],
                                              f"{first.dataset}, protocol {first.protocol}",
                                              stats_by_folder, target / "comparison.png"))
-    print(table.render(fmt))
+    tables.emit(table.render(fmt))
     print(written_line(target, written))
     return 0
 
@@ -262,9 +321,10 @@ def mean_std_of(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values))
 
 
-def _stat_row(f: Folder, stat: dict) -> list:
-    return [f.label, f.model, stat["n"], f.seeds, (stat["mean"], stat["std"]), f.seed_std(stat["keys"]), stat["difference"],
-            stat["ci"], stat["p"], stat["d_z"], f"{stat['wins']}/{stat['ties']}/{stat['losses']}"]
+def _stat_row(f: Folder, stat: dict, reference: Folder) -> list:
+    return [f.label, f.variant(reference), stat["n"], f.seeds_shown(stat["keys"]), (stat["mean"], stat["std"]),
+            f.seed_std(stat["keys"]), stat["difference"], stat["ci"], stat["p"], stat["d_z"],
+            f"{stat['wins']}/{stat['ties']}/{stat['losses']}"]
 
 
 def default_out(first: Path, name: str) -> Path:
@@ -392,7 +452,7 @@ def ablation_table(cfgs: list, out: Path | None, fmt: str = "text", subjects=Non
     from sst.reporting import figures
 
     written.append(figures.ablation_figure(bars, f"{full.dataset}, protocol {full.protocol}", target / "ablation.png"))
-    print(table.render(fmt))
+    tables.emit(table.render(fmt))
     print(written_line(target, written))
     return 0
 

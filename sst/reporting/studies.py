@@ -120,7 +120,7 @@ def _finish(table: tables.Table, stats: dict, folders: list, stem: str, title: s
 
     written.append(figures.comparison_figure([f.label for f in present], [f.accuracy for f in present], title, stats,
                                              target / f"{stem}.png"))
-    print(table.render(fmt))
+    tables.emit(table.render(fmt))
     print(experiments.written_line(target, written))
     return 0
 

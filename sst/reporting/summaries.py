@@ -72,6 +72,7 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
         # seeds per subject-session (the most any has), every training counted, and the std between seeds:
         # percent, the pooled within-run sample std, sqrt(mean over runs of the seeds' variance (ddof 1))
         "repeats": max(r["seeds"] for r in runs), "n_trainings": len(results),
+        "seeds_per_run": {str(k): sum(r["seeds"] == k for r in runs) for k in sorted({r["seeds"] for r in runs}, reverse=True)},
         "seed_std_accuracy": seed_std(r["accuracy_seed_std"] for r in runs),
         "per_class": per_class,   # precision, recall, F1 per class, means over the runs
         "warnings": warnings,
@@ -92,7 +93,7 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
         summary[f"paper_{row.lower()}_accuracy"] = {"row": f"{row} on DE, paper", **paper}
     table = results_table(summary) if fmt == "text" else summary_table(summary).render(fmt)
     if subjects or sessions:     # a part: printed, not written over the whole invocation's files
-        print(table)
+        tables.emit(table)
         print(f"(subjects {subjects or 'all'}, sessions {sessions or 'all'} only: results.csv and summary.json not written)")
         return summary
     # accuracy stays a fraction, as in runs/*.json; accuracy_percent is the number the table and summary.json give
@@ -108,7 +109,11 @@ def summarize(cfg: Config, out: ResultDir, subjects=None, sessions=None, this_in
     with fileio.atomic_path(out.root / "results.csv") as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
     fileio.write_json(out.root / "summary.json", summary)
-    print(table)
+    as_table = summary_table(summary)
+    for fmt_name, ext in (("csv", "csv"), ("markdown", "md"), ("latex", "tex")):    # for a paper, beside summary.json
+        with fileio.atomic_path(out.root / f"summary.{ext}") as tmp:
+            tmp.write_text(as_table.render(fmt_name) + "\n", encoding="utf-8")
+    tables.emit(table)
     from sst.reporting import figures
 
     figures.run_figures(results, summary, out.root / "figures")
@@ -176,15 +181,20 @@ def _table_notes(summary: dict) -> list[str]:
     if summary.get("repeats", 1) > 1:
         seed = summary.get("config", {}).get("training", {}).get("seed")
         first = f" (seeds {seed} to {seed + summary['repeats'] - 1})" if isinstance(seed, int) else ""
-        rows.append(f"{summary['repeats']} seeds per run{first}, averaged per run: std between runs "
-                    f"{summary['std_accuracy']:.2f}, between seeds {summary['seed_std_accuracy'] or 0:.2f} points "
-                    f"({summary['n_trainings']} trainings)")
+        counts = summary.get("seeds_per_run") or {str(summary["repeats"]): summary["n_runs"]}
+        how = f"{summary['repeats']} seeds per run" if len(counts) == 1 else "seeds per run: " + ", ".join(
+            f"{n} of {summary['n_runs']} runs {k} seed{'s' * (k != '1')}" for k, n in counts.items())
+        rows.append(f"{how}{first}, averaged per run: std between runs {summary['std_accuracy']:.2f}, between seeds "
+                    f"{summary['seed_std_accuracy'] or 0:.2f} points ({summary['n_trainings']} trainings)")
     protocol = protocols.PROTOCOLS.get(summary["protocol"])
     if protocol is not None and not protocol.subject_dependent:
         rows.append(f"(the paper's number is subject-dependent, one model per subject-session: not comparable with "
                     f"{summary['protocol']})")
     if summary.get("warnings"):
-        rows.append(f"runs with warnings (see summary.json): {', '.join(summary['warnings'])}")
+        names = list(summary["warnings"])
+        more = f" and {len(names) - 4} more" if len(names) > 4 else ""
+        rows.append(f"{len(names)} run{'s' * (len(names) > 1)} with warnings ({', '.join(names[:4])}{more}; "
+                    f"listed with them in summary.json)")
     if summary["failed_runs"]:
         rows.append(f"failed runs (not counted): {', '.join(summary['failed_runs'])}")
     if summary.get("overrides"):
@@ -232,9 +242,11 @@ def summary_table(summary: dict) -> "tables.Table":
     """results_table's rows as a tables.Table (--format markdown, latex, csv): accuracy in percent, macro-F1
     and kappa as fractions, as in the text table."""
     table = tables.Table(f"{summary['dataset']}, protocol {summary['protocol']} ({summary['protocol_note']})",
-                         [tables.Column("", "row"), tables.Column("accuracy %", "accuracy_percent", kind="pm"),
-                          tables.Column("macro-F1", "macro_f1", 3), tables.Column("kappa", "kappa", 3),
-                          tables.Column("runs", "runs")], notes=_table_notes(summary))
+                         caption=f"{summary['dataset']}, protocol {summary['protocol']}: test accuracy (%) as mean "
+                                 f"± std over {summary['n_runs']} runs (subject-sessions), macro-F1 and kappa as means",
+                         columns=[tables.Column("", "row"), tables.Column("accuracy %", "accuracy_percent", kind="pm"),
+                                  tables.Column("macro-F1", "macro_f1", 3), tables.Column("kappa", "kappa", 3),
+                                  tables.Column("runs", "runs")], notes=_table_notes(summary))
     table.rows += [["chance level", (summary["chance_accuracy"], None), None, 0.0, None],
                    ["majority class", (summary["majority_accuracy"], None), summary["majority_macro_f1"],
                     summary["majority_kappa"], None]]

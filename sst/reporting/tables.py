@@ -19,11 +19,36 @@ from __future__ import annotations
 import csv
 import io
 import re
+import sys
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from sst.errors import csv_text, printable
 
 FORMATS = ("text", "markdown", "latex", "csv")
+_TABLE_STREAMS: list = []      # where `emit` writes while `table_output(alone=True)` holds: the command's stdout
+
+
+@contextmanager
+def table_output(alone: bool) -> Iterator[None]:
+    """With `alone` (run.py --format markdown, latex or csv): inside, print() writes to standard error and only
+    `emit` to standard output, so that `run.py ... --format latex > table.tex` holds the table and nothing else
+    (progress, warnings, "written to" lines go to the terminal). Without: nothing changes."""
+    if not alone:
+        yield
+        return
+    _TABLE_STREAMS.append(sys.stdout)
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _TABLE_STREAMS.pop()
+
+
+def emit(text: str) -> None:
+    """Print a rendered table: to standard output, also inside `table_output`."""
+    print(text, file=_TABLE_STREAMS[-1] if _TABLE_STREAMS else sys.stdout, flush=True)
 
 
 PARTS = {"pm": ("mean", "std"), "interval": ("low", "high")}     # the CSV columns of a pair
@@ -51,10 +76,13 @@ class Column:
 
 @dataclass
 class Table:
+    """`title` heads the text and Markdown tables; `caption` (default: the title) is LaTeX's, kept short (dataset,
+    protocol, what +- means); `notes` (the statistics used, warnings) go below the table in every format."""
     title: str
     columns: list[Column]
     rows: list[list] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    caption: str = ""
 
     def render(self, fmt: str) -> str:
         if fmt not in FORMATS:
@@ -103,15 +131,19 @@ class Table:
         return "\n".join(lines)
 
     def _latex(self) -> str:
-        """A booktabs table environment: the title and notes as its caption."""
+        """A booktabs table environment: the caption, the tabular, then the notes in small type below it."""
         spec = "l" + "r" * (len(self.columns) - 1)
-        lines = ["\\begin{table}[t]", "\\centering",
-                 f"\\caption{{{_latex_escape(printable('. '.join([self.title, *self.notes]).strip(), limit=None))}.}}",
+        escape = lambda text: _latex_escape(printable(text, limit=None))      # noqa: E731
+        lines = ["% needs \\usepackage{booktabs} in the preamble (\\toprule, \\midrule, \\bottomrule)",
+                 "\\begin{table}[t]", "\\centering", f"\\caption{{{escape((self.caption or self.title).strip())}}}",
                  f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
-                 " & ".join(_latex_escape(printable(c.header, limit=None)) for c in self.columns) + " \\\\", "\\midrule"]
+                 " & ".join(escape(c.header) for c in self.columns) + " \\\\", "\\midrule"]
         for row in self.rows:
             lines.append(" & ".join(self.cell(c, v, latex=True) for c, v in zip(self.columns, row)) + " \\\\")
-        lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+        lines += ["\\bottomrule", "\\end{tabular}"]
+        if self.notes:
+            lines += ["\\par\\smallskip", "{\\footnotesize\\raggedright"] + [f"{escape(n)}\\par" for n in self.notes] + ["}"]
+        lines.append("\\end{table}")
         return "\n".join(lines)
 
     def _csv(self) -> str:

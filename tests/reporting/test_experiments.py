@@ -46,7 +46,8 @@ def test_compare_pairs_runs_and_its_p_value_is_scipys(tmp_path, capsys):
                                                                                               d.mean() + half))
     assert float(svm["accuracy_percent_mean"]) == pytest.approx(acc_b.mean())
     assert float(svm["accuracy_percent_std"]) == pytest.approx(acc_b.std())
-    assert float(rows["net"]["accuracy_percent_mean"]) == pytest.approx(np.mean([*acc_a, 50]))   # all its runs
+    # every row over the runs all folders hold: not the first folder's unpaired sub09 (issue 34)
+    assert float(rows["net"]["accuracy_percent_mean"]) == pytest.approx(acc_a.mean()) and rows["net"]["n_paired"] == "8"
     none = rows["none"]
     assert int(none["seeds"]) == 2 and float(none["difference_points"]) == pytest.approx(-8)  # (-10 - 6) / 2
     assert float(none["seed_std_points"]) == pytest.approx(math.sqrt(8)) and svm["seed_std_points"] == ""  # 4 apart
@@ -77,6 +78,27 @@ def test_compare_says_what_a_test_cannot_show(tmp_path, capsys):
         "comparison.csv", "comparison.md", "comparison.png", "comparison.tex", "paired_runs.csv"]
     assert run.main(["--compare", str(a), str(c), "--subjects", "2,3", "--out", str(tmp_path / "part")]) == 0
     assert re.search(r"^c +sst_emotionnet +2 +1 +72\.50 \+- 0\.50 +- +\+2\.50 ", capsys.readouterr().out, re.M)
+
+
+def test_compare_rows_name_the_variant_count_seeds_honestly_and_take_labels(tmp_path, capsys):
+    """The model column said sst_emotionnet for a plugin variant, the seeds column the most any run had; now
+    the [model] keys that differ from the first folder's (its summary.json), seeds as a range with a note,
+    and --label names the rows."""
+    a, b = tmp_path / "full", tmp_path / "model.attention_block=gate,model.plugins=my_variants.py"
+    write_folder(a, [record(f"sub0{s}_ses1", 60 + s) for s in (1, 2, 3)])
+    write_folder(b, [record(f"sub0{s}_ses1", 62 + s) for s in (1, 2, 3)] + [record("sub01_ses1_rep1", 70)])
+    model = {"name": "sst_emotionnet", "attention_block": "a3db", "plugins": []}
+    for folder, changes in ((a, {}), (b, {"attention_block": "gate", "plugins": ["/x/my_variants.py"]})):
+        fileio.write_json(folder / "summary.json", {"config_key": "k" * 16, "config": {"model": {**model, **changes}}})
+    assert run.main(["--compare", str(a), str(b), "--label", "A3DB", "--label", "Gate", "--format", "csv",
+                     "--out", str(tmp_path / "cmp")]) == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert [(r["folder"], r["model"], r["seeds"]) for r in rows] == [
+        ("A3DB", "sst_emotionnet", "1"), ("Gate", "sst_emotionnet: attention_block gate; plugins my_variants.py", "1-2")]
+    notes = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "Gate: 1 of 3 runs 2 seeds, 2 of 3 runs 1 seed" in notes and "the same 3 subject-sessions" in notes
+    with pytest.raises(errors.UserError, match="--label: 3 labels for 2 folders"):
+        run.main(["--compare", str(a), str(b), "--label", "x", "--label", "y", "--label", "z"])
 
 
 def test_compare_refuses_folders_that_do_not_pair(tmp_path):

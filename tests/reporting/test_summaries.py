@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import run
-from conftest import record, write_folder, write_ini
+from conftest import record, run_cli, write_folder, write_ini
 from sst import config
 from sst.data import datasets
 from sst.reporting import summaries
@@ -42,8 +42,14 @@ def test_summary_pools_repeats_and_prints_each_format(tmp_path, capsys):
     assert summary["seed_std_accuracy"] == pytest.approx(math.sqrt((50 + 8) / 2))
     assert summary["per_subject"] == pytest.approx({"1": 65, "2": 82, "3": 50}) and summary["model"] == "sst_emotionnet"
     assert re.search(r"^SST-EmotionNet, ours +65\.67 \+- 13\.07 +[\d.]+ +[\d.]+  3 \(none of this invocation\)$", text, re.M)
-    assert "2 seeds per run (seeds 42 to 43), averaged per run: std between runs 13.07, between seeds 5.39 points " \
-           "(5 trainings)" in text
+    assert "seeds per run: 2 of 3 runs 2 seeds, 1 of 3 runs 1 seed (seeds 42 to 43), averaged per run: std between " \
+           "runs 13.07, between seeds 5.39 points (5 trainings)" in text         # not "2 seeds per run" (issue 34)
+    assert summary["seeds_per_run"] == {"2": 2, "1": 1}
+    for ext in ("csv", "md", "tex"):        # for a paper, beside summary.json
+        assert (tmp_path / "res" / f"summary.{ext}").read_text().rstrip("\n") == \
+            summaries.summary_table(summary).render({"md": "markdown", "tex": "latex"}.get(ext, ext))
+    tex = (tmp_path / "res" / "summary.tex").read_text()
+    assert tex.startswith("% needs \\usepackage{booktabs}") and "seeds per run" not in tex.split("\\end{tabular}")[0]
     rows = list(csv.DictReader(open(tmp_path / "res" / "results.csv")))
     assert [r["run"] for r in rows] == list(correct)
     assert [(float(r["accuracy"]), float(r["accuracy_percent"]), r["repeat"], r["seed"]) for r in rows][:2] == [
@@ -75,6 +81,20 @@ def test_summarize_format_on_the_command_line(tmp_path, capsys):
         assert json.loads((tmp_path / "res" / "summary.json").read_text())["mean_accuracy"] == pytest.approx(75)
     with pytest.raises(SystemExit):
         run.main(["-c", str(ini), "--summarize", "--format", "html"])
+
+
+def test_summarize_format_latex_writes_only_the_table_to_standard_output(tmp_path):
+    """`--summarize --format latex > t.tex` gave a file starting with "overrides: ..." (issue 34): now the
+    table alone, the same as summary.tex; every other line on standard error."""
+    ini = write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"})
+    key = provenance.result_key(config.load_config(ini, overrides=["training.lr=0.002"]))
+    write_folder(tmp_path / "res" / "training.lr=0.002", [record(f"sub0{s}_ses1", 60 + 10 * s, key=key) for s in (1, 2)])
+    for fmt, ext in (("latex", "tex"), ("markdown", "md"), ("csv", "csv")):
+        p = run_cli("run.py", "-c", str(ini), "--set", "training.lr=0.002", "--summarize", "--format", fmt)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout == (tmp_path / "res" / "training.lr=0.002" / f"summary.{ext}").read_text(), p.stdout
+        assert p.stderr.startswith("overrides: training.lr=0.002; results under ")
+    assert p.stdout.startswith("row,accuracy_percent_mean")
 
 
 def test_summary_of_single_seed_runs_is_unchanged(tmp_path, capsys):

@@ -19,5 +19,6 @@ def test_table_formats_hold_the_same_numbers():
                                             "linear_svm,84.123,9.7,-1.5,2.25,0.0312", "chance,33.333,,,,"]
     assert "| linear_svm | 84.12 ± 9.70 | [-1.50, +2.25] | 0.031 |" in t.render("markdown")
     latex = t.render("latex")
-    assert "\\caption{SEED\\_IV \\& co. a 50\\% note.}" in latex
+    assert "\\caption{SEED\\_IV \\& co}" in latex and latex.startswith("% needs \\usepackage{booktabs}")
+    assert latex.index("a 50\\% note") > latex.index("\\end{tabular}")       # notes below the table, not in the caption
     assert "linear\\_svm & 84.12 $\\pm$ 9.70 & [-1.50, +2.25] & 0.031 \\\\" in latex
