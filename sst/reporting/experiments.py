@@ -81,10 +81,10 @@ class Folder:
     seed_counts: dict = field(default_factory=dict)  # each run's number of seeds
     settings: dict = field(default_factory=dict)    # [model] of the configuration (its summary.json), {} if unknown
 
-    def seeds_shown(self, keys=None) -> str:
-        """How many seeds the runs of `keys` (default: all) have: "3", or "1-3" where they differ."""
+    def seeds_shown(self, keys=None) -> int | str:
+        """How many seeds the runs of `keys` (default: all) have: 3, or "1-3" where they differ."""
         counts = sorted({self.seed_counts.get(k, 1) for k in (self.accuracy if keys is None else keys)})
-        return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        return counts[0] if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
 
     def seed_note(self, keys=None) -> str | None:
         """"b: 2 of 6 runs 3 seeds, 4 of 6 runs 1 seed" where the runs of `keys` have different numbers of seeds."""

@@ -251,7 +251,8 @@ def short_label(text: str, width: int = 22, lines: int = 3) -> str:
     """`text` (a folder or variant name) as a tick label: control characters escaped (errors.printable),
     wrapped at spaces, hyphens never split, no word cut in the middle: a word longer than `width` and a
     label longer than `lines` lines end in an ellipsis."""
-    words = [w if len(w) <= width else w[:width - 1] + "…" for w in printable(text, limit=None).split()]
+    text = re.sub(r",(?=\S)", ", ", printable(text, limit=None))     # result folders: model.a=x,model.b=y
+    words = [w if len(w) <= width else w[:width - 1] + "…" for w in text.split()]
     wrapped = textwrap.wrap(" ".join(words), width, break_long_words=False, break_on_hyphens=False) or [""]
     if len(wrapped) > lines:
         wrapped = wrapped[:lines]
@@ -268,14 +269,16 @@ def comparison_figure(labels: list[str], accuracy: list[dict], title: str, stats
     with _style():
         fig = Figure(figsize=(max(5.0, 1.9 * len(labels) + 2.2), 4.8))
         ax = fig.subplots()
-        for key in sorted(accuracy[0]):
+        keys = sorted(accuracy[0])
+        for rank, key in enumerate(keys):     # each run a little apart: identical runs of two folders stay visible
             ys = np.array([a.get(key, np.nan) for a in accuracy], dtype=float)
-            ax.plot(x, ys, color="0.55", lw=0.8, alpha=0.6, marker="o", ms=3, zorder=2)
+            jitter = 0.16 * (rank / max(len(keys) - 1, 1) - 0.5)
+            ax.plot(x + jitter, ys, color="0.55", lw=0.8, alpha=0.6, marker="o", ms=3, zorder=2)
         means = [np.mean(list(a.values())) for a in accuracy]
         ax.scatter(x, means, marker="D", s=46, color="black", zorder=4, label="mean of the folder's runs")
         ticks = []
         for label in labels:
-            text = short_label(label)
+            text = short_label(label, 28)
             if label in stats:
                 st = stats[label]
                 p = "p -" if st["p"] is None else f"p {st['p']:.3f}"
@@ -286,7 +289,7 @@ def comparison_figure(labels: list[str], accuracy: list[dict], title: str, stats
         ax.set_ylim(0, 100)
         ax.set_ylabel("test accuracy (%)")
         ax.legend(loc="lower left", fontsize=8)
-        ax.set_title(f"{title}: one line per subject-session (repeats averaged)\n"
+        ax.set_title(f"{title}: one line per subject-session (repeats averaged, spread sideways)\n"
                      f"paired differences and Wilcoxon p against {short_label(labels[0], 60, 1)}", fontsize=9)
         fig.tight_layout()
         fileio.make_folder(Path(path).parent)
@@ -308,14 +311,15 @@ def ablation_figure(bars: list[tuple], title: str, path: Path) -> Path:
             for i, (name, _, ours, paper) in enumerate(rows):
                 if isinstance(paper, tuple):
                     paper = paper[0] if chart == "streams" else paper[1]
+                shift = 0.2 if paper is not None and ours is not None else 0.0   # a bar alone sits on its tick
                 if ours is not None:
-                    ax.bar(i - 0.2, ours[0], 0.38, yerr=ours[1], color=OKABE_ITO["blue"], capsize=3, zorder=2)
-                    ax.text(i - 0.2, ours[0] + ours[1] + 1.5, f"{ours[0]:.1f}", ha="center", fontsize=7.5)
+                    ax.bar(i - shift, ours[0], 0.38, yerr=ours[1], color=OKABE_ITO["blue"], capsize=3, zorder=2)
+                    ax.text(i - shift, ours[0] + ours[1] + 1.5, f"{ours[0]:.1f}", ha="center", fontsize=7.5)
                 if paper is not None:
                     any_paper = True
-                    ax.bar(i + 0.2, paper, 0.38, color=OKABE_ITO["vermillion"], alpha=0.8, zorder=2)
-                    ax.text(i + 0.2, paper + 1.5, f"{paper:.1f}", ha="center", fontsize=7.5)
-            ax.set_xticks(x, ["\n".join(textwrap.wrap(r[0], 18, break_long_words=False)) for r in rows], fontsize=8)
+                    ax.bar(i + shift, paper, 0.38, color=OKABE_ITO["vermillion"], alpha=0.8, zorder=2)
+                    ax.text(i + shift, paper + 1.5, f"{paper:.1f}", ha="center", fontsize=7.5)
+            ax.set_xticks(x, [short_label(r[0], 18) for r in rows], fontsize=8)
             ax.set_ylim(0, 105)
             ax.set_ylabel("test accuracy (%)")
             ax.set_title(f"{what}", fontsize=9.5)
