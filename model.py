@@ -361,7 +361,7 @@ class DenseStream3D(nn.Module):
 STREAMS: dict[str, Callable[[dict], nn.Module]] = {}
 STREAM_SOURCES: dict[str, str] = {}
 # The session arrays a stream's maps are built from (preprocessed.Session), and the size that is their depth.
-SOURCES = {"de": "specInput_length", "eeg": "temInput_length"}
+SOURCES = config.SOURCE_LENGTHS
 
 
 def register_stream(name: str, source: str | None = None) -> Callable:

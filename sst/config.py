@@ -80,7 +80,7 @@ class InputSizes:
     """The network's input sizes: [data] keys in this project's INI files, [model] keys in the authors'
     (both places are accepted). All of [data] when the whole file is loaded; alone in `Config.data`
     when only [model] is (`load_config(path, sections=("model",))`, what `python model.py` needs)."""
-    input_width: int = _key(check=_positive, expect="a positive integer", at_most=512)
+    input_width: int = _key(check=_positive, expect="a positive integer", at_most=4096)
     specInput_length: int = _key(check=_positive, expect="a positive integer", at_most=10_000)
     temInput_length: int = _key(check=_positive, expect="a positive integer", at_most=100_000)
 
@@ -175,6 +175,8 @@ class TrainingConfig:
 
 SECTIONS = {"path": PathConfig, "data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
 INPUT_KEYS = tuple(f.name for f in fields(InputSizes))  # [data] keys that may stand in [model] (the authors' INI)
+# The session arrays a model reads ("de": DE features, "eeg": raw segments) and the [data] key of their depth.
+SOURCE_LENGTHS = {"de": "specInput_length", "eeg": "temInput_length"}
 
 # The authors' Keras config/SEED.ini [path] keys, and what this project has instead.
 AUTHORS_PATH_KEYS = {
@@ -198,7 +200,8 @@ class Config:
     overrides: tuple[str, ...] = ()  # the --set SECTION.KEY=VALUE applied, in order (not in to_dict())
 
     def to_dict(self) -> dict:
-        """The resolved config as plain JSON-able data (paths as strings), one dict per section read.
+        """The resolved config as plain JSON-able data (paths as strings, [path] made absolute), one dict per
+        section read.
 
         Only resolved values: `overrides` is left out, so a fingerprint of this dict (run.py's result
         key) is the same whether a value came from the INI file or from --set. Record it beside."""
@@ -206,6 +209,8 @@ class Config:
         for name in SECTIONS:
             if (section := getattr(self, name)) is not None:
                 out[name] = {k: _plain(v) for k, v in dataclasses.asdict(section).items()}
+        if "path" in out:   # absolute: a checkpoint's config finds its data from any working folder (a notebook's)
+            out["path"] = {k: os.path.abspath(v) for k, v in out["path"].items()}
         return out
 
     @classmethod

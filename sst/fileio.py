@@ -92,10 +92,10 @@ class NotRegular(ValueError):
 
 
 def _kind_of(mode: int) -> str:
-    return next((name for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+    return next((name for test, name in ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
                                          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                                          (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
-                 if test(mode)), "not a regular file")
+                 if test(mode)), "something other than a file or folder")
 
 
 @contextmanager
@@ -148,17 +148,17 @@ def read_json(path: str | os.PathLike, limit: int = JSON_LIMIT) -> Any:
 
 
 def real_folder(path: str | os.PathLike, where: str) -> Path:
-    """`path`, a part of a received folder (runs/, checkpoints/, .lock/, a session's folder), if it is a
-    folder itself or does not exist yet; OutputError naming it if it is a symbolic link or not a folder, so
-    that nothing is read or written through it outside the folder."""
+    """`path`, a part of a received folder (runs/, checkpoints/, .lock/, a session's folder), unless it is a
+    symbolic link, FIFO, device or socket: then OutputError naming it, so that nothing is read or written
+    through it outside the folder. A plain file in its place is left to the writer's own error."""
     path = Path(path)
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):     # not there (a file above it is the writer's error to name)
         return path
     except OSError as e:
         raise DataError(f"{where}: {path}: cannot be read ({e.strerror or e})") from None
-    if not stat.S_ISDIR(st.st_mode):
+    if not stat.S_ISDIR(st.st_mode) and not stat.S_ISREG(st.st_mode):    # a file in the way: the writer names it
         kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else _kind_of(st.st_mode)
         raise OutputError(f"{where}: {path} is {kind}, not a folder; nothing is read or written through it "
                           f"(replace it with a folder, or remove it)")

@@ -1,6 +1,7 @@
 """What each file the tools read back must hold: one schema per kind of file, checked in one place.
 
     problem = check(record, RUN_RECORD)     # None, or what is wrong, e.g. "accuracy: expected a number in [0, 1], got 'high'"
+    problem = check_present(checkpoint, CHECKPOINT_FIELDS)   # fields not every version wrote, where present
 
 Files written by Preprocess.py and run.py can be truncated (a full disk, a copy cut short) or edited
 by hand. Whoever reads one checks it here first, then decides (docs/guarantees.md):
@@ -99,6 +100,26 @@ CHECKPOINT: Schema = {
     "normalization": (lambda x: isinstance(x, dict), "the input statistics"),
 }
 
+def _numbers_tensor(x) -> bool:
+    import torch
+
+    return torch.is_tensor(x) and (x.is_floating_point() or x.dtype in (torch.int8, torch.int16, torch.int32,
+                                                                        torch.int64, torch.uint8))
+
+
+# A best checkpoint's fields that not every version wrote, checked where present (check_present).
+CHECKPOINT_FIELDS: Schema = {
+    "normalization": (lambda x: isinstance(x, dict) and all(isinstance(k, str) and _numbers_tensor(v) for k, v in x.items()),
+                      "the input statistics (names to tensors of numbers)"),
+    "subject_pool": (_list_of(_int), "a list of subject numbers"),
+    "session_pool": (_list_of(_int), "a list of session numbers"),
+    "code": (lambda x: x is None or (isinstance(x, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                                 for k, v in x.items())),
+             "a code identity (names to digests)"),
+    "precision": (lambda x: isinstance(x, str), "a precision name"),
+    "C": (_number, "a number"),
+}
+
 MANIFEST: Schema = {
     "dataset": (lambda x: isinstance(x, str), "a dataset name"),
     "subject": (_int, "an integer"),
@@ -108,6 +129,14 @@ MANIFEST: Schema = {
     "arrays": (lambda x: isinstance(x, dict) and {"de", "label", "trial"} <= set(x) and all(map(_array_meta, x.values())),
                "the arrays' shapes and dtypes, de, label and trial among them"),
 }
+
+
+def check_present(record: Any, schema: Schema) -> str | None:
+    """None if each key of `schema` that `record` holds has a valid value (keys it lacks are fine), else the
+    first problem; `record` must be a mapping."""
+    if not isinstance(record, dict):
+        return f"expected a record (a mapping), got {type(record).__name__}"
+    return check({k: v for k, v in record.items() if k in schema}, {k: s for k, s in schema.items() if k in record})
 
 
 def check(record: Any, schema: Schema) -> str | None:

@@ -506,9 +506,9 @@ def _(w):
 
 
 @case("ini-input-width-beyond-memory", "Preprocess.py",
-      "{ini}: [data] input_width = 100000 (with temInput_length = 25): preprocessing one SEED session needs about")
+      "{ini}: [data] input_width = 4096 (with temInput_length = 25): preprocessing one SEED session needs about")
 def _(w):
-    w.ini = {"data": {"input_width": 100000}}
+    w.ini = {"data": {"input_width": 4096}}
 
 
 @case("raw-eeg-resampled-beyond-float32", "Preprocess.py",

@@ -334,7 +334,7 @@ def test_the_ini_defaults_of_model_keys_are_the_networks():
     ("training", "repeats", "100000000000000000000", "1000"), ("training", "batch_size", "100000000000000000000", "1048576"),
     ("training", "num_threads", "99999999999", "1024"), ("training", "nbEpoch", "1000001", "100000"),
     ("training", "patience", "100001", "100000"), ("training", "seed", "4294967296", None),
-    ("model", "depth_spec", str(10**30), "1000"), ("data", "input_width", "100000", "512"),
+    ("model", "depth_spec", str(10**30), "1000"), ("data", "input_width", "100000", "4096"),
 ])
 def test_every_integer_key_has_an_upper_bound(tmp_path, section, key, value, bound):
     """`repeats = 100000000000000000000` passed the "positive" check, then every run was planned in memory;

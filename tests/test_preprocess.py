@@ -234,8 +234,8 @@ def test_estimated_memory_covers_a_session_and_refuses_the_impossible(tmp_path):
     cfg = load_config(ROOT / "SEED.ini")
     raw = 62 * 200 * 3394 * 8                     # one full SEED session's raw EEG, float64
     assert raw < Preprocess.estimated_bytes(cfg, maps=False) < Preprocess.estimated_bytes(cfg) < raw + 2**30
-    huge = dataset_ini(tmp_path, "SEED", tmp_path / "SEED", input_width=100000)
-    with pytest.raises(ConfigError, match=r"\[data\] input_width = 100000 .* needs about [\d,.]+ GiB of memory, "
+    huge = dataset_ini(tmp_path, "SEED", tmp_path / "SEED", input_width=4096)
+    with pytest.raises(ConfigError, match=r"\[data\] input_width = 4096 .* needs about [\d,.]+ GiB of memory, "
                                           r"[\d,.]+ GiB are available"):
         Preprocess.preprocess(load_config(huge))
     assert not (tmp_path / "pre").exists()

@@ -561,6 +561,12 @@ def test_readme_try_it_commands_run_as_written(tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert re.fullmatch(r"\(\d+, 4\)\n", p.stdout)
+    notebook = tmp_path / "notebooks"      # from another folder (a notebook's): the checkpoint's paths still lead
+    notebook.mkdir()                       # to its data (the checkpoint path itself is the one thing to adapt)
+    moved = snippet.replace('"results/', f'"{tmp_path}/results/')
+    p = subprocess.run([sys.executable, "-c", moved + "\nprint(probabilities.shape)"], cwd=notebook,
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert p.returncode == 0 and re.fullmatch(r"\(\d+, 4\)\n", p.stdout), p.stderr
 
 
 @pytest.mark.slow

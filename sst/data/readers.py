@@ -10,12 +10,16 @@ laid out, and never compares dataset names. Preprocess.py is the entry point tha
 
 Subject, session and trial numbers are parsed from file names, dates and key names, never taken
 from positions or lexicographic order. Every problem with the files raises `errors.DataError`
-with one line naming the file, the key and what was expected; an oddity that leaves the data
-usable (a label line given twice, a file whose date the tables do not know) prints one line
-starting `warning: ` on stderr naming the files. Nothing is changed silently.
+with one line naming the file, the key and what was expected; sizes are checked on the shapes a file
+declares before any value is read (at most MAX_TRIAL_S of EEG a variable, MAX_FILE_S a file), and HDF5 values
+stored in other files are refused. An oddity that leaves the data usable (a label line given twice, a file
+whose date the tables do not know) prints one line starting `warning: ` on stderr naming the files. Nothing
+is changed silently.
 """
 from __future__ import annotations
 
+import math
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -27,8 +31,8 @@ import numpy as np
 from sst.data import datasets
 from sst.data.datasets import Dataset
 from sst.data.electrodes import BANDS, CHANNELS, SAMPLING_RATE
-from sst.errors import DataError
-from sst.fileio import list_folder
+from sst.errors import DataError, printable
+from sst.fileio import NotRegular, list_folder, open_regular
 
 # <subject number or name>_<YYYYMMDD>.mat; anything else (label.mat, readme.txt) is a stray
 RECORDING_NAME = re.compile(r"^(\d+|[A-Za-z]+)_(\d{8})\.mat$")
@@ -193,43 +197,135 @@ def _scan_session_folders(folder: Path, dataset: Dataset) -> dict[tuple[int, int
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
+# What one .mat of these datasets can need, checked on the shapes its headers declare before any value is read: a
+# file of a few kB can declare gigabytes (an HDF5 dataset whose chunks were never written, a compressed v5
+# variable). The longest trial of either dataset lasts 265 s (SEED's trial 9: 53,001 samples at 200 Hz, 265 DE
+# windows), the longest session 3,404 s (SEED-IV's session 1). A variable may hold one trial of up to MAX_TRIAL_S
+# (62 x 360,000 raw samples, 179 MB as float64; 62 x 1,800 windows x 5 bands of features), about 7 times the
+# longest, and a file up to MAX_FILE_S of raw EEG (62 x 1,440,000 values, 714 MB), twice the longest session.
+MAX_TRIAL_S = 1800
+MAX_FILE_S = 7200
+MAX_FILE_VALUES = len(CHANNELS) * MAX_FILE_S * SAMPLING_RATE
+# (values a variable read may declare, what they are): raw EEG, DE features (1-s windows the shortest), labels
+RAW_VALUES = (len(CHANNELS) * MAX_TRIAL_S * SAMPLING_RATE, f"{len(CHANNELS)} electrodes x {MAX_TRIAL_S} s at {SAMPLING_RATE} Hz")
+FEATURE_VALUES = (len(CHANNELS) * MAX_TRIAL_S * len(BANDS), f"{len(CHANNELS)} electrodes x {MAX_TRIAL_S} windows x {len(BANDS)} bands")
+LABEL_VALUES = (1024, "a label per trial")
+MAT_FILE_LIMIT = 2**30  # bytes on disk: MAX_FILE_VALUES as float64 (714 MB), plus MATLAB's and HDF5's headers
+# MATLAB classes whose size scipy.io.whosmat's shape gives (cells, structs, objects and sparse arrays hold more)
+MAT_NUMBER_CLASSES = {"double", "single", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+                      "logical", "char"}
 
-def _is_hdf5(path: Path) -> bool:
-    """Whether the file is HDF5 (MATLAB v7.3): the signature at byte 0, 512, 1024, 2048, ... (where the
-    HDF5 format allows its superblock; MATLAB writes a 512-byte header before it), as h5py.is_hdf5."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        offset = 0
-        while offset + len(HDF5_SIGNATURE) <= size:
-            fh.seek(offset)
-            if fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
-                return True
-            offset = max(512, 2 * offset)
+
+def _is_hdf5(fh) -> bool:
+    """Whether the open binary file is HDF5 (MATLAB v7.3): the signature at byte 0, 512, 1024, 2048, ... (where
+    the HDF5 format allows its superblock; MATLAB writes a 512-byte header before it), as h5py.is_hdf5."""
+    size, offset = os.fstat(fh.fileno()).st_size, 0
+    while offset + len(HDF5_SIGNATURE) <= size:
+        fh.seek(offset)
+        if fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+            return True
+        offset = max(512, 2 * offset)
     return False
 
 
-def _load_mat(path: Path, keep: Callable[[str], object]) -> dict[str, np.ndarray]:
+def stored_elsewhere(dataset) -> str | None:
+    """"virtual" or "external" when an h5py Dataset's values lie in other files (HDF5 virtual datasets, external
+    raw files: reading it would read whatever file it names), else None. Checked before any value is read, for
+    .mat files and for Keras weights (sst.models.keras_weights)."""
+    return "virtual" if dataset.is_virtual else "external" if dataset.external else None
+
+
+def _load_mat(path: Path, keep: Callable[[str], object], most: tuple[int, str]) -> dict[str, np.ndarray]:
     """The variables of a .mat file whose names pass `keep`, as NumPy arrays in MATLAB's shape.
 
     MATLAB v5 files go through scipy.io.loadmat; v7.3 files are HDF5 and go through h5py, which
-    shows MATLAB's column-major arrays transposed: we transpose back.
+    shows MATLAB's column-major arrays transposed: we transpose back. Before any value is read, the file must
+    be a regular file of at most MAT_FILE_LIMIT bytes (a link is followed: the dataset folder is the user's own
+    copy, which may well link to a shared one), and the shapes declared must fit: at most `most` (values, what
+    they are) for a variable read, a raw trial for the others, MAX_FILE_VALUES in all; HDF5 data must lie in the
+    file (no virtual or external storage, no link out of it).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
+    try:
+        real = path.resolve(strict=True)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, RuntimeError) as e:     # a loop of links
+        raise DataError(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e})") from None
     import scipy.io  # here: 0.2 s of every command that reads no .mat file (run.py)
 
     try:
-        if _is_hdf5(path):
-            import h5py  # imported for v7.3 files only: 40 ms of every command otherwise
-
-            with h5py.File(path, "r") as f:
-                return {name: np.asarray(f[name]).T for name in f if keep(name) and isinstance(f[name], h5py.Dataset)}
-        # decode every variable: reading only the wanted ones would not notice a file cut short after them
-        return {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__") and keep(k)}
+        with open_regular(real, MAT_FILE_LIMIT) as fh:
+            if _is_hdf5(fh):
+                fh.seek(0)
+                return _load_hdf5(path, fh, keep, most)
+            fh.seek(0)
+            declared = scipy.io.whosmat(fh)
+            hidden = next(((name, kind) for name, _, kind in declared if kind not in MAT_NUMBER_CLASSES), None)
+            if hidden is not None:
+                raise DataError(f"{path}: key {printable(hidden[0])}: a MATLAB {printable(hidden[1])}, whose size "
+                                f"cannot be checked before it is read; these datasets' files hold arrays of numbers only")
+            _check_declared(path, [(name, shape, keep(name)) for name, shape, _ in declared], most)
+            fh.seek(0)
+            # decode every variable: reading only the wanted ones would not notice a file cut short after them
+            return {k: v for k, v in scipy.io.loadmat(fh).items() if not k.startswith("__") and keep(k)}
+    except DataError:
+        raise
+    except NotRegular as e:
+        raise DataError(f"{path}: {e}") from None
     except Exception as e:  # a damaged file fails anywhere inside scipy/h5py: report it as the file's fault
         reason = (str(e).splitlines() or [""])[0]
         raise DataError(f"{path}: not a readable MATLAB .mat file ({type(e).__name__}: {reason})") from None
+
+
+def _load_hdf5(path: Path, fh, keep: Callable[[str], object], most: tuple[int, str]) -> dict[str, np.ndarray]:
+    """_load_mat's v7.3 part: the datasets at the top of the open HDF5 file whose names pass `keep`, each checked
+    from its metadata before any is read."""
+    import h5py  # imported for v7.3 files only: 40 ms of every command otherwise
+
+    with h5py.File(fh, "r") as f:
+        datasets_kept, declared = [], []
+        for name in f:
+            if not keep(name):
+                continue
+            link = f.get(name, getlink=True)
+            if not isinstance(link, h5py.HardLink):     # SoftLink, ExternalLink: elsewhere in the file, or another
+                raise DataError(f"{path}: key {printable(name)} is a {type(link).__name__}; links are not followed: store the "
+                                f"array itself in the file")
+            dataset = f[name]
+            if not isinstance(dataset, h5py.Dataset):
+                continue
+            elsewhere = stored_elsewhere(dataset)
+            if elsewhere:
+                raise DataError(f"{path}: key {printable(name)}: its values lie in other files ({elsewhere} storage), which are "
+                                f"not read; save the array itself in the .mat file")
+            if dataset.dtype.kind not in "biuf":
+                raise DataError(f"{path}: key {printable(name)}: stored as {dataset.dtype}, expected real numbers")
+            chunk = math.prod(dataset.chunks or ())
+            if chunk > most[0]:     # a chunk is decompressed whole to read any of it
+                raise DataError(f"{path}: key {printable(name)}: stored in chunks of shape {dataset.chunks[::-1]} ({chunk} values), "
+                                f"more than the {most[0]} ({most[1]}) it can hold; not read")
+            declared.append((name, dataset.shape[::-1], True))      # in MATLAB's order, as the arrays are returned
+            datasets_kept.append((name, dataset))
+        _check_declared(path, declared, most)
+        return {name: np.asarray(dataset[()]).T for name, dataset in datasets_kept}
+
+
+def _check_declared(path: Path, declared: list[tuple[str, tuple, bool]], most: tuple[int, str]) -> None:
+    """DataError naming the variable if a declared shape (name, shape, whether it is read) needs more than a file
+    of these datasets can: `most` values for a variable read, a raw trial (RAW_VALUES) for the others (which
+    scipy decodes too), MAX_FILE_VALUES in all."""
+    total = 0
+    for name, shape, read in declared:
+        values = math.prod(shape)
+        limit, what = most if read else RAW_VALUES
+        if values > limit:
+            raise DataError(f"{path}: key {printable(name)}: declares shape {tuple(shape)} ({values} values), more than "
+                            f"the {limit} ({what}) it can hold; not read")
+        total += values
+    if total > MAX_FILE_VALUES:
+        raise DataError(f"{path}: declares {total} values, more than the {MAX_FILE_VALUES} ({len(CHANNELS)} electrodes "
+                        f"x {MAX_FILE_S} s at {SAMPLING_RATE} Hz) a file of these datasets can hold; not read")
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # every array ends up as float32 (Preprocess.py, run.py)
@@ -272,7 +368,7 @@ def read_features(path: str | Path, feature: str) -> dict[int, np.ndarray]:
     """
     path = Path(path)
     pattern = re.compile(rf"^{re.escape(feature)}(\d+)$")
-    arrays = _load_mat(path, pattern.match)
+    arrays = _load_mat(path, pattern.match, FEATURE_VALUES)
     if not arrays:
         raise DataError(f"{path}: no {feature}<trial> keys (expected {feature}1, {feature}2, ...)")
     out = {}
@@ -288,7 +384,7 @@ def read_raw(path: str | Path, prefix: str | None = None) -> dict[int, np.ndarra
     """trial -> (62, N) float64 raw EEG in microvolts at 200 Hz, from keys `<prefix>_eeg<trial>`
     (any one prefix, or the given one: Recording.prefix)."""
     path = Path(path)
-    arrays = _load_mat(path, RAW_KEY.match)
+    arrays = _load_mat(path, RAW_KEY.match, RAW_VALUES)
     if not arrays:
         raise DataError(f"{path}: no <prefix>_eeg<trial> keys (expected e.g. djc_eeg1, djc_eeg2, ...)")
     prefixes = sorted({RAW_KEY.match(k).group(1) for k in arrays})
@@ -386,7 +482,7 @@ def _check_classes(path: Path, dataset: Dataset, labels: dict[str, np.ndarray], 
 
 def _read_label_mat(path: Path, n_trials: int) -> np.ndarray:
     """(n_trials,) int64: the `label` variable of a label.mat (SEED), values -1/0/1 as in the file."""
-    arrays = _load_mat(path, lambda name: name == "label")
+    arrays = _load_mat(path, lambda name: name == "label", LABEL_VALUES)
     if "label" not in arrays:
         raise DataError(f"{path}: key label missing (expected a (1, {n_trials}) array of -1/0/1)")
     values = np.ravel(arrays["label"])

@@ -9,7 +9,7 @@ Python API read them through this module only.
 """
 from __future__ import annotations
 
-import json
+import math
 import re
 import shlex
 from dataclasses import dataclass
@@ -17,12 +17,20 @@ from pathlib import Path
 
 import numpy as np
 
-from sst import schemas
-from sst.config import Config, data_overrides
-from sst.errors import DataError
+from sst import fileio, schemas
+from sst.config import SOURCE_LENGTHS, Config, data_overrides
+from sst.data import readers
+from sst.data.electrodes import CHANNELS
+from sst.errors import DataError, printable
 from sst.fileio import list_folder
 
 MANIFEST = "manifest.json"
+MANIFEST_LIMIT = 1 << 20    # bytes: a session's manifest takes about 2 kB
+NPY_HEADER_LIMIT = 1 << 16  # bytes before an .npy file's data: np.save writes 128 (format 1.0 allows at most 65,600)
+NUMBER_DTYPES = ("float32", "float64", "int64", "int32")
+# A session has at most one window a second of its file's EEG (MAX_FILE_S, SEED's 1-s windows the shortest):
+# 7,200, twice the 3,394 of a SEED session (SEED-IV's have at most 851 4-s windows)
+MAX_WINDOWS = readers.MAX_FILE_S
 ARRAYS = ("spectral", "temporal", "de", "eeg", "label", "trial")  # .npy files of a session, in write order
 SESSION_FOLDER = re.compile(r"^sub(\d+)_ses(\d+)$")
 
@@ -35,14 +43,19 @@ def session_folder(cfg: Config, subject: int, session: int) -> Path:
 
 
 def manifest_problem(folder: Path) -> tuple[dict | None, str | None]:
-    """(the session's manifest, None) or (None, what is wrong with it: missing, unreadable, a field
-    missing or of the wrong type; schemas.MANIFEST). A damaged manifest marks its session as not
-    preprocessed: Preprocess.py rebuilds it."""
+    """(the session's manifest, None) or (None, what is wrong with it: missing, unreadable, a symbolic link or
+    other than a regular file, a field missing or of the wrong type; schemas.MANIFEST). A damaged manifest marks
+    its session as not preprocessed: Preprocess.py rebuilds it. A session folder that is a symbolic link is an
+    OutputError naming it: nothing is read or written through it (fileio.real_folder)."""
+    if folder.is_symlink():     # (a file in its place is the writer's to report: Preprocess.py cannot create it)
+        fileio.real_folder(folder, "preprocessed session")
     path = folder / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = fileio.read_json(path, MANIFEST_LIMIT)
     except FileNotFoundError:
         return None, "missing"
+    except fileio.NotRegular as e:
+        return None, f"unreadable ({e})"
     except (OSError, ValueError) as e:
         return None, f"unreadable ({getattr(e, 'strerror', None) or type(e).__name__})"
     problem = schemas.check(manifest, schemas.MANIFEST)
@@ -60,6 +73,52 @@ def manifest_matches_folder(folder: Path, manifest: dict) -> bool:
 
 
 # ----------------------------------------------------------------------------- reading
+
+
+def expected_arrays(cfg: Config, n: int) -> dict[str, tuple[tuple, str]]:
+    """{name: (shape, dtype)} of the arrays run.py reads from a session of `n` windows built with cfg's [data]
+    (Preprocess.py's docstring lists them); the maps, spectral and temporal, are only checked against their
+    files' headers: nothing reads them back."""
+    channels = len(CHANNELS)
+    return {**{source: ((n, channels, getattr(cfg.data, key)), "float32") for source, key in SOURCE_LENGTHS.items()},
+            "label": ((n,), "int64"), "trial": ((n,), "int64")}
+
+
+def arrays_problem(manifest: dict, cfg: Config) -> str | None:
+    """What is wrong with a manifest's `arrays` (schemas.MANIFEST checked already) for cfg, or None: a name that is
+    not one of ARRAYS (names become file names), more than MAX_WINDOWS windows, an array run.py reads of another
+    shape or dtype than cfg's [data] makes, or one that is not of numbers."""
+    n = manifest["n_samples"]
+    if n > MAX_WINDOWS:
+        return f"n_samples: {n} windows, more than the {MAX_WINDOWS} a session of these datasets can hold"
+    expected = expected_arrays(cfg, n)
+    for name, meta in manifest["arrays"].items():
+        if name not in ARRAYS:
+            return f"arrays: {printable(repr(name), 40)} is not one of a session's arrays ({', '.join(ARRAYS)})"
+        shape, dtype = tuple(meta["shape"]), meta["dtype"]
+        if name in expected and (shape, dtype) != expected[name]:
+            return f"arrays: {name} of shape {shape} {printable(dtype, 20)}, expected {expected[name][0]} {expected[name][1]}"
+        if not shape or shape[0] != n or dtype not in NUMBER_DTYPES:
+            return f"arrays: {name} of shape {shape} {printable(dtype, 20)}, expected {n} windows of numbers"
+    return None
+
+
+def _mapped(path: Path, meta: dict) -> np.ndarray:
+    """A session's .npy file memory-mapped read-only, once it is known to be a regular file (not a link, FIFO or
+    device) holding the header and the bytes `meta` (its manifest's shape and dtype) declares and no more;
+    ValueError (fileio.NotRegular among them) otherwise."""
+    shape, dtype = tuple(meta["shape"]), np.dtype(meta["dtype"])
+    with fileio.open_regular(path, NPY_HEADER_LIMIT + math.prod(shape) * dtype.itemsize) as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in read_header:
+            raise ValueError(f".npy format version {version}, expected 1.0 or 2.0 (np.save's)")
+        stored, fortran, stored_dtype = read_header[version](fh)
+        if stored != shape or stored_dtype != dtype:
+            raise ValueError(f"shape {stored} {stored_dtype}, manifest says {shape} {dtype}")
+        if math.prod(shape) == 0:
+            return np.zeros(shape, dtype)
+        return np.memmap(fh, dtype=dtype, mode="r", shape=shape, order="F" if fortran else "C", offset=fh.tell())
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,15 +193,15 @@ def open_session(folder: Path, cfg: Config, command: str) -> Session:
         k = changed[0]
         raise DataError(f"{folder}: preprocessed with [data] {k} = {manifest.get('data', {}).get(k)!r}, but "
                         f"{cfg.origin('data', k)} has {expected[k]!r}; rerun `{command} --force`")
+    problem = arrays_problem(manifest, cfg)
+    if problem:
+        raise DataError(f"{folder / MANIFEST}: {problem}; rerun `{command} --force`")
     arrays = {}
     for name, meta in manifest["arrays"].items():
         path = folder / f"{name}.npy"
         try:
-            arrays[name] = np.load(path, mmap_mode="r")
-        except (OSError, ValueError) as e:
+            arrays[name] = _mapped(path, meta)
+        except (OSError, ValueError) as e:      # fileio.NotRegular included: a link, a FIFO, more than declared
             raise DataError(f"{path}: unreadable ({e}); rerun `{command} --force`") from None
-        if list(arrays[name].shape) != meta["shape"] or str(arrays[name].dtype) != meta["dtype"]:
-            raise DataError(f"{path}: shape {arrays[name].shape} {arrays[name].dtype}, manifest says "
-                            f"{tuple(meta['shape'])} {meta['dtype']}; rerun `{command} --force`")
     return Session(subject=manifest["subject"], session=manifest["session"], de=arrays["de"], eeg=arrays.get("eeg"),
                    label=arrays["label"], trial=arrays["trial"], path=folder)

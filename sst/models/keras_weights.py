@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from sst.data.readers import stored_elsewhere
 from sst.errors import ConfigError, DataError, printable
 from sst.fileio import check_path
 
@@ -120,9 +121,10 @@ def _check_dataset(dataset, path: Path, what: str) -> None:
     if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
         kind = {"c": "complex numbers", "S": "text", "U": "text", "O": "variable-length data", "V": "a compound type"}
         raise DataError(f"{path}: {what}: expected real floating-point numbers, got {kind.get(dtype.kind, dtype)}")
-    if dataset.is_virtual or dataset.external:
-        raise DataError(f"{path}: {what}: its data lies in other files ({'virtual' if dataset.is_virtual else 'external'} "
-                        f"storage), which is not read; store the weights themselves in the file")
+    elsewhere = stored_elsewhere(dataset)
+    if elsewhere:
+        raise DataError(f"{path}: {what}: its data lies in other files ({elsewhere} storage), which is not read; store "
+                        f"the weights themselves in the file")
 
 
 def _read(dataset, path: Path, what: str) -> np.ndarray:

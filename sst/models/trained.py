@@ -28,12 +28,37 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sst import config
 from sst.config import Config
 from sst.data import inputs
+from sst.data.electrodes import CHANNELS
 from sst.errors import DataError, UserError
 from sst.models import kinds
 from sst.results import provenance
 from sst.results.checkpoints import as_arrays, load_checkpoint
+
+
+def statistics_problem(cfg: Config, sources: set[str], stats: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with a checkpoint's input statistics for the source arrays its network reads, or None.
+
+    Training saves, per source, `<source>_mean` and `<source>_std` over inputs.NORMALISATION_AXES with the axes
+    kept ([training] normalization = electrode; none saves nothing): (1, 62, bands) for "de", (1, 62, 1) for
+    "eeg". Statistics of another shape would broadcast wrongly or fail in NumPy; a std that is not positive
+    would divide by zero (training's are at least the 1 it puts in for a constant electrode's 0)."""
+    for source in sorted(sources):
+        keys = (f"{source}_mean", f"{source}_std")
+        held = [k for k in keys if k in stats]
+        if cfg.training.normalization == "electrode" and len(held) < 2 or len(held) == 1:
+            missing = " and ".join(k for k in keys if k not in stats)
+            return f"{missing} missing, which [training] normalization = {cfg.training.normalization} needs"
+        full = (1, len(CHANNELS), getattr(cfg.data, config.SOURCE_LENGTHS[source]))    # the source array: (N, 62, D)
+        expected = tuple(1 if axis in inputs.NORMALISATION_AXES[source] else n for axis, n in enumerate(full))
+        for key in held:
+            if stats[key].shape != expected:
+                return f"{key} has shape {stats[key].shape}, expected {expected} for this configuration"
+        if held and not (stats[keys[1]] > 0).all():
+            return f"{keys[1]} holds {int((~(stats[keys[1]] > 0)).sum())} values that are not positive"
+    return None
 
 
 def _subsample(label: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
@@ -72,7 +97,12 @@ class TrainedModel:
             raise DataError(f"{path}: damaged checkpoint (its config or weights do not make a network: "
                             f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:80]})") from None
         net = kind.load(cfg, checkpoint, path)
-        trained = cls(net, cfg, as_arrays(checkpoint["normalization"]), checkpoint)
+        stats = as_arrays(checkpoint["normalization"])
+        problem = statistics_problem(cfg, set(net.sources.values()), stats)
+        if problem:
+            raise DataError(f"{path}: damaged checkpoint (normalization: {problem}); delete it and its runs/*.json to "
+                            f"redo the run")
+        trained = cls(net, cfg, stats, checkpoint)
         now = kind.code(cfg, net)
         trained.path, trained.code_changes = path, provenance.changes(checkpoint.get("code"), now)
         trained.code_digest = hashlib.sha256(json.dumps(now, sort_keys=True).encode()).hexdigest()[:8]

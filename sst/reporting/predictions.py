@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sst import fileio
+from sst import fileio, schemas
 from sst.config import Config
 from sst.data import datasets, session_store
-from sst.errors import ConfigError, UserError
+from sst.errors import ConfigError, DataError, UserError
 from sst.models.trained import TrainedModel
 from sst.reporting import experiments
 from sst.results import store
@@ -45,6 +45,10 @@ def predict(cfg: Config, out: ResultDir, run: str, subjects, sessions, base: Pat
                           f"trained with {theirs[changed[0]]!r}; preprocess with the run's [data]")
     session = session_store.load_preprocessed(cfg, [subject], [session_number])[0]
     probabilities = trained.probabilities(session)
+    bad = int(np.count_nonzero(~np.isfinite(probabilities).all(axis=1)))
+    if bad:     # finite weights can still overflow: no accuracy is reported from NaN probabilities
+        raise DataError(f"{trained.path}: its network gives NaN/Inf probabilities for {bad} of {len(probabilities)} "
+                        f"windows of sub{subject:02d}_ses{session_number}; nothing was written")
     truth, predicted = np.asarray(session.label), probabilities.argmax(1)
     trial = np.asarray(session.trial)
     window = np.arange(len(trial)) - np.searchsorted(trial, trial)    # 0-based window within its trial
@@ -91,5 +95,7 @@ def window_roles(trained: TrainedModel, out: ResultDir, session) -> np.ndarray:
             record = store.json_load(out.run_json(spec))
             pools = {k: record[k] for k in ("subject_pool", "session_pool")}
         except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError):
-            return np.full(len(session.label), "unknown", dtype=object)
+            pools = None
+        if pools is None or schemas.check(pools, {k: schemas.CHECKPOINT_FIELDS[k] for k in pools}):
+            return np.full(len(session.label), "unknown", dtype=object)     # no record, or pools edited by hand
     return protocol.roles(cfg, spec, pools, session)

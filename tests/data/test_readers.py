@@ -6,8 +6,15 @@ Synthetic trees are tiny (trial_fraction 0.02: 3 to 5 windows per trial) and ful
 other loaders fall into: subject 10 sorting before 2, key eeg10 before eeg2, stray files,
 SEED-IV session folders, the ExtractedFeatures_1s name, a MATLAB v7.3 (HDF5) file.
 """
+import math
+import os
 import re
+import resource
 import shutil
+import struct
+import subprocess
+import sys
+import zlib
 from pathlib import Path
 
 import h5py
@@ -15,7 +22,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from conftest import write_v73
+from conftest import ROOT, dataset_ini, write_v73
 from sst.data import datasets, readers, synthetic
 from sst.errors import DataError
 
@@ -301,15 +308,20 @@ def test_read_features_trial_from_key(tmp_path):
     assert all(features[i].shape == (62, i, 5) and features[i][0, 0, 0] == i for i in features)
 
 
+def is_hdf5(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return readers._is_hdf5(fh)
+
+
 def test_read_v73_hdf5(seed_tree, tmp_path):
     source = seed_tree / "ExtractedFeatures" / "2_20140404.mat"
     original = readers.read_features(source, "de_LDS")
     write_v73(tmp_path / "2_20140404.mat", {f"de_LDS{i}": a for i, a in original.items()})
-    assert h5py.is_hdf5(tmp_path / "2_20140404.mat") and readers._is_hdf5(tmp_path / "2_20140404.mat")
-    assert not h5py.is_hdf5(source) and not readers._is_hdf5(source)
+    assert h5py.is_hdf5(tmp_path / "2_20140404.mat") and is_hdf5(tmp_path / "2_20140404.mat")
+    assert not h5py.is_hdf5(source) and not is_hdf5(source)
     with h5py.File(tmp_path / "plain.h5", "w") as f:        # no MATLAB header: the signature at byte 0
         f["x"] = np.zeros(3)
-    assert readers._is_hdf5(tmp_path / "plain.h5")
+    assert is_hdf5(tmp_path / "plain.h5")
     copy = readers.read_features(tmp_path / "2_20140404.mat", "de_LDS")
     assert list(copy) == list(original) and all(np.array_equal(copy[i], original[i]) for i in original)
     raw = readers.read_raw(seed_tree / "Preprocessed_EEG" / "2_20140404.mat")
@@ -359,3 +371,177 @@ def test_read_raw_errors(tmp_path):
     (tmp_path / "c.mat").write_text("this is text, not MATLAB\n")
     with pytest.raises(DataError, match="c.mat: not a readable MATLAB .mat file"):
         readers.read_raw(tmp_path / "c.mat")
+
+
+# ----------------------------------------------------------------------------- hostile .mat files (issue 33)
+
+GiB = 2**30
+
+
+def _element(mtype: int, data: bytes) -> bytes:
+    return struct.pack("<II", mtype, len(data)) + data + b"\0" * (-len(data) % 8)
+
+
+def write_v5_compressed_zeros(path: Path, name: str, shape: tuple, chunk: int = 1 << 20) -> None:
+    """A MATLAB v5 .mat of one double array of `shape`, zeros, compressed as MATLAB's default save writes it
+    (miCOMPRESSED): a few hundred kB that inflate to prod(shape) * 8 bytes. Written by hand, streaming, so that
+    the test never holds the array."""
+    n = math.prod(shape) * 8
+    head = (_element(6, struct.pack("<II", 6, 0))                   # array flags: mxDOUBLE_CLASS
+            + _element(5, struct.pack(f"<{len(shape)}i", *shape))   # dimensions
+            + _element(1, name.encode()))                           # name
+    z = zlib.compressobj(1)
+    body = [z.compress(struct.pack("<II", 14, len(head) + 8 + n) + head + struct.pack("<II", 9, n))]  # miMATRIX, miDOUBLE
+    zeros = bytes(chunk)
+    for start in range(0, n, chunk):
+        body.append(z.compress(zeros[:min(chunk, n - start)]))
+    body.append(z.flush())
+    data = b"".join(body)
+    header = b"MATLAB 5.0 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024".ljust(116, b" ")
+    path.write_bytes(header + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM" + struct.pack("<II", 15, len(data)) + data)
+
+
+def test_a_hand_written_v5_file_is_what_matlab_writes(tmp_path):
+    write_v5_compressed_zeros(tmp_path / "f.mat", "de_LDS1", (62, 4, 5))
+    assert scipy.io.whosmat(tmp_path / "f.mat") == [("de_LDS1", (62, 4, 5), "double")]
+    assert np.array_equal(readers.read_features(tmp_path / "f.mat", "de_LDS")[1], np.zeros((62, 4, 5)))
+
+
+def _external(f: h5py.File, name: str, tmp_path: Path) -> None:
+    """Replace dataset `name` by one of the same shape whose values lie in a raw file outside the .mat."""
+    shape, secret = f[name].shape, tmp_path / "secret.bin"
+    np.full(shape, 7.0).tofile(secret)      # any local file the user can read
+    del f[name]
+    f.create_dataset(name, shape=shape, dtype="f8", external=[(str(secret), 0, secret.stat().st_size)])
+
+
+def _virtual(f: h5py.File, name: str, tmp_path: Path) -> None:
+    shape = f[name].shape
+    with h5py.File(tmp_path / "source.h5", "w") as source:
+        source.create_dataset("x", data=np.full(shape, 7.0))
+    layout = h5py.VirtualLayout(shape=shape, dtype="f8")
+    layout[...] = h5py.VirtualSource(str(tmp_path / "source.h5"), "x", shape=shape)
+    del f[name]
+    f.create_virtual_dataset(name, layout)
+
+
+def _declared(f: h5py.File, name: str, shape: tuple, chunks: tuple, maxshape=None) -> None:
+    """Replace dataset `name` by a compressed, chunked one of `shape` (HDF5's order) whose chunks are never
+    written: a file of a few kB declaring prod(shape) * 8 bytes."""
+    del f[name]
+    f.create_dataset(name, shape=shape, dtype="f8", chunks=chunks, compression="gzip", maxshape=maxshape)
+
+
+# One hostile v7.3 feature file of each kind (de_LDS1 replaced); each is refused before any value is read.
+HOSTILE_V73 = {
+    "external-storage": (lambda f, tmp: _external(f, "de_LDS1", tmp),
+                         "key de_LDS1: its values lie in other files (external storage), which are not read"),
+    "virtual-storage": (lambda f, tmp: _virtual(f, "de_LDS1", tmp),
+                        "key de_LDS1: its values lie in other files (virtual storage)"),
+    "a-soft-link": (lambda f, tmp: (f.move("de_LDS1", "elsewhere"), f.__setitem__("de_LDS1", h5py.SoftLink("/elsewhere"))),
+                    "key de_LDS1 is a SoftLink; links are not followed"),
+    "an-external-link": (lambda f, tmp: (f.__delitem__("de_LDS1"), f.__setitem__(
+        "de_LDS1", h5py.ExternalLink(str(tmp / "other.h5"), "/x"))), "key de_LDS1 is a ExternalLink"),
+    "a-declared-1-GB-dataset": (lambda f, tmp: _declared(f, "de_LDS1", (5, 400_000, 62), (5, 1000, 62)),
+                                ("key de_LDS1: declares shape (62, 400000, 5) (124000000 values), more than the 558000 "
+                                 "(62 electrodes x 1800 windows x 5 bands) it can hold; not read")),
+    "a-chunk-of-1-GB": (lambda f, tmp: _declared(f, "de_LDS1", (5, 4, 62), (5, 400_000, 62), (5, None, 62)),
+                        "key de_LDS1: stored in chunks of shape (62, 400000, 5)"),
+    "text": (lambda f, tmp: (f.__delitem__("de_LDS1"), f.create_dataset("de_LDS1", data=np.array([b"abc"] * 3))),
+             "key de_LDS1: stored as |S3, expected real numbers"),
+}
+
+
+def _hostile_v73(seed_tree: Path, path: Path, hostile: str, tmp_path: Path) -> None:
+    original = readers.read_features(seed_tree / "ExtractedFeatures" / "2_20140404.mat", "de_LDS")
+    write_v73(path, {f"de_LDS{i}": a for i, a in original.items()})
+    with h5py.File(path, "r+") as f:
+        HOSTILE_V73[hostile][0](f, tmp_path)
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_V73)
+def test_a_hostile_v73_file_is_refused_before_reading(seed_tree, tmp_path, hostile):
+    path = tmp_path / "2_20140404.mat"
+    _hostile_v73(seed_tree, path, hostile, tmp_path)
+    with pytest.raises(DataError) as refused:
+        readers.read_features(path, "de_LDS")
+    assert str(refused.value).startswith(f"{path}: ") and HOSTILE_V73[hostile][1] in str(refused.value), str(refused.value)
+
+
+def test_chunked_compressed_v73_within_bounds_reads(seed_tree, tmp_path):
+    """MATLAB's -v7.3 stores arrays chunked and compressed: that keeps working when the sizes fit."""
+    original = readers.read_features(seed_tree / "ExtractedFeatures" / "2_20140404.mat", "de_LDS")
+    path = tmp_path / "2_20140404.mat"
+    write_v73(path, {})
+    with h5py.File(path, "r+") as f:
+        for i, a in original.items():
+            f.create_dataset(f"de_LDS{i}", data=a.T, chunks=(5, 2, 62), compression="gzip", shuffle=True)
+    copy = readers.read_features(path, "de_LDS")
+    assert list(copy) == list(original) and all(np.array_equal(copy[i], original[i]) for i in original)
+
+
+@pytest.mark.parametrize("variables, message", [
+    ({"de_LDS1": (62, 60_000, 5)}, "key de_LDS1: declares shape (62, 60000, 5) (18600000 values), more than the 558000"),
+    ({"psd_LDS1": (62, 100_000, 5)}, ("key psd_LDS1: declares shape (62, 100000, 5) (31000000 values), more than "
+                                      "the 22320000 (62 electrodes x 1800 s at 200 Hz)")),
+])
+def test_a_v5_file_declaring_a_huge_variable_is_refused_before_reading(tmp_path, variables, message):
+    """A compressed v5 variable inflates to what its header declares (149 MB and 248 MB here, from a file under
+    2 MB): refused from its declared shape (scipy.io.whosmat), read or not (scipy decodes every variable)."""
+    (name, shape), = variables.items()
+    write_v5_compressed_zeros(tmp_path / "f.mat", name, shape)
+    assert (tmp_path / "f.mat").stat().st_size < 2 * 2**20
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'f.mat'}: {message}")):
+        readers.read_features(tmp_path / "f.mat", "de_LDS")
+
+
+def test_a_v5_cell_or_struct_is_refused(tmp_path):
+    """What a cell array or struct holds is not in its declared shape: these files hold arrays of numbers only."""
+    scipy.io.savemat(tmp_path / "f.mat", {"de_LDS1": np.zeros((62, 4, 5)), "notes": np.array([1, "a"], dtype=object)})
+    with pytest.raises(DataError, match=r"f.mat: key notes: a MATLAB cell, whose size cannot be checked before it is read"):
+        readers.read_features(tmp_path / "f.mat", "de_LDS")
+
+
+def test_a_linked_mat_is_followed_and_a_fifo_refused(seed_tree, tmp_path):
+    """The dataset folder is the user's own copy: a .mat linked to a shared copy is read (the link is followed on
+    purpose); a FIFO in a file's place is refused by its type, without waiting for a writer."""
+    source = seed_tree / "ExtractedFeatures" / "2_20140404.mat"
+    (tmp_path / "linked.mat").symlink_to(source)
+    assert list(readers.read_features(tmp_path / "linked.mat", "de_LDS")) == list(range(1, 16))
+    os.mkfifo(tmp_path / "fifo.mat")
+    with pytest.raises(DataError, match=rf"^{tmp_path / 'fifo.mat'}: a FIFO, not a regular file$"):
+        readers.read_features(tmp_path / "fifo.mat", "de_LDS")
+
+
+def bounded_cli(*args: str, memory: int = 3 * GiB, file_size: int = 64 * 2**20) -> subprocess.CompletedProcess:
+    """run_cli with the address space and the size of any file written bounded: code reading what a hostile
+    file declares fails here instead of taking the machine's memory."""
+    def limits():
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          preexec_fn=limits)
+
+
+@pytest.mark.parametrize("hostile", ["v73-external-storage", "v73-a-declared-1-GB-dataset", "v5-a-declared-149-MB-variable"])
+def test_preprocess_refuses_a_hostile_mat_in_one_line(tmp_path, hostile):
+    """Preprocess.py on a feature file that would copy another local file into de.npy (HDF5 external storage)
+    or declares what it does not hold: exit 1, one error line naming the file, no traceback, nothing written."""
+    root = synthetic.write_seed(tmp_path / "SEED", subjects=(1,), sessions=(1,), trial_fraction=FRACTION, raw=False)
+    path = root / "ExtractedFeatures" / "1_20131027.mat"
+    if hostile.startswith("v73-"):
+        arrays = readers.read_features(path, "de_LDS")
+        write_v73(path, {f"de_LDS{i}": a for i, a in arrays.items()})
+        with h5py.File(path, "r+") as f:
+            HOSTILE_V73[hostile[4:]][0](f, tmp_path)
+        expected = HOSTILE_V73[hostile[4:]][1]
+    else:
+        write_v5_compressed_zeros(path, "de_LDS1", (62, 60_000, 5))
+        expected = "key de_LDS1: declares shape (62, 60000, 5)"
+    ini = dataset_ini(tmp_path, "SEED", root)
+    p = bounded_cli("Preprocess.py", "-c", str(ini), "--no-maps")
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    lines = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: ") and expected in lines[0], p.stderr
+    assert not list((tmp_path / "pre").rglob("*.npy"))

@@ -209,6 +209,15 @@ KERAS_DAMAGE = {
 }
 
 
+def test_keras_files_and_mat_files_share_the_storage_check():
+    """External and virtual HDF5 storage (values in other files) is refused by one check, for the authors' Keras
+    weights and for MATLAB v7.3 files alike (tests/data/test_readers.py: test_a_hostile_v73_file_is_refused...)."""
+    from sst.data import readers
+    from sst.models import keras_weights
+
+    assert keras_weights.stored_elsewhere is readers.stored_elsewhere
+
+
 @pytest.mark.parametrize("damage", KERAS_DAMAGE)
 def test_keras_files_are_checked_before_reading(cfg, tmp_path, damage):
     import h5py
