@@ -197,16 +197,20 @@ def run_parallel(cfg: Config, todo: list[tuple[int, RunSpec]], n: int, jobs: int
     count = torch.cuda.device_count() if device.type == "cuda" else 0
     for i in range(jobs):     # cuda:N pins every worker to N; cuda or auto spreads them over the visible GPUs
         devices.put("cpu" if not count else f"cuda:{device.index}" if device.index is not None else f"cuda:{i % count}")
-    pool = context.Pool(jobs, initializer=_start_worker, initargs=(devices, threads, progress, os.getpid(),
-                                                                               sys.stdout is sys.stderr))
+    pool = None
     try:
+        with cli.stops_deferred():      # a Ctrl-C while the pool starts stops it once whole, not half-built
+            pool = context.Pool(jobs, initializer=_start_worker,
+                                initargs=(devices, threads, progress, os.getpid(), sys.stdout is sys.stderr))
         yield from pool.imap_unordered(_run_in_worker, [(cfg, spec, k, n, tensorboard) for k, spec in todo])
         pool.close()
     except BaseException:
-        pool.terminate()
+        if pool is not None:
+            pool.terminate()
         raise
     finally:
-        pool.join()
+        if pool is not None:
+            pool.join()
 
 
 # ----------------------------------------------------------------------------- command line

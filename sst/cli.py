@@ -70,6 +70,28 @@ def handle_stop_signals() -> None:
         signal.signal(signal.SIGTERM, _terminated)
 
 
+@contextmanager
+def stops_deferred() -> Iterator[None]:
+    """Ctrl-C or SIGTERM that comes inside the block is raised when the block ends (KeyboardInterrupt,
+    Terminated), not in the middle of it: what the block builds (run.py's worker Pool, its threads and
+    processes) is then whole, and the code around it can stop it. Python runs signal handlers in the main
+    thread only, so this holds whatever other threads exist. A signal ignored (or not handled by Python)
+    stays as it is."""
+    got: list[int] = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    deferred = [s for s, h in previous.items() if callable(h)] \
+        if threading.current_thread() is threading.main_thread() else []
+    for s in deferred:
+        signal.signal(s, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        for s in deferred:
+            signal.signal(s, previous[s])
+        if got:
+            raise KeyboardInterrupt if got[0] == signal.SIGINT else Terminated
+
+
 def refuse_empty_values(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Make every option of `parser` (and of its sub-commands) that takes a value refuse an empty or blank
     one with a UserError naming the option: `--shard "$UNSET"` must not silently mean "no shard".

@@ -88,7 +88,8 @@ def test_a_record_that_is_not_a_regular_file_is_set_aside_by_name(finished, tmp_
         record.symlink_to("/dev/zero")
     else:
         record.write_bytes(b" " * (fileio.JSON_LIMIT + 1))
-    p = run_cli("run.py", "-c", str(ini), "--compare", str(root / "res"), str(root / "res"), timeout=120)
+    args = ("run.py", "-c", str(ini), "--compare", str(root / "res"), str(root / "res"))
+    p = run_cli(*args, timeout=120) if kind == "fifo" else run_in_process(capsys, *args)   # a FIFO: with a deadline
     assert "Traceback" not in p.stderr and f"warning: {record}: not readable" in p.stderr, p.stderr
     assert os.path.lexists(record)                      # --compare reads only
     cfg = config.load_config(ini)
@@ -125,7 +126,7 @@ def test_predicts_search_reads_a_sibling_summary_as_data(tmp_path, summary):
 HOSTILE_NAME = "=HYPERLINK(\"http:x\") \x1b]0;pwned\x07\x1b[2J [a](http:x) _b_ 50% & $x$"
 
 
-def test_names_from_received_folders_cannot_act_on_their_reader(tmp_path):
+def test_names_from_received_folders_cannot_act_on_their_reader(tmp_path, capsys):
     """A folder's name and a record's model reach comparison.csv, paired_runs.csv, the terminal, Markdown and
     LaTeX: in CSV no text cell starts with a formula character (OWASP), nowhere does a control character
     arrive raw, Markdown makes no link of it, LaTeX no command."""
@@ -136,7 +137,7 @@ def test_names_from_received_folders_cannot_act_on_their_reader(tmp_path):
     write_folder(b, [record("sub01_ses1", 65, model=HOSTILE_NAME), record("sub02_ses1", 72, model=HOSTILE_NAME)])
     out = tmp_path / "cmp"
     for fmt in ("text", "markdown", "latex", "csv"):
-        p = run_cli("run.py", "--compare", str(a), str(b), "--out", str(out), "--format", fmt, timeout=120)
+        p = run_in_process(capsys, "run.py", "--compare", str(a), str(b), "--out", str(out), "--format", fmt)
         assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
         assert "\x1b" not in p.stdout + p.stderr and "\x07" not in p.stdout + p.stderr
     import csv
@@ -167,7 +168,7 @@ def _digests(records: list[dict], digest) -> list[dict]:
 
 
 @pytest.mark.parametrize("case", ["same", "other-split", "earlier-version"])
-def test_compare_pairs_only_runs_tested_on_the_same_windows(tmp_path, case):
+def test_compare_pairs_only_runs_tested_on_the_same_windows(tmp_path, capsys, case):
     """random_test_fraction 0.4 against 0.2 was paired and given a CI and p without a word."""
     from conftest import record, write_folder
 
@@ -177,7 +178,7 @@ def test_compare_pairs_only_runs_tested_on_the_same_windows(tmp_path, case):
     other = {"same": lambda r: f"{r['subject']:016x}", "other-split": lambda r: f"{r['subject'] + 1:016x}",
              "earlier-version": None}[case]
     write_folder(b, _digests([record(n, y) for n, _, y in runs], other))
-    p = run_cli("run.py", "--compare", str(a), str(b), "--out", str(tmp_path / "cmp"), timeout=120)
+    p = run_in_process(capsys, "run.py", "--compare", str(a), str(b), "--out", str(tmp_path / "cmp"))
     assert "Traceback" not in p.stderr, p.stderr
     if case == "other-split":
         one_error(p, f"{b}: 3 of the 3 runs paired with {a} were tested on other windows (sub01_ses1, sub02_ses1, "
@@ -195,7 +196,7 @@ def test_a_record_whose_fields_disagree_with_its_name_is_set_aside(finished, tmp
     runs = root / "res" / "runs"
     r = json.loads((runs / "sub01_ses1.json").read_text())
     (runs / "sub02_ses1_rep1.json").write_text(json.dumps({**r, "run": "sub02_ses1_rep1", "repeat": 1}))
-    p = run_cli("run.py", "--compare", str(root / "res"), str(root / "res"), "--out", str(tmp_path / "cmp"))
+    p = run_in_process(capsys, "run.py", "--compare", str(root / "res"), str(root / "res"), "--out", str(tmp_path / "cmp"))
     assert p.returncode == 0 and f"warning: {runs / 'sub02_ses1_rep1.json'}: damaged (subject 1, session 1: not " \
         f"those of its run sub02_ses1_rep1); left out" in p.stderr, p.stderr
     import csv
