@@ -123,7 +123,7 @@ def test_predicts_search_reads_a_sibling_summary_as_data(tmp_path, summary):
     assert "rm -rf" not in str(e.value) or "--set 'a=1; rm -rf ~'" in str(e.value)
 
 
-HOSTILE_NAME = "=HYPERLINK(\"http:x\") \x1b]0;pwned\x07\x1b[2J [a](http:x) _b_ 50% & $x$"
+HOSTILE_NAME = "=HYPERLINK(\"http:x\") $\\frac{$ \x1b]0;pwned\x07\x1b[2J [a](http:x) _b_ 50% & $x$"
 
 
 def test_names_from_received_folders_cannot_act_on_their_reader(tmp_path, capsys):

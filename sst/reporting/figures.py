@@ -67,7 +67,6 @@ STYLE = {
     "axes.spines.top": False, "axes.spines.right": False, "axes.linewidth": 0.8,
     "axes.prop_cycle": matplotlib.cycler(color=CLASS_COLORS), "image.cmap": "viridis",
     "legend.frameon": False, "savefig.dpi": DPI, "savefig.facecolor": "white",
-    "text.parse_math": False,   # labels may be folder names from a received folder: "$" is a dollar, never TeX
 }
 HALO = [patheffects.withStroke(linewidth=1.6, foreground="white")]  # text readable on any colour
 
@@ -248,10 +247,11 @@ def _selection_figure(results: list[dict], summary: dict, path: Path) -> Path:
 
 
 def short_label(text: str, width: int = 22, lines: int = 3) -> str:
-    """`text` (a folder or variant name) as a tick label: control characters escaped (errors.printable),
-    wrapped at spaces, hyphens never split, no word cut in the middle: a word longer than `width` and a
+    """`text` (a folder or variant name) as a tick label: control characters escaped (errors.printable), "$"
+    shown as a dollar (matplotlib would read "$...$" as TeX), wrapped at spaces, hyphens never split, no word cut in the middle: a word longer than `width` and a
     label longer than `lines` lines end in an ellipsis."""
     text = re.sub(r",(?=\S)", ", ", printable(text, limit=None))     # result folders: model.a=x,model.b=y
+    text = text.replace("$", "\\$")     # a folder's "$...$" is shown as written, never read as TeX (mathtext)
     words = [w if len(w) <= width else w[:width - 1] + "…" for w in text.split()]
     wrapped = textwrap.wrap(" ".join(words), width, break_long_words=False, break_on_hyphens=False) or [""]
     if len(wrapped) > lines:
