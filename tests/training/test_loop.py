@@ -106,3 +106,31 @@ def test_resume_from_a_contiguous_optimizer_state_trains_as_uninterrupted(tiny, 
         trainer.train_epoch(2)
     for (name, a), b in zip(resumed.net.state_dict().items(), reference.net.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_cpu_training_never_runs_under_bf16_autocast(tmp_path, monkeypatch):
+    """[training] amp = true is a CUDA setting: on the CPU a step never enters bf16 autocast (oneDNN's bf16
+    backward-weights kernel gives wrong conv3d gradients on 2 x 2 maps: bench/bf16_cpu.py), and the run's
+    precision, in its result key, is float32."""
+    from sst.models import kinds
+
+    cfg = config.load_config(write_ini(tmp_path / "a.ini", data={"input_width": 16}, model=TINY_MODEL,
+                                      training={"amp": "true", "batch_size": 4, "nbEpoch": 1}))
+    n = 12
+    data = loop.RunData({"spectral": torch.randn(n, 62, 5), "temporal": torch.randn(n, 62, 25)},
+                        torch.arange(n) % 3, protocols.Split(np.arange(8), np.arange(8, 10), np.arange(10, 12)),
+                        {}, [1])
+    entered = []
+    real = torch.autocast
+
+    class Watched(real):
+        def __enter__(self):
+            entered.append((self.device, self._enabled))
+            return super().__enter__()
+
+    monkeypatch.setattr(torch, "autocast", Watched)
+    trainer = loop.Trainer(cfg, runspec.RunSpec(1, 1), data, torch.device("cpu"))
+    trainer.fit(lambda row: None)
+    assert not trainer.autocast and kinds.NETWORK.precision(torch.device("cpu"), cfg) == "float32"
+    assert entered and all(not enabled for _, enabled in entered), entered     # each step asked, none enabled
+    assert kinds.NETWORK.precision(torch.device("cuda"), cfg) == "bf16"     # where it does apply
