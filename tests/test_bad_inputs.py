@@ -129,7 +129,7 @@ def read_only(w: Workspace, path: Path) -> None:
     path.chmod(stat.S_IRUSR | stat.S_IXUSR)
     if os.access(path, os.W_OK):  # root
         probe = [*DROP_ROOT_OVERRIDE, sys.executable, "-c", f"import os, sys; sys.exit(os.access({str(path)!r}, os.W_OK))"]
-        if shutil.which("setpriv") is None or subprocess.run(probe, capture_output=True).returncode != 0:
+        if shutil.which("setpriv") is None or subprocess.run(probe, capture_output=True, timeout=60).returncode != 0:
             path.chmod(stat.S_IRWXU)
             pytest.skip("running as root without setpriv: chmod cannot make a folder read-only")
         w.prefix = DROP_ROOT_OVERRIDE
@@ -141,7 +141,7 @@ def unreadable(w: Workspace, path: Path) -> None:
     if os.access(path, os.R_OK):  # root
         check = f"import os, sys; sys.exit(os.access({str(path)!r}, os.R_OK))"
         probe = [*DROP_ROOT_OVERRIDE, sys.executable, "-c", check]
-        if shutil.which("setpriv") is None or subprocess.run(probe, capture_output=True).returncode != 0:
+        if shutil.which("setpriv") is None or subprocess.run(probe, capture_output=True, timeout=60).returncode != 0:
             pytest.skip("running as root without setpriv: chmod cannot make a file unreadable")
         w.prefix = DROP_ROOT_OVERRIDE
 

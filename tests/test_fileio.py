@@ -68,10 +68,10 @@ def small_disk(tmp_path):
     mount = tmp_path / "disk"
     mount.mkdir()
     if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
+                                           capture_output=True, timeout=60).returncode != 0:
         pytest.skip("needs root and permission to mount a tmpfs")
     yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=60)
 
 
 def fill(disk: Path, leave: int) -> None:

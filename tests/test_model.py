@@ -270,7 +270,8 @@ def test_invalid_config_fails_at_construction(cfg, keys, key):
 
 
 def test_command_line_summary(tmp_path):
-    run = subprocess.run([sys.executable, "model.py", "-c", "SEED.ini"], cwd=ROOT, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "model.py", "-c", "SEED.ini"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
     assert run.returncode == 0, run.stderr
     assert "trainable parameters: 1573185" in run.stdout.splitlines()
     assert "forward multiply-adds per sample: 213002890" in run.stdout.splitlines()
@@ -279,7 +280,8 @@ def test_command_line_summary(tmp_path):
     assert "spectral.denseblock1" in run.stdout and "(32, 32, 5, 48)" in run.stdout
     bad = tmp_path / "bad.ini"
     bad.write_text(SEED_INI.read_text().replace("depth_spec = 16", "depth_spec = 15"))
-    run = subprocess.run([sys.executable, "model.py", "-c", str(bad)], cwd=ROOT, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "model.py", "-c", str(bad)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
     assert run.returncode == 1 and run.stderr.startswith("error: ") and "depth_spec" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
 

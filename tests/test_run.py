@@ -224,7 +224,8 @@ def live_processes_of_group(pgid: int, wait: float = 10.0) -> list[str]:
     """The processes of a process group that are not zombies, after waiting up to `wait` seconds for them to go."""
     deadline = time.time() + wait
     while True:
-        ps = subprocess.run(["ps", "-o", "stat=,cmd=", "-g", str(pgid)], capture_output=True, text=True).stdout
+        ps = subprocess.run(["ps", "-o", "stat=,cmd=", "-g", str(pgid)], capture_output=True, text=True,
+                            timeout=60).stdout
         live = [line for line in ps.splitlines() if line.strip() and not line.strip().startswith("Z")]
         if not live or time.time() > deadline:
             return live
@@ -239,7 +240,8 @@ def ignores_ctrl_c(pid: int) -> bool:
 
 def workers_of(pid: int) -> list[int]:
     """The ids of process `pid`'s spawned worker processes (once they run Python: multiprocessing's spawn_main)."""
-    ps = subprocess.run(["ps", "-ww", "-o", "pid=,cmd=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    ps = subprocess.run(["ps", "-ww", "-o", "pid=,cmd=", "--ppid", str(pid)], capture_output=True, text=True,
+                        timeout=60).stdout
     return [int(line.split()[0]) for line in ps.splitlines() if "spawn_main" in line]
 
 

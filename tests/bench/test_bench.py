@@ -60,7 +60,7 @@ def test_gpu_sh_caps_add_up_to_less_than_its_deadline():
     deadline = int(re.search(r"DEADLINE_S=\$\{DEADLINE_S:-(\d+)\}", text)[1])
     steps = re.search(r'STEPS=\$\{GPU_BENCH_STEPS:-([a-z ]+)\}', text)[1].split()
     assert set(steps) == set(caps) and sum(int(caps[s]) for s in steps) < deadline < 8 * 60
-    assert subprocess.run(["bash", "-n", str(ROOT / "bench" / "gpu.sh")]).returncode == 0
+    assert subprocess.run(["bash", "-n", str(ROOT / "bench" / "gpu.sh")], timeout=60).returncode == 0
 
 
 def test_gpu_estimate_is_one_line_of_the_agreed_form(tmp_path):
