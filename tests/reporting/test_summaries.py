@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import run
-from conftest import record, run_cli, write_folder, write_ini
+from conftest import record, run_cli, run_in_process, write_folder, write_ini
 from sst import config
 from sst.data import datasets
 from sst.reporting import summaries
@@ -83,14 +83,15 @@ def test_summarize_format_on_the_command_line(tmp_path, capsys):
         run.main(["-c", str(ini), "--summarize", "--format", "html"])
 
 
-def test_summarize_format_latex_writes_only_the_table_to_standard_output(tmp_path):
+def test_summarize_format_latex_writes_only_the_table_to_standard_output(tmp_path, capsys):
     """`--summarize --format latex > t.tex` gave a file starting with "overrides: ..." (issue 34): now the
     table alone, the same as summary.tex; every other line on standard error."""
     ini = write_ini(tmp_path / "a.ini", path={"result_path": tmp_path / "res"})
     key = provenance.result_key(config.load_config(ini, overrides=["training.lr=0.002"]))
     write_folder(tmp_path / "res" / "training.lr=0.002", [record(f"sub0{s}_ses1", 60 + 10 * s, key=key) for s in (1, 2)])
-    for fmt, ext in (("latex", "tex"), ("markdown", "md"), ("csv", "csv")):
-        p = run_cli("run.py", "-c", str(ini), "--set", "training.lr=0.002", "--summarize", "--format", fmt)
+    for fmt, ext in (("latex", "tex"), ("markdown", "md"), ("csv", "csv")):    # the command line once, then in-process
+        args = ("run.py", "-c", str(ini), "--set", "training.lr=0.002", "--summarize", "--format", fmt)
+        p = run_cli(*args) if fmt == "latex" else run_in_process(capsys, *args)
         assert p.returncode == 0, p.stderr
         assert p.stdout == (tmp_path / "res" / "training.lr=0.002" / f"summary.{ext}").read_text(), p.stdout
         assert p.stderr.startswith("overrides: training.lr=0.002; results under ")
