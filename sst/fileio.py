@@ -91,11 +91,15 @@ class NotRegular(ValueError):
     aside what they cannot parse set it aside as damaged too (renaming a link renames the link itself)."""
 
 
+# Opening a file of a received folder: never through a link, and at once even if it is a FIFO with no writer.
+_RECEIVED = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+_KINDS = ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISLNK, "a symbolic link"))
+
+
 def _kind_of(mode: int) -> str:
-    return next((name for test, name in ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
-                                         (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                                         (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
-                 if test(mode)), "something other than a file or folder")
+    return next((name for test, name in _KINDS if test(mode)), "something other than a file or folder")
 
 
 @contextmanager
@@ -106,9 +110,8 @@ def open_regular(path: str | os.PathLike, limit: int) -> Iterator[Any]:
     O_NOFOLLOW refuses a symbolic link as the last component; O_NONBLOCK makes opening a FIFO return at
     once instead of waiting for a writer (the file is then refused by its type, before any read).
     """
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, _RECEIVED)
     except OSError as e:
         if e.errno == errno.ELOOP or (e.errno == errno.EMLINK and os.path.islink(path)):  # EMLINK: FreeBSD
             raise NotRegular("a symbolic link, which is never followed out of its folder") from None
@@ -159,8 +162,7 @@ def real_folder(path: str | os.PathLike, where: str) -> Path:
     except OSError as e:
         raise DataError(f"{where}: {path}: cannot be read ({e.strerror or e})") from None
     if not stat.S_ISDIR(st.st_mode) and not stat.S_ISREG(st.st_mode):    # a file in the way: the writer names it
-        kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else _kind_of(st.st_mode)
-        raise OutputError(f"{where}: {path} is {kind}, not a folder; nothing is read or written through it "
+        raise OutputError(f"{where}: {path} is {_kind_of(st.st_mode)}, not a folder; nothing is read or written through it "
                           f"(replace it with a folder, or remove it)")
     return path
 
@@ -437,7 +439,7 @@ class FolderLock:
             if not _HOLDER.match(path.name):
                 continue
             try:
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+                fd = os.open(path, _RECEIVED)
             except OSError:     # gone, a symbolic link (ELOOP): not a holder
                 continue
             try:
@@ -510,7 +512,7 @@ class FolderLock:
         if required:
             raise OutputError(f"{self.folder.parent}: cannot lock the folder ({why}), which {required}")
         warn(f"{self.folder.parent}: cannot lock the folder ({why}); a concurrent run.py of another "
-              f"configuration on it would not be refused")
+             f"configuration on it would not be refused")
         return self
 
     def release(self) -> None:

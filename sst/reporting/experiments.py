@@ -75,7 +75,6 @@ class Folder:
     protocol: str
     model: str
     accuracy: dict[tuple[int, int], float]
-    seeds: int
     seed_stds: dict = field(default_factory=dict)   # each run's sample std between its seeds, percent points
     tests: dict = field(default_factory=dict)       # each run's test_digest (None: an earlier version's record)
     seed_counts: dict = field(default_factory=dict)  # each run's number of seeds
@@ -151,7 +150,7 @@ def read_folder(path: Path, subjects=None, sessions=None) -> Folder:
         tests[key] = digest if tests.get(key, digest) == digest else "seeds tested on different windows"
     pooled = summaries.pool_repeats(records)
     return Folder(path, path.name or str(path), dataset, protocol, model,
-                  {(r["subject"], r["session"]): 100 * r["accuracy"] for r in pooled}, max(r["seeds"] for r in pooled),
+                  {(r["subject"], r["session"]): 100 * r["accuracy"] for r in pooled},
                   {(r["subject"], r["session"]): r["accuracy_seed_std"] for r in pooled}, tests,
                   {(r["subject"], r["session"]): r["seeds"] for r in pooled}, _settings(path, records[0]["config_key"]))
 
