@@ -156,6 +156,12 @@ class TrainingConfig:
     accelerator: str = _key("auto", choices=("auto", "off"),
                             doc="auto: CPU training through fastcpu.py while it matches model.py; off: the definition")
     num_threads: int = _key(0, check=_non_negative, expect="an integer >= 0 (0: torch's default)", at_most=1024)
+    compile: str = _key("auto", choices=("off", "on", "auto"),
+                        doc="on: full batches through torch.compile (CUDA graphs on CUDA), partial ones eagerly; auto: on "
+                            "where bench/gpu.sh measured it faster (sst/training/graphed.py); off: eager")
+    state_save: str = _key("background", choices=("background", "sync"),
+                           doc="background: each epoch's resumable state copied, then written while the next epoch "
+                               "trains; sync: written before it starts")
     repeats: int = _key(1, check=_positive, expect="a positive integer",
                         at_most=1000, doc="each run trained this many times, with seeds seed, seed + 1, ... "
                                           "(runs <run>_rep1, ...)")

@@ -130,6 +130,41 @@ def test_run_killed_twice_resumes_to_the_uninterrupted_result(tiny, reference, t
     assert leftovers(res) == []
 
 
+# run.py with every background write of a partial state held for 2 s once the file is written, before it is
+# renamed into place: the moment a kill finds a write in flight
+SLOW_WRITES = """
+import runpy, sys, threading, time, torch
+save = torch.save
+def held(obj, f, *a, **k):
+    save(obj, f, *a, **k)
+    if threading.current_thread() is not threading.main_thread():
+        time.sleep(2)
+torch.save = held
+sys.argv = sys.argv[1:]
+runpy.run_path("run.py", run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_run_killed_during_a_background_state_write_resumes_to_the_uninterrupted_result(tiny, reference, tmp_path):
+    """[training] state_save = background: SIGKILL while an epoch's state is being written (the one before it
+    is in place, the next epoch trains): the rerun resumes from the state in place, to the same result."""
+    res = tmp_path / "res"
+    ini = str(make_ini(tmp_path / "kill.ini", tiny / "SEED", tiny / "pre", res))
+    partial = res / "checkpoints" / "sub01_ses1.partial.pt"
+    first = start("-c", SLOW_WRITES, "run.py", "-c", ini, "--subjects", "1")
+    kill_when(first, lambda: partial.exists() and any((res / "checkpoints").glob(".sub01_ses1.partial.pt~*.tmp")))
+    assert not (res / "runs" / "sub01_ses1.json").exists()
+    kept = torch.load(partial, map_location="cpu", weights_only=True)
+    assert len(kept["history"]) == 1        # epoch 1's state; epoch 2's was in flight, epoch 3 training
+
+    p = run_cli("run.py", "-c", ini, "--subjects", "1")
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert "sub01_ses1: resuming after epoch 1 of 3" in p.stdout
+    assert_same_results(res, reference, runs=RUNS[:1])
+    assert leftovers(res) == []
+
+
 @pytest.mark.slow
 def test_preprocess_killed_mid_session_redoes_that_session_only(tiny, tmp_path):
     pre = tmp_path / "pre"

@@ -34,7 +34,7 @@ from sst.data import datasets, inputs
 from sst.errors import ConfigError, DataError, UserError
 from sst.models import baselines, dgcnn
 from sst.results import checkpoints, provenance, records, store
-from sst.training import loop, protocols
+from sst.training import graphed, loop, protocols
 
 if TYPE_CHECKING:
     from sst.config import Config
@@ -59,7 +59,8 @@ class ModelKind:
         raise NotImplementedError
 
     def precision(self, device, cfg: Config) -> str:
-        """The effective precision of training on `device` (part of the result key): "float32" or "bf16"."""
+        """The effective precision of training on `device` (part of the result key): "float32", "bf16" or
+        "bf16-compiled" (sst.training.graphed.precision)."""
         return "float32"
 
     def code_roots(self, cfg: Config, net: torch.nn.Module | None = None) -> list:
@@ -105,8 +106,8 @@ class LoopKind(ModelKind):
         return self.model().sources(cfg)
 
     def precision(self, device, cfg: Config) -> str:
-        """bf16 under CUDA autocast ([training] amp), else float32."""
-        return "bf16" if getattr(device, "type", device) == "cuda" and cfg.training.amp else "float32"
+        """bf16 under CUDA autocast ([training] amp), bf16-compiled through torch.compile too, else float32."""
+        return graphed.precision(cfg, device)
 
     def train_run(self, cfg: Config, spec: RunSpec, sessions: list, device, out: store.ResultDir, progress,
                   k: int = 1, n: int = 1, tensorboard: bool = False) -> dict:
@@ -114,27 +115,28 @@ class LoopKind(ModelKind):
         data = loop.build_run_data(cfg, spec, sessions, self.model())
         trainer = self._resumed(cfg, spec, data, device, out)
         progress.run_ended(len(trainer.history))        # epochs a resumed run does not redo
-        writer = None
+        tensorboard_writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(log_dir=str(out.root / "tensorboard" / spec.name))
+            tensorboard_writer = SummaryWriter(log_dir=str(out.root / "tensorboard" / spec.name))
 
         def on_epoch(row: dict) -> None:
-            store.save_partial(out.partial(spec), trainer, out.config_key, out.code)
+            writer.save(out.partial(spec), trainer, out.config_key, out.code)
             store.write_epochs_csv(out.epochs_csv(spec), trainer.history)
-            if writer is not None:
+            if tensorboard_writer is not None:
                 for key, value in row.items():
                     if key != "epoch":
-                        writer.add_scalar(key, value, row["epoch"])
-                writer.flush()
+                        tensorboard_writer.add_scalar(key, value, row["epoch"])
+                tensorboard_writer.flush()
             print(progress.epoch_line(k, n, spec, row, cfg.training.nbEpoch), flush=True)
 
         try:
-            trainer.fit(on_epoch)
+            with store.StateWriter(cfg.training.state_save == "background") as writer:
+                trainer.fit(on_epoch)       # every state has landed when the block is left, however it is
         finally:
-            if writer is not None:
-                writer.close()
+            if tensorboard_writer is not None:
+                tensorboard_writer.close()
         progress.run_ended(cfg.training.nbEpoch - len(trainer.history))   # early stopping's unused epochs
         test_loss, truth, predicted = trainer.evaluate()
         steps = len(trainer.history) * math.ceil(len(data.split.train) / cfg.training.batch_size)

@@ -37,14 +37,18 @@ if TYPE_CHECKING:
 # [training] keys that do not change what a run computes (nor does [path]): results made under
 # other values are reused. (The accelerator computes the definition's maths, to float32 rounding, as a
 # CUDA float32 run does.)
-NON_RESULT_TRAINING_KEYS = ("device", "num_threads", "accelerator", "repeats")   # repeats: how many seeds, not which
+# compile and state_save likewise: a compiled float32 step computes the definition's maths to float32 rounding (a
+# compiled bf16 step does not: its precision is "bf16-compiled", sst/training/graphed.py), and where the state is
+# written changes no number.
+NON_RESULT_TRAINING_KEYS = ("device", "num_threads", "accelerator", "repeats",   # repeats: how many seeds, not which
+                            "compile", "state_save")
 # Keys added after result folders existed: left out of the key while they hold their default, so that
 # results made before them keep their key.
 ADDED_KEYS = {("model", "attention_block"), ("model", "name"), ("model", "dgcnn_form"), ("model", "dgcnn_order"),
               ("model", "dgcnn_filters"), ("model", "dgcnn_hidden"), ("training", "train_trials"),
               ("training", "optimizer"), ("training", "momentum"), ("training", "lr_schedule"),
               ("training", "lr_step_epochs"), ("training", "lr_gamma")}
-PRECISIONS = ("float32", "bf16")
+PRECISIONS = ("float32", "bf16", "bf16-compiled")     # sst.training.graphed.precision
 # Project modules that compute nothing a result holds: not followed by the code identity.
 NOT_COMPUTING = {"sst.errors", "sst.fileio", "sst.cli", "sst.plugins", "sst.config", "sst.schemas",
                  "sst.results.provenance"}
@@ -52,7 +56,8 @@ NOT_COMPUTING = {"sst.errors", "sst.fileio", "sst.cli", "sst.plugins", "sst.conf
 
 def result_key(cfg: Config, precision: str = "float32") -> str:
     """A short fingerprint of every setting that changes results (not paths, device, threads or the
-    accelerator) and of the effective precision: "float32", or "bf16" (CUDA autocast, [training] amp).
+    accelerator) and of the effective precision: "float32", "bf16" (CUDA autocast, [training] amp) or
+    "bf16-compiled" (the same through torch.compile, [training] compile).
     Float32 keys are those of earlier versions (keys added since count only when set)."""
     d = cfg.to_dict()
     del d["path"]

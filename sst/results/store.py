@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -379,8 +380,66 @@ def save_partial(path: Path, trainer: Trainer, config_key: str, code: dict | Non
 
     Atomic, not fsynced: a killed process loses at most the epoch it was in; a power loss may lose the
     state (then the run starts over), never a finished run (docs/guarantees.md; measured in bench/README.md)."""
+    _write_partial(path, trainer.state(), config_key, code)
+
+
+def _write_partial(path: Path, state: dict, config_key: str, code: dict | None) -> None:
     with fileio.atomic_path(path, durable=False) as tmp:
-        torch.save({"config_key": config_key, "code": code, **trainer.state()}, tmp)
+        torch.save({"config_key": config_key, "code": code, **state}, tmp)
+
+
+class StateWriter:
+    """Saves a run's resumable state after each epoch ([training] state_save), as save_partial does.
+
+    background (the default): `save` copies the state on the host (Trainer.state(snapshot=True): one copy per
+    dtype, from a device or of the CPU's live tensors) and returns; one thread writes it while the next epoch
+    trains. Each save first waits for the write before it, so one write at most is in flight and states land
+    in order: a kill loses at most the epoch it was in and, in the first moments of an epoch while the last
+    epoch's state is still being written, that epoch too. Ctrl-C and SIGTERM wait for the write (`with`:
+    leaving the block waits). sync: written before `save` returns (save_partial).
+
+        with store.StateWriter(cfg.training.state_save == "background") as writer:
+            trainer.fit(lambda row: writer.save(out.partial(spec), trainer, out.config_key, out.code))
+        # every state has landed here: the result may be written, and the partial state removed
+    """
+
+    def __init__(self, background: bool = True):
+        self.background = background
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+
+    def save(self, path: Path, trainer: Trainer, config_key: str, code: dict | None = None) -> None:
+        self.wait()
+        if not self.background:
+            save_partial(path, trainer, config_key, code)
+            return
+        state = trainer.state(snapshot=True)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="state-save")
+        self._pending = self._pool.submit(_write_partial, path, state, config_key, code)
+
+    def wait(self) -> None:
+        """Until the write in flight has landed; its error (OutputError naming the file) is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> "StateWriter":
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        try:
+            if kind is None:
+                self.wait()
+            else:           # the block's own error is the one to report; the state still lands if it can
+                try:
+                    self.wait()
+                except Exception:
+                    pass
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
 
 
 class OtherCode(Exception):

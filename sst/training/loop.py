@@ -26,7 +26,7 @@ from sst import runtime
 from sst.config import Config
 from sst.data import inputs
 from sst.errors import DataError
-from sst.training import fastcpu, optim, protocols
+from sst.training import fastcpu, graphed, optim, protocols
 from sst.training.protocols import Split
 from sst.training.runspec import RunSpec, run_seed
 
@@ -172,7 +172,9 @@ class Trainer:
         # [training] accelerator = off or the definition is not the one it was written for (it steps aside);
         # CUDA training and every evaluation run the definition itself, and so does CPU training with the
         # accelerator off: the CUDA path's loop, which the tests run on the CPU that way
-        cpu_auto = device.type == "cpu" and cfg.training.accelerator == "auto"
+        # [training] compile: full batches through torch.compile (sst.training.graphed; the accelerator steps aside)
+        self.graphed = graphed.compiled(self.net, device) if graphed.wanted(cfg, device) else None
+        cpu_auto = device.type == "cpu" and cfg.training.accelerator == "auto" and self.graphed is None
         fast = fastcpu.accelerate(self.net) if model.accelerate and cpu_auto else None
         self.train_net, self.accelerated = fast or self.net, fast is not None
         self.optimizer = optim.make(self.net, cfg.training)
@@ -192,7 +194,7 @@ class Trainer:
 
     def _forward(self, idx: torch.Tensor, net=None) -> torch.Tensor:
         """Logits of the samples `idx` (on the device): each stream's maps built from its source array."""
-        net, maps, built = net or self.net, {}, {}
+        net, maps, built = self.net if net is None else net, {}, {}
         for name, x in self.inputs.items():    # streams of one source share its maps
             if id(x) not in built:
                 rows = x.index_select(0, idx)
@@ -214,9 +216,14 @@ class Trainer:
         train = torch.from_numpy(self.data.split.train)
         order = to_device(train[torch.randperm(len(train), generator=self.shuffle)], self.device)
         losses, correct = [], []
-        for batch in order.split(self.cfg.training.batch_size):
+        size = self.cfg.training.batch_size
+        for batch in order.split(size):
             y = self.labels.index_select(0, batch)
-            logits = self._forward(batch, self.train_net)
+            net = self.train_net
+            if self.graphed is not None and len(batch) == size:  # the partial last batch eagerly: fixed shapes
+                graphed.step_begins()
+                net = self.graphed
+            logits = self._forward(batch, net)
             loss = F.cross_entropy(logits, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -227,7 +234,6 @@ class Trainer:
         bad = next((x for x in losses if not math.isfinite(x)), None)
         if bad is not None:
             raise Diverged(f"{self.where(epoch)}: training loss became {bad}")
-        size = self.cfg.training.batch_size
         total_loss = 0.0
         for k, loss in enumerate(losses):    # in float64, batch by batch, as the loss was always summed
             total_loss += loss * min(size, len(train) - k * size)
@@ -244,23 +250,30 @@ class Trainer:
         was_training = self.net.training
         self.net.eval()
         losses, preds = [], []
-        for batch in to_device(torch.from_numpy(indices), self.device).split(max(self.cfg.training.batch_size, 256)):
-            logits = self._forward(batch)
+        size = max(self.cfg.training.batch_size, 256)
+        for batch in to_device(torch.from_numpy(indices), self.device).split(size):
+            full = self.graphed is not None and len(batch) == size      # eval mode: a graph of its own
+            if full:
+                graphed.step_begins()
+            logits = self._forward(batch, self.graphed if full else None)
             losses.append(F.cross_entropy(logits, self.labels.index_select(0, batch), reduction="sum"))
             preds.append(logits.argmax(1))
         self.net.train(was_training)
         losses, preds = to_host(torch.stack(losses), torch.cat(preds))
         return sum(losses.tolist()) / len(indices), preds.numpy()
 
-    def state(self) -> dict:
+    def state(self, snapshot: bool = False) -> dict:
         """Everything needed to continue bit-identically after a kill (CPU), on the host: the tensors of the
         network, the optimizer and the best checkpoint come from a device in one copy per dtype (host_copy);
-        on the CPU they are the live tensors, which the next steps change (save them at once)."""
-        tensors = host_copy({"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(), "best": self.best})
-        return {"subject_pool": self.data.subjects, "session_pool": self.data.sessions, **tensors,
-                "shuffle": self.shuffle.get_state(), "torch_rng": torch.get_rng_state(),
+        on the CPU they are the live tensors, which the next steps change (save them at once), unless
+        `snapshot`: then the network's and the optimizer's are copied too (the best checkpoint's never change:
+        a better epoch replaces them), so that the state may be written while training goes on."""
+        live = host_copy({"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}, snapshot)
+        return {"subject_pool": self.data.subjects, "session_pool": self.data.sessions, **live,
+                "best": host_copy(dict(self.best)), "shuffle": self.shuffle.get_state(),
+                "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "history": self.history}
+                "history": list(self.history)}
 
     def load_state(self, state: dict) -> None:
         """Continue from `state()`; ValueError if it was saved for another pool than the run's now (the protocol's

@@ -331,12 +331,13 @@ def test_the_result_key_holds_what_changes_results_and_keeps_earlier_keys(ini, k
     del d["path"], d["model"]["plugins"], d["model"]["name"], d["model"]["attention_block"]
     for k in ("dgcnn_form", "dgcnn_order", "dgcnn_filters", "dgcnn_hidden"):     # keys added since, at their default
         del d["model"][k]
-    for k in ("device", "num_threads", "accelerator", "repeats",      # what changes no result
+    for k in ("device", "num_threads", "accelerator", "repeats", "compile", "state_save",     # what changes no result
               "train_trials", "optimizer", "momentum", "lr_schedule", "lr_step_epochs", "lr_gamma"):    # added since
         del d["training"][k]
     assert key == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
     same = [{"training": {"device": "cpu"}}, {"training": {"accelerator": "off", "num_threads": 1}},
-            {"training": {"repeats": 5}}, {"path": {"result_path": tmp_path}}]
+            {"training": {"repeats": 5}}, {"path": {"result_path": tmp_path}},
+            {"training": {"compile": "on", "state_save": "sync"}}]
     other = [{"training": {"lr": 1e-3}}, {"model": {"attention": "none"}}, {"model": {"name": "linear_svm"}},
              {"model": {"attention_block": "mine"}}, {"training": {"train_trials": 6}},
              {"training": {"optimizer": "sgd"}}, {"training": {"lr_schedule": "cosine"}}]

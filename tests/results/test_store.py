@@ -354,6 +354,73 @@ def test_the_partial_state_is_not_fsynced_the_result_is(tmp_path, monkeypatch):
     assert len(synced) == 3        # the best checkpoint, the epochs CSV and the run record
 
 
+def saved(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def same_state(a, b) -> bool:
+    """Two saved states hold the same values (tensors equal; a state dict's metadata aside)."""
+    if torch.is_tensor(a):
+        return torch.is_tensor(b) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b))
+    return a == b or (a != a and b != b)
+
+
+def test_a_background_save_writes_the_state_of_its_epoch_while_the_next_trains(tmp_path, monkeypatch):
+    """[training] state_save = background: the state copied when `save` returns is the one written, however far
+    training has gone on meanwhile (the write is held back here until the next epoch has trained); the same
+    file as a synchronous save of that moment; the next save waits for it."""
+    import threading
+
+    cfg, spec, data = tiny_run(nbEpoch=1, accelerator="off")
+    trainer = loop.Trainer(cfg, spec, data, CPU)
+    trainer.fit()
+    store.save_partial(tmp_path / "sync.pt", trainer, "key", {"x": "1"})
+    release, writing, threads = threading.Event(), threading.Event(), []
+    real_write = store._write_partial
+
+    def held(*a):
+        threads.append(threading.current_thread())
+        writing.set()
+        assert release.wait(60)
+        real_write(*a)
+    monkeypatch.setattr(store, "_write_partial", held)
+    with store.StateWriter() as writer:
+        writer.save(tmp_path / "background.pt", trainer, "key", {"x": "1"})
+        assert writing.wait(60) and not (tmp_path / "background.pt").exists()
+        trainer.history.append(trainer.train_epoch(2))      # the live tensors change; the copy does not
+        trainer.best["wait"] += 1
+        release.set()
+    assert threads[0] is not threading.main_thread()
+    assert same_state(saved(tmp_path / "background.pt"), saved(tmp_path / "sync.pt"))
+    assert not same_state(saved(tmp_path / "background.pt")["net"], trainer.net.state_dict())
+    with store.StateWriter(background=False) as writer:   # sync: written by this thread, before save returns
+        writer.save(tmp_path / "sync2.pt", trainer, "key")
+        assert (tmp_path / "sync2.pt").exists() and threads[-1] is threading.main_thread()
+
+
+def test_a_failed_background_write_is_raised_by_the_next_save_naming_the_file(tmp_path):
+    cfg, spec, data = tiny_run(nbEpoch=1)
+    trainer = loop.Trainer(cfg, spec, data, CPU)
+    trainer.fit()
+    (tmp_path / "file").write_text("not a folder")
+    bad = tmp_path / "file" / "sub01_ses1.partial.pt"
+    with pytest.raises(errors.OutputError, match="file: cannot create the folder"):
+        with store.StateWriter() as writer:
+            writer.save(bad, trainer, "key")
+            writer.save(tmp_path / "p.pt", trainer, "key")
+    with pytest.raises(errors.OutputError, match="file: cannot"):    # or when the block is left
+        with store.StateWriter() as writer:
+            writer.save(bad, trainer, "key")
+    with pytest.raises(KeyError, match="the block's own"):      # which does not hide the block's own error
+        with store.StateWriter() as writer:
+            writer.save(bad, trainer, "key")
+            raise KeyError("the block's own")
+
+
 def finished_run(out: store.ResultDir, cfg, spec, trainer: loop.Trainer) -> None:
     """The files of a finished run, as the network's model kind writes them (kinds.Network.train_run)."""
     loss, truth, predicted = trainer.evaluate()
