@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU figures in one prepared run: under 8 minutes on one H100/H200; the last line is the protocol estimate.
+# GPU figures in one prepared run: under 8 minutes on one H100/H200; the last line is the protocol estimate for the
+# best combination measured (compiled or eager, float32 or bf16, the state saved in the background or not, --jobs).
 #
 #     bash bench/gpu.sh                          # a machine with a CUDA GPU, torch (CUDA build) and requirements.txt
 #     GPU_BENCH_DEVICE=cpu bash bench/gpu.sh     # the dry run: the same lines on the CPU, reduced sizes, 2-4 min
@@ -12,22 +13,27 @@
 #   info        torch, CUDA, cuDNN, the GPU
 #   data        synthetic SEED, 4 full-size subject-sessions (3394 windows each), Preprocess.py --no-maps
 #   check       correctness: bf16 autocast against float32 on the device, training mode, dropout off
-#   runs        two runs of sub01_ses1 (3 epochs each) in one process, as run.py trains them: losses and
-#               gradients finite; one-off cost; fixed cost per run; the median epoch from epoch 2 split
-#               into training, evaluation and state save; the first run's checkpoint predicted on the CPU
+#   runs        two runs of sub01_ses1 (3 epochs each) in one process, as run.py trains them by default (eager,
+#               bf16, the state saved in the background): losses and gradients finite; one-off cost; fixed cost
+#               per run; the median epoch from epoch 2 split into training, evaluation and state save; the
+#               first run's checkpoint predicted on the CPU
+#   options     one such run under each other combination: eager float32, the state saved synchronously,
+#               compiled bf16, compiled float32 ([training] amp, state_save, compile): median epoch, its parts,
+#               the first epoch's extra (compiling), graphs made and CUDA graphs skipped
 #   tests       tests/training/test_loop_cuda.py (training step against the CPU, waits per epoch, bf16, run.py on CUDA)
 #   resume      run.py killed after its first epoch, then run again: it resumes
 #   jobs        run.py --jobs 1, 2, 4 on the one GPU (1, 2, 4 runs): epochs/min; --jobs 2 finishes both
 #   throughput  training steps at batch 64 and 256, float32 and bf16: samples/s and peak memory
-#   estimate    protocol estimate: T (one-off A s + 45 x (fixed B s + 50 x median epoch C s))
+#   estimate    a line per combination measured (the options, --jobs 2 and 4), then the protocol estimate:
+#               T (one-off A s + 45 x (fixed B s + 50 x median epoch C s)), the best of N measured: its name
 # Nothing is downloaded. Logs go to $OUT/gpu-bench when OUT is set (the device tool brings $OUT back), else
 # to the bench folder; the data (1.6 GB) stays in the bench folder (default: a temporary one, removed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 DEVICE=${GPU_BENCH_DEVICE:-cuda}
-DEADLINE_S=${DEADLINE_S:-450}
-STEPS=${GPU_BENCH_STEPS:-info data check runs tests resume jobs throughput estimate}
+DEADLINE_S=${DEADLINE_S:-470}
+STEPS=${GPU_BENCH_STEPS:-info data check runs options tests resume jobs throughput estimate}
 if [ -n "${GPU_BENCH_DIR:-}" ]; then DIR=$GPU_BENCH_DIR; else DIR=$(mktemp -d); trap 'rm -rf "$DIR"' EXIT; fi
 LOGS=${OUT:+$OUT/gpu-bench}
 LOGS=${LOGS:-$DIR/logs}
@@ -39,7 +45,7 @@ case " $STEPS " in    # every step but info and estimate needs the data: written
     " info "*) [ -d "$DIR/pre" ] || STEPS="info data ${STEPS#info }" ;;
     *) [ -d "$DIR/pre" ] || STEPS="data $STEPS" ;;
 esac
-declare -A CAP=([info]=15 [data]=40 [check]=30 [runs]=80 [tests]=70 [resume]=45 [jobs]=100 [throughput]=40 [estimate]=10)
+declare -A CAP=([info]=10 [data]=35 [check]=20 [runs]=65 [options]=130 [tests]=55 [resume]=35 [jobs]=85 [throughput]=25 [estimate]=5)
 total=0
 for step in $STEPS; do total=$(( total + ${CAP[$step]:?unknown step $step} )); done
 if (( total >= DEADLINE_S )); then

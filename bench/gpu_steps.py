@@ -4,8 +4,9 @@
     python3 bench/gpu_steps.py data --dir DIR --device cuda        # synthetic SEED, 4 subjects, Preprocess --no-maps
     python3 bench/gpu_steps.py check --dir DIR --device cuda       # bf16 against float32 on one device, dropout off
     python3 bench/gpu_steps.py runs --dir DIR --device cuda --t0 T # two runs in one process: costs, checkpoint on CPU
+    python3 bench/gpu_steps.py options --dir DIR --device cuda     # compiled / eager, float32 / bf16, sync save
     python3 bench/gpu_steps.py resume|jobs|throughput --dir DIR --device cuda
-    python3 bench/gpu_steps.py estimate --dir DIR                  # the protocol estimate, one line
+    python3 bench/gpu_steps.py estimate --dir DIR                  # a line per combination, the best last
 
 Run by bench/gpu.sh (read it first); every step can be run again alone. On the CPU (--device cpu: the dry
 run) the sizes are reduced (DRY_RUN) so that the whole takes a few minutes on two cores: its figures say
@@ -170,7 +171,7 @@ def check(args) -> int:
 
 
 class Timers:
-    """Wraps Trainer.train_epoch, Trainer.predict and results.save_partial (seconds of each call), and notes
+    """Wraps Trainer.train_epoch, Trainer.predict and StateWriter.save (seconds of each call), and notes
     when Trainer.fit starts; checks the gradients after each epoch, outside the timed part."""
 
     def __init__(self):
@@ -198,7 +199,7 @@ class Timers:
                                            if p.grad is not None))
         wrap(loop.Trainer, "train_epoch", "training", check_grads)
         wrap(loop.Trainer, "predict", "evaluation")
-        wrap(store, "save_partial", "state save")
+        wrap(store.StateWriter, "save", "state save")     # what training waits for ([training] state_save)
         self.fit_starts: list[float] = []
         fit = loop.Trainer.fit
         loop.Trainer.fit = lambda *a, **k: (self.fit_starts.append(time.perf_counter()), fit(*a, **k))[1]
@@ -226,9 +227,7 @@ def runs(args) -> int:
     SEED's trial protocol has the same batch sizes, 3394 windows a session: a process autotunes them once.)"""
     import run
     from sst.data import session_store
-    from sst.models import kinds
     from sst.models.trained import TrainedModel
-    from sst.training import runspec
 
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -237,34 +236,21 @@ def runs(args) -> int:
     ready = time.time()
     startup = ready - args.t0 if args.t0 else 0.0
     run.prepare(device, 1 if device.type == "cpu" else None)
-    epochs = sizes(args.device)["epochs"]
     timers = Timers()
     walls, intervals, splits, finite = [], [], [], []
     for k in (1, 2):
-        cfg = load(args, f"runs{k}", training={"nbEpoch": epochs, "patience": epochs})
-        spec = runspec.RunSpec(1, 1)
-        sessions = session_store.load_preprocessed(cfg, [1], [1])
-        out = kinds.result_dir(cfg, device)
-        progress = make_progress(epochs)
-        timers.calls.clear()
-        start = time.perf_counter()
-        with open(os.devnull, "w") as quiet, _redirect(quiet):     # train_run's progress lines
-            result = run.train_run(cfg, spec, sessions, device, out, progress)
-        walls.append(time.perf_counter() - start)
-        ends = [timers.fit_starts[-1], *progress.ends]
-        interval = np.diff(ends)                    # epoch e: end of epoch e-1 (or fit's start) to end of epoch e
+        result, wall, interval, by_kind, ok = timed_run(args, device, timers, f"runs{k}")
+        walls.append(wall)
         intervals.append(interval)
-        fixed = walls[-1] - (ends[-1] - ends[0])
-        by_kind = {kind: [s for label, s in timers.calls if label == kind] for kind in ("training", "evaluation",
-                                                                                         "state save")}
+        fixed = wall - float(np.sum(interval))
         splits.append(by_kind)
-        finite.append(all(timers.grads_finite[-epochs:]) and all(
-            np.isfinite([r["train_loss"] for r in result["history"]])))
+        finite.append(ok)
         epoch_seconds = ", ".join(f"{x:.2f}" for x in interval)
         print(f"run {k}: {result['epochs_run']} epochs of {result['n_train']} training and {result['n_val']} "
               f"validation windows: {walls[-1]:.1f} s (epochs {epoch_seconds} s; fixed {fixed:.2f} s); "
               f"losses and gradients finite: {verdict(finite[-1])}")
-    # steady state from the second run; epochs from 2 on of both runs for the medians
+    # steady state from the second run; epochs from 2 on of both runs for the medians (the default options:
+    # eager, bf16 autocast on CUDA, the state saved in the background)
     later = [x for interval in intervals for x in interval[1:]]
     median = statistics.median(later)
     part = {kind: statistics.median([s for split in splits for s in split[kind][1:]]) for kind in splits[0]}
@@ -278,11 +264,11 @@ def runs(args) -> int:
           f"{part['evaluation']:.3f} s + state save {part['state save']:.3f} s + the rest {rest:.3f} s "
           f"(epochs CSV, progress line)")
     note(args, one_off=one_off, fixed=fixed, epoch=median, train=part["training"], evaluation=part["evaluation"],
-         save=part["state save"])
+         save=part["state save"], default=option_name(load(args), device))
 
     # the first run's best checkpoint, loaded and predicted on the CPU, against the device
     trained = TrainedModel.load(load(args, "runs1").path.result_path / "checkpoints" / "sub01_ses1.pt")
-    session = session_store.load_preprocessed(cfg, [1], [1])[0]
+    session = session_store.load_preprocessed(load(args), [1], [1])[0]
     arrays = trained.source_arrays([session], np.arange(min(256, len(session.label))))
     probabilities = {}
     for where in ("cpu", args.device):
@@ -297,6 +283,83 @@ def runs(args) -> int:
     print(f"correctness: run 1's checkpoint loaded on the CPU: {agree}/{len(cpu)} windows predicted as on "
           f"{args.device}, probabilities max |diff| {diff:.1e}: {verdict(ok)}")
     return 0 if ok and all(finite) else 1
+
+
+def timed_run(args, device: torch.device, timers: Timers, result: str, **training) -> tuple:
+    """One run of sub01_ses1 as run.py trains it (train_run, in this process), `training` changing [training]:
+    (its record, wall seconds, seconds of each epoch (end of the one before, or fit's start, to its end),
+    {"training" | "evaluation" | "state save": seconds of each call}, losses and gradients finite)."""
+    import run
+    from sst.data import session_store
+    from sst.models import kinds
+    from sst.training import runspec
+
+    epochs = sizes(args.device)["epochs"]
+    cfg = load(args, result, training={"nbEpoch": epochs, "patience": epochs, **training})
+    sessions = session_store.load_preprocessed(cfg, [1], [1])
+    progress = make_progress(epochs)
+    timers.calls.clear()
+    start = time.perf_counter()
+    with open(os.devnull, "w") as quiet, _redirect(quiet):     # train_run's progress lines
+        record = run.train_run(cfg, runspec.RunSpec(1, 1), sessions, device, kinds.result_dir(cfg, device), progress)
+    wall = time.perf_counter() - start
+    interval = np.diff([timers.fit_starts[-1], *progress.ends])
+    by_kind = {kind: [s for label, s in timers.calls if label == kind] for kind in ("training", "evaluation",
+                                                                                     "state save")}
+    finite = all(timers.grads_finite[-len(interval):]) and all(np.isfinite([r["train_loss"] for r in record["history"]]))
+    return record, wall, interval, by_kind, finite
+
+
+def option_name(cfg: config.Config, device: torch.device) -> str:
+    """How the estimate names a combination: "compiled|eager, bf16|float32, background|sync save" ([training]
+    amp asks for bf16 autocast, which only CUDA has)."""
+    from sst.training import graphed
+
+    precision = ("bf16" if device.type == "cuda" else "bf16 (float32 on the CPU)") if cfg.training.amp else "float32"
+    return (f"{'compiled' if graphed.wanted(cfg, device) else 'eager'}, {precision}, "
+            f"{cfg.training.state_save} save")
+
+
+# (the [training] changes of each combination the options step measures against the runs step's defaults), the
+# cheap ones first: a step out of time keeps what it printed
+OPTIONS = ({"amp": False}, {"state_save": "sync"}, {"compile": "on"}, {"compile": "on", "amp": False})
+
+
+def options(args) -> int:
+    """One run of sub01_ses1 under each other combination of [training] compile, amp (float32 / bf16) and
+    state_save, one after the other in this process (after the runs step, which measured the defaults): each
+    one's median epoch from epoch 2 (training, evaluation, what training waits for the state save) and its first
+    epoch's extra (compiling, for a compiled one). On the CPU (the dry run) the compiled step uses the aot_eager
+    backend (the same graphs, no code generated; inductor on two cores compiles for minutes) and there is no
+    bf16 autocast: its bf16 lines train float32."""
+    import run
+    from torch._dynamo.utils import counters
+
+    from sst.training import graphed
+
+    device = torch.device(args.device)
+    run.prepare(device, 1 if device.type == "cpu" else None)
+    if device.type == "cpu":
+        graphed.BACKEND = "aot_eager"
+    timers, failed, measured = Timers(), False, {}
+    for k, change in enumerate(OPTIONS, start=1):
+        name = option_name(load(args, training=change), device)
+        graphs, skips = counters["stats"]["unique_graphs"], counters["inductor"]["cudagraph_skips"]
+        record, wall, interval, by_kind, ok = timed_run(args, device, timers, f"options{k}", **change)
+        median = statistics.median(interval[1:])
+        part = {kind: statistics.median(times[1:]) for kind, times in by_kind.items()}
+        extra = interval[0] - median
+        compiled = "compile" in change
+        what = (f"graphs compiled {counters['stats']['unique_graphs'] - graphs}, CUDA graphs skipped "
+                f"{counters['inductor']['cudagraph_skips'] - skips}; " if compiled else "")
+        print(f"option {name}: median epoch {median:.3f} s (training {part['training']:.3f} s, evaluation "
+              f"{part['evaluation']:.3f} s, state save {part['state save'] * 1000:.1f} ms); first epoch "
+              f"+{max(0.0, extra):.1f} s{' (compiling)' if compiled else ''}; {what}{wall:.1f} s in all; losses and gradients "
+              f"finite: {verdict(ok)}", flush=True)
+        measured[name] = {"epoch": median, "extra": max(0.0, extra)}
+        note(args, options=measured)
+        failed |= not ok
+    return 1 if failed else 0
 
 
 class _redirect:
@@ -441,20 +504,34 @@ def _training_steps(cfg: config.Config, device: torch.device, batch: int, bf16: 
 
 
 def estimate(args) -> int:
-    """The protocol's time with --jobs 1: one-off + 45 runs x (fixed + 50 epochs x median epoch)."""
+    """The protocol's time for each combination measured, one line each, then the best as the last line:
+    one-off + 45 runs x (fixed + 50 epochs x median epoch). The runs step's defaults (--jobs 1); each option's
+    epoch, with its first epoch's extra (compiling) paid once, in its one-off; --jobs J (the defaults, J runs at
+    once on the GPU): the epoch of a run among J divided by J, the GPU's time per epoch at that rate."""
     path = args.dir / "figures.json"
     f = json.loads(path.read_text()) if path.is_file() else {}
-    if all(k in f for k in ("one_off", "fixed", "epoch")):
-        total = f["one_off"] + RUNS * (f["fixed"] + EPOCHS * f["epoch"])
-        print(f"protocol estimate: {total / 60:.1f} min (one-off {f['one_off']:.1f} s + {RUNS} x (fixed "
-              f"{f['fixed']:.2f} s + {EPOCHS} x median epoch {f['epoch']:.3f} s))")
-    else:
+    if not all(k in f for k in ("one_off", "fixed", "epoch")):
         print(f"protocol estimate: n/a (one-off n/a s + {RUNS} x (fixed n/a s + {EPOCHS} x median epoch n/a s))")
+        return 0
+    default = f.get("default", "the defaults")
+    candidates = {f"{default}, --jobs 1": (f["one_off"], f["epoch"])}
+    for name, o in f.get("options", {}).items():
+        candidates[f"{name}, --jobs 1"] = (f["one_off"] + o["extra"], o["epoch"])
+    for j in (2, 4):
+        if f"jobs{j}_epoch" in f:
+            candidates[f"{default}, --jobs {j}"] = (f["one_off"], f[f"jobs{j}_epoch"] / j)
+    totals = {name: one_off + RUNS * (f["fixed"] + EPOCHS * epoch) for name, (one_off, epoch) in candidates.items()}
+    for name, total in sorted(totals.items(), key=lambda item: item[1]):
+        print(f"estimate: {total / 60:.1f} min with {name}")
+    best = min(totals, key=totals.get)
+    one_off, epoch = candidates[best]
+    print(f"protocol estimate: {totals[best] / 60:.1f} min (one-off {one_off:.1f} s + {RUNS} x (fixed "
+          f"{f['fixed']:.2f} s + {EPOCHS} x median epoch {epoch:.3f} s)), the best of {len(totals)} measured: {best}")
     return 0
 
 
-STEPS = {"info": info, "data": data, "check": check, "runs": runs, "resume": resume, "jobs": jobs,
-         "throughput": throughput, "estimate": estimate}
+STEPS = {"info": info, "data": data, "check": check, "runs": runs, "options": options, "resume": resume,
+         "jobs": jobs, "throughput": throughput, "estimate": estimate}
 
 
 def main(argv: list[str] | None = None) -> int:

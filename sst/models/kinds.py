@@ -144,7 +144,7 @@ class LoopKind(ModelKind):
             cfg, spec, out, truth, predicted, test_loss, data.split, data.pools, steps=steps,
             best_epoch=trainer.best["epoch"], history=trainer.history,
             seconds=sum(r["seconds"] for r in trainer.history), wall_seconds=time.perf_counter() - start,
-            device=str(device), accelerated=trainer.accelerated)
+            device=str(device), accelerated=trainer.accelerated, compiled=trainer.graphed is not None)
         store.write_result(out, spec, self.checkpoint(cfg, trainer, out), record, trainer.history)
         return record
 

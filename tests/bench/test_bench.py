@@ -1,4 +1,5 @@
 """The benchmark scripts run (smoke tests on tiny sizes: they print figures, no timing is asserted)."""
+import json
 import os
 import re
 import subprocess
@@ -51,7 +52,7 @@ def test_train_bench_rejects_bad_arguments(args, message):
 # ----------------------------------------------------------------------------- bench/gpu.sh
 
 ESTIMATE = re.compile(r"^protocol estimate: (\S+ min|n/a) \(one-off (\S+) s \+ 45 x \(fixed (\S+) s \+ 50 x median "
-                      r"epoch (\S+) s\)\)$")
+                      r"epoch (\S+) s\)\)(?:, the best of (\d+) measured: (.+))?$")
 
 
 def test_gpu_sh_caps_add_up_to_less_than_its_deadline():
@@ -68,8 +69,26 @@ def test_gpu_estimate_is_one_line_of_the_agreed_form(tmp_path):
     assert proc.returncode == 0 and ESTIMATE.match(proc.stdout.strip())[1] == "n/a"
     (tmp_path / "figures.json").write_text('{"one_off": 20, "fixed": 2, "epoch": 0.5}')
     proc = run_cli("bench/gpu_steps.py", "estimate", "--dir", str(tmp_path))
-    figures = ESTIMATE.match(proc.stdout.strip()).groups()
-    assert figures == ("20.6 min", "20.0", "2.00", "0.500")     # 20 + 45 x 27 = 1235 s
+    lines = proc.stdout.strip().splitlines()
+    figures = ESTIMATE.match(lines[-1]).groups()
+    assert figures == ("20.6 min", "20.0", "2.00", "0.500", "1", "the defaults, --jobs 1")    # 20 + 45 x 27 = 1235 s
+
+
+def test_gpu_estimate_names_the_best_combination_measured(tmp_path):
+    """Each option pays its first epoch's extra (compiling) once; --jobs J counts a run's epoch among J / J."""
+    (tmp_path / "figures.json").write_text(json.dumps({
+        "one_off": 20, "fixed": 2, "epoch": 0.5, "default": "eager, bf16, background save", "jobs2_epoch": 0.6,
+        "jobs4_epoch": 2.4, "options": {"compiled, bf16, background save": {"epoch": 0.2, "extra": 60},
+                                        "eager, bf16, sync save": {"epoch": 0.55, "extra": 0}}}))
+    proc = run_cli("bench/gpu_steps.py", "estimate", "--dir", str(tmp_path))
+    lines = proc.stdout.strip().splitlines()
+    assert lines[:-1] == ["estimate: 10.3 min with compiled, bf16, background save, --jobs 1",     # 80 + 45 x 12
+                          "estimate: 13.1 min with eager, bf16, background save, --jobs 2",       # 20 + 45 x 17
+                          "estimate: 20.6 min with eager, bf16, background save, --jobs 1",
+                          "estimate: 22.5 min with eager, bf16, sync save, --jobs 1",
+                          "estimate: 24.3 min with eager, bf16, background save, --jobs 4"]      # 20 + 45 x 32
+    assert ESTIMATE.match(lines[-1]).groups() == ("10.3 min", "80.0", "2.00", "0.200", "5",
+                                                  "compiled, bf16, background save, --jobs 1")
 
 
 @pytest.mark.slow
@@ -78,7 +97,7 @@ def test_gpu_sh_dry_run_on_the_cpu(tmp_path):
     and the CUDA tests, skipped here, left out), every line printed, the estimate last; then the throughput
     step alone (no cap: on a busy machine its bf16 steps may need more than gpu.sh gives them)."""
     env = {**os.environ, "GPU_BENCH_DEVICE": "cpu", "GPU_BENCH_DIR": str(tmp_path), "PYTHON": sys.executable,
-           "GPU_BENCH_STEPS": "info data check runs resume estimate"}
+           "GPU_BENCH_STEPS": "info data check runs options resume estimate"}
     proc = subprocess.run(["bash", "bench/gpu.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     lines = proc.stdout.strip().splitlines()
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -86,7 +105,13 @@ def test_gpu_sh_dry_run_on_the_cpu(tmp_path):
                   "fixed cost per run: ", "median epoch from epoch 2: "):
         assert any(line.startswith(start) for line in lines), start
     assert sum(line.startswith("correctness: ") and line.endswith(": ok") for line in lines) == 3    # bf16, CPU, resume
-    assert ESTIMATE.match(lines[-1]) and ESTIMATE.match(lines[-1])[1] != "n/a"
+    options = [line for line in lines if line.startswith("option ")]
+    assert [line.split(":")[0] for line in options] == [
+        "option eager, float32, background save", "option eager, bf16 (float32 on the CPU), sync save",
+        "option compiled, bf16 (float32 on the CPU), background save", "option compiled, float32, background save"]
+    assert all(line.endswith("finite: ok") for line in options) and "graphs compiled 1" in options[2]
+    assert len([line for line in lines if line.startswith("estimate: ")]) == 5
+    assert ESTIMATE.match(lines[-1]) and ESTIMATE.match(lines[-1])[1] != "n/a" and ESTIMATE.match(lines[-1])[5] == "5"
     proc = run_cli("bench/gpu_steps.py", "throughput", "--dir", str(tmp_path), "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert len(re.findall(r"^throughput: batch (64|256), (float32|bf16): \d+ samples/s", proc.stdout, re.M)) == 4
