@@ -60,7 +60,8 @@ def compiled(net: torch.nn.Module, device) -> torch.nn.Module:
 
     torch._inductor.config.fallback_random = True
     # one graph per mode and configuration; a process may train several configurations (--ablation)
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"   # torch < 2.6
+    setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
     mode = "reduce-overhead" if torch.device(device).type == "cuda" and BACKEND == "inductor" else None
     return torch.compile(net, backend=BACKEND, mode=mode, dynamic=False)
 

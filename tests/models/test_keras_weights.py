@@ -8,67 +8,8 @@ import torch
 import torch.nn as nn
 
 import model
-from conftest import ROOT, model_inputs, run_cli, small, write_ini
+from conftest import ROOT, keras_layers, model_inputs, randomised, run_cli, small, write_ini, write_keras_h5
 from sst import config, errors
-
-
-def keras_layers(net: nn.Module, first_counter: int = 1) -> list[tuple[str, list[tuple[str, "np.ndarray"]]]]:
-    """net's Conv3d, BatchNorm3d and Linear modules as the authors' Keras code names and lays them out:
-    per-type counters in creation order (Keras 2.3 starts at _1, tf.keras at no suffix), the stem
-    convolution of each stream built twice (the first one never reaches the file), Keras axis orders."""
-    counters = {"conv3d": first_counter, "batch_normalization": first_counter, "dense": first_counter}
-    layers = []
-    for name, m in net.named_modules():
-        if isinstance(m, nn.Conv3d):
-            kind, weights = "conv3d", [("kernel", m.weight.detach().permute(2, 3, 4, 1, 0))]
-            if name.endswith("features.stem"):
-                counters[kind] += 1     # the stem built twice: the first one is not in the model
-        elif isinstance(m, nn.BatchNorm3d):
-            kind = "batch_normalization"
-            weights = [("gamma", m.weight), ("beta", m.bias), ("moving_mean", m.running_mean),
-                       ("moving_variance", m.running_var)]
-        elif isinstance(m, nn.Linear):
-            kind, weights = "dense", [("kernel", m.weight.detach().t()), ("bias", m.bias)]
-        else:
-            continue
-        counter = counters[kind]
-        counters[kind] += 1
-        layer = kind if counter == 0 else f"{kind}_{counter}"
-        layers.append((layer, [(w, t.detach().numpy().copy()) for w, t in weights]))
-    return layers
-
-
-def write_keras_h5(path, layers, full_model: bool, shuffle_seed: int = 0):
-    """An .h5 in Keras's layout: layer_names, one group per layer with weight_names, datasets at
-    <layer>/<layer>/<weight>:0, also layers without weights; a full model nests it in /model_weights."""
-    import random
-
-    import h5py
-
-    names = [name for name, _ in layers] + ["input_1", "activation_1", "concatenate_1"]
-    random.Random(shuffle_seed).shuffle(names)      # Keras lists layers topologically, not by counter
-    weights = dict(layers)
-    with h5py.File(path, "w") as f:
-        root = f.create_group("model_weights") if full_model else f
-        if full_model:
-            f.attrs["model_config"] = b"{}"
-            f.create_group("optimizer_weights").create_dataset("Adam/iterations:0", data=7)
-        root.attrs["layer_names"] = [n.encode() for n in names]
-        root.attrs["backend"], root.attrs["keras_version"] = b"tensorflow", b"2.3.1"
-        for name in names:
-            group = root.create_group(name)
-            group.attrs["weight_names"] = [f"{name}/{w}:0".encode() for w, _ in weights.get(name, [])]
-            for w, value in weights.get(name, []):
-                group.create_dataset(f"{name}/{w}:0", data=value)
-
-
-def randomised(net: nn.Module) -> nn.Module:
-    """net with every parameter and BN statistic drawn at random (so a wrong mapping shows)."""
-    with torch.no_grad():
-        for t in (*net.parameters(), *net.buffers()):
-            if t.is_floating_point():
-                t.copy_(torch.rand_like(t) + 0.5)
-    return net
 
 
 @pytest.mark.parametrize("full_model, first_counter", [(True, 1), (False, 1), (True, 0)])

@@ -11,16 +11,17 @@ them costs 103 s cold on two cores, more than the suite's budget, so that test r
 """
 import os
 
+import numpy as np
 import pytest
 import torch
 from torch._dynamo.utils import counters
 
 from conftest import tiny_run
 from sst.results import provenance
-from sst.training import graphed, loop
+from sst.training import graphed, loop, protocols
 
-# 1400 windows: 840 train (batch 256: 3 full batches + 72), 280 validation and 280 test (256 + 24)
-N, BATCH, EPOCHS = 1400, 256, 2
+# batch 256: 560 training windows (2 full batches + 48), 260 validation and 260 test windows (256 + 4)
+BATCH, EPOCHS, TRAIN, VAL = 256, 2, 560, 260
 
 
 class Recorder(torch.nn.Module):
@@ -36,7 +37,9 @@ class Recorder(torch.nn.Module):
 
 
 def trained(compile: str, order: str) -> tuple[loop.Trainer, list[int]]:
-    cfg, spec, data = tiny_run(n=N, accelerator="off", compile=compile, batch_size=BATCH, nbEpoch=EPOCHS)
+    cfg, spec, data = tiny_run(n=TRAIN + 2 * VAL, accelerator="off", compile=compile, batch_size=BATCH, nbEpoch=EPOCHS)
+    rows = np.arange(TRAIN + 2 * VAL)
+    data.split = protocols.Split(rows[:TRAIN], rows[TRAIN:TRAIN + VAL], rows[TRAIN + VAL:])
     trainer = loop.Trainer(cfg.replace(model={"block_order": order}), spec, data, torch.device("cpu"))
     sizes = []
     if trainer.graphed is not None:
@@ -52,9 +55,9 @@ def compare(order: str, exact: bool) -> None:
     graphs = counters["stats"]["unique_graphs"]
     compiled, sizes = trained("on", order)
     assert compiled.graphed is not None and not compiled.accelerated and eager.graphed is None
-    # full batches only, through two graphs (training, evaluation): 3 training batches an epoch, one validation
+    # full batches only, through two graphs (training, evaluation): 2 training batches an epoch, one validation
     # batch an epoch and one test batch; every partial batch went through the module itself
-    assert sizes == ([BATCH] * 4) * EPOCHS + [BATCH]
+    assert sizes == ([BATCH] * 3) * EPOCHS + [BATCH]
     assert counters["stats"]["unique_graphs"] - graphs == 2
     tol = {"rtol": 0, "atol": 0} if exact else {"rtol": 1e-5, "atol": 1e-6}
     for a, b in zip(eager.history, compiled.history, strict=True):
@@ -78,6 +81,17 @@ def test_compiled_training_equals_eager_for_both_block_orders(order, monkeypatch
 @pytest.mark.parametrize("order", ["paper", "official"])
 def test_inductor_training_equals_eager_to_float32_rounding(order):
     compare(order, exact=False)
+
+
+def test_a_second_network_of_the_configuration_reuses_the_graph(monkeypatch):
+    """The warm cache within a process: the runs of a process (run.py --jobs 1, a worker) compile once."""
+    monkeypatch.setattr(graphed, "BACKEND", "aot_eager")
+    cfg, spec, data = tiny_run(accelerator="off", compile="on")     # batch 16: 3 full training batches + 9
+    loop.Trainer(cfg, spec, data, torch.device("cpu")).train_epoch(1)
+    graphs = counters["stats"]["unique_graphs"]
+    second = loop.Trainer(cfg, spec, data, torch.device("cpu"))
+    second.train_epoch(1)
+    assert second.graphed is not None and counters["stats"]["unique_graphs"] == graphs
 
 
 def test_compile_auto_is_off_until_a_device_measured_it_faster(monkeypatch):
