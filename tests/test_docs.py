@@ -2,7 +2,7 @@
 says which test runs its flags on other data, and why not as written.
 
     python -m pytest tests/test_docs.py -q                    # the ledger: every command has its line, every test exists
-    SST_TEST_DOCS=1 python -m pytest tests/test_docs.py -q    # + every command marked DOCS, as written (about 13 min)
+    SST_TEST_DOCS=1 python -m pytest tests/test_docs.py -q    # + every command marked DOCS, as written (8.5 min)
 
 The commands marked DOCS run, exactly as written, in a copy of the repository's scripts, INI files and package:
 the Quickstart demo, the "Try it" data and every Experiments command on it, and the SEED.ini commands on a
@@ -104,9 +104,9 @@ def test_the_ledger_parser_finds_a_new_command(tmp_path, monkeypatch):
     assert documented_commands() == {"python new.py --x 1": ["README.md:3"], "python shown.py": ["README.md:6"]}
 
 
-def as_written(command: str, cwd: Path) -> subprocess.CompletedProcess:
+def as_written(command: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     p = subprocess.run(command, shell=True, cwd=cwd, capture_output=True, text=True, timeout=1200,
-                       env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INDEX": "1"})
+                       env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INDEX": "1", **(env or {})})
     assert p.returncode == 0 and "Traceback" not in p.stderr, f"{command}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}"
     return p
 
@@ -125,7 +125,7 @@ def keras_file(tree: Path, path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("SST_TEST_DOCS") != "1", reason="about 13 min on 2 cores, over the suite's budget "
+@pytest.mark.skipif(os.environ.get("SST_TEST_DOCS") != "1", reason="8.5 min on 2 cores, over the suite's budget "
                     "(SST_TEST_DOCS=1 runs it)")
 def test_the_documented_commands_run_as_written(tmp_path):
     tree = tmp_path / "repo"
@@ -136,10 +136,10 @@ def test_the_documented_commands_run_as_written(tmp_path):
     run = {c for c, how in LEDGER.items() if how in (DOCS, TRY_IT)}
     done = []
 
-    def do(command: str) -> subprocess.CompletedProcess:
+    def do(command: str, env: dict | None = None) -> subprocess.CompletedProcess:
         assert command in run, command
         done.append(command)
-        return as_written(command, tree)
+        return as_written(command, tree, env)
 
     # Quickstart
     p = do("pip install -r requirements.txt && python run.py --demo")
@@ -175,8 +175,11 @@ def test_the_documented_commands_run_as_written(tmp_path):
     assert record["epochs_run"] >= 21 and "SST-EmotionNet, ours" in p.stdout    # patience 20 of nbEpoch 50
     do("python run.py -c SEED.ini --explain sub01_ses1")
     assert any((tree / "results" / "SEED" / "figures").rglob("attention_spatial.png"))
-    p = do("python run.py -c SEED.ini --shard auto")
-    assert "already finished" in p.stdout
+    # docs/outputs.md's SLURM script (#SBATCH --array=0-8): its first task, in the environment SLURM gives it
+    slurm = {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "8",
+             "SLURM_ARRAY_TASK_COUNT": "9", "SLURM_ARRAY_TASK_STEP": "1"}
+    p = do("python run.py -c SEED.ini --shard auto", slurm)
+    assert "shard auto done" in p.stdout and "accuracy" not in p.stdout       # its one run is finished
     p = do("python run.py -c SEED.ini --subjects 1 --sessions 1")
     assert "already finished" in p.stdout
     do("python run.py -c SEED.ini --result-path results/SEED_my_attention")

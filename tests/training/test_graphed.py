@@ -9,6 +9,7 @@ AOTAutograd's forward and backward graphs, run by aten's kernels, so a compiled 
 bit for bit (dropout included). Inductor's generated kernels are the same maths to float32 rounding; compiling
 them costs 103 s cold on two cores, more than the suite's budget, so that test runs when asked (above).
 """
+import json
 import os
 
 import numpy as np
@@ -16,8 +17,8 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from conftest import tiny_run
-from sst.results import provenance
+from conftest import run_in_process, tiny_run
+from sst.results import provenance, store
 from sst.training import graphed, loop, protocols
 
 # batch 256: 560 training windows (2 full batches + 48), 260 validation and 260 test windows (256 + 4)
@@ -92,6 +93,40 @@ def test_a_second_network_of_the_configuration_reuses_the_graph(monkeypatch):
     second = loop.Trainer(cfg, spec, data, torch.device("cpu"))
     second.train_epoch(1)
     assert second.graphed is not None and counters["stats"]["unique_graphs"] == graphs
+
+
+def test_a_compiled_run_resumes_from_its_partial_state_as_if_uninterrupted(tmp_path, monkeypatch):
+    """The state of a compiled run is the module's own (no compile wrapper in its keys): saved after epoch 1 and
+    loaded by a fresh compiled Trainer, epoch 2 trains as the uninterrupted run's did, bit for bit."""
+    monkeypatch.setattr(graphed, "BACKEND", "aot_eager")
+    cfg, spec, data = tiny_run(accelerator="off", compile="on", nbEpoch=2)
+    whole = loop.Trainer(cfg, spec, data, torch.device("cpu"))
+    whole.fit()
+    first = loop.Trainer(cfg.replace(training={"nbEpoch": 1}), spec, data, torch.device("cpu"))
+    first.fit()
+    store.save_partial(tmp_path / "p.pt", first, "key")
+    assert not any("_orig_mod" in k for k in first.state()["net"])
+    resumed = loop.Trainer(cfg, spec, data, torch.device("cpu"))
+    store.load_partial(tmp_path / "p.pt", resumed, "key")
+    resumed.fit()
+    assert resumed.history[1]["train_loss"] == whole.history[1]["train_loss"]
+    a, b = whole.net.state_dict(), resumed.net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_run_py_trains_compiled_under_the_eager_runs_key(tiny_seed, tmp_path, capsys, monkeypatch):
+    """[training] compile = on through run.py (in this process, aot_eager): the record says compiled, not
+    accelerated, float32; the result key is the eager runs', so run.py without it finds the run finished."""
+    monkeypatch.setattr(graphed, "BACKEND", "aot_eager")
+    _, ini = tiny_seed
+    args = ("-c", str(ini), "--result-path", str(tmp_path / "res"), "--subjects", "1")
+    p = run_in_process(capsys, "run.py", *args, "--set", "training.compile=on")
+    assert p.returncode == 0, p.stderr
+    record = json.loads((tmp_path / "res" / "runs" / "sub01_ses1.json").read_text())
+    assert record["compiled"] is True and record["accelerated"] is False and record["precision"] == "float32"
+    p = run_in_process(capsys, "run.py", *args)
+    assert p.returncode == 0 and "1 already finished" in p.stdout, p.stdout
 
 
 def test_compile_auto_is_off_until_a_device_measured_it_faster(monkeypatch):
