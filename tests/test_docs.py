@@ -104,6 +104,19 @@ def test_the_ledger_parser_finds_a_new_command(tmp_path, monkeypatch):
     assert documented_commands() == {"python new.py --x 1": ["README.md:3"], "python shown.py": ["README.md:6"]}
 
 
+def readme_output(command: str) -> list[str]:
+    """The lines README.md shows under `$ command` in its example output, up to the next `$ ` or the block's end."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index(f"$ {command}") + 1
+    end = next(k for k in range(start, len(lines)) if lines[k].startswith(("$ ", "```")))
+    return lines[start:end]
+
+
+def test_the_readme_example_outputs_are_found():
+    shown = readme_output("python run.py -c SEED_IV.ini --set training.nbEpoch=3 --paper-table")
+    assert shown[0].startswith("SEED-IV, protocol trial: the paper's table 1") and len(shown) == 5
+
+
 def as_written(command: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     p = subprocess.run(command, shell=True, cwd=cwd, capture_output=True, text=True, timeout=1200,
                        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INDEX": "1", **(env or {})})
@@ -155,10 +168,13 @@ def test_the_documented_commands_run_as_written(tmp_path):
     p = do("python run.py -c SEED_IV.ini --set training.nbEpoch=3 --ablation")
     assert (tree / "results" / "SEED_IV" / "training.nbEpoch=3" / "ablation.png").is_file() or "ablation" in p.stdout
     do("python run.py -c SEED_IV.ini --set training.nbEpoch=3 --ablation --sessions 1")
-    p = do("python run.py -c SEED_IV.ini --set training.nbEpoch=3 --paper-table")
-    assert "the paper's table 1 and ours" in p.stdout
-    p = do("python run.py -c SEED_IV.ini --set training.nbEpoch=3 --protocol-price")
-    assert "the price of each protocol" in p.stdout
+    for command in ("python run.py -c SEED_IV.ini --set training.nbEpoch=3 --paper-table",
+                    "python run.py -c SEED_IV.ini --set training.nbEpoch=3 --protocol-price"):
+        shown = readme_output(command)      # the README's example: its title, header and row names as printed
+        printed = do(command).stdout.splitlines()
+        start = printed.index(shown[0])
+        assert printed[start + 1] == shown[1] and [r.split()[0] for r in printed[start + 2:start + len(shown)]] == [
+            r.split()[0] for r in shown[2:]], (command, printed[start:start + len(shown)])
     do("python run.py -c SEED_IV.ini --set training.nbEpoch=3 --set training.repeats=3")
     p = do("python run.py -c SEED_IV.ini --set training.nbEpoch=3 --summarize --format latex")
     assert p.stdout.startswith("% needs \\usepackage{booktabs}") and p.stdout.rstrip().endswith("\\end{table}")
