@@ -236,9 +236,10 @@ def demo_config(base: Config, root: Path) -> Config:
 
 def override_folder(cfg: Config) -> str | None:
     """The result subfolder for --set overrides that change results (e.g. training.nbEpoch=5); None if
-    there are none or they set the result path themselves."""
-    changing = [o for o in cfg.overrides if not o.startswith("path.")
-                and o.split("=", 1)[0] not in {f"training.{k}" for k in provenance.NON_RESULT_TRAINING_KEYS}]
+    there are none or they set the result path themselves. training.compile gets one too: under bf16 autocast
+    it changes the precision (bf16-compiled), so its runs never share the eager runs' folder."""
+    same = {f"training.{k}" for k in provenance.NON_RESULT_TRAINING_KEYS} - {"training.compile"}
+    changing = [o for o in cfg.overrides if not o.startswith("path.") and o.split("=", 1)[0] not in same]
     if not changing or any(o.startswith("path.result_path=") for o in cfg.overrides):
         return None
     return config.folder_name(changing)

@@ -342,14 +342,18 @@ def options(args) -> int:
     if device.type == "cpu":
         graphed.BACKEND = "aot_eager"
     timers, failed, measured = Timers(), False, {}
+    default = option_name(load(args), device)
     for k, change in enumerate(OPTIONS, start=1):
-        name = option_name(load(args, training=change), device)
+        cfg = load(args, training=change)
+        name, compiled = option_name(cfg, device), graphed.wanted(cfg, device)
+        if name == default:     # compile = auto on where it measured faster: the runs step's defaults
+            print(f"option {name}: the defaults, measured by the runs step")
+            continue
         graphs, skips = counters["stats"]["unique_graphs"], counters["inductor"]["cudagraph_skips"]
         record, wall, interval, by_kind, ok = timed_run(args, device, timers, f"options{k}", **change)
         median = statistics.median(interval[1:])
         part = {kind: statistics.median(times[1:]) for kind, times in by_kind.items()}
         extra = interval[0] - median
-        compiled = "compile" in change
         what = (f"graphs compiled {counters['stats']['unique_graphs'] - graphs}, CUDA graphs skipped "
                 f"{counters['inductor']['cudagraph_skips'] - skips}; " if compiled else "")
         print(f"option {name}: median epoch {median:.3f} s (training {part['training']:.3f} s, evaluation "

@@ -459,6 +459,13 @@ def test_demo_takes_no_overrides_and_actions_one_at_a_time():
         run.main(["--summarize", "--predict", "sub01_ses1"])
 
 
+def test_settings_that_change_no_result_get_no_folder_but_compile_does():
+    """compile changes the precision under bf16 autocast (bf16-compiled): never the eager runs' folder."""
+    folder = lambda *sets: run.override_folder(config.load_config(ROOT / "SEED.ini", overrides=sets))  # noqa: E731
+    assert folder("training.state_save=sync", "training.num_threads=2", "training.accelerator=off") is None
+    assert folder("training.compile=on", "training.state_save=sync") == "training.compile=on"
+
+
 def test_override_folders_are_order_free_and_short():
     assert config.folder_name(["training.lr=0.01", "model.attention=none"]) == "model.attention=none,training.lr=0.01"
     long = config.folder_name([f"model.key{i}=value{i}" for i in range(30)])

@@ -394,9 +394,10 @@ class StateWriter:
     background (the default): `save` copies the state on the host (Trainer.state(snapshot=True): one copy per
     dtype, from a device or of the CPU's live tensors) and returns; one thread writes it while the next epoch
     trains. Each save first waits for the write before it, so one write at most is in flight and states land
-    in order: a kill loses at most the epoch it was in and, in the first moments of an epoch while the last
-    epoch's state is still being written, that epoch too. Ctrl-C and SIGTERM wait for the write (`with`:
-    leaving the block waits). sync: written before `save` returns (save_partial).
+    in order: a kill loses the epoch it was in and, only while the state of the epoch before is still being
+    written (at the start of the next), that finished epoch too. Ctrl-C and SIGTERM wait for the write
+    (`with`: leaving the block waits). sync: written before `save` returns (save_partial): a kill never
+    loses a finished epoch.
 
         with store.StateWriter(cfg.training.state_save == "background") as writer:
             trainer.fit(lambda row: writer.save(out.partial(spec), trainer, out.config_key, out.code))

@@ -30,6 +30,9 @@ import torch
 # The devices, by the start of torch.cuda.get_device_name, where bench/gpu.sh measured the compiled step faster
 # than the eager one over a whole run (compile included): where compile = auto turns it on. None yet: no GPU has
 # run gpu.sh, so auto is off everywhere until one has (add the name here with the figures in bench/README.md).
+# Adding one changes two things there: bf16 runs of the default settings become bf16-compiled (another result
+# key: earlier bf16 folders on that GPU are then another configuration), and `wanted` asks the GPU's name in
+# run.py's parent process, initialising CUDA there (make it ask in the workers first).
 FASTER_ON: tuple[str, ...] = ()
 BACKEND = "inductor"      # torch.compile's backend (tests use "aot_eager" too: the same graphs, run by aten)
 
