@@ -430,13 +430,10 @@ class StateWriter:
 
     def __exit__(self, kind, error, trace) -> None:
         try:
-            if kind is None:
-                self.wait()
-            else:           # the block's own error is the one to report; the state still lands if it can
-                try:
-                    self.wait()
-                except Exception:
-                    pass
+            self.wait()
+        except Exception:
+            if kind is None:    # else the block's own error is the one to report
+                raise
         finally:
             if self._pool is not None:
                 self._pool.shutdown()

@@ -203,6 +203,14 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             return net(**maps).float()
 
+    def _graph_for(self, batch: torch.Tensor, size: int):
+        """The compiled module for a full batch of `size` (a new step through it begins), None for a partial one
+        or without [training] compile: it runs eagerly, so that the graphs keep fixed shapes."""
+        if self.graphed is None or len(batch) != size:
+            return None
+        graphed.step_begins()
+        return self.graphed
+
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         """One pass over the training split in shuffled order: (mean loss, accuracy).
 
@@ -219,11 +227,8 @@ class Trainer:
         size = self.cfg.training.batch_size
         for batch in order.split(size):
             y = self.labels.index_select(0, batch)
-            net = self.train_net
-            if self.graphed is not None and len(batch) == size:  # the partial last batch eagerly: fixed shapes
-                graphed.step_begins()
-                net = self.graphed
-            logits = self._forward(batch, net)
+            graph = self._graph_for(batch, size)
+            logits = self._forward(batch, self.train_net if graph is None else graph)
             loss = F.cross_entropy(logits, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -252,10 +257,7 @@ class Trainer:
         losses, preds = [], []
         size = max(self.cfg.training.batch_size, 256)
         for batch in to_device(torch.from_numpy(indices), self.device).split(size):
-            full = self.graphed is not None and len(batch) == size      # eval mode: a graph of its own
-            if full:
-                graphed.step_begins()
-            logits = self._forward(batch, self.graphed if full else None)
+            logits = self._forward(batch, self._graph_for(batch, size))    # eval mode: a graph of its own
             losses.append(F.cross_entropy(logits, self.labels.index_select(0, batch), reduction="sum"))
             preds.append(logits.argmax(1))
         self.net.train(was_training)
@@ -266,12 +268,11 @@ class Trainer:
         """Everything needed to continue bit-identically after a kill (CPU), on the host: the tensors of the
         network, the optimizer and the best checkpoint come from a device in one copy per dtype (host_copy);
         on the CPU they are the live tensors, which the next steps change (save them at once), unless
-        `snapshot`: then the network's and the optimizer's are copied too (the best checkpoint's never change:
-        a better epoch replaces them), so that the state may be written while training goes on."""
-        live = host_copy({"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}, snapshot)
-        return {"subject_pool": self.data.subjects, "session_pool": self.data.sessions, **live,
-                "best": host_copy(dict(self.best)), "shuffle": self.shuffle.get_state(),
-                "torch_rng": torch.get_rng_state(),
+        `snapshot`: then they are copied too, so that the state may be written while training goes on."""
+        tensors = host_copy({"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                             "best": dict(self.best)}, snapshot)
+        return {"subject_pool": self.data.subjects, "session_pool": self.data.sessions, **tensors,
+                "shuffle": self.shuffle.get_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "history": list(self.history)}
 
